@@ -1,0 +1,272 @@
+"""Collapse customers into cells of sufficient statistics, the step that makes models fast.
+
+Customers that share segment, arm and period window are exchangeable for the uplift models, so
+DuckDB reduces millions of outcome rows to a few thousand cells. Each cell carries:
+
+- ``n``: customers; ``n_active``: active at the horizon; ``n_missing``: without an outcome row
+  at the horizon;
+- for ``revenue`` and ``cost_to_serve`` (each summed per customer over ``start .. horizon``):
+  ``*_npos`` (customers with a positive total), ``*_sum``, ``*_sumlog`` and ``*_sumlog2`` (sum of
+  log and squared log over the positive totals).
+
+That is exactly enough for a binomial retention likelihood and a hurdle-lognormal spend
+likelihood. The SQL lives in ``cells.sql``, portable to Spark SQL.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import date
+from importlib import resources
+
+import duckdb
+import pandas as pd
+
+from attribution import store
+from attribution.errors import InputError
+
+VALUE_FAMILIES = ("revenue", "cost_to_serve")
+STAT_COLUMNS = ("n", "n_active", "n_missing") + tuple(
+    f"{f}_{s}" for f in VALUE_FAMILIES for s in ("npos", "sum", "sumlog", "sumlog2")
+)
+_COUNT_COLUMNS = ("n", "n_active", "n_missing", "revenue_npos", "cost_to_serve_npos")
+
+
+@dataclass(frozen=True)
+class PositiveLogStats:
+    """Sufficient statistics of a hurdle-lognormal value over ``n`` customers; addable.
+
+    Examples
+    --------
+    >>> a = PositiveLogStats(n=2, npos=1, sum=10.0, sumlog=2.3, sumlog2=5.29)
+    >>> (a + a).npos
+    2
+    """
+
+    n: int
+    npos: int
+    sum: float
+    sumlog: float
+    sumlog2: float
+
+    def __add__(self, other: PositiveLogStats) -> PositiveLogStats:
+        return PositiveLogStats(
+            self.n + other.n,
+            self.npos + other.npos,
+            self.sum + other.sum,
+            self.sumlog + other.sumlog,
+            self.sumlog2 + other.sumlog2,
+        )
+
+    @property
+    def mean(self) -> float:
+        """Mean value per customer (zeros included)."""
+        return self.sum / self.n if self.n else float("nan")
+
+
+@dataclass(frozen=True)
+class BinomialStats:
+    """Customers ``n`` and how many were active at the horizon (``k``); addable."""
+
+    n: int
+    k: int
+
+    def __add__(self, other: BinomialStats) -> BinomialStats:
+        return BinomialStats(self.n + other.n, self.k + other.k)
+
+    @property
+    def rate(self) -> float:
+        """Share active at the horizon."""
+        return self.k / self.n if self.n else float("nan")
+
+
+def cells(
+    con: duckdb.DuckDBPyConnection,
+    by: Sequence[str] = (),
+    *,
+    experiment_id: str | None = None,
+    start: str | date | None = None,
+    horizon: str | date | None = None,
+    missing: str = "error",
+    pre_bands: int = 0,
+    pre_months: int = 6,
+) -> pd.DataFrame:
+    """Collapse customers into cells with sufficient statistics for the models.
+
+    Parameters
+    ----------
+    con : duckdb.DuckDBPyConnection
+        An open store.
+    by : sequence of str
+        Grouping columns: segment columns of ``customers`` and, with an experiment, ``arm``
+        (added automatically when missing) or ``stratum``.
+    experiment_id : str, optional
+        Restrict to the experiment's assigned customers and group by arm. Without it every
+        customer in the store is in the population.
+    start, horizon : str or date, optional
+        First and last month of the outcome window (``YYYY-MM`` or any date in the month).
+        ``start`` defaults to the experiment's start month, else the first period in the store;
+        ``horizon`` to the last period in the store.
+    missing : {"error", "inactive"}
+        What to do with customers that have no outcome row at the horizon: raise (default) or
+        count them as inactive with whatever revenue and cost they had in the window.
+    pre_bands : int
+        0 (default) for none; else group also by ``pre_band``: 0 for customers without revenue
+        in the ``pre_months`` months before ``start``, 1 .. pre_bands - 1 for equal-count tiles
+        of those with revenue. Needs at least one outcome month before ``start``.
+    pre_months : int
+        Length of the pre-period window.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per cell: the grouping columns, then :data:`STAT_COLUMNS`. Empty cells do not
+        appear. ``attrs`` holds ``start``, ``horizon`` and ``experiment_id``.
+
+    Examples
+    --------
+    >>> from attribution import store
+    >>> con = store.connect(":memory:")
+    >>> cells(con, ["tier"]).empty
+    True
+    """
+    if missing not in ("error", "inactive"):
+        raise InputError(f"missing must be 'error' or 'inactive', got {missing!r}")
+    if pre_bands < 0 or pre_bands == 1 or pre_months < 1:
+        raise InputError(
+            f"pre_bands must be 0 or >= 2 and pre_months >= 1, got {pre_bands} and {pre_months}"
+        )
+    groups = _check_groups(con, by, experiment_id)
+    start_d, horizon_d = _window(con, experiment_id, start, horizon)
+    if horizon_d is None:
+        return pd.DataFrame(columns=[*groups, *STAT_COLUMNS])
+    params = {"experiment_id": experiment_id, "start": start_d, "horizon": horizon_d}
+    if pre_bands:
+        first, _ = store.periods(con)
+        if first is None or first >= start_d:
+            raise InputError(
+                f"no outcome months before {start_d:%Y-%m}: a pre-period adjustment needs "
+                "history; use pre_bands=0"
+            )
+        params["pre_start"] = max(first, _add_months(start_d, -pre_months))
+        params["pre_bands"] = pre_bands
+        groups = [*groups, "pre_band"]
+    sql = _render(groups)
+    frame = con.execute(sql, params).df()
+    if frame.empty or (not groups and frame["n"].iloc[0] == 0):
+        if experiment_id is not None:
+            raise InputError(f"experiment {experiment_id!r} has no assigned customers")
+        return pd.DataFrame(columns=[*groups, *STAT_COLUMNS])
+    for col in _COUNT_COLUMNS:
+        frame[col] = frame[col].astype("int64")
+    if missing == "error" and frame["n_missing"].sum() > 0:
+        _raise_missing(con, experiment_id, horizon_d, int(frame["n_missing"].sum()))
+    frame.attrs.update(start=start_d, horizon=horizon_d, experiment_id=experiment_id)
+    return frame
+
+
+def _check_groups(
+    con: duckdb.DuckDBPyConnection, by: Sequence[str], experiment_id: str | None
+) -> list[str]:
+    if isinstance(by, str):
+        by = [c.strip() for c in by.split(",") if c.strip()]
+    groups = list(dict.fromkeys(by))
+    segments = store.segment_columns(con)
+    allowed = segments + (["arm", "stratum"] if experiment_id is not None else [])
+    for col in groups:
+        if col not in allowed:
+            hint = " (arm and stratum need an experiment_id)" if col in ("arm", "stratum") else ""
+            raise InputError(
+                f"grouping column {col!r} is not a column of customers{hint}; choose from {allowed}"
+            )
+    if experiment_id is not None and "arm" not in groups:
+        groups.append("arm")
+    return groups
+
+
+def _window(
+    con: duckdb.DuckDBPyConnection,
+    experiment_id: str | None,
+    start: str | date | None,
+    horizon: str | date | None,
+) -> tuple[date | None, date | None]:
+    first, last = store.periods(con)
+    if experiment_id is not None:
+        row = con.execute(
+            "SELECT started FROM experiments WHERE experiment_id = ?", [experiment_id]
+        ).fetchone()
+        if row is None:
+            raise InputError(f"experiment {experiment_id!r} is not in the store")
+        first = store.parse_period(row[0])
+    start_d = store.parse_period(start) if start is not None else first
+    horizon_d = store.parse_period(horizon) if horizon is not None else last
+    if start_d is not None and horizon_d is not None and horizon_d < start_d:
+        raise InputError(f"horizon {horizon_d:%Y-%m} is before start {start_d:%Y-%m}")
+    if horizon is not None and last is not None and horizon_d > last:
+        raise InputError(
+            f"horizon {horizon_d:%Y-%m} is after the last outcome period in the store "
+            f"({last:%Y-%m})"
+        )
+    return start_d, horizon_d
+
+
+def _add_months(d: date, months: int) -> date:
+    index = d.year * 12 + d.month - 1 + months
+    return date(index // 12, index % 12 + 1, 1)
+
+
+def _blocks() -> tuple[str, dict[str, str]]:
+    """The main query and the named optional blocks of cells.sql."""
+    text = resources.files("attribution").joinpath("cells.sql").read_text()
+    main, *rest = text.split("-- block: ")
+    blocks = {}
+    for chunk in rest:
+        name, _, body = chunk.partition("\n")
+        blocks[name.strip()] = (
+            "\n" + body.rstrip() if name.strip() != "pre_select" else body.rstrip()
+        )
+    return main, blocks
+
+
+def _render(groups: list[str]) -> str:
+    template, blocks = _blocks()
+    pre = "pre_band" in groups
+    select = []
+    for col in [g for g in groups if g != "pre_band"]:
+        source = "a" if col in ("arm", "stratum") else "c"
+        quoted = store.quote_identifier(col)
+        select.append(f", {source}.{quoted} AS {quoted}")
+    quoted = [store.quote_identifier(c) for c in groups]
+    return template.format(
+        pre_cte=blocks["pre_cte"] if pre else "",
+        pre_join=blocks["pre_join"] if pre else "",
+        pre_select=blocks["pre_select"] if pre else "",
+        group_select="".join(select),
+        group_select_plain="".join(f"{q}, " for q in quoted),
+        group_by=f"GROUP BY {', '.join(quoted)}" if quoted else "",
+        order_by=f"ORDER BY {', '.join(quoted)}" if quoted else "",
+    )
+
+
+def _raise_missing(
+    con: duckdb.DuckDBPyConnection, experiment_id: str | None, horizon: date, count: int
+) -> None:
+    sample = con.execute(
+        """
+        SELECT c.customer_id FROM customers c
+        LEFT JOIN assignments a
+          ON a.customer_id = c.customer_id AND a.experiment_id = $experiment_id
+        WHERE ($experiment_id IS NULL OR a.experiment_id IS NOT NULL)
+          AND NOT EXISTS (SELECT 1 FROM outcomes o
+                          WHERE o.customer_id = c.customer_id AND o.period = $horizon)
+        ORDER BY c.customer_id LIMIT 5
+        """,
+        {"experiment_id": experiment_id, "horizon": horizon},
+    ).fetchall()
+    ids = ", ".join(r[0] for r in sample)
+    raise InputError(
+        f"{count} customer(s) have no outcome row for the horizon {horizon:%Y-%m} "
+        f"(e.g. {ids}); load outcomes for that month, choose an earlier horizon, "
+        "or count them as inactive with missing='inactive'"
+    )

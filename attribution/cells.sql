@@ -1,0 +1,73 @@
+-- Collapse customers into cells of sufficient statistics. The one heavy data step.
+-- Portable SQL (DuckDB and Spark SQL): CTEs, CASE, SUM, COUNT, LN, LEFT JOIN only.
+-- The brace placeholders are filled with schema-checked, quoted column names (never user text)
+-- and with the optional pre-period blocks at the end of this file. Values are bound parameters:
+--   $experiment_id (NULL: every customer), $start and $horizon (first days of months).
+WITH population AS (
+    SELECT c.customer_id{group_select}
+    FROM customers c
+    LEFT JOIN assignments a
+      ON a.customer_id = c.customer_id AND a.experiment_id = $experiment_id
+    WHERE $experiment_id IS NULL OR a.experiment_id IS NOT NULL
+),{pre_cte}
+per_customer AS (
+    SELECT o.customer_id,
+           SUM(o.revenue)       AS revenue,
+           SUM(o.cost_to_serve) AS cost_to_serve,
+           MAX(CASE WHEN o.period = $horizon THEN 1 ELSE 0 END) AS seen_at_horizon,
+           MAX(CASE WHEN o.period = $horizon AND o.active THEN 1 ELSE 0 END) AS active_at_horizon
+    FROM outcomes o
+    WHERE o.period >= $start AND o.period <= $horizon
+    GROUP BY o.customer_id
+),
+joined AS (
+    SELECT p.*,
+           COALESCE(pc.revenue, 0)           AS revenue_total,
+           COALESCE(pc.cost_to_serve, 0)     AS cost_total,
+           COALESCE(pc.seen_at_horizon, 0)   AS seen,
+           COALESCE(pc.active_at_horizon, 0) AS active{pre_select}
+    FROM population p
+    LEFT JOIN per_customer pc ON pc.customer_id = p.customer_id{pre_join}
+)
+SELECT {group_select_plain}
+       COUNT(*)                                                        AS n,
+       SUM(active)                                                     AS n_active,
+       SUM(1 - seen)                                                   AS n_missing,
+       SUM(CASE WHEN revenue_total > 0 THEN 1 ELSE 0 END)              AS revenue_npos,
+       SUM(revenue_total)                                              AS revenue_sum,
+       SUM(CASE WHEN revenue_total > 0 THEN LN(revenue_total) ELSE 0 END) AS revenue_sumlog,
+       SUM(CASE WHEN revenue_total > 0
+                THEN LN(revenue_total) * LN(revenue_total) ELSE 0 END) AS revenue_sumlog2,
+       SUM(CASE WHEN cost_total > 0 THEN 1 ELSE 0 END)                 AS cost_to_serve_npos,
+       SUM(cost_total)                                                 AS cost_to_serve_sum,
+       SUM(CASE WHEN cost_total > 0 THEN LN(cost_total) ELSE 0 END)    AS cost_to_serve_sumlog,
+       SUM(CASE WHEN cost_total > 0
+                THEN LN(cost_total) * LN(cost_total) ELSE 0 END)       AS cost_to_serve_sumlog2
+FROM joined
+{group_by}
+{order_by}
+
+-- block: pre_cte
+-- Pre-period spend band (the Bayesian analogue of CUPED): band 0 = no revenue in the pre-period
+-- window [$pre_start, $start), bands 1..$pre_bands - 1 = equal-count tiles of positive revenue.
+pre_revenue AS (
+    SELECT o.customer_id, SUM(o.revenue) AS pre_revenue
+    FROM outcomes o
+    WHERE o.period >= $pre_start AND o.period < $start
+    GROUP BY o.customer_id
+),
+pre_band AS (
+    SELECT p.customer_id,
+           CASE WHEN COALESCE(r.pre_revenue, 0) > 0
+                THEN NTILE($pre_bands - 1) OVER (
+                         PARTITION BY CASE WHEN COALESCE(r.pre_revenue, 0) > 0 THEN 1 ELSE 0 END
+                         ORDER BY r.pre_revenue, p.customer_id)
+                ELSE 0 END AS pre_band
+    FROM population p
+    LEFT JOIN pre_revenue r ON r.customer_id = p.customer_id
+),
+-- block: pre_join
+    LEFT JOIN pre_band pb ON pb.customer_id = p.customer_id
+-- block: pre_select
+,
+           pb.pre_band AS pre_band

@@ -1,0 +1,297 @@
+"""The ``cx`` command.
+
+Conventions every subcommand follows:
+
+- ``--store PATH`` (default ``$CX_STORE``, else ``data/cx.duckdb``);
+- ``--json`` on every subcommand that prints results: then stdout holds only JSON;
+- exit codes: 0 success, 2 bad input or usage, 1 any other failure, 3 a model failed its
+  diagnostics gate (nothing published; the previous estimates stay current). Errors are one
+  message on stderr, never a traceback (set ``CX_DEBUG=1`` to see one).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+import traceback
+from collections.abc import Callable, Sequence
+from dataclasses import asdict
+
+from attribution import __version__, store
+from attribution.errors import CxError, InputError
+
+EXIT_OK, EXIT_FAILURE, EXIT_INPUT, EXIT_GATE = 0, 1, 2, 3
+
+
+def _store_options() -> argparse.ArgumentParser:
+    parent = argparse.ArgumentParser(add_help=False)
+    parent.add_argument(
+        "--store",
+        metavar="PATH",
+        default=None,
+        help=f"store file (default: ${store.STORE_ENV} or {store.DEFAULT_STORE})",
+    )
+    return parent
+
+
+def _json_option() -> argparse.ArgumentParser:
+    parent = argparse.ArgumentParser(add_help=False)
+    parent.add_argument("--json", action="store_true", help="print only JSON on stdout")
+    return parent
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="cx",
+        description="cx-attribution: what customer-experience work is worth, in money.",
+        epilog="Exit codes: 0 success, 2 bad input or usage, 1 other failure.",
+    )
+    parser.add_argument("--version", action="version", version=f"cx {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    s, j = _store_options(), _json_option()
+
+    p = sub.add_parser("init", parents=[s, j], help="create an empty store with the schema")
+    p.set_defaults(func=_cmd_init)
+
+    p = sub.add_parser("load", parents=[s, j], help="validate and load a CSV or Parquet file")
+    p.add_argument("table", help="customers, interactions, interventions, outcomes, ...")
+    p.add_argument("file", help="a .csv or .parquet file")
+    p.set_defaults(func=_cmd_load)
+
+    p = sub.add_parser("simulate", parents=[s, j], help="write a simulated customer base")
+    p.add_argument("--customers", type=int, default=20_000, metavar="N")
+    p.add_argument("--months", type=int, default=12, metavar="M")
+    p.add_argument("--seed", type=int, default=0, metavar="S")
+    p.add_argument("--start", default="2025-01", metavar="YYYY-MM", help="first month")
+    p.add_argument(
+        "--replace",
+        action="store_true",
+        help="delete the store's data first (else it must be empty)",
+    )
+    p.set_defaults(func=_cmd_simulate)
+
+    p = sub.add_parser("summary", parents=[s, j], help="what is in the store")
+    p.add_argument(
+        "--by", default="tier", metavar="COL,COL", help="segment columns (default: tier)"
+    )
+    p.set_defaults(func=_cmd_summary)
+
+    p = sub.add_parser(
+        "readout", parents=[s, j], help="fit one experiment: effects and money with intervals"
+    )
+    p.add_argument("experiment_id")
+    p.add_argument(
+        "--segments", default=None, metavar="COL,COL", help="segment columns ('' for overall only)"
+    )
+    p.add_argument(
+        "--horizon",
+        type=int,
+        default=None,
+        metavar="MONTHS",
+        help="months of outcomes from the start month on (default: all observed)",
+    )
+    p.add_argument("--config", default=None, metavar="FILE", help="cx.toml settings")
+    p.set_defaults(func=_cmd_readout)
+
+    p = sub.add_parser(
+        "refresh", parents=[s, j], help="fit every experiment and publish if all pass"
+    )
+    p.add_argument("--config", default=None, metavar="FILE", help="cx.toml settings")
+    p.add_argument(
+        "--force", action="store_true", help="run even if data and configuration are unchanged"
+    )
+    p.set_defaults(func=_cmd_refresh)
+
+    p = sub.add_parser("runs", parents=[s, j], help="list model runs, newest first")
+    p.set_defaults(func=_cmd_runs)
+    return parser
+
+
+def _emit(args: argparse.Namespace, payload: object, text: str) -> None:
+    if getattr(args, "json", False):
+        print(json.dumps(payload, default=str, indent=2))
+    else:
+        print(text)
+
+
+def _cmd_init(args: argparse.Namespace) -> int:
+    path = store.resolve_path(args.store)
+    existed = path.exists()
+    with store.opened(path) as con:
+        version = store.schema_version(con)
+    state = "already initialised" if existed else "created"
+    _emit(
+        args,
+        {"store": str(path), "schema_version": version, "created": not existed},
+        f"store {path}: {state} (schema version {version})",
+    )
+    return EXIT_OK
+
+
+def _cmd_load(args: argparse.Namespace) -> int:
+    from attribution.load import load
+
+    with store.opened(args.store) as con:
+        result = load(con, args.table, args.file)
+    _emit(args, {**asdict(result), "changed": result.changed}, result.describe())
+    return EXIT_OK
+
+
+def _cmd_simulate(args: argparse.Namespace) -> int:
+    from attribution import synth
+
+    path = store.resolve_path(args.store)
+    started = time.perf_counter()
+    with store.opened(path) as con:
+        if not store.is_empty(con) and not args.replace:
+            raise InputError(
+                f"store {path} already holds data; pass --replace to overwrite it with a "
+                "simulated world, or choose another --store"
+            )
+        con.execute("BEGIN TRANSACTION")
+        try:
+            if args.replace:
+                store.clear(con)
+            result = synth.simulate(
+                con, args.customers, months=args.months, seed=args.seed, start=args.start
+            )
+            con.execute("COMMIT")
+        except BaseException:
+            con.execute("ROLLBACK")
+            raise
+        counts = store.table_counts(con)
+    seconds = time.perf_counter() - started
+    payload = {"store": str(path), "seconds": round(seconds, 2), "rows": counts}
+    payload.update({k: str(v) for k, v in asdict(result).items() if k not in payload})
+    text = (
+        f"simulated {args.customers:,} customers x {args.months} months (seed {args.seed}) "
+        f"into {path} in {seconds:.1f} s: "
+        + ", ".join(f"{t} {counts[t]:,}" for t in store.LOADABLE_TABLES + ("truth",))
+    )
+    _emit(args, payload, text)
+    return EXIT_OK
+
+
+def _cmd_summary(args: argparse.Namespace) -> int:
+    from attribution.summary import summarize
+
+    by = [c.strip() for c in args.by.split(",") if c.strip()]
+    with store.opened(args.store, create=False) as con:
+        result = summarize(con, by)
+    _emit(args, result.to_dict(), f"store {store.resolve_path(args.store)}\n{result.to_text()}")
+    return EXIT_OK
+
+
+def _segments(arg: str | None) -> list[str] | None:
+    if arg is None:
+        return None
+    return [c.strip() for c in arg.split(",") if c.strip()]
+
+
+_HEADLINE = [
+    "experiment_id",
+    "arm",
+    "outcome",
+    "segment",
+    "metric",
+    "mean",
+    "lo",
+    "hi",
+    "p_positive",
+]
+
+
+def _table_text(frame) -> str:
+    shown = frame[_HEADLINE].copy()
+    for col in ("mean", "lo", "hi"):
+        shown[col] = shown[col].map(lambda v: f"{v:,.4g}")
+    shown["p_positive"] = shown["p_positive"].map(lambda v: f"{v:.2f}")
+    return shown.to_string(index=False)
+
+
+def _cmd_readout(args: argparse.Namespace) -> int:
+    from attribution.config import load_config
+    from attribution.readout import read_out
+
+    cfg = load_config(args.config)
+    with store.opened(args.store or cfg.store, create=False) as con:
+        result = read_out(
+            con,
+            args.experiment_id,
+            segments=_segments(args.segments),
+            horizon_months=args.horizon,
+            config=cfg,
+        )
+    text = result.describe() + "\n\n" + _table_text(result.table)
+    _emit(args, result.to_records(), text)
+    return EXIT_OK if result.passed else EXIT_GATE
+
+
+def _cmd_refresh(args: argparse.Namespace) -> int:
+    from attribution.config import load_config
+    from attribution.refresh import refresh
+
+    cfg = load_config(args.config)
+    with store.opened(args.store or cfg.store, create=False) as con:
+        outcome = refresh(con, cfg, force=args.force, log=None if args.json else _log)
+    payload = {
+        "run_id": outcome.run_id,
+        "status": outcome.status,
+        "reasons": outcome.reasons,
+        "estimates": outcome.records(),
+    }
+    text = outcome.describe()
+    if outcome.headline is not None and len(outcome.headline):
+        text += "\n\n" + _table_text(outcome.headline)
+    _emit(args, payload, text)
+    return EXIT_OK if outcome.status in ("published", "unchanged") else EXIT_GATE
+
+
+def _cmd_runs(args: argparse.Namespace) -> int:
+    from attribution.runs import list_runs
+
+    with store.opened(args.store, create=False) as con:
+        frame = list_runs(con)
+    records = json.loads(frame.to_json(orient="records", date_format="iso"))
+    _emit(args, records, frame.to_string(index=False) if len(frame) else "no runs yet")
+    return EXIT_OK
+
+
+def _log(message: str) -> None:
+    print(f"{time.strftime('%H:%M:%S')} {message}", file=sys.stderr, flush=True)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the ``cx`` command; returns the exit code.
+
+    Examples
+    --------
+    >>> main(["--version"])  # doctest: +SKIP
+    cx 0.1.0
+    """
+    parser = _parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # argparse: usage errors exit 2, --help exits 0
+        return int(exc.code or 0)
+    func: Callable[[argparse.Namespace], int] = args.func
+    try:
+        return func(args)
+    except CxError as exc:
+        print(f"cx {args.command}: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print(f"cx {args.command}: interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:  # noqa: BLE001 - the last line of defence: a message, not a trace
+        if os.environ.get("CX_DEBUG"):
+            traceback.print_exc()
+        print(f"cx {args.command}: failed: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return EXIT_FAILURE
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,64 @@
+"""Settings used everywhere: the interval width and the diagnostics gate's thresholds.
+
+One place, so every number a user sees carries an interval of the same width and kind. A
+configuration file (``cx.toml``) or a caller may override them; nothing else hard-codes them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from attribution.errors import InputError
+
+
+@dataclass(frozen=True)
+class IntervalSetting:
+    """Width and kind of every reported interval.
+
+    Parameters
+    ----------
+    width : float
+        Probability mass inside the interval, in (0, 1). Default 0.90.
+    kind : str
+        ``"eti"`` (equal-tailed) or ``"hdi"`` (highest density).
+    """
+
+    width: float = 0.90
+    kind: str = "eti"
+
+    def __post_init__(self) -> None:
+        if not 0.0 < self.width < 1.0:
+            raise InputError(f"interval width must be in (0, 1), got {self.width}")
+        if self.kind not in ("eti", "hdi"):
+            raise InputError(f"interval kind must be 'eti' or 'hdi', got {self.kind!r}")
+
+    @property
+    def quantiles(self) -> tuple[float, float]:
+        """Lower and upper quantiles of an equal-tailed interval."""
+        tail = (1.0 - self.width) / 2.0
+        return tail, 1.0 - tail
+
+
+@dataclass(frozen=True)
+class GateSetting:
+    """Thresholds a fit must pass before anything it produced may be published.
+
+    Defaults follow the design: R-hat <= 1.01, bulk and tail ESS >= 400, no divergences.
+    """
+
+    max_rhat: float = 1.01
+    min_ess_bulk: float = 400.0
+    min_ess_tail: float = 400.0
+    max_divergences: int = 0
+
+    def __post_init__(self) -> None:
+        if self.max_rhat < 1.0:
+            raise InputError(f"gate max_rhat must be >= 1.0, got {self.max_rhat}")
+        if self.min_ess_bulk < 0 or self.min_ess_tail < 0:
+            raise InputError("gate ESS thresholds must be >= 0")
+        if self.max_divergences < 0:
+            raise InputError("gate max_divergences must be >= 0")
+
+
+INTERVAL = IntervalSetting()
+GATE = GateSetting()

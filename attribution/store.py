@@ -1,0 +1,348 @@
+"""The DuckDB store: where it lives, how it is opened, its schema and its version.
+
+Every other module reaches the data through a connection from :func:`connect`. Loading with
+validation lives in :mod:`attribution.load`; the SQL that collapses customers into cells lives in
+:mod:`attribution.cells`.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from datetime import UTC, date, datetime
+from importlib import resources
+from pathlib import Path
+
+import duckdb
+import pandas as pd
+
+from attribution.errors import InputError, StoreLockedError
+
+SCHEMA_VERSION = 1
+DEFAULT_STORE = Path("data") / "cx.duckdb"
+STORE_ENV = "CX_STORE"
+#: Memory DuckDB may use before it spills to disk; keeps 10M-customer jobs under a few GiB.
+DEFAULT_MEMORY_LIMIT = os.environ.get("CX_MEMORY_LIMIT", "2GB")
+
+#: Tables a user may load; the others are written by cx itself.
+LOADABLE_TABLES = (
+    "customers",
+    "interactions",
+    "interventions",
+    "outcomes",
+    "experiments",
+    "assignments",
+)
+INTERNAL_TABLES = ("runs", "estimates", "loads", "truth", "schema_meta")
+#: Tables that hold data (cleared by :func:`clear`), in an order safe for deleting.
+DATA_TABLES = (
+    "truth",
+    "estimates",
+    "runs",
+    "loads",
+    "assignments",
+    "experiments",
+    "interventions",
+    "interactions",
+    "outcomes",
+    "customers",
+)
+_IDENTIFIER = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
+
+
+def resolve_path(path: str | os.PathLike[str] | None = None) -> Path:
+    """Return the store path: the argument, else ``$CX_STORE``, else ``data/cx.duckdb``.
+
+    Examples
+    --------
+    >>> resolve_path("/tmp/x.duckdb").name
+    'x.duckdb'
+    """
+    if path is not None:
+        return Path(path)
+    env = os.environ.get(STORE_ENV)
+    return Path(env) if env else DEFAULT_STORE
+
+
+def connect(
+    path: str | os.PathLike[str] | None = None,
+    *,
+    read_only: bool = False,
+    create: bool = True,
+    memory_limit: str | None = None,
+) -> duckdb.DuckDBPyConnection:
+    """Open the store, creating it with the current schema when it does not exist.
+
+    Parameters
+    ----------
+    path : path-like, optional
+        Store file; ``":memory:"`` for a throw-away store. Defaults to :func:`resolve_path`.
+    read_only : bool
+        Open without write access (several readers may share a store).
+    create : bool
+        Create the file and schema when missing. With ``False`` a missing store is an error.
+    memory_limit : str, optional
+        DuckDB memory limit such as ``"2GB"``; defaults to ``$CX_MEMORY_LIMIT`` or 2GB.
+
+    Returns
+    -------
+    duckdb.DuckDBPyConnection
+
+    Raises
+    ------
+    StoreLockedError
+        Another process holds the store for writing.
+    InputError
+        The store is missing (with ``create=False``) or has an unknown schema version.
+
+    Examples
+    --------
+    >>> con = connect(":memory:")
+    >>> schema_version(con)
+    1
+    """
+    target = str(path) if path == ":memory:" else str(resolve_path(path))
+    if target != ":memory:":
+        p = Path(target)
+        if not p.exists():
+            if read_only or not create:
+                raise InputError(f"store {p} does not exist; create it with `cx init --store {p}`")
+            p.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        con = duckdb.connect(target, read_only=read_only)
+    except duckdb.IOException as exc:
+        raise _locked_error(target, exc) from exc
+    con.execute(f"SET memory_limit = '{_memory_limit(memory_limit)}'")
+    con.execute("SET preserve_insertion_order = true")
+    if not read_only:
+        init_schema(con)
+    else:
+        _check_version(con, target)
+    return con
+
+
+@contextmanager
+def opened(
+    path: str | os.PathLike[str] | None = None, **kwargs
+) -> Iterator[duckdb.DuckDBPyConnection]:
+    """Context manager around :func:`connect` that always closes the connection.
+
+    Examples
+    --------
+    >>> with opened(":memory:") as con:
+    ...     table_counts(con)["customers"]
+    0
+    """
+    con = connect(path, **kwargs)
+    try:
+        yield con
+    finally:
+        con.close()
+
+
+def _memory_limit(value: str | None) -> str:
+    limit = value or DEFAULT_MEMORY_LIMIT
+    if not re.fullmatch(r"\d+(\.\d+)?\s*(KB|MB|GB|TB|KiB|MiB|GiB|TiB)", limit.strip(), re.I):
+        raise InputError(f"memory limit {limit!r} is not a size such as '2GB'")
+    return limit.strip()
+
+
+def _locked_error(target: str, exc: Exception) -> Exception:
+    text = str(exc)
+    if "lock" in text.lower():
+        pid = re.search(r"PID (\d+)", text)
+        who = f" (process {pid.group(1)})" if pid else ""
+        return StoreLockedError(
+            f"store {target} is in use by another process{who}; wait for it to finish and try again"
+        )
+    return InputError(f"cannot open store {target}: {text}")
+
+
+def init_schema(con: duckdb.DuckDBPyConnection) -> bool:
+    """Create the schema when absent; a no-op on a store of the current version.
+
+    Returns
+    -------
+    bool
+        True when the schema was created by this call.
+    """
+    exists = con.execute(
+        "SELECT count(*) FROM information_schema.tables WHERE table_name = 'schema_meta'"
+    ).fetchone()[0]
+    if exists:
+        _check_version(con, "store")
+        return False
+    sql = resources.files("attribution").joinpath("schema.sql").read_text()
+    con.execute("BEGIN TRANSACTION")
+    try:
+        con.execute(sql)
+        con.execute(
+            "INSERT INTO schema_meta VALUES ('schema_version', ?), ('created_at', ?)",
+            [str(SCHEMA_VERSION), datetime.now(UTC).isoformat(timespec="seconds")],
+        )
+        con.execute("COMMIT")
+    except Exception:
+        con.execute("ROLLBACK")
+        raise
+    return True
+
+
+def schema_version(con: duckdb.DuckDBPyConnection) -> int:
+    """Return the schema version recorded in the store."""
+    row = con.execute("SELECT value FROM schema_meta WHERE key = 'schema_version'").fetchone()
+    if row is None:
+        raise InputError("store has no schema version; it was not created by cx")
+    return int(row[0])
+
+
+# Migrations from version v to v + 1, applied in order by _check_version. None yet.
+_MIGRATIONS: dict[int, str] = {}
+
+
+def _check_version(con: duckdb.DuckDBPyConnection, where: str) -> None:
+    found = schema_version(con)
+    if found > SCHEMA_VERSION:
+        raise InputError(
+            f"{where} has schema version {found}, newer than this cx ({SCHEMA_VERSION}); "
+            "upgrade cx-attribution"
+        )
+    while found < SCHEMA_VERSION:
+        con.execute(_MIGRATIONS[found])
+        found += 1
+        con.execute("UPDATE schema_meta SET value = ? WHERE key = 'schema_version'", [str(found)])
+
+
+def quote_identifier(name: str) -> str:
+    """Quote a column name after checking it is a plain lower-case identifier.
+
+    Examples
+    --------
+    >>> quote_identifier("tier")
+    '"tier"'
+    """
+    if not _IDENTIFIER.match(name):
+        raise InputError(
+            f"column name {name!r} is not allowed: use lower-case letters, digits and _ "
+            "(starting with a letter or _)"
+        )
+    return f'"{name}"'
+
+
+def columns(con: duckdb.DuckDBPyConnection, table: str) -> dict[str, str]:
+    """Return ``{column: duckdb type}`` for a table, in table order."""
+    rows = con.execute(
+        "SELECT column_name, data_type FROM information_schema.columns "
+        "WHERE table_name = ? ORDER BY ordinal_position",
+        [table],
+    ).fetchall()
+    if not rows:
+        raise InputError(f"unknown table {table!r}")
+    return {name: dtype for name, dtype in rows}
+
+
+def segment_columns(con: duckdb.DuckDBPyConnection) -> list[str]:
+    """Return the customers columns usable as segments (all but the id and signup date)."""
+    return [c for c in columns(con, "customers") if c not in ("customer_id", "signup_date")]
+
+
+def add_customer_columns(con: duckdb.DuckDBPyConnection, new: Mapping[str, str]) -> list[str]:
+    """Add segment attribute columns to ``customers``; existing ones are left alone.
+
+    Parameters
+    ----------
+    new : mapping
+        ``{column name: DuckDB type}`` with types VARCHAR, BIGINT, DOUBLE, BOOLEAN or DATE.
+
+    Returns
+    -------
+    list of str
+        The columns that were added.
+    """
+    allowed = {"VARCHAR", "BIGINT", "DOUBLE", "BOOLEAN", "DATE"}
+    have = columns(con, "customers")
+    added = []
+    for name, dtype in new.items():
+        if name in have:
+            continue
+        if dtype not in allowed:
+            raise InputError(
+                f"customers column {name!r}: type {dtype} is not one of {sorted(allowed)}"
+            )
+        con.execute(f"ALTER TABLE customers ADD COLUMN {quote_identifier(name)} {dtype}")
+        added.append(name)
+    return added
+
+
+def append(con: duckdb.DuckDBPyConnection, table: str, frame) -> int:
+    """Append trusted rows (a DataFrame or Arrow table) to a table, matching columns by name.
+
+    This skips validation: it is for cx's own writers (the simulator, run publishing). User data
+    goes through :func:`attribution.load.load`.
+    """
+    cols = list(columns(con, table))
+    names = list(frame.columns) if hasattr(frame, "columns") else frame.schema.names
+    unknown = [c for c in names if c not in cols]
+    if unknown:
+        raise InputError(f"{table}: unknown columns {unknown}")
+    con.register("_cx_append", frame)
+    try:
+        col_sql = ", ".join(quote_identifier(c) for c in names)
+        con.execute(f"INSERT INTO {table} ({col_sql}) SELECT {col_sql} FROM _cx_append")
+    finally:
+        con.unregister("_cx_append")
+    return len(frame)
+
+
+def clear(con: duckdb.DuckDBPyConnection) -> None:
+    """Delete every row of every data table (the schema stays). Used by ``simulate --replace``."""
+    for table in DATA_TABLES:
+        con.execute(f"DELETE FROM {table}")
+
+
+def table_counts(con: duckdb.DuckDBPyConnection) -> dict[str, int]:
+    """Return the number of rows in each table of the store."""
+    out = {}
+    for table in LOADABLE_TABLES + INTERNAL_TABLES:
+        out[table] = con.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
+    return out
+
+
+def is_empty(con: duckdb.DuckDBPyConnection) -> bool:
+    """True when no loadable table holds any row."""
+    counts = table_counts(con)
+    return all(counts[t] == 0 for t in LOADABLE_TABLES)
+
+
+def parse_period(value: str | date | datetime | pd.Timestamp) -> date:
+    """Parse a month: ``YYYY-MM`` or any date inside the month; returns its first day.
+
+    Examples
+    --------
+    >>> parse_period("2025-03")
+    datetime.date(2025, 3, 1)
+    >>> parse_period("2025-03-17")
+    datetime.date(2025, 3, 1)
+    """
+    if isinstance(value, datetime | pd.Timestamp):
+        return date(value.year, value.month, 1)
+    if isinstance(value, date):
+        return date(value.year, value.month, 1)
+    text = str(value).strip()
+    m = re.fullmatch(r"(\d{4})-(\d{1,2})", text)
+    try:
+        if m:
+            return date(int(m.group(1)), int(m.group(2)), 1)
+        ts = pd.Timestamp(text)
+    except (ValueError, TypeError) as exc:
+        raise InputError(f"period {value!r} is not a month (YYYY-MM) or a date") from exc
+    if pd.isna(ts):
+        raise InputError(f"period {value!r} is not a month (YYYY-MM) or a date")
+    return date(ts.year, ts.month, 1)
+
+
+def periods(con: duckdb.DuckDBPyConnection) -> tuple[date | None, date | None]:
+    """Return the first and last outcome period in the store (None when empty)."""
+    first, last = con.execute("SELECT min(period), max(period) FROM outcomes").fetchone()
+    return first, last

@@ -1,0 +1,24 @@
+"""`python -m bench [--quick]`: run every benchmark and write JSON under bench/results/."""
+
+from __future__ import annotations
+
+import argparse
+
+from bench import foundation
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench")
+    parser.add_argument(
+        "--sizes",
+        default="1000000,10000000",
+        help="customer counts for the foundation benchmark (default: 1M and 10M)",
+    )
+    parser.add_argument("--quick", action="store_true", help="small sizes, for a smoke run")
+    args = parser.parse_args()
+    sizes = [20_000, 100_000] if args.quick else [int(s) for s in args.sizes.split(",")]
+    print(f"wrote {foundation.run(sizes)}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""Control-group design, assignment and readout for CX tests."""

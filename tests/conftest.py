@@ -1,0 +1,76 @@
+"""Shared fixtures: real DuckDB stores, small hand-written data files."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from attribution import store
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture
+def con():
+    """A fresh in-memory store with the schema."""
+    c = store.connect(":memory:")
+    yield c
+    c.close()
+
+
+@pytest.fixture
+def customers_frame() -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "customer_id": ["C1", "C2", "C3", "C4"],
+            "signup_date": ["2023-01-10", "2023-06-01", "2024-02-15", "2024-03-01"],
+            "tier": ["gold", "silver", "gold", "bronze"],
+            "region": ["north", "south", "north", "east"],
+        }
+    )
+
+
+@pytest.fixture
+def outcomes_frame() -> pd.DataFrame:
+    rows = []
+    for cid, base in [("C1", 50.0), ("C2", 0.0), ("C3", 20.0), ("C4", 5.0)]:
+        for m, month in enumerate(["2025-01", "2025-02", "2025-03"]):
+            active = 0 if (cid == "C2" and m == 2) else 1
+            rows.append((cid, month, active, base * (m + 1) * active, 2.0 * active))
+    return pd.DataFrame(
+        rows, columns=["customer_id", "period", "active", "revenue", "cost_to_serve"]
+    )
+
+
+def snapshot(con) -> dict[str, pd.DataFrame]:
+    """Every table's rows, sorted, to compare a store before and after a call."""
+    out = {}
+    for table in store.LOADABLE_TABLES + store.INTERNAL_TABLES:
+        frame = con.execute(f"SELECT * FROM {table}").df()
+        out[table] = frame.sort_values(list(frame.columns)).reset_index(drop=True)
+    out["_customer_columns"] = pd.DataFrame({"c": list(store.columns(con, "customers"))})
+    return out
+
+
+def assert_unchanged(before: dict[str, pd.DataFrame], con) -> None:
+    after = snapshot(con)
+    for table, frame in before.items():
+        pd.testing.assert_frame_equal(frame, after[table], obj=table)
+
+
+def run_cx(*args: str, env: dict | None = None, cwd: Path | None = None, timeout: int = 300):
+    """Run the real ``cx`` command in a subprocess; returns CompletedProcess."""
+    full_env = {**os.environ, **(env or {})}
+    return subprocess.run(
+        [sys.executable, "-m", "attribution", *args],
+        capture_output=True,
+        text=True,
+        env=full_env,
+        cwd=cwd or ROOT,
+        timeout=timeout,
+    )

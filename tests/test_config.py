@@ -1,0 +1,77 @@
+"""cx.toml: defaults stated once, every wrong key or value named before any work."""
+
+from __future__ import annotations
+
+import pytest
+
+from attribution.config import Config, load_config
+from attribution.errors import InputError
+
+
+def write(tmp_path, text: str):
+    path = tmp_path / "cx.toml"
+    path.write_text(text)
+    return path
+
+
+def test_no_file_means_the_documented_defaults():
+    cfg = load_config(None)
+    assert cfg == Config()
+    assert cfg.interval.width == 0.90 and cfg.gate.max_rhat == 1.01
+    assert cfg.gate.min_ess_bulk == 400 and cfg.gate.max_divergences == 0
+    assert cfg.money.margin_rate == 0.30 and cfg.model.segments == ("tier",)
+
+
+def test_a_full_file_is_read(tmp_path):
+    cfg = load_config(
+        write(
+            tmp_path,
+            """
+store = "x.duckdb"
+[model]
+segments = ["tier", "region"]
+draws = 500
+[money]
+margin_rate = 0.4
+[interval]
+width = 0.8
+[experiments]
+include = ["exp_a"]
+""",
+        )
+    )
+    assert cfg.store == "x.duckdb" and cfg.model.segments == ("tier", "region")
+    assert cfg.model.draws == 500 and cfg.money.margin_rate == 0.4
+    assert cfg.interval.quantiles == pytest.approx((0.1, 0.9))
+    assert cfg.experiments.include == ("exp_a",)
+
+
+def test_the_hash_follows_settings_not_formatting(tmp_path):
+    a = load_config(write(tmp_path, "[money]\nmargin_rate = 0.4\n"))
+    b = load_config(write(tmp_path, "[money]\n\n  margin_rate=0.40   # same\n"))
+    assert a.hash == b.hash != Config().hash
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("colour = 1\n", "unknown setting 'colour'"),
+        ("[model]\nchain = 4\n", r"unknown setting model\.chain \(allowed: segments"),
+        ("[model]\nchains = 'four'\n", r"model\.chains must be int"),
+        ("[model]\nsampler = 'gibbs'\n", "model.sampler must be 'nutpie' or 'pymc'"),
+        ("[interval]\nwidth = 1.5\n", r"interval width must be in \(0, 1\)"),
+        ("[gate]\nmax_rhat = 0.9\n", "max_rhat must be >= 1.0"),
+        ("[money]\nmargin_rate = 2\n", r"margin_rate must be in \[0, 1\]"),
+        ("[model\n", "not valid TOML"),
+    ],
+)
+def test_wrong_keys_and_values_are_named(tmp_path, text, message):
+    path = write(tmp_path, text)
+    with pytest.raises(InputError, match=message) as info:
+        load_config(path)
+    assert "cx.toml" in str(info.value)
+
+
+def test_missing_file_is_an_input_error(tmp_path):
+    with pytest.raises(InputError, match="does not exist"):
+        load_config(tmp_path / "nope.toml")
