@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from bench import foundation
+from bench import foundation, uplift
 
 
 def main() -> None:
@@ -15,9 +15,16 @@ def main() -> None:
         help="customer counts for the foundation benchmark (default: 1M and 10M)",
     )
     parser.add_argument("--quick", action="store_true", help="small sizes, for a smoke run")
+    parser.add_argument(
+        "--only", choices=["foundation", "uplift"], default=None, help="run one benchmark"
+    )
     args = parser.parse_args()
     sizes = [20_000, 100_000] if args.quick else [int(s) for s in args.sizes.split(",")]
-    print(f"wrote {foundation.run(sizes)}")
+    if args.only in (None, "foundation"):
+        print(f"wrote {foundation.run(sizes)}")
+    if args.only in (None, "uplift"):
+        rows = 20_000 if args.quick else 100_000
+        print(f"wrote {uplift.run(sizes, row_level_customers=rows)}")
 
 
 if __name__ == "__main__":

@@ -1,0 +1,469 @@
+"""Read out one randomized experiment from the store: cells, uplift models, money, verdict.
+
+This is the path from the store to a number a finance reviewer can check:
+
+1. the experiment's arms (one named ``control``) and its outcome window: from the start month to
+   the horizon (by default the last outcome month observed for its customers);
+2. cells by segment and arm, with pre-period spend bands where history exists (CUPED's Bayesian
+   analogue);
+3. three cell models: retention (binomial), revenue and cost-to-serve (hurdle lognormal);
+4. money per posterior draw (:mod:`attribution.value`): net value, ROI, payback, expected loss;
+5. the diagnostics gate over every model: only a readout whose fits all passed is publishable.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from datetime import date
+
+import duckdb
+import numpy as np
+import pandas as pd
+
+from attribution import store
+from attribution.cells import _add_months, cells
+from attribution.config import Config
+from attribution.errors import InputError
+from attribution.uplift import CONTROL, RetentionUplift, SpendUplift
+from attribution.value import money_draws, remaining_value, summarize_money
+
+OUTCOMES = ("retention", "revenue", "cost_to_serve")
+#: Pre-period bands used when history exists: no pre-period revenue, then three equal tiles.
+PRE_BANDS = 4
+#: Segment column used when effects are wanted overall only (one segment, "everyone").
+OVERALL = "_overall"
+COLUMNS = [
+    "experiment_id",
+    "intervention",
+    "arm",
+    "outcome",
+    "segment_by",
+    "segment",
+    "metric",
+    "mean",
+    "lo",
+    "hi",
+    "p_positive",
+    "expected_loss",
+    "n_treated",
+    "n_control",
+    "diagnostics",
+]
+
+
+@dataclass
+class ExperimentReadout:
+    """The readout of one experiment.
+
+    Attributes
+    ----------
+    experiment_id, intervention : str
+    start, horizon : date
+        First and last month of the outcome window.
+    arms : dict
+        Customers assigned per arm.
+    models : dict
+        Fitted uplift models keyed by (outcome, segment column).
+    table : pandas.DataFrame
+        Every reported number (see :data:`COLUMNS`).
+    passed : bool
+        True when every model passed the diagnostics gate.
+    reasons : list of str
+        Why the gate failed, in plain words.
+    """
+
+    experiment_id: str
+    intervention: str
+    start: date
+    horizon: date
+    arms: dict[str, int]
+    models: dict = field(repr=False)
+    table: pd.DataFrame = field(repr=False)
+    passed: bool = True
+    reasons: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def window_months(self) -> int:
+        return (
+            (self.horizon.year - self.start.year) * 12 + self.horizon.month - self.start.month + 1
+        )
+
+    def summary(self) -> pd.DataFrame:
+        """Every reported number, one row each."""
+        return self.table.copy()
+
+    def headline(self) -> pd.DataFrame:
+        """Overall absolute effects and money, per treatment arm: what a reviewer reads first."""
+        t = self.table
+        keep = (t["segment"] == "all") & (
+            ((t["metric"] == "absolute") & t["outcome"].isin([*OUTCOMES, "net_value"]))
+            | (t["outcome"] == "roi")
+        )
+        return t[keep].reset_index(drop=True)
+
+    def describe(self) -> str:
+        """Plain sentences: the window, each headline effect, the money and the verdict."""
+        lines = [
+            f"{self.experiment_id} ({self.intervention}): outcomes from {self.start:%Y-%m} to "
+            f"{self.horizon:%Y-%m}, "
+            + ", ".join(f"{arm} {n:,}" for arm, n in self.arms.items())
+            + " customers."
+        ]
+        first = next(iter(self.models))[1]
+        for (_outcome, seg_by), model in self.models.items():
+            if seg_by == first:
+                lines.append(model.describe())
+        for _, r in self.headline().iterrows():
+            if r["outcome"] == "net_value":
+                lines.append(
+                    f"Net value per treated customer ({r['arm']}): {r['mean']:,.2f} "
+                    f"({_pct(r)} interval {r['lo']:,.2f} to {r['hi']:,.2f}), "
+                    f"P(net value > 0) = {r['p_positive']:.2f}."
+                )
+        lines.append(
+            "Diagnostics passed: publishable."
+            if self.passed
+            else "Diagnostics FAILED, not publishable: " + "; ".join(self.reasons)
+        )
+        return "\n".join(lines + self.notes)
+
+    def to_records(self) -> list[dict]:
+        """JSON-ready rows."""
+        records = json.loads(self.table.to_json(orient="records"))
+        return records
+
+
+def _pct(row) -> str:
+    from attribution.settings import INTERVAL
+
+    return f"{INTERVAL.width:.0%}"
+
+
+def read_out(
+    con: duckdb.DuckDBPyConnection,
+    experiment_id: str,
+    *,
+    segments: list[str] | tuple[str, ...] | None = None,
+    horizon_months: int | None = None,
+    config: Config | None = None,
+) -> ExperimentReadout:
+    """Fit one experiment and turn its effects into money.
+
+    Parameters
+    ----------
+    con : duckdb.DuckDBPyConnection
+        An open store.
+    experiment_id : str
+        An experiment in the store, with assignments and one arm named ``control``.
+    segments : list of str, optional
+        Segment columns; defaults to the configuration's ``model.segments``. Empty: overall only.
+    horizon_months : int, optional
+        Length of the outcome window in months, counting the start month (1 = the start month
+        only). Default: up to the last outcome month observed for the experiment's customers.
+    config : Config, optional
+        Sampler, money, interval and gate settings; defaults to :class:`Config()`.
+
+    Returns
+    -------
+    ExperimentReadout
+
+    Raises
+    ------
+    InputError
+        Unknown experiment, no control arm, an arm without customers, an unknown segment
+        column, or outcomes missing for the horizon.
+    """
+    cfg = config or Config()
+    exp = _experiment(con, experiment_id)
+    arms = _arms(con, experiment_id, exp["design"])
+    seg_cols = list(cfg.model.segments if segments is None else segments)
+    known = store.segment_columns(con)
+    for col in seg_cols:
+        if col not in known:
+            raise InputError(f"segment column {col!r} is not a column of customers; have {known}")
+    start, horizon = _window(con, experiment_id, exp["started"], horizon_months)
+    first, _ = store.periods(con)
+    pre_bands = PRE_BANDS if cfg.model.pre_period and first is not None and first < start else 0
+    readout_models: dict = {}
+    tables = []
+    reasons: list[str] = []
+    notes: list[str] = []
+    for seg_by in seg_cols or [None]:
+        frame = cells(
+            con,
+            [seg_by] if seg_by else [],
+            experiment_id=experiment_id,
+            start=start,
+            horizon=horizon,
+            pre_bands=pre_bands,
+        )
+        if seg_by is None:
+            frame = frame.assign(**{OVERALL: "everyone"})
+        seg_name = seg_by or OVERALL
+        fitted = {}
+        for outcome in OUTCOMES:
+            model = _model(outcome, exp["intervention"], cfg)
+            model.fit(frame, seg_name)
+            fitted[outcome] = model
+            readout_models[(outcome, seg_name)] = model
+            if not model.diagnostics_.passed:
+                reasons += [f"{outcome} by {seg_name}: {r}" for r in model.diagnostics_.reasons]
+            tables.append(model.summary())
+        money = _money(con, experiment_id, frame, seg_by, fitted, start, horizon, cfg, notes)
+        tables.append(money)
+    table = pd.concat(tables, ignore_index=True)
+    if seg_cols == []:
+        table = table[table["segment"] == "all"]
+        table["segment_by"] = "all"
+    table["segment_by"] = np.where(table["segment"] == "all", "all", table["segment_by"])
+    table = table.drop_duplicates(subset=["arm", "outcome", "segment_by", "segment", "metric"])
+    passed = not reasons
+    table = table.assign(
+        experiment_id=experiment_id,
+        intervention=exp["intervention"],
+        diagnostics="passed" if passed else "failed",
+    )
+    for col in COLUMNS:
+        if col not in table:
+            table[col] = np.nan
+    return ExperimentReadout(
+        experiment_id=experiment_id,
+        intervention=exp["intervention"],
+        start=start,
+        horizon=horizon,
+        arms=arms,
+        models=readout_models,
+        table=table[COLUMNS].reset_index(drop=True),
+        passed=passed,
+        reasons=reasons,
+        notes=notes,
+    )
+
+
+def experiment_ids(con: duckdb.DuckDBPyConnection) -> list[str]:
+    """Every experiment in the store that has assignments, sorted."""
+    rows = con.execute(
+        "SELECT DISTINCT experiment_id FROM assignments ORDER BY experiment_id"
+    ).fetchall()
+    return [r[0] for r in rows]
+
+
+def _model(outcome: str, intervention: str, cfg: Config):
+    kwargs = dict(
+        intervention=intervention,
+        sampler=cfg.model.sampler,
+        draws=cfg.model.draws,
+        tune=cfg.model.tune,
+        chains=cfg.model.chains,
+        seed=cfg.model.seed,
+        interval=cfg.interval,
+        gate=cfg.gate,
+    )
+    if outcome == "retention":
+        return RetentionUplift(**kwargs)
+    return SpendUplift(family=outcome, **kwargs)
+
+
+def _experiment(con: duckdb.DuckDBPyConnection, experiment_id: str) -> dict:
+    row = con.execute(
+        "SELECT intervention, started, design FROM experiments WHERE experiment_id = ?",
+        [experiment_id],
+    ).fetchone()
+    if row is None:
+        known = [r[0] for r in con.execute("SELECT experiment_id FROM experiments").fetchall()]
+        raise InputError(f"experiment {experiment_id!r} is not in the store; known: {known}")
+    design = json.loads(row[2]) if row[2] else {}
+    return {"intervention": row[0], "started": store.parse_period(row[1]), "design": design}
+
+
+def _arms(con: duckdb.DuckDBPyConnection, experiment_id: str, design: dict) -> dict[str, int]:
+    counts = dict(
+        con.execute(
+            "SELECT arm, count(*) FROM assignments WHERE experiment_id = ? GROUP BY arm "
+            "ORDER BY arm",
+            [experiment_id],
+        ).fetchall()
+    )
+    if not counts:
+        raise InputError(f"experiment {experiment_id!r} has no assignments")
+    if CONTROL not in counts:
+        raise InputError(
+            f"experiment {experiment_id!r} has no arm named 'control' (arms: {sorted(counts)})"
+        )
+    declared = design.get("arms") if isinstance(design, dict) else None
+    empty = [a for a in (declared or []) if counts.get(a, 0) == 0]
+    if len(counts) < 2:
+        empty = empty or ["(treatment)"]
+    if empty:
+        raise InputError(
+            f"experiment {experiment_id!r}: arm(s) {empty} have no customers; a readout needs "
+            "customers in the control arm and in every treatment arm"
+        )
+    return {CONTROL: counts[CONTROL], **{a: n for a, n in counts.items() if a != CONTROL}}
+
+
+def _window(
+    con: duckdb.DuckDBPyConnection, experiment_id: str, start: date, horizon_months: int | None
+) -> tuple[date, date]:
+    last = con.execute(
+        "SELECT max(o.period) FROM outcomes o JOIN assignments a USING (customer_id) "
+        "WHERE a.experiment_id = ?",
+        [experiment_id],
+    ).fetchone()[0]
+    if last is None or last < start:
+        raise InputError(
+            f"experiment {experiment_id!r}: no outcomes from its start {start:%Y-%m} on; "
+            "load outcomes for its customers"
+        )
+    if horizon_months is None or horizon_months == 0:
+        return start, last
+    if horizon_months < 1:
+        raise InputError(f"horizon must be >= 1 month, got {horizon_months}")
+    horizon = _add_months(start, horizon_months - 1)
+    if horizon > last:
+        raise InputError(
+            f"experiment {experiment_id!r}: outcomes are missing for the horizon {horizon:%Y-%m} "
+            f"({horizon_months} months from {start:%Y-%m}); the last outcome month is "
+            f"{last:%Y-%m}"
+        )
+    return start, horizon
+
+
+def _money(
+    con: duckdb.DuckDBPyConnection,
+    experiment_id: str,
+    frame: pd.DataFrame,
+    seg_by: str | None,
+    fitted: dict,
+    start: date,
+    horizon: date,
+    cfg: Config,
+    notes: list[str],
+) -> pd.DataFrame:
+    """Money rows per treatment arm and segment, from the three models' effect draws."""
+    window = (horizon.year - start.year) * 12 + horizon.month - start.month + 1
+    seg_col = seg_by or OVERALL
+    ret = fitted["retention"]
+    costs = _unit_costs(con, experiment_id, seg_by)
+    value = _retained_value(con, experiment_id, frame, seg_by, start, horizon, window, cfg)
+    out = []
+    for arm in ret.arms_:
+        draws = money_draws(
+            ret.effect_draws("absolute", arm=arm),
+            fitted["revenue"].effect_draws("absolute", arm=arm),
+            fitted["cost_to_serve"].effect_draws("absolute", arm=arm),
+            unit_cost=costs.get(arm, pd.Series(0.0, index=value.index)),
+            retained_value=value,
+            window_months=window,
+            settings=cfg.money,
+        )
+        if arm not in costs:
+            notes.append(
+                f"No intervention costs recorded for arm {arm!r} of {experiment_id}: "
+                "net value assumes it cost nothing."
+            )
+        eff = ret.summary()
+        eff = eff[(eff["arm"] == arm) & (eff["metric"] == "absolute")]
+        n_treated = eff.set_index("segment")["n_treated"]
+        n_control = eff.set_index("segment")["n_control"]
+        table = summarize_money(draws, n_treated=n_treated, interval=cfg.interval)
+        table["arm"] = arm
+        table["segment_by"] = seg_col
+        table["n_treated"] = table["segment"].map(n_treated)
+        table["n_control"] = table["segment"].map(n_control)
+        out.append(table)
+    return pd.concat(out, ignore_index=True)
+
+
+def _segment_expr(seg_by: str | None) -> str:
+    return f"CAST(c.{store.quote_identifier(seg_by)} AS VARCHAR)" if seg_by else "'everyone'"
+
+
+def _unit_costs(
+    con: duckdb.DuckDBPyConnection, experiment_id: str, seg_by: str | None
+) -> dict[str, pd.Series]:
+    """Intervention cost per assigned customer, per arm and segment (and 'all').
+
+    Total cost recorded for the arm's customers in this experiment divided by the customers
+    assigned to the arm: customers who were assigned but never treated count at zero cost, as
+    the effect estimates are intention-to-treat.
+    """
+    seg = _segment_expr(seg_by)
+    frame = con.execute(
+        f"""
+        WITH cost AS (
+            SELECT customer_id, SUM(unit_cost) AS cost FROM interventions
+            WHERE experiment_id = $e GROUP BY customer_id
+        )
+        SELECT a.arm, {seg} AS segment, SUM(COALESCE(cost.cost, 0)) AS total, COUNT(*) AS n,
+               COUNT(cost.cost) AS n_costed
+        FROM assignments a
+        JOIN customers c ON c.customer_id = a.customer_id
+        LEFT JOIN cost ON cost.customer_id = a.customer_id
+        WHERE a.experiment_id = $e AND a.arm <> 'control'
+        GROUP BY ALL
+        """,
+        {"e": experiment_id},
+    ).df()
+    out = {}
+    for arm, g in frame.groupby("arm"):
+        if g["n_costed"].sum() == 0:
+            continue
+        per = g.set_index("segment")
+        series = per["total"] / per["n"]
+        series["all"] = per["total"].sum() / per["n"].sum()
+        out[arm] = series
+    return out
+
+
+def _retained_value(
+    con: duckdb.DuckDBPyConnection,
+    experiment_id: str,
+    frame: pd.DataFrame,
+    seg_by: str | None,
+    start: date,
+    horizon: date,
+    window: int,
+    cfg: Config,
+) -> pd.Series:
+    """Revenue an extra customer retained at the horizon brings afterwards, per segment.
+
+    Taken from the control arm: revenue per active customer-month in the window, kept up for
+    ``value_horizon_months`` at the control arm's monthly retention, discounted.
+    """
+    seg = _segment_expr(seg_by)
+    monthly = (
+        con.execute(
+            f"""
+            SELECT {seg} AS segment,
+                   SUM(o.revenue) / NULLIF(SUM(CASE WHEN o.active THEN 1 ELSE 0 END), 0) AS rev
+            FROM assignments a
+            JOIN customers c ON c.customer_id = a.customer_id
+            JOIN outcomes o ON o.customer_id = a.customer_id
+            WHERE a.experiment_id = $e AND a.arm = 'control'
+              AND o.period >= $start AND o.period <= $horizon
+            GROUP BY ALL
+            """,
+            {"e": experiment_id, "start": start, "horizon": horizon},
+        )
+        .df()
+        .set_index("segment")["rev"]
+        .fillna(0.0)
+    )
+    seg_name = seg_by or OVERALL
+    control = frame[frame["arm"] == CONTROL].groupby(seg_name)[["n", "n_active"]].sum()
+    control.index = control.index.astype(str)
+    all_rev = float((monthly * control["n"].reindex(monthly.index).fillna(0)).sum()) / max(
+        float(control["n"].sum()), 1.0
+    )
+    rate = (control["n_active"] / control["n"]).clip(lower=1e-9) ** (1.0 / window)
+    overall_rate = (control["n_active"].sum() / control["n"].sum()) ** (1.0 / window)
+    values = {
+        s: float(remaining_value(monthly.get(s, 0.0), rate.get(s, overall_rate), cfg.money))
+        for s in control.index
+        if s != "all"
+    }
+    values["all"] = float(remaining_value(all_rev, overall_rate, cfg.money))
+    return pd.Series(values)
