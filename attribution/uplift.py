@@ -418,18 +418,20 @@ def _publish(cell_mean, w_band, w_seg):
     pm.Deterministic("effect_rel", treated / control[None, :] - 1.0, dims=("arm", "segment"))
 
 
-_WEAK_SE = 10.0  # standard error standing in for "no data" in the sampling coordinates
+# Standard error standing in for "no data" in the sampling coordinates: so large that a value
+# without data (an empty or padded segment) is sampled in the plain non-centred form.
+_WEAK_SE = 1e3
 
 
 def _logit_guess(k: np.ndarray, n: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Empirical logit and its standard error (with 0.5 added to both counts)."""
     a, b = k + 0.5, n - k + 0.5
-    return np.log(a / b), np.sqrt(1.0 / a + 1.0 / b)
+    return np.log(a / b), np.where(n > 0, np.sqrt(1.0 / a + 1.0 / b), _WEAK_SE)
 
 
 def _logit_guesses(k: np.ndarray, n: np.ndarray, prefix: str) -> dict[str, np.ndarray]:
-    """Rough estimates of baselines (first band, control) and arm effects, for `_pooled`."""
-    base, base_se = _logit_guess(k[:, 0, 0], n[:, 0, 0])
+    """Rough estimates of baselines (control, bands pooled) and arm effects, for `_hierarchy`."""
+    base, base_se = _logit_guess(k[:, :, 0].sum(axis=1), n[:, :, 0].sum(axis=1))
     arm, arm_se = _logit_guess(k.sum(axis=1), n.sum(axis=1))  # (S, A), bands pooled
     return {
         f"{prefix}baseline_est": base,
@@ -449,8 +451,8 @@ def _log_guesses(k, s1, s2, center: float, scale: float) -> dict[str, np.ndarray
         var = np.where(K > 1, (T2 - K * mean**2) / np.maximum(K - 1, 1), np.nan)
         var = np.where(np.isfinite(var) & (var > 1e-12), var, 1.0)
         mean_se = np.where(K > 0, np.sqrt(var / np.maximum(K, 1)), _WEAK_SE)
-        b_mean = np.where(k[:, 0, 0] > 0, t1[:, 0, 0] / np.maximum(k[:, 0, 0], 1), 0.0)
-        b_se = np.where(k[:, 0, 0] > 0, np.sqrt(var[:, 0] / np.maximum(k[:, 0, 0], 1)), _WEAK_SE)
+        b_mean = mean[:, 0]  # control, bands pooled
+        b_se = np.where(K[:, 0] > 0, np.sqrt(var[:, 0] / np.maximum(K[:, 0], 1)), _WEAK_SE)
         ls_se = np.where(K > 1, np.sqrt(0.5 / np.maximum(K - 1, 1)), _WEAK_SE)
     return {
         "log_baseline_est": b_mean,

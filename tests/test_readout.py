@@ -6,17 +6,20 @@ import pandas as pd
 import pytest
 from conftest import assert_unchanged, snapshot
 
-from attribution import store, synth
+from attribution import runs, store, synth
+from attribution.config import Config, ModelSettings
+from attribution.diagnostics import DiagnosticsWarning
 from attribution.errors import InputError
 from attribution.load import load
 from attribution.readout import read_out
+from attribution.refresh import refresh
 
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory):
     path = tmp_path_factory.mktemp("readout") / "world.duckdb"
     with store.opened(path) as con:
-        synth.simulate(con, 20_000, months=12, seed=3)
+        synth.simulate(con, 20_000, months=12, seed=11)
     return path
 
 
@@ -91,3 +94,71 @@ def test_a_users_own_experiment_loads_and_is_checked(tmp_path):
     )
     with pytest.raises(InputError, match="no outcomes from its start 2025-01 on"):
         read_out(con, "mine", segments=[])
+
+
+# ------------------------------------------------------------------------------------------
+# Recovery and publishing: one refresh of the simulated world, checked against its truth table
+# ------------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def published(world, tmp_path_factory):
+    """A copy of the world after one default refresh (both experiments, segments by tier)."""
+    path = tmp_path_factory.mktemp("published") / "world.duckdb"
+    path.write_bytes(world.read_bytes())
+    with store.opened(path) as c:
+        outcome = refresh(c)
+    return path, outcome
+
+
+def _against_truth(con) -> pd.DataFrame:
+    est = runs.current_estimates(con)
+    truth = con.execute("SELECT * FROM truth WHERE estimand = 'ate'").df()
+    keys = ["experiment_id", "arm", "outcome", "segment_by", "segment", "metric"]
+    return est.merge(truth[[*keys, "effect"]], on=keys, how="inner")
+
+
+def test_refresh_publishes_estimates_whose_intervals_hold_the_planted_truth(published):
+    path, outcome = published
+    assert outcome.status == "published", outcome.reasons
+    with store.opened(path, read_only=True) as con:
+        checked = _against_truth(con)
+    # Both experiments, three outcomes, overall and per tier, all matched to a truth row.
+    assert set(checked["experiment_id"]) == {"exp_recovery_gift", "exp_premium_support"}
+    assert set(checked["outcome"]) == {"retention", "revenue", "cost_to_serve"}
+    assert set(checked["segment_by"]) == {"all", "tier"}
+    inside = (checked["lo"] <= checked["effect"]) & (checked["effect"] <= checked["hi"])
+    overall = checked["segment"] == "all"
+    assert inside[overall].all(), checked[overall & ~inside].to_string()
+    # 90% intervals miss one segment in ten by design; calibration is the slow suite's job.
+    assert (~overall).sum() >= 12
+    assert inside[~overall].mean() >= 0.8, checked[~overall & ~inside].to_string()
+
+
+def test_published_money_rows_have_intervals_and_expected_loss(published):
+    path, _ = published
+    with store.opened(path, read_only=True) as con:
+        est = runs.current_estimates(con)
+    money = est[est["outcome"].isin(["net_value", "roi"])]
+    assert not money.empty
+    assert (money["lo"] <= money["mean"]).all() and (money["mean"] <= money["hi"]).all()
+    assert money.loc[money["outcome"] == "net_value", "expected_loss"].ge(0).all()
+    assert est["interval_width"].eq(0.9).all()
+
+
+def test_refresh_with_nothing_new_is_a_no_op_and_a_failing_gate_publishes_nothing(published):
+    path, first = published
+    copy = path.with_name("second.duckdb")
+    copy.write_bytes(path.read_bytes())
+    with store.opened(copy) as con:
+        again = refresh(con)
+        assert again.status == "unchanged" and again.run_id == first.run_id
+        before = runs.current_estimates(con)
+        quick = Config(model=ModelSettings(draws=30, tune=30, chains=2))
+        with pytest.warns(DiagnosticsWarning):
+            failed = refresh(con, quick)
+        assert failed.status == "failed"
+        assert any("ESS" in r for r in failed.reasons)
+        # The failed run is on record, but the published estimates are still the first run's.
+        listed = runs.list_runs(con).set_index("run_id")
+        assert listed.loc[failed.run_id, "status"] == "failed"
+        assert listed.loc[failed.run_id, "estimates"] == 0
+        pd.testing.assert_frame_equal(runs.current_estimates(con), before)
