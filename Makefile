@@ -21,6 +21,7 @@ $(STAMP): pyproject.toml requirements.lock
 demo: $(STAMP)
 	$(CX) simulate --customers $(CUSTOMERS) --months $(MONTHS) --seed $(SEED) --replace
 	$(CX) summary
+	$(CX) refresh
 
 test: $(STAMP)
 	$(PY) -m pytest -m "not slow" -n 2 --dist loadfile
