@@ -410,7 +410,10 @@ def _lognormal_kernel(k, s1, s2, mu, sigma):
 def _publish(cell_mean, w_band, w_seg):
     """Effect deterministics from per-cell means (S, B, A): per segment and population-weighted."""
     seg_mean = (w_band[:, :, None] * cell_mean).sum(axis=1)  # (S, A)
-    all_mean = (w_seg[:, None] * seg_mean).sum(axis=0)  # (A,)
+    # Segments without customers (padding) have weight 0 and prior-only means that may overflow;
+    # leave them out rather than multiply inf by 0.
+    weighted = pt.switch(pt.gt(w_seg, 0.0)[:, None], w_seg[:, None] * seg_mean, 0.0)
+    all_mean = weighted.sum(axis=0)  # (A,)
     means = pt.concatenate([seg_mean, all_mean[None, :]], axis=0)  # (S+1, A)
     control = pm.Deterministic("control_mean", means[:, 0], dims="segment")
     treated = pm.Deterministic("treated_mean", means[:, 1:].T, dims=("arm", "segment"))
