@@ -1,0 +1,334 @@
+"""One test plan from the design maths: size, time, money, and how the size moves with the split.
+
+:func:`plan_test` is what ``cx design`` prints. It composes the pure functions of
+:mod:`experiments.design` (nothing here reads the store; :mod:`experiments.history` turns store
+history into the inputs) and answers the questions an analyst must settle with finance before a
+test starts:
+
+- how many customers per arm and in total, at the level left after correcting for several arms
+  and metrics (each treated arm is compared with the shared control; a comparison is sized at the
+  pair's control share, so the total is ``n_control + (arms - 1) * n_treatment``);
+- how the control and total counts move when the control share shrinks (long-lived holdouts);
+- the inflation when the intervention is delivered by cluster (team, store, queue);
+- how many weeks until the readout, from the eligible-customer rate and the outcome horizon;
+- what the minimum detectable effect is worth per 1,000 eligible customers.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from dataclasses import dataclass, field
+from typing import Literal
+
+import pandas as pd
+
+from attribution.errors import InputError
+from experiments import design
+
+Metric = Literal["retention", "revenue", "cost_to_serve"]
+METRICS: tuple[str, ...] = ("retention", "revenue", "cost_to_serve")
+
+#: Control shares shown in the split table besides the chosen one.
+SHARES: tuple[float, ...] = (0.5, 0.3, 0.2, 0.1, 0.05)
+
+
+@dataclass(frozen=True)
+class TestPlan:
+    """A sized test with the numbers behind it (see :func:`plan_test`).
+
+    Attributes
+    ----------
+    metric : str
+        ``retention`` (two proportions) or ``revenue`` / ``cost_to_serve`` (means).
+    size : experiments.design.SampleSize
+        Customers per arm for one treated arm against control, at ``alpha_per_test``.
+    arms : int
+        Arms including control.
+    n_total : int
+        Customers in all arms: ``n_control + (arms - 1) * n_treatment`` (times the design effect
+        for a cluster design).
+    alpha_per_test : float
+        Level each comparison is sized at after the multiplicity correction.
+    shares : pandas.DataFrame
+        ``control_share, n_control, n_treatment, n_total`` for the chosen and the usual shares.
+    cluster : experiments.design.ClusterSampleSize or None
+    timeline : experiments.design.Timeline or None
+    mde_value_per_1000 : float or None
+        The MDE in currency per 1,000 eligible customers.
+    inputs : dict
+        Every setting used, and where store-derived values came from.
+    """
+
+    __test__ = False  # not a pytest test class
+
+    metric: str
+    size: design.SampleSize
+    arms: int
+    n_total: int
+    alpha_per_test: float
+    shares: pd.DataFrame
+    cluster: design.ClusterSampleSize | None
+    timeline: design.Timeline | None
+    mde_value_per_1000: float | None
+    inputs: dict = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def n_control(self) -> int:
+        """Customers in the control arm."""
+        return self.cluster.n_control if self.cluster else self.size.n_control
+
+    @property
+    def n_treatment(self) -> int:
+        """Customers in each treated arm."""
+        return self.cluster.n_treatment if self.cluster else self.size.n_treatment
+
+    def to_dict(self) -> dict:
+        """JSON-ready: n per arm and in total, the settings, and every derived number."""
+        out = {
+            "metric": self.metric,
+            "n_control": self.n_control,
+            "n_treatment_per_arm": self.n_treatment,
+            "arms": self.arms,
+            "n_total": self.n_total,
+            "n_pair_exact": self.size.n_total_exact,
+            "alpha_per_test": self.alpha_per_test,
+            "mde_value_per_1000": self.mde_value_per_1000,
+            "shares": self.shares.to_dict(orient="records"),
+            "inputs": self.inputs,
+            "warnings": self.warnings,
+        }
+        if self.cluster is not None:
+            out["cluster"] = {
+                "design_effect": self.cluster.design_effect,
+                "clusters_control": self.cluster.clusters_control,
+                "clusters_treatment": self.cluster.clusters_treatment,
+            }
+        if self.timeline is not None:
+            out["timeline_weeks"] = {
+                "enrolment": self.timeline.enrolment_weeks,
+                "horizon": self.timeline.horizon_weeks,
+                "readout": self.timeline.readout_weeks,
+            }
+        return out
+
+    def describe(self) -> str:
+        """The plan in the words an analyst takes to finance."""
+        i = self.inputs
+        if self.metric == "retention":
+            what = (
+                f"retention {i['baseline']:.1%} -> {i['baseline'] + i['mde']:.1%} "
+                f"({i['mde'] * 100:+.2f} pp)"
+            )
+        else:
+            what = f"{self.metric} per customer {i['mde']:+,.2f} (sd {i['sd']:,.2f})"
+        lines = [
+            f"Detect {what} with {i['power']:.0%} power at two-sided alpha {i['alpha']:g}"
+            + (
+                f" ({self.alpha_per_test:.4g} per comparison after {i['correction']} for "
+                f"{design.n_comparisons(self.arms, i['metrics'])} comparisons)"
+                if self.alpha_per_test != i["alpha"]
+                else ""
+            )
+            + (f", variance reduced by R^2 = {i['r2']:.2f}" if i["r2"] else "")
+            + ":",
+            f"  control {self.n_control:,}, treatment {self.n_treatment:,}"
+            + (f" in each of {self.arms - 1} arms" if self.arms > 2 else "")
+            + f"; total {self.n_total:,} customers (control share {i['control_share']:.0%}).",
+        ]
+        if self.cluster is not None:
+            lines.append(
+                f"  Delivered by cluster: design effect {self.cluster.design_effect:.2f}, "
+                f"{self.cluster.clusters_control} + {self.cluster.clusters_treatment} clusters."
+            )
+        if self.timeline is not None:
+            lines.append(
+                f"  Time: {self.timeline.enrolment_weeks:.1f} weeks to enrol + "
+                f"{self.timeline.horizon_weeks:.1f} weeks of outcome = readout in week "
+                f"{math.ceil(self.timeline.readout_weeks)}."
+            )
+        if self.mde_value_per_1000 is not None:
+            lines.append(
+                f"  Money: the smallest effect this test can see is worth "
+                f"{self.mde_value_per_1000:,.0f} per 1,000 eligible customers."
+            )
+        lines.append("  How the size moves with the split:")
+        table = self.shares.copy()
+        table["control_share"] = table["control_share"].map(lambda v: f"{v:.0%}")
+        for col in ("n_control", "n_treatment", "n_total"):
+            table[col] = table[col].map(lambda v: f"{v:,}")
+        lines += ["    " + row for row in table.to_string(index=False).splitlines()]
+        lines += [f"  Warning: {w}" for w in self.warnings]
+        return "\n".join(lines)
+
+
+def _sizer(metric: str, baseline, sd, mde, alpha, power, r2, continuity):
+    if metric not in METRICS:
+        raise InputError(f"metric must be one of {METRICS}, got {metric!r}")
+    if metric == "retention":
+        if baseline is None:
+            raise InputError("retention needs --baseline (share still active), e.g. 0.80")
+        return lambda share: design.proportions_sample_size(
+            baseline,
+            mde,
+            control_share=share,
+            alpha=alpha,
+            power=power,
+            r2=r2,
+            continuity=continuity,
+        )
+    if sd is None:
+        raise InputError(f"{metric} needs --sd (per-customer standard deviation)")
+    if continuity:
+        raise InputError("continuity correction applies to retention only")
+    return lambda share: design.means_sample_size(
+        sd, mde, control_share=share, alpha=alpha, power=power, r2=r2
+    )
+
+
+def plan_test(
+    metric: Metric,
+    mde: float,
+    *,
+    baseline: float | None = None,
+    sd: float | None = None,
+    control_share: float = 0.5,
+    alpha: float = 0.05,
+    power: float = 0.8,
+    r2: float = 0.0,
+    continuity: bool = False,
+    arms: int = 2,
+    metrics: int = 1,
+    correction: Literal["bonferroni", "holm"] = "holm",
+    icc: float | None = None,
+    cluster_size: float | None = None,
+    cluster_cv: float = 0.0,
+    eligible_per_week: float | None = None,
+    horizon_weeks: float | None = None,
+    value_per_unit: float | None = None,
+    source: dict | None = None,
+) -> TestPlan:
+    """Size a CX test and say how long it takes and what its MDE is worth.
+
+    Parameters
+    ----------
+    metric : {"retention", "revenue", "cost_to_serve"}
+        Retention is sized as two proportions; revenue and cost as means per customer.
+    mde : float
+        Smallest effect worth detecting: percentage points as a fraction for retention (0.02),
+        currency per customer for revenue and cost.
+    baseline : float, optional
+        Control retention, in (0, 1); required for retention.
+    sd : float, optional
+        Per-customer standard deviation over the outcome window; required for means.
+    control_share : float
+        Share of each comparison's customers held out as control, in (0, 1).
+    alpha, power : float
+        Family-wise two-sided level and target power.
+    r2 : float
+        Share of the outcome's variance explained by pre-period history (CUPED), in [0, 1).
+    continuity : bool
+        Fleiss continuity correction (retention only).
+    arms, metrics : int
+        Arms including control, and metrics read out; with more than one comparison the level
+        per comparison is ``alpha / comparisons`` (:func:`experiments.design.adjust_alpha`).
+    correction : {"holm", "bonferroni"}
+        Both size at ``alpha / comparisons``; Holm gains only at the readout.
+    icc, cluster_size, cluster_cv : float, optional
+        Intra-cluster correlation, mean customers per cluster and the cluster sizes' coefficient
+        of variation, for interventions delivered by team, store or queue.
+    eligible_per_week, horizon_weeks : float, optional
+        Customers becoming eligible per week and the outcome horizon in weeks, for the timeline.
+    value_per_unit : float, optional
+        Currency one unit of effect is worth per customer (value of a retained customer, or the
+        margin rate for spend), for the MDE in money.
+    source : dict, optional
+        Where store-derived inputs came from; copied into ``inputs``.
+
+    Returns
+    -------
+    TestPlan
+
+    Raises
+    ------
+    InputError
+        Any setting outside its range (named with its value), or a missing baseline / sd.
+
+    Examples
+    --------
+    >>> p = plan_test("retention", 0.02, baseline=0.10)
+    >>> (p.n_control, p.n_treatment, p.n_total)
+    (3841, 3841, 7682)
+    """
+    n_tests = design.n_comparisons(arms, metrics)
+    per_test = design.adjust_alpha(alpha, n_tests, correction) if n_tests > 1 else alpha
+    size_at = _sizer(metric, baseline, sd, mde, per_test, power, r2, continuity)
+    size = size_at(control_share)
+    cluster = None
+    warn: list[str] = []
+    if icc is not None or cluster_size is not None:
+        if icc is None or cluster_size is None:
+            raise InputError("a cluster design needs both --icc and --cluster-size")
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", design.DesignWarning)
+            cluster = design.cluster_sample_size(size, icc, cluster_size, cluster_cv)
+        warn += [str(w.message) for w in caught if issubclass(w.category, design.DesignWarning)]
+    n_control = cluster.n_control if cluster else size.n_control
+    n_treatment = cluster.n_treatment if cluster else size.n_treatment
+    n_total = n_control + (int(arms) - 1) * n_treatment
+    timeline = None
+    if eligible_per_week is not None or horizon_weeks is not None:
+        if eligible_per_week is None or horizon_weeks is None:
+            raise InputError(
+                "a timeline needs both the eligible rate per week and the horizon in weeks"
+            )
+        timeline = design.weeks_to_readout(n_total, eligible_per_week, horizon_weeks)
+    money = None if value_per_unit is None else design.mde_per_thousand(mde, value_per_unit)
+    rows = []
+    for share in sorted({*SHARES, float(control_share)}, reverse=True):
+        s = size_at(share)
+        if cluster is not None:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", design.DesignWarning)
+                s = design.cluster_sample_size(s, icc, cluster_size, cluster_cv)
+        rows.append((share, s.n_control, s.n_treatment, s.n_control + (arms - 1) * s.n_treatment))
+    shares = pd.DataFrame(rows, columns=["control_share", "n_control", "n_treatment", "n_total"])
+    inputs = {
+        "metric": metric,
+        "mde": mde,
+        "baseline": baseline,
+        "sd": sd,
+        "control_share": control_share,
+        "alpha": alpha,
+        "power": power,
+        "r2": r2,
+        "continuity": continuity,
+        "arms": arms,
+        "metrics": metrics,
+        "correction": correction,
+        "icc": icc,
+        "cluster_size": cluster_size,
+        "cluster_cv": cluster_cv,
+        "eligible_per_week": eligible_per_week,
+        "horizon_weeks": horizon_weeks,
+        "value_per_unit": value_per_unit,
+        "formula": "two proportions, pooled variance under H0"
+        if metric == "retention"
+        else "difference in means, normal approximation",
+    }
+    if source:
+        inputs["source"] = source
+    return TestPlan(
+        metric=metric,
+        size=size,
+        arms=int(arms),
+        n_total=n_total,
+        alpha_per_test=per_test,
+        shares=shares,
+        cluster=cluster,
+        timeline=timeline,
+        mde_value_per_1000=money,
+        inputs=inputs,
+        warnings=warn,
+    )

@@ -1,0 +1,128 @@
+"""The test plan behind ``cx design``: composition of the design maths, and the command line."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+
+from attribution.cli import main
+from attribution.errors import InputError
+from experiments import design
+from experiments.plan import plan_test
+
+
+def test_two_arm_retention_plan_is_the_published_size():
+    plan = plan_test("retention", 0.02, baseline=0.10)
+    # Two proportions 0.10 vs 0.12 at alpha 0.05, power 0.8: 3,841 per arm.
+    assert (plan.n_control, plan.n_treatment, plan.n_total) == (3841, 3841, 7682)
+    assert plan.alpha_per_test == 0.05
+
+
+def test_more_arms_and_metrics_size_each_comparison_at_the_corrected_level():
+    plan = plan_test("revenue", 5.0, sd=120.0, arms=3, metrics=2, correction="bonferroni")
+    pair = design.means_sample_size(120.0, 5.0, alpha=0.05 / 4)
+    assert plan.alpha_per_test == pytest.approx(0.0125)
+    assert plan.n_control == pair.n_control and plan.n_treatment == pair.n_treatment
+    assert plan.n_total == pair.n_control + 2 * pair.n_treatment
+
+
+def test_split_table_shows_control_shrinking_and_total_growing():
+    plan = plan_test("retention", 0.02, baseline=0.80, control_share=0.1)
+    table = plan.shares.sort_values("control_share", ascending=False)
+    assert 0.1 in set(table["control_share"])
+    assert table["n_control"].is_monotonic_decreasing
+    assert table["n_total"].is_monotonic_increasing
+    chosen = table[table["control_share"] == 0.1].iloc[0]
+    assert (chosen["n_control"], chosen["n_total"]) == (plan.n_control, plan.n_total)
+
+
+def test_cluster_delivery_inflates_by_the_design_effect_and_warns_with_few_clusters():
+    plain = plan_test("revenue", 5.0, sd=120.0)
+    clustered = plan_test("revenue", 5.0, sd=120.0, icc=0.05, cluster_size=2000.0)
+    deff = design.design_effect(0.05, 2000.0)
+    assert clustered.cluster.design_effect == pytest.approx(deff)
+    assert clustered.n_control == math.ceil(plain.size.n_total_exact * 0.5 * deff)
+    assert clustered.warnings == []  # hundreds of clusters per arm
+    assert clustered.shares["n_total"].min() >= clustered.n_total
+    few = plan_test("retention", 0.10, baseline=0.5, icc=0.01, cluster_size=500.0)
+    assert few.cluster.clusters_control < design.MIN_CLUSTERS_PER_ARM
+    assert any("cluster" in w for w in few.warnings)
+    assert "Warning" in few.describe()
+
+
+def test_timeline_and_money():
+    plan = plan_test(
+        "retention",
+        0.02,
+        baseline=0.8,
+        eligible_per_week=1000.0,
+        horizon_weeks=13.0,
+        value_per_unit=600.0,
+    )
+    assert plan.timeline.readout_weeks == pytest.approx(plan.n_total / 1000.0 + 13.0)
+    assert plan.mde_value_per_1000 == pytest.approx(1000 * 0.02 * 600.0)
+    text = plan.describe()
+    assert f"{plan.n_total:,}" in text and "per 1,000 eligible customers" in text
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "names"),
+    [
+        ({"metric": "retention", "mde": 0.02}, "baseline"),
+        ({"metric": "revenue", "mde": 5.0}, "sd"),
+        ({"metric": "revenue", "mde": 5.0, "sd": 10.0, "continuity": True}, "continuity"),
+        ({"metric": "retention", "mde": 0.02, "baseline": 0.8, "icc": 0.1}, "cluster-size"),
+        ({"metric": "retention", "mde": 0.02, "baseline": 0.8, "horizon_weeks": 4}, "eligible"),
+        ({"metric": "spend", "mde": 1.0, "sd": 1.0}, "metric"),
+    ],
+)
+def test_incomplete_plans_are_named(kwargs, names):
+    with pytest.raises(InputError, match=names):
+        plan_test(**kwargs)
+
+
+def test_cx_design_json_carries_n_per_arm_and_total(capsys):
+    code = main(
+        [
+            "design",
+            "retention",
+            "--baseline",
+            "0.80",
+            "--mde",
+            "0.02",
+            "--control-share",
+            "0.1",
+            "--json",
+        ]
+    )
+    out = json.loads(capsys.readouterr().out)
+    expected = design.proportions_sample_size(0.80, 0.02, control_share=0.1)
+    assert code == 0
+    assert out["n_control"] == expected.n_control
+    assert out["n_treatment_per_arm"] == expected.n_treatment
+    assert out["n_total"] == expected.n_total
+
+
+def test_cx_design_revenue_text(capsys):
+    assert main(["design", "revenue", "--sd", "120", "--mde", "5"]) == 0
+    n = design.means_sample_size(120.0, 5.0).n_control
+    assert f"control {n:,}" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    ("argv", "needle"),
+    [
+        ("design retention --baseline 1.2 --mde 0.02", "baseline"),
+        ("design retention --baseline 0.8 --mde 0", "mde"),
+        ("design retention --baseline 0.8 --mde 0.02 --control-share 1.5", "control_share"),
+        ("design retention --baseline 0.8 --mde 0.02 --power 1.0", "power"),
+        ("design revenue --mde 5", "sd"),
+        ("design revenue --sd 10 --mde 5 --eligible tier=gold", "from-store"),
+    ],
+)
+def test_cx_design_bad_settings_exit_2_with_a_message(capsys, argv, needle):
+    assert main(argv.split()) == 2
+    err = capsys.readouterr().err
+    assert needle in err and "Traceback" not in err
