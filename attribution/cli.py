@@ -105,9 +105,58 @@ def _parser() -> argparse.ArgumentParser:
     )
     p.set_defaults(func=_cmd_refresh)
 
+    _design_parser(sub, s, j)
+
     p = sub.add_parser("runs", parents=[s, j], help="list model runs, newest first")
     p.set_defaults(func=_cmd_runs)
     return parser
+
+
+def _design_parser(sub, s: argparse.ArgumentParser, j: argparse.ArgumentParser) -> None:
+    p = sub.add_parser(
+        "design",
+        parents=[s, j],
+        help="size a test: customers per arm, weeks to readout, the MDE in money",
+        description="Size a CX test. Give the baseline (retention) or sd (revenue, cost) "
+        "yourself, or take them, R^2, the eligible rate and the ICC from the store "
+        "with --from-store. Explicit flags win over store values.",
+    )
+    p.add_argument("metric", choices=["retention", "revenue", "cost_to_serve"])
+    p.add_argument("--mde", type=float, required=True, help="effect to detect (0.02 = 2 pp)")
+    p.add_argument("--baseline", type=float, help="control retention at the horizon, e.g. 0.80")
+    p.add_argument("--sd", type=float, help="per-customer sd of revenue or cost over the window")
+    p.add_argument("--control-share", type=float, default=0.5, metavar="SHARE")
+    p.add_argument("--alpha", type=float, default=0.05)
+    p.add_argument("--power", type=float, default=0.8)
+    p.add_argument("--r2", type=float, default=None, help="variance explained by history (CUPED)")
+    p.add_argument("--continuity", action="store_true", help="continuity correction (retention)")
+    p.add_argument("--arms", type=int, default=2, help="arms including control (default 2)")
+    p.add_argument("--metrics", type=int, default=1, help="metrics read out (default 1)")
+    p.add_argument("--correction", choices=["holm", "bonferroni"], default="holm")
+    p.add_argument("--icc", type=float, help="intra-cluster correlation (cluster delivery)")
+    p.add_argument("--cluster-size", type=float, help="mean customers per cluster")
+    p.add_argument("--cluster-cv", type=float, default=None, help="cv of cluster sizes")
+    p.add_argument("--eligible-per-week", type=float, help="customers becoming eligible a week")
+    p.add_argument("--horizon-weeks", type=float, help="outcome horizon in weeks")
+    p.add_argument(
+        "--value-per-unit",
+        type=float,
+        help="currency one unit of effect is worth per customer (MDE in money)",
+    )
+    g = p.add_argument_group("inputs from the store")
+    g.add_argument("--from-store", action="store_true", help="estimate inputs from history")
+    g.add_argument(
+        "--eligible", default=None, metavar="FILTER", help='customers filter: "tier=gold,silver"'
+    )
+    g.add_argument(
+        "--trigger",
+        default=None,
+        metavar="FILTER",
+        help='interactions that make a customer eligible: "resolution=very_ineffective"',
+    )
+    g.add_argument("--horizon-months", type=int, default=3, metavar="MONTHS")
+    g.add_argument("--cluster", default=None, metavar="COL", help="customers column of clusters")
+    p.set_defaults(func=_cmd_design)
 
 
 def _emit(args: argparse.Namespace, payload: object, text: str) -> None:
@@ -248,6 +297,71 @@ def _cmd_refresh(args: argparse.Namespace) -> int:
         text += "\n\n" + _table_text(outcome.headline)
     _emit(args, payload, text)
     return EXIT_OK if outcome.status in ("published", "unchanged") else EXIT_GATE
+
+
+def _cmd_design(args: argparse.Namespace) -> int:
+    from experiments.plan import plan_test
+
+    given = {
+        "baseline": args.baseline,
+        "sd": args.sd,
+        "r2": args.r2,
+        "eligible_per_week": args.eligible_per_week,
+        "horizon_weeks": args.horizon_weeks,
+        "icc": args.icc,
+        "cluster_size": args.cluster_size,
+        "cluster_cv": args.cluster_cv,
+    }
+    source = None
+    if args.from_store:
+        from experiments.history import design_inputs
+
+        with store.opened(args.store, read_only=True) as con:
+            inputs = design_inputs(
+                con,
+                eligible=args.eligible,
+                trigger=args.trigger,
+                horizon_months=args.horizon_months,
+                cluster=args.cluster,
+            )
+        derived = (
+            inputs.for_retention() if args.metric == "retention" else inputs.for_means(args.metric)
+        )
+        derived["horizon_weeks"] = args.horizon_months * 52.0 / 12.0
+        if inputs.eligible_per_week is not None:
+            derived["eligible_per_week"] = inputs.eligible_per_week
+        if args.cluster:
+            icc = inputs.icc_retention if args.metric == "retention" else inputs.icc_revenue
+            derived.update(
+                icc=icc, cluster_size=inputs.mean_cluster_size, cluster_cv=inputs.cluster_size_cv
+            )
+        given = {k: v if v is not None else derived.get(k) for k, v in given.items()}
+        source = {"store": str(store.resolve_path(args.store)), **inputs.to_dict()}
+    elif args.eligible or args.trigger or args.cluster:
+        raise InputError("--eligible, --trigger and --cluster need --from-store")
+    plan = plan_test(
+        args.metric,
+        args.mde,
+        baseline=given["baseline"],
+        sd=given["sd"],
+        control_share=args.control_share,
+        alpha=args.alpha,
+        power=args.power,
+        r2=given["r2"] or 0.0,
+        continuity=args.continuity,
+        arms=args.arms,
+        metrics=args.metrics,
+        correction=args.correction,
+        icc=given["icc"],
+        cluster_size=given["cluster_size"],
+        cluster_cv=given["cluster_cv"] or 0.0,
+        eligible_per_week=given["eligible_per_week"],
+        horizon_weeks=given["horizon_weeks"],
+        value_per_unit=args.value_per_unit,
+        source=source,
+    )
+    _emit(args, plan.to_dict(), plan.describe())
+    return EXIT_OK
 
 
 def _cmd_runs(args: argparse.Namespace) -> int:
