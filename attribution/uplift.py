@@ -634,7 +634,9 @@ def _get_entry(c: _Cells, priors, want_nutpie: bool) -> tuple[_Entry, float, boo
         return entry, time.perf_counter() - t0, compiled_now
 
 
-def _sample(entry: _Entry, data: dict, est, use_nutpie: bool) -> az.InferenceData:
+def _sample(
+    entry: _Entry, data: dict, est, use_nutpie: bool, target_accept: float
+) -> az.InferenceData:
     seed = est.seed if est.seed is not None else int(np.random.SeedSequence().generate_state(1)[0])
     if use_nutpie:
         import nutpie
@@ -649,7 +651,7 @@ def _sample(entry: _Entry, data: dict, est, use_nutpie: bool) -> az.InferenceDat
             seed=seed,
             save_warmup=False,
             progress_bar=False,
-            target_accept=est.target_accept,
+            target_accept=target_accept,
         )
     with entry.model:
         pm.set_data(data)
@@ -659,7 +661,7 @@ def _sample(entry: _Entry, data: dict, est, use_nutpie: bool) -> az.InferenceDat
             chains=est.chains,
             cores=est.cores,
             random_seed=seed,
-            target_accept=est.target_accept,
+            target_accept=target_accept,
             progressbar=False,
             compute_convergence_checks=False,
         )
@@ -693,6 +695,7 @@ class _CellUplift:
         tune: int = 1000,
         chains: int = 4,
         target_accept: float = 0.95,
+        retry_target_accept: float | None = 0.99,
         cores: int | None = None,
         seed: int | None = None,
         interval: IntervalSetting | None = None,
@@ -705,6 +708,7 @@ class _CellUplift:
         self.tune = tune
         self.chains = chains
         self.target_accept = target_accept
+        self.retry_target_accept = retry_target_accept
         self.cores = cores
         self.seed = seed
         self.interval = interval
@@ -761,12 +765,28 @@ class _CellUplift:
                 RuntimeWarning,
                 stacklevel=2,
             )
+        hyper = [rv.name for rv in entry.model.free_RVs if not rv.name.endswith("_u")]
+        hyper += [d.name for d in entry.model.deterministics if d.name not in PUBLISHED]
         t0 = time.perf_counter()
-        idata = _sample(entry, data, self, use_nutpie)
+        target_accept = self.target_accept
+        idata, diagnostics = self._sample_checked(
+            entry, data, c, padded, use_nutpie, target_accept, hyper
+        )
+        retry = self.retry_target_accept
+        if diagnostics.divergences > 0 and retry is not None and retry > target_accept:
+            # Divergences mean the step size was too large for some of the posterior's geometry;
+            # the standard remedy is a smaller step (higher target acceptance). The gate still
+            # applies to the retried fit, so a fit that stays bad is still not published.
+            target_accept = retry
+            idata, diagnostics = self._sample_checked(
+                entry, data, c, padded, use_nutpie, target_accept, hyper
+            )
         sample_s = time.perf_counter() - t0
-        idata = _trim(_relabel(idata, _coords(padded)), c)
         idata.posterior.attrs.update(
-            outcome=self._outcome, segment_by=c.segment_by, intervention=self.intervention or ""
+            outcome=self._outcome,
+            segment_by=c.segment_by,
+            intervention=self.intervention or "",
+            target_accept=target_accept,
         )
 
         self.cells_ = c.table
@@ -776,10 +796,9 @@ class _CellUplift:
         self.idata_ = idata
         self.compiled_ = compiled_now
         self.sampler_ = "nutpie" if use_nutpie else "pymc"
+        self.target_accept_ = target_accept
         self.timings_ = {"compile_s": compile_s, "sample_s": sample_s}
-        hyper = [rv.name for rv in entry.model.free_RVs if not rv.name.endswith("_u")]
-        hyper += [d.name for d in entry.model.deterministics if d.name not in PUBLISHED]
-        self.diagnostics_ = _diagnostics.check(idata, PUBLISHED, gate=self.gate, report=hyper)
+        self.diagnostics_ = diagnostics
         self.effects_ = self._summarise(c)
         if not self.diagnostics_.passed:
             warnings.warn(
@@ -789,6 +808,12 @@ class _CellUplift:
                 stacklevel=2,
             )
         return self
+
+    def _sample_checked(self, entry, data, c, padded, use_nutpie, target_accept, hyper):
+        idata = _sample(entry, data, self, use_nutpie, target_accept)
+        idata = _trim(_relabel(idata, _coords(padded)), c)
+        checked = _diagnostics.check(idata, PUBLISHED, gate=self.gate, report=hyper)
+        return idata, checked
 
     def _summarise(self, c: _Cells) -> pd.DataFrame:
         interval = settings.INTERVAL if self.interval is None else self.interval
@@ -940,6 +965,12 @@ class RetentionUplift(_CellUplift):
         compile.
     draws, tune, chains : int
         Per chain; defaults 1000, 1000, 4 (bulk ESS well above 400 on the effects).
+    target_accept : float
+        NUTS target acceptance rate; default 0.95.
+    retry_target_accept : float or None
+        When a fit has divergences, sample once more with this (smaller-step) target acceptance;
+        default 0.99, ``None`` to never retry. The retried fit must pass the gate like any other;
+        ``target_accept_`` records the value used.
     cores : int, optional
         Chains run in parallel; default all cores.
     seed : int, optional
