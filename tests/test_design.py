@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 import warnings
 
@@ -22,6 +23,7 @@ from experiments.design import (
     design_effect,
     expected_test_roll_profit,
     heavy_tail_sample_sizes,
+    holdout_value,
     mde_per_thousand,
     means_mde,
     means_power,
@@ -33,6 +35,7 @@ from experiments.design import (
     proportions_sample_size,
     schoenfeld_events,
     srm_check,
+    value_sized_holdout,
     variance_factor,
     weeks_to_readout,
 )
@@ -405,3 +408,179 @@ def test_bad_settings_raise_input_error_naming_setting_and_value(call, setting, 
     message = str(caught.value)
     assert setting in message
     assert value in message
+
+
+# ---------------------------------------------------------------------------------------------
+# Holdout sized by value (value of information)
+
+
+def _net_grid(population, prior_mean, prior_sd, outcome_sd, n_control, n_treatment):
+    """Net value of information from the formulas written out again, for brute-force checks."""
+    nc = np.asarray(n_control, dtype=float)
+    nt = np.asarray(n_treatment, dtype=float)
+    tau = np.sqrt(prior_sd**4 / (prior_sd**2 + outcome_sd**2 * (1 / nc + 1 / nt)))
+    z = prior_mean / tau
+    after = prior_mean * stats.norm.cdf(z) + tau * stats.norm.pdf(z)
+    evsi = (population - nc - nt) * (after - max(prior_mean, 0.0))
+    return evsi - nc * max(prior_mean, 0.0) - nt * max(-prior_mean, 0.0)
+
+
+@pytest.mark.parametrize("prior_mean", [-3.0, -0.5, 0.0, 0.5, 3.0])
+def test_evsi_is_non_negative_and_grows_with_the_test_at_fixed_share(prior_mean):
+    sizes = np.unique(np.geomspace(10, 5_000, 40).astype(int))
+    values = [holdout_value(1e6, prior_mean, 5.0, 100.0, n, 3 * n) for n in sizes]
+    evsi = np.array([v.evsi for v in values])
+    gain = np.array([v.gain_per_customer for v in values])
+    assert np.all(evsi >= 0)
+    assert np.all(np.diff(gain) > 0)  # each remaining customer's decision gets better
+    assert np.all(np.diff(evsi) > 0)  # and, while the test is small, so does the total
+    assert all(v.tau < 5.0 for v in values)
+
+
+def test_evsi_falls_once_the_test_eats_the_customers_it_informs():
+    small = holdout_value(10_000, 0.0, 5.0, 100.0, 1_000, 1_000)
+    huge = holdout_value(10_000, 0.0, 5.0, 100.0, 4_999, 4_999)
+    assert huge.gain_per_customer > small.gain_per_customer
+    assert huge.evsi < small.evsi
+
+
+def test_evsi_closed_form_matches_a_monte_carlo_of_the_preposterior():
+    population, mu, sigma, s, nc, nt = 100_000, 2.0, 5.0, 100.0, 2_000, 3_000
+    value = holdout_value(population, mu, sigma, s, nc, nt)
+    rng = np.random.default_rng(11)
+    draws = 200_000
+    theta = rng.normal(mu, sigma, draws)
+    se = s * math.sqrt(1 / nc + 1 / nt)
+    observed = rng.normal(theta, se)  # difference of the arm means
+    posterior_mean = (mu / sigma**2 + observed / se**2) / (1 / sigma**2 + 1 / se**2)
+    treat_after = posterior_mean > 0
+    # realised value of testing against deciding now (mu > 0: treat everyone now)
+    with_test = nt * theta + (population - nc - nt) * theta * treat_after
+    realised = with_test - population * theta
+    mc_se = realised.std(ddof=1) / math.sqrt(draws)
+    assert abs(realised.mean() - value.net) < 4 * mc_se
+    assert mc_se < 0.02 * value.net  # the check has teeth
+    # the posterior mean's spread is the preposterior tau
+    assert posterior_mean.std() == pytest.approx(value.tau, rel=0.01)
+    gain = np.maximum(posterior_mean, 0).mean() - mu
+    assert gain == pytest.approx(value.gain_per_customer, abs=4 * posterior_mean.std() / 447)
+
+
+@pytest.mark.parametrize(
+    ("population", "prior_mean", "prior_sd", "outcome_sd"),
+    [(1_500, 1.0, 3.0, 20.0), (1_500, -0.5, 2.0, 30.0), (800, 0.0, 1.0, 10.0)],
+)
+@pytest.mark.parametrize("control_share", [None, 0.5, 0.3])
+def test_value_sized_holdout_is_the_brute_force_maximum(
+    population, prior_mean, prior_sd, outcome_sd, control_share
+):
+    if control_share is None:
+        nc, nt = np.meshgrid(np.arange(1, population), np.arange(1, population), indexing="ij")
+        ok = nc + nt < population
+        nc, nt = nc[ok], nt[ok]
+    else:
+        totals = np.arange(2, population, dtype=float)
+        nc = np.clip(np.floor(control_share * totals + 0.5), 1, totals - 1)
+        nt = totals - nc
+    net = _net_grid(population, prior_mean, prior_sd, outcome_sd, nc, nt)
+    best = int(np.argmax(net))
+    size = value_sized_holdout(
+        population, prior_mean, prior_sd, outcome_sd, control_share=control_share
+    )
+    assert (size.n_control, size.n_treatment) == (nc[best], nt[best])
+    assert size.net == pytest.approx(net[best], rel=1e-12)
+    assert size.n_total == size.n_control + size.n_treatment
+    # the optimum is on the curve and nothing on the curve beats it
+    curve = size.curve
+    assert list(curve.columns) == ["n_total", "n_control", "n_treatment", "evsi", "cost", "net"]
+    assert curve["net"].max() == pytest.approx(size.net, rel=1e-12)
+    row = curve[curve["n_total"] == size.n_total].iloc[0]
+    assert (row["n_control"], row["n_treatment"]) == (size.n_control, size.n_treatment)
+    assert curve["n_total"].is_monotonic_increasing and curve["n_total"].is_unique
+    assert np.allclose(curve["net"], curve["evsi"] - curve["cost"])
+
+
+def test_unequal_arms_put_fewer_customers_in_the_arm_the_prior_disfavours():
+    favoured = value_sized_holdout(100_000, 2.0, 5.0, 100.0)
+    assert favoured.n_control < favoured.n_treatment  # control forgoes value: keep it small
+    disfavoured = value_sized_holdout(100_000, -2.0, 5.0, 100.0)
+    assert disfavoured.n_treatment < disfavoured.n_control
+    assert (disfavoured.n_control, disfavoured.n_treatment) == (
+        favoured.n_treatment,
+        favoured.n_control,
+    )
+    assert favoured.value.cost_control == pytest.approx(2.0 * favoured.n_control)
+    assert disfavoured.value.cost_treated == pytest.approx(2.0 * disfavoured.n_treatment)
+
+
+def test_a_confident_prior_recommends_no_test_and_says_decide_now():
+    # Not monotone on the way: as the prior tightens, a test must be larger to flip the
+    # decision (sd 5 -> 3), until no test is worth its cost and the size drops to 0.
+    sizes = [value_sized_holdout(100_000, 2.0, sd, 100.0).n_total for sd in (5.0, 3.0, 1.0, 1e-3)]
+    assert sizes[1] > sizes[0] > 0
+    assert sizes[2] == sizes[3] == 0
+    now = value_sized_holdout(100_000, 2.0, 0.01, 100.0)
+    assert now.value is None and not now.worth_testing and now.net == 0.0
+    assert (now.n_control, now.n_treatment) == (0, 0)
+    assert (now.curve["net"] <= 0).all()
+    assert "decide now: roll out" in now.describe()
+    against = value_sized_holdout(100_000, -2.0, 0.01, 100.0)
+    assert "do not roll out" in against.describe()
+
+
+def test_symmetric_case_matches_feit_and_berman_test_and_roll():
+    # Feit & Berman's arms each have a Normal(mu, sigma) prior: their difference has sd
+    # sqrt(2) sigma, and with prior mean 0 the two models are the same decision problem.
+    population, s, sigma = 100_000, 0.1, 0.05
+    reference = profit_maximizing_test_size(population, s, sigma)
+    for share in (0.5, None):
+        size = value_sized_holdout(population, 0.0, math.sqrt(2) * sigma, s, control_share=share)
+        assert size.n_control == size.n_treatment
+        assert abs(size.n_control - reference.n_per_arm_exact) < 1
+    # the expected profit per customer of test & roll minus mu is our net value per customer
+    for n in (100, 313, 2_000):
+        ours = holdout_value(population, 0.0, math.sqrt(2) * sigma, s, n, n).net / population
+        theirs = expected_test_roll_profit(n, population, s, 0.7, sigma) - 0.7
+        assert ours == pytest.approx(theirs, rel=1e-10)
+
+
+def test_holdout_results_describe_themselves_and_are_json_ready():
+    size = value_sized_holdout(100_000, 2.0, 5.0, 100.0, control_share=0.25)
+    text = size.describe()
+    value = size.value
+    assert text.startswith(
+        f"A holdout of {size.n_control:,} customers ({size.n_treatment:,} treated) buys "
+        f"information worth {value.evsi:,.2f} against a cost of {value.cost:,.2f}: net "
+        f"{value.net:,.2f}."
+    )
+    data = json.loads(json.dumps(size.to_dict()))
+    assert data["n_control"] == size.n_control and data["control_share"] == 0.25
+    assert data["value"]["net"] == pytest.approx(value.net)
+    assert len(data["curve"]) == len(size.curve)
+    assert json.loads(json.dumps(value.to_dict()))["cost"] == pytest.approx(value.cost)
+
+
+@pytest.mark.parametrize(
+    ("call", "setting", "value"),
+    [
+        (lambda: holdout_value(0, 1.0, 1.0, 1.0, 1, 1), "population", "0"),
+        (lambda: holdout_value(100, 1.0, 0.0, 1.0, 1, 1), "prior_sd", "0.0"),
+        (lambda: holdout_value(100, 1.0, 1.0, -2.0, 1, 1), "outcome_sd", "-2.0"),
+        (lambda: holdout_value(100, float("nan"), 1.0, 1.0, 1, 1), "prior_mean", "nan"),
+        (lambda: holdout_value(100, 1.0, 1.0, 1.0, 0, 5), "n_control", "0"),
+        (lambda: holdout_value(100, 1.0, 1.0, 1.0, 5, 2.5), "n_treatment", "2.5"),
+        (lambda: holdout_value(100, 1.0, 1.0, 1.0, 50, 50), "population", "100"),
+        (lambda: value_sized_holdout(2, 1.0, 1.0, 1.0), "population", "2"),
+        (
+            lambda: value_sized_holdout(100, 1.0, 1.0, 1.0, control_share=1.0),
+            "control_share",
+            "1.0",
+        ),
+        (lambda: value_sized_holdout(100, 1.0, -1.0, 1.0), "prior_sd", "-1.0"),
+    ],
+)
+def test_bad_holdout_settings_raise_input_error_naming_them(call, setting, value):
+    with pytest.raises(InputError) as caught:
+        call()
+    assert setting in str(caught.value)
+    assert value in str(caught.value)
