@@ -107,6 +107,32 @@ def _parser() -> argparse.ArgumentParser:
 
     _design_parser(sub, s, j)
 
+    p = sub.add_parser(
+        "assign",
+        parents=[s, j],
+        help="assign eligible customers to arms by salted hash and record the experiment",
+    )
+    p.add_argument("experiment_id")
+    p.add_argument("--intervention", required=True, metavar="NAME")
+    p.add_argument("--eligible", required=True, metavar="FILE", help="CSV/Parquet with customer_id")
+    p.add_argument("--salt", required=True, help="any text; the same salt gives the same arms")
+    p.add_argument("--control-share", type=float, default=0.5, metavar="SHARE")
+    p.add_argument(
+        "--arms", default=None, metavar="A,B,..", help="arm names, control first (default: 2)"
+    )
+    p.add_argument("--shares", default=None, metavar="S,S,..", help="share per arm, summing to 1")
+    p.add_argument("--strata", default="", metavar="COL,COL", help="exact balance inside strata")
+    p.add_argument("--covariates", default="", metavar="COL,COL", help="balance report columns")
+    p.add_argument(
+        "--rerandomize-p",
+        type=float,
+        default=None,
+        metavar="P",
+        help="re-randomize until the Mahalanobis distance is below its chi2 (1 - P) quantile",
+    )
+    p.add_argument("--started", default=None, metavar="YYYY-MM[-DD]", help="default: today")
+    p.set_defaults(func=_cmd_assign)
+
     p = sub.add_parser("runs", parents=[s, j], help="list model runs, newest first")
     p.set_defaults(func=_cmd_runs)
     return parser
@@ -312,7 +338,7 @@ def _cmd_design(args: argparse.Namespace) -> int:
         "cluster_size": args.cluster_size,
         "cluster_cv": args.cluster_cv,
     }
-    source = None
+    source, inputs, n_eligible, clusters = None, None, None, None
     if args.from_store:
         from experiments.history import design_inputs
 
@@ -327,16 +353,16 @@ def _cmd_design(args: argparse.Namespace) -> int:
         derived = (
             inputs.for_retention() if args.metric == "retention" else inputs.for_means(args.metric)
         )
-        derived["horizon_weeks"] = args.horizon_months * 52.0 / 12.0
         if inputs.eligible_per_week is not None:
             derived["eligible_per_week"] = inputs.eligible_per_week
+            derived["horizon_weeks"] = inputs.horizon_weeks
         if args.cluster:
-            icc = inputs.icc_retention if args.metric == "retention" else inputs.icc_revenue
-            derived.update(
-                icc=icc, cluster_size=inputs.mean_cluster_size, cluster_cv=inputs.cluster_size_cv
-            )
+            cl = inputs.for_cluster(args.metric)
+            derived.update(icc=cl["icc"], cluster_size=cl["cluster_size"], cluster_cv=cl["cv"])
+            clusters = inputs.n_clusters
         given = {k: v if v is not None else derived.get(k) for k, v in given.items()}
         source = {"store": str(store.resolve_path(args.store)), **inputs.to_dict()}
+        n_eligible = inputs.n_eligible
     elif args.eligible or args.trigger or args.cluster:
         raise InputError("--eligible, --trigger and --cluster need --from-store")
     plan = plan_test(
@@ -359,8 +385,42 @@ def _cmd_design(args: argparse.Namespace) -> int:
         horizon_weeks=given["horizon_weeks"],
         value_per_unit=args.value_per_unit,
         source=source,
+        n_eligible=n_eligible,
+        clusters_available=clusters,
     )
-    _emit(args, plan.to_dict(), plan.describe())
+    text = plan.describe() if inputs is None else inputs.describe() + "\n\n" + plan.describe()
+    _emit(args, plan.to_dict(), text)
+    return EXIT_OK
+
+
+def _cmd_assign(args: argparse.Namespace) -> int:
+    from experiments.assign import CONTROL, assign_from_file
+
+    arms = _segments(args.arms) or [CONTROL, "treatment"]
+    shares = None
+    if args.shares:
+        try:
+            shares = [float(v) for v in args.shares.split(",")]
+        except ValueError:
+            raise InputError(
+                f"--shares must be numbers separated by commas, got {args.shares!r}"
+            ) from None
+    with store.opened(args.store, create=False) as con:
+        result = assign_from_file(
+            con,
+            args.experiment_id,
+            args.intervention,
+            args.eligible,
+            args.salt,
+            control_share=args.control_share,
+            arms=arms,
+            shares=shares,
+            strata=_segments(args.strata) or (),
+            covariates=_segments(args.covariates) or (),
+            rerandomize_p=args.rerandomize_p,
+            started=args.started,
+        )
+    _emit(args, result.to_dict(), result.describe())
     return EXIT_OK
 
 

@@ -54,6 +54,10 @@ def run(sizes: list[int], row_level_customers: int = 100_000) -> Path:
     verdict = {
         "warm_refresh_under_target": big["warm_seconds"] < TARGETS["warm_refresh_10m_seconds"],
         "memory_under_target": big["peak_rss_gib"] < TARGETS["peak_rss_gib"],
+        "every_size_published": all(
+            r["cold_status"] == "published" and r["warm_status"] in ("published", "unchanged")
+            for r in results
+        ),
         "speedup_over_target": comparison.get("speedup_per_customer_warm", 0)
         >= TARGETS["speedup_per_customer"],
         "largest_size": big["customers"],

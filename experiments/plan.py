@@ -208,6 +208,8 @@ def plan_test(
     horizon_weeks: float | None = None,
     value_per_unit: float | None = None,
     source: dict | None = None,
+    n_eligible: int | None = None,
+    clusters_available: int | None = None,
 ) -> TestPlan:
     """Size a CX test and say how long it takes and what its MDE is worth.
 
@@ -245,6 +247,10 @@ def plan_test(
         margin rate for spend), for the MDE in money.
     source : dict, optional
         Where store-derived inputs came from; copied into ``inputs``.
+    n_eligible : int, optional
+        Customers eligible today (from the store); a warning when the test needs more.
+    clusters_available : int, optional
+        Clusters that exist (from the store); a warning when the design needs more.
 
     Returns
     -------
@@ -274,6 +280,13 @@ def plan_test(
             warnings.simplefilter("always", design.DesignWarning)
             cluster = design.cluster_sample_size(size, icc, cluster_size, cluster_cv)
         warn += [str(w.message) for w in caught if issubclass(w.category, design.DesignWarning)]
+    if cluster is not None and clusters_available is not None:
+        needed = cluster.clusters_control + (int(arms) - 1) * cluster.clusters_treatment
+        if needed > clusters_available:
+            warn.append(
+                f"the design needs {needed:,} clusters but only {clusters_available:,} exist: "
+                "randomise customers instead, or accept a larger MDE"
+            )
     n_control = cluster.n_control if cluster else size.n_control
     n_treatment = cluster.n_treatment if cluster else size.n_treatment
     n_total = n_control + (int(arms) - 1) * n_treatment
@@ -284,6 +297,12 @@ def plan_test(
                 "a timeline needs both the eligible rate per week and the horizon in weeks"
             )
         timeline = design.weeks_to_readout(n_total, eligible_per_week, horizon_weeks)
+    if n_eligible is not None and n_total > n_eligible and timeline is None:
+        warn.append(
+            f"the test needs {n_total:,} customers but only {n_eligible:,} are eligible now; "
+            "give the rate at which customers become eligible (--eligible-per-week, or a "
+            "--trigger with --from-store) to see how long enrolment takes"
+        )
     money = None if value_per_unit is None else design.mde_per_thousand(mde, value_per_unit)
     rows = []
     for share in sorted({*SHARES, float(control_share)}, reverse=True):
@@ -313,6 +332,7 @@ def plan_test(
         "eligible_per_week": eligible_per_week,
         "horizon_weeks": horizon_weeks,
         "value_per_unit": value_per_unit,
+        "n_eligible": n_eligible,
         "formula": "two proportions, pooled variance under H0"
         if metric == "retention"
         else "difference in means, normal approximation",
