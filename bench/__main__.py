@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from bench import foundation, uplift
+from bench import design, foundation, uplift
 
 
 def main() -> None:
@@ -16,12 +16,14 @@ def main() -> None:
     )
     parser.add_argument("--quick", action="store_true", help="small sizes, for a smoke run")
     parser.add_argument(
-        "--only", choices=["foundation", "uplift"], default=None, help="run one benchmark"
+        "--only", choices=["foundation", "uplift", "design"], default=None, help="run one benchmark"
     )
     args = parser.parse_args()
     sizes = [20_000, 100_000] if args.quick else [int(s) for s in args.sizes.split(",")]
     if args.only in (None, "foundation"):
         print(f"wrote {foundation.run(sizes)}")
+    if args.only in (None, "design"):
+        print(f"wrote {design.run(100_000 if args.quick else 1_000_000)}")
     if args.only in (None, "uplift"):
         rows = 20_000 if args.quick else 100_000
         print(f"wrote {uplift.run(sizes, row_level_customers=rows)}")
