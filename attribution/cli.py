@@ -169,6 +169,11 @@ def _design_parser(sub, s: argparse.ArgumentParser, j: argparse.ArgumentParser) 
         type=float,
         help="currency one unit of effect is worth per customer (MDE in money)",
     )
+    m = p.add_argument_group("money of information")
+    m.add_argument("--prior-mean", type=float, help="prior mean of the effect (mde units)")
+    m.add_argument("--prior-sd", type=float, help="prior sd of the effect (mde units)")
+    m.add_argument("--unit-cost", type=float, default=0.0, help="cost per treated customer")
+    m.add_argument("--population", type=float, help="customers the roll-out decision applies to")
     g = p.add_argument_group("inputs from the store")
     g.add_argument("--from-store", action="store_true", help="estimate inputs from history")
     g.add_argument(
@@ -384,6 +389,10 @@ def _cmd_design(args: argparse.Namespace) -> int:
         eligible_per_week=given["eligible_per_week"],
         horizon_weeks=given["horizon_weeks"],
         value_per_unit=args.value_per_unit,
+        prior_mean=args.prior_mean,
+        prior_sd=args.prior_sd,
+        unit_cost=args.unit_cost,
+        population=args.population,
         source=source,
         n_eligible=n_eligible,
         clusters_available=clusters,

@@ -56,6 +56,11 @@ class TestPlan:
     timeline : experiments.design.Timeline or None
     mde_value_per_1000 : float or None
         The MDE in currency per 1,000 eligible customers.
+    assurance : experiments.design.Assurance or None
+        With a prior on the effect: the chance the sized test ends with a credible positive result.
+    holdout : experiments.design.HoldoutSize or None
+        With a prior, the value of a unit of effect and the population: the test size that
+        maximises the value of the information it buys net of its cost.
     inputs : dict
         Every setting used, and where store-derived values came from.
     """
@@ -73,6 +78,8 @@ class TestPlan:
     mde_value_per_1000: float | None
     inputs: dict = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
+    assurance: design.Assurance | None = None
+    holdout: design.HoldoutSize | None = None
 
     @property
     def n_control(self) -> int:
@@ -105,6 +112,13 @@ class TestPlan:
                 "clusters_control": self.cluster.clusters_control,
                 "clusters_treatment": self.cluster.clusters_treatment,
             }
+        if self.assurance is not None:
+            out["assurance"] = {
+                "probability": self.assurance.probability,
+                "mc_se": self.assurance.mc_se,
+            }
+        if self.holdout is not None:
+            out["holdout_by_value"] = self.holdout.to_dict()
         if self.timeline is not None:
             out["timeline_weeks"] = {
                 "enrolment": self.timeline.enrolment_weeks,
@@ -153,6 +167,13 @@ class TestPlan:
                 f"  Money: the smallest effect this test can see is worth "
                 f"{self.mde_value_per_1000:,.0f} per 1,000 eligible customers."
             )
+        if self.assurance is not None:
+            lines.append(
+                f"  Assurance: with the prior on the effect, the test ends with a credible "
+                f"positive result {self.assurance.probability:.0%} of the time."
+            )
+        if self.holdout is not None:
+            lines.append(f"  Holdout sized by value: {self.holdout.describe()}")
         lines.append("  How the size moves with the split:")
         table = self.shares.copy()
         table["control_share"] = table["control_share"].map(lambda v: f"{v:.0%}")
@@ -207,6 +228,10 @@ def plan_test(
     eligible_per_week: float | None = None,
     horizon_weeks: float | None = None,
     value_per_unit: float | None = None,
+    prior_mean: float | None = None,
+    prior_sd: float | None = None,
+    unit_cost: float = 0.0,
+    population: float | None = None,
     source: dict | None = None,
     n_eligible: int | None = None,
     clusters_available: int | None = None,
@@ -245,6 +270,13 @@ def plan_test(
     value_per_unit : float, optional
         Currency one unit of effect is worth per customer (value of a retained customer, or the
         margin rate for spend), for the MDE in money.
+    prior_mean, prior_sd : float, optional
+        A prior on the true effect, in the units of ``mde``: gives the assurance of the sized
+        test and, with ``value_per_unit`` and ``population``, the holdout sized by value.
+    unit_cost : float
+        The intervention's cost per treated customer (currency), for the holdout by value.
+    population : float, optional
+        Eligible customers the roll-out decision applies to (test included).
     source : dict, optional
         Where store-derived inputs came from; copied into ``inputs``.
     n_eligible : int, optional
@@ -304,6 +336,10 @@ def plan_test(
             "--trigger with --from-store) to see how long enrolment takes"
         )
     money = None if value_per_unit is None else design.mde_per_thousand(mde, value_per_unit)
+    assured, holdout = _money_of_information(
+        metric, baseline, sd, r2, n_control, n_treatment, control_share,
+        prior_mean, prior_sd, value_per_unit, unit_cost, population,
+    )  # fmt: skip
     rows = []
     for share in sorted({*SHARES, float(control_share)}, reverse=True):
         s = size_at(share)
@@ -333,6 +369,10 @@ def plan_test(
         "horizon_weeks": horizon_weeks,
         "value_per_unit": value_per_unit,
         "n_eligible": n_eligible,
+        "prior_mean": prior_mean,
+        "prior_sd": prior_sd,
+        "unit_cost": unit_cost,
+        "population": population,
         "formula": "two proportions, pooled variance under H0"
         if metric == "retention"
         else "difference in means, normal approximation",
@@ -351,4 +391,38 @@ def plan_test(
         mde_value_per_1000=money,
         inputs=inputs,
         warnings=warn,
+        assurance=assured,
+        holdout=holdout,
     )
+
+
+def _money_of_information(
+    metric, baseline, sd, r2, n_control, n_treatment, control_share,
+    prior_mean, prior_sd, value_per_unit, unit_cost, population,
+):  # fmt: skip
+    """Assurance of the sized test, and the holdout sized by value, when a prior is given."""
+    if prior_mean is None and prior_sd is None:
+        if population is not None:
+            raise InputError("the holdout by value needs --prior-mean and --prior-sd")
+        return None, None
+    if prior_mean is None or prior_sd is None:
+        raise InputError("a prior on the effect needs both --prior-mean and --prior-sd")
+    # Per-customer sd of the metric after variance reduction: what the readout's se is built on.
+    unit_sd = math.sqrt(baseline * (1.0 - baseline)) if metric == "retention" else sd
+    unit_sd *= math.sqrt(design.variance_factor(r2))
+    assured = design.assurance(prior_mean, prior_sd, unit_sd, n_control, n_treatment)
+    holdout = None
+    if population is not None:
+        if value_per_unit is None:
+            raise InputError("the holdout by value needs --value-per-unit to price the effect")
+        cost = float(unit_cost)
+        if not math.isfinite(cost) or cost < 0:
+            raise InputError(f"unit_cost must be >= 0, got {unit_cost!r}")
+        holdout = design.value_sized_holdout(
+            population,
+            value_per_unit * prior_mean - cost,
+            value_per_unit * prior_sd,
+            value_per_unit * unit_sd,
+            control_share=control_share,
+        )
+    return assured, holdout

@@ -126,3 +126,45 @@ def test_cx_design_bad_settings_exit_2_with_a_message(capsys, argv, needle):
     assert main(argv.split()) == 2
     err = capsys.readouterr().err
     assert needle in err and "Traceback" not in err
+
+
+def test_prior_gives_assurance_and_the_holdout_sized_by_value():
+    plan = plan_test(
+        "retention",
+        0.02,
+        baseline=0.8,
+        control_share=0.1,
+        r2=0.1,
+        prior_mean=0.01,
+        prior_sd=0.01,
+        value_per_unit=600.0,
+        unit_cost=3.0,
+        population=200_000,
+    )
+    unit_sd = math.sqrt(0.8 * 0.2 * 0.9)
+    expected = design.assurance(0.01, 0.01, unit_sd, plan.n_control, plan.n_treatment)
+    assert plan.assurance.probability == pytest.approx(expected.probability)
+    holdout = design.value_sized_holdout(
+        200_000, 600 * 0.01 - 3.0, 600 * 0.01, 600 * unit_sd, control_share=0.1
+    )
+    assert (plan.holdout.n_control, plan.holdout.n_treatment) == (
+        holdout.n_control,
+        holdout.n_treatment,
+    )
+    # The control arm forgoes the prior net value of 3 per customer.
+    assert plan.holdout.value.cost_control == pytest.approx(3.0 * holdout.n_control)
+    assert "Holdout sized by value" in plan.describe()
+    assert plan.to_dict()["holdout_by_value"]["n_control"] == holdout.n_control
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "needle"),
+    [
+        ({"prior_mean": 1.0}, "prior"),
+        ({"prior_mean": 1.0, "prior_sd": 1.0, "population": 1e5}, "value-per-unit"),
+        ({"population": 1e5}, "prior"),
+    ],
+)
+def test_incomplete_money_of_information_is_named(kwargs, needle):
+    with pytest.raises(InputError, match=needle):
+        plan_test("revenue", 5.0, sd=120.0, **kwargs)
