@@ -32,12 +32,24 @@ that names the file, the key and what was expected, before any work starts. Exam
 
     [experiments]
     include = []               # empty: every experiment in the store
+
+    [decision]                 # experiments.readout.decide: roll out, stop or extend
+    roll_out_threshold = 0.90  # roll out needs P(net value > 0) >= this ...
+    stop_threshold = 0.10      # ... stop when P(net value > 0) <= this
+    csat_tolerance = 0.05      # CSAT (1-5 scale) may fall by at most this many points
+    # cost_margin = 2.0        # currency per customer over the window cost-to-serve may rise;
+    cost_margin_share = 0.05   # when cost_margin is not set: this share of the control arm's
+                               # mean cost-to-serve per customer over the window
+
+The ``[decision]`` section does not change what a refresh fits or publishes, so it is left out
+of :attr:`Config.hash`: changing a threshold does not make ``cx refresh`` refit.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import math
 import tomllib
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
@@ -78,6 +90,58 @@ class ExperimentSelection:
 
 
 @dataclass(frozen=True)
+class DecisionSettings:
+    """Thresholds of the roll out / stop / extend decision (:func:`experiments.readout.decide`).
+
+    Parameters
+    ----------
+    roll_out_threshold : float
+        Roll out needs P(net value > 0) at least this (and passed diagnostics and guardrails).
+        In (0, 1), above ``stop_threshold``. Default 0.90.
+    stop_threshold : float
+        Stop when P(net value > 0) is at most this (or a guardrail failed). In (0, 1). Default
+        0.10.
+    csat_tolerance : float
+        Points on the 1-5 CSAT scale the treated arm's mean CSAT may fall below control's and
+        still pass (the non-inferiority margin), in [0, 4). Default 0.05.
+    cost_margin : float or None
+        Currency per customer over the readout window that cost-to-serve may rise by, >= 0.
+        None (default): ``cost_margin_share`` of the control arm's mean cost-to-serve per
+        customer over the window.
+    cost_margin_share : float
+        Used when ``cost_margin`` is None, >= 0. Default 0.05 (5 %).
+    """
+
+    roll_out_threshold: float = 0.90
+    stop_threshold: float = 0.10
+    csat_tolerance: float = 0.05
+    cost_margin: float | None = None
+    cost_margin_share: float = 0.05
+
+    def __post_init__(self) -> None:
+        for name in ("roll_out_threshold", "stop_threshold"):
+            if not 0.0 < getattr(self, name) < 1.0:
+                raise InputError(f"decision.{name} must be in (0, 1), got {getattr(self, name)}")
+        if self.stop_threshold >= self.roll_out_threshold:
+            raise InputError(
+                f"decision.stop_threshold ({self.stop_threshold}) must be below "
+                f"decision.roll_out_threshold ({self.roll_out_threshold})"
+            )
+        if not 0.0 <= self.csat_tolerance < 4.0:
+            raise InputError(
+                f"decision.csat_tolerance must be in [0, 4) CSAT points, got {self.csat_tolerance}"
+            )
+        if self.cost_margin is not None and not (
+            math.isfinite(self.cost_margin) and self.cost_margin >= 0
+        ):
+            raise InputError(f"decision.cost_margin must be >= 0, got {self.cost_margin}")
+        if not (math.isfinite(self.cost_margin_share) and self.cost_margin_share >= 0):
+            raise InputError(
+                f"decision.cost_margin_share must be >= 0, got {self.cost_margin_share}"
+            )
+
+
+@dataclass(frozen=True)
 class Config:
     """Everything a run needs. ``Config()`` is the documented defaults."""
 
@@ -87,6 +151,7 @@ class Config:
     interval: IntervalSetting = field(default_factory=IntervalSetting)
     gate: GateSetting = field(default_factory=GateSetting)
     experiments: ExperimentSelection = field(default_factory=ExperimentSelection)
+    decision: DecisionSettings = field(default_factory=DecisionSettings)
 
     def to_dict(self) -> dict:
         """Plain dictionary of every setting (tuples as lists)."""
@@ -94,8 +159,12 @@ class Config:
 
     @property
     def hash(self) -> str:
-        """SHA-256 of the settings (not of the file's formatting): identifies a configuration."""
-        text = json.dumps(self.to_dict(), sort_keys=True)
+        """SHA-256 of the settings (not of the file's formatting): identifies a configuration.
+
+        The ``decision`` section is left out: it changes no fitted or published number.
+        """
+        settings = {k: v for k, v in self.to_dict().items() if k != "decision"}
+        text = json.dumps(settings, sort_keys=True)
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
@@ -105,6 +174,7 @@ _SECTIONS = {
     "interval": IntervalSetting,
     "gate": GateSetting,
     "experiments": ExperimentSelection,
+    "decision": DecisionSettings,
 }
 
 
@@ -168,6 +238,11 @@ def _section(cls, name: str, values: dict, source: str):
 
 
 def _coerce(key: str, value, default, source: str):
+    if default is None:  # an optional number (TOML has no null: leave the key out for None)
+        ok = isinstance(value, int | float) and not isinstance(value, bool)
+        if not ok:
+            raise InputError(f"{source}: {key} must be a number, got {value!r}")
+        return float(value)
     if isinstance(default, bool):
         ok = isinstance(value, bool)
     elif isinstance(default, int):

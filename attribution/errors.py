@@ -1,4 +1,4 @@
-"""Errors that cx turns into exit codes: bad input is 2, everything else is 1."""
+"""Errors that cx turns into exit codes: bad input is 2, a sample ratio mismatch 4, others 1."""
 
 from __future__ import annotations
 
@@ -19,6 +19,31 @@ class StoreLockedError(CxError):
     """Another process holds the store for writing (exit 1: retrying later can succeed)."""
 
     exit_code = 1
+
+
+class SampleRatioError(CxError):
+    """An experiment's arm counts do not match its designed shares (exit 4).
+
+    Raised before anything is fitted: a sample ratio mismatch means the assignment or the logging
+    of the test is broken, so its effects cannot be trusted until the cause is found.
+
+    Attributes
+    ----------
+    experiment_id : str
+        The experiment that failed the check.
+    srm : experiments.design.SRMCheck or None
+        The check itself: counts, expected counts, chi2, p-value.
+    arms : tuple of str
+        Arm names in the order of ``srm.counts``.
+    """
+
+    exit_code = 4
+
+    def __init__(self, message: str, experiment_id: str = "", srm=None, arms: tuple[str, ...] = ()):
+        super().__init__(message)
+        self.experiment_id = experiment_id
+        self.srm = srm
+        self.arms = tuple(arms)
 
 
 class LoadError(InputError):

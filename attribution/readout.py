@@ -2,6 +2,12 @@
 
 This is the path from the store to a number a finance reviewer can check:
 
+0. the sample-ratio-mismatch gate, before anything else: the arm counts against the designed
+   shares in the experiment's design record (``design["allocation"] = {arm: share}``), a
+   chi-square test (:func:`experiments.design.srm_check`) that raises
+   :class:`~attribution.errors.SampleRatioError` at ``p <`` :data:`experiments.design.SRM_ALARM_P`
+   unless the caller overrides it (``check_srm=False``); without an allocation it is skipped and
+   a note says so;
 1. the experiment's arms (one named ``control``) and its outcome window: from the start month to
    the horizon (by default the last outcome month observed for its customers);
 2. cells by segment and arm, with pre-period spend bands where history exists (CUPED's Bayesian
@@ -14,6 +20,7 @@ This is the path from the store to a number a finance reviewer can check:
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass, field
 from datetime import date
 
@@ -24,9 +31,10 @@ import pandas as pd
 from attribution import store
 from attribution.cells import _add_months, cells
 from attribution.config import Config
-from attribution.errors import InputError
+from attribution.errors import InputError, SampleRatioError
 from attribution.uplift import CONTROL, RetentionUplift, SpendUplift
 from attribution.value import money_draws, remaining_value, summarize_money
+from experiments.design import SRM_ALARM_P, SRMCheck, srm_check
 
 OUTCOMES = ("retention", "revenue", "cost_to_serve")
 #: Pre-period bands used when history exists: no pre-period revenue, then three equal tiles.
@@ -71,6 +79,15 @@ class ExperimentReadout:
         True when every model passed the diagnostics gate.
     reasons : list of str
         Why the gate failed, in plain words.
+    notes : list of str
+        Caveats in plain words (a skipped or overridden SRM check, missing intervention costs).
+    srm : experiments.design.SRMCheck or None
+        The sample-ratio-mismatch check run before any fitting; None when the design record has
+        no allocation to check against. Its counts and expected counts are in the order of
+        :attr:`srm_arms`.
+    srm_arms : tuple of str
+        Arm names of ``srm.counts``: the arms of :attr:`arms`, then any arm of the allocation
+        with no customers.
     """
 
     experiment_id: str
@@ -83,6 +100,8 @@ class ExperimentReadout:
     passed: bool = True
     reasons: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    srm: SRMCheck | None = None
+    srm_arms: tuple[str, ...] = ()
 
     @property
     def window_months(self) -> int:
@@ -111,6 +130,8 @@ class ExperimentReadout:
             + ", ".join(f"{arm} {n:,}" for arm, n in self.arms.items())
             + " customers."
         ]
+        if self.srm is not None:
+            lines.append(self.srm.text)
         first = next(iter(self.models))[1]
         for (_outcome, seg_by), model in self.models.items():
             if seg_by == first:
@@ -130,9 +151,44 @@ class ExperimentReadout:
         return "\n".join(lines + self.notes)
 
     def to_records(self) -> list[dict]:
-        """JSON-ready rows."""
+        """JSON-ready rows; each carries ``srm_p``, the SRM p-value (null when not checked)."""
         records = json.loads(self.table.to_json(orient="records"))
+        srm_p = None if self.srm is None else self.srm.p_value
+        for record in records:
+            record["srm_p"] = srm_p
         return records
+
+    def srm_dict(self) -> dict:
+        """The SRM check as a JSON-ready dict (``checked`` False when there was no allocation)."""
+        return srm_record(self.srm, self.srm_arms)
+
+
+def srm_record(check: SRMCheck | None, arms: tuple[str, ...] | list[str]) -> dict:
+    """A JSON-ready dict of an SRM check; an infinite chi2 (arms out of the design) is null.
+
+    Parameters
+    ----------
+    check : experiments.design.SRMCheck or None
+        The check, or None when it was skipped.
+    arms : sequence of str
+        Arm names in the order of ``check.counts``.
+
+    Returns
+    -------
+    dict
+        ``checked``, ``arms``, ``counts``, ``expected``, ``chi2``, ``p_value``, ``alarm``.
+    """
+    if check is None:
+        return {"checked": False, "arms": list(arms), "chi2": None, "p_value": None}
+    return {
+        "checked": True,
+        "arms": list(arms),
+        "counts": dict(zip(arms, check.counts, strict=True)),
+        "expected": dict(zip(arms, check.expected, strict=True)),
+        "chi2": check.chi2 if math.isfinite(check.chi2) else None,
+        "p_value": check.p_value,
+        "alarm": check.alarm,
+    }
 
 
 def _pct(row) -> str:
@@ -148,8 +204,9 @@ def read_out(
     segments: list[str] | tuple[str, ...] | None = None,
     horizon_months: int | None = None,
     config: Config | None = None,
+    check_srm: bool = True,
 ) -> ExperimentReadout:
-    """Fit one experiment and turn its effects into money.
+    """Check the sample ratio, then fit one experiment and turn its effects into money.
 
     Parameters
     ----------
@@ -164,6 +221,9 @@ def read_out(
         only). Default: up to the last outcome month observed for the experiment's customers.
     config : Config, optional
         Sampler, money, interval and gate settings; defaults to :class:`Config()`.
+    check_srm : bool
+        Stop with :class:`SampleRatioError` when the sample-ratio-mismatch check alarms
+        (default). False overrides the alarm: the readout proceeds and a note records it.
 
     Returns
     -------
@@ -172,12 +232,30 @@ def read_out(
     Raises
     ------
     InputError
-        Unknown experiment, no control arm, an arm without customers, an unknown segment
-        column, or outcomes missing for the horizon.
+        Unknown experiment, no control arm, an arm without customers, an unusable allocation in
+        the design record, an unknown segment column, or outcomes missing for the horizon.
+    SampleRatioError
+        The arm counts do not match the designed shares (``p <``
+        :data:`experiments.design.SRM_ALARM_P`), or arms in the data and in the allocation
+        differ; raised before any cells or models are computed.
+
+    Examples
+    --------
+    >>> from attribution import store, synth
+    >>> con = store.connect(":memory:")
+    >>> _ = synth.simulate(con, 2000, months=6, seed=1)
+    >>> drop = "DELETE FROM assignments WHERE arm = 'treatment' AND customer_id < 'C0000150'"
+    >>> _ = con.execute(drop)
+    >>> read_out(con, "exp_recovery_gift")  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+        ...
+    attribution.errors.SampleRatioError: experiment 'exp_recovery_gift' fails the sample-ratio...
     """
     cfg = config or Config()
     exp = _experiment(con, experiment_id)
     arms = _arms(con, experiment_id, exp["design"])
+    notes: list[str] = []
+    srm, srm_arms = srm_gate(experiment_id, arms, exp["design"], check_srm=check_srm, notes=notes)
     seg_cols = list(cfg.model.segments if segments is None else segments)
     known = store.segment_columns(con)
     for col in seg_cols:
@@ -189,7 +267,6 @@ def read_out(
     readout_models: dict = {}
     tables = []
     reasons: list[str] = []
-    notes: list[str] = []
     for seg_by in seg_cols or [None]:
         frame = cells(
             con,
@@ -239,6 +316,8 @@ def read_out(
         passed=passed,
         reasons=reasons,
         notes=notes,
+        srm=srm,
+        srm_arms=srm_arms,
     )
 
 
@@ -248,6 +327,115 @@ def experiment_ids(con: duckdb.DuckDBPyConnection) -> list[str]:
         "SELECT DISTINCT experiment_id FROM assignments ORDER BY experiment_id"
     ).fetchall()
     return [r[0] for r in rows]
+
+
+def srm_gate(
+    experiment_id: str,
+    arms: dict[str, int],
+    design: dict,
+    *,
+    check_srm: bool = True,
+    notes: list[str] | None = None,
+) -> tuple[SRMCheck | None, tuple[str, ...]]:
+    """Sample-ratio-mismatch gate: arm counts against the design record's allocation.
+
+    Parameters
+    ----------
+    experiment_id : str
+        For messages.
+    arms : dict
+        Customers assigned per arm (arms with customers only).
+    design : dict
+        The experiment's design record; ``design["allocation"]`` maps arm to designed share.
+    check_srm : bool
+        Raise on an alarm (default); False records the override in ``notes`` instead.
+    notes : list of str, optional
+        Receives a line when the check is skipped (no allocation) or an alarm is overridden.
+
+    Returns
+    -------
+    (SRMCheck or None, tuple of str)
+        The check (None when skipped) and the arm names in the order of its counts. Arms that
+        are in the data but not in the allocation, or in the allocation without customers, give
+        an alarm with ``chi2 = inf`` and ``p_value = 0``.
+
+    Raises
+    ------
+    InputError
+        The allocation is not a table of arm -> share > 0 summing to 1.
+    SampleRatioError
+        On an alarm when ``check_srm`` is True.
+
+    Examples
+    --------
+    >>> check, order = srm_gate("e", {"control": 500, "treatment": 510},
+    ...                         {"allocation": {"control": 0.5, "treatment": 0.5}})
+    >>> order, check.alarm
+    (('control', 'treatment'), False)
+    """
+    notes = [] if notes is None else notes
+    allocation = design.get("allocation") if isinstance(design, dict) else None
+    if allocation is None:
+        notes.append(
+            f"SRM check skipped for {experiment_id}: its design record has no allocation "
+            "(designed share per arm) to check the arm counts against."
+        )
+        return None, tuple(arms)
+    shares = _allocation(experiment_id, allocation)
+    extra = [a for a in arms if a not in shares]
+    empty = [a for a in shares if arms.get(a, 0) == 0]
+    order = tuple(arms) + tuple(empty)
+    counts = [arms.get(a, 0) for a in order]
+    total = sum(counts)
+    if extra or empty:
+        expected = tuple(shares.get(a, 0.0) * total for a in order)
+        check = SRMCheck(math.inf, 0.0, True, tuple(counts), expected)
+        problems = []
+        if extra:
+            problems.append(f"arm(s) {extra} have customers but are not in the design's allocation")
+        if empty:
+            problems.append(f"arm(s) {empty} of the design's allocation have no customers")
+        cause = "; ".join(problems)
+    else:
+        check = srm_check(counts, [shares[a] for a in order])
+        cause = f"chi2 = {check.chi2:.2f}, p = {check.p_value:.3g} < {SRM_ALARM_P:g}"
+    if not check.alarm:
+        return check, order
+    observed = ", ".join(f"{a} {n:,}" for a, n in zip(order, counts, strict=True))
+    designed = ", ".join(f"{a} {s:g}" for a, s in shares.items())
+    message = (
+        f"experiment {experiment_id!r} fails the sample-ratio-mismatch check: customers "
+        f"{observed} against designed shares {designed} ({cause})"
+    )
+    if check_srm:
+        raise SampleRatioError(
+            message + "; nothing was fitted or published. Find why the arms are out of "
+            "proportion (assignment, eligibility or logging) before reading the test out; "
+            "check_srm=False overrides.",
+            experiment_id=experiment_id,
+            srm=check,
+            arms=order,
+        )
+    notes.append(f"SRM alarm overridden (check_srm=False): {message}. The effects may be biased.")
+    return check, order
+
+
+def _allocation(experiment_id: str, allocation: object) -> dict[str, float]:
+    where = f"experiment {experiment_id!r}: design.allocation"
+    if not isinstance(allocation, dict) or len(allocation) < 2:
+        raise InputError(
+            f"{where} must map at least two arms to their designed shares, got {allocation!r}"
+        )
+    shares = {}
+    for arm, share in allocation.items():
+        if isinstance(share, bool) or not isinstance(share, int | float):
+            raise InputError(f"{where}[{arm!r}] must be a number, got {share!r}")
+        if not (math.isfinite(share) and share > 0):
+            raise InputError(f"{where}[{arm!r}] must be a share > 0, got {share!r}")
+        shares[str(arm)] = float(share)
+    if not math.isclose(sum(shares.values()), 1.0, abs_tol=1e-6):
+        raise InputError(f"{where} shares must sum to 1, got {allocation!r}")
+    return shares
 
 
 def _model(outcome: str, intervention: str, cfg: Config):

@@ -1,5 +1,10 @@
 """Refresh: fit every experiment in the store and publish only if every model passed.
 
+Every experiment passes the sample-ratio-mismatch gate of :func:`attribution.readout.read_out`
+first: one that alarms fails the whole run like a failed diagnostics gate (the reason is recorded
+on the run, nothing is published, the previous estimates stay current). The run's diagnostics
+JSON holds each experiment's SRM check under ``"srm"``.
+
 ``cx refresh`` runs this from cron or an orchestrator. A run whose data and configuration are
 unchanged since the last published run does nothing unless forced.
 """
@@ -15,8 +20,8 @@ import pandas as pd
 
 from attribution import runs
 from attribution.config import Config
-from attribution.errors import CxError
-from attribution.readout import ExperimentReadout, experiment_ids, read_out
+from attribution.errors import CxError, SampleRatioError
+from attribution.readout import ExperimentReadout, experiment_ids, read_out, srm_record
 
 UNCHANGED = "unchanged"
 
@@ -102,16 +107,22 @@ def refresh(
     run_id = runs.start_run(con, cfg.hash, data)
     say(f"run {run_id} started (config {cfg.hash}, data {data})")
     selected = list(cfg.experiments.include) or experiment_ids(con)
-    readouts, reasons, diagnostics = [], [], {}
+    readouts, reasons, diagnostics, srm = [], [], {}, {}
     for experiment_id in selected:
         t0 = time.perf_counter()
         try:
             result = read_out(con, experiment_id, config=cfg)
+        except SampleRatioError as exc:
+            reasons.append(f"{experiment_id}: {exc}")
+            srm[experiment_id] = srm_record(exc.srm, exc.arms)
+            say(f"{experiment_id}: failed the sample-ratio-mismatch check, not fitted")
+            continue
         except CxError as exc:
             reasons.append(f"{experiment_id}: {exc}")
             say(f"{experiment_id}: failed: {exc}")
             continue
         readouts.append(result)
+        srm[experiment_id] = result.srm_dict()
         reasons += [f"{experiment_id}: {r}" for r in result.reasons]
         diagnostics[experiment_id] = {
             f"{outcome} by {seg}": model.diagnostics_.summary().to_dict(orient="records")
@@ -130,7 +141,7 @@ def refresh(
         con,
         run_id,
         estimates,
-        {"models": diagnostics, "reasons": reasons},
+        {"models": diagnostics, "srm": srm, "reasons": reasons},
         publish=not reasons,
         interval=cfg.interval,
     )

@@ -75,3 +75,59 @@ def test_wrong_keys_and_values_are_named(tmp_path, text, message):
 def test_missing_file_is_an_input_error(tmp_path):
     with pytest.raises(InputError, match="does not exist"):
         load_config(tmp_path / "nope.toml")
+
+
+# ------------------------------------------------------------------------------------------
+# [decision]: the roll out / stop / extend thresholds
+# ------------------------------------------------------------------------------------------
+def test_decision_defaults_are_the_documented_ones():
+    d = Config().decision
+    assert (d.roll_out_threshold, d.stop_threshold) == (0.90, 0.10)
+    assert d.csat_tolerance == 0.05
+    assert d.cost_margin is None and d.cost_margin_share == 0.05
+
+
+def test_a_decision_section_is_read_and_an_integer_margin_becomes_a_float(tmp_path):
+    cfg = load_config(
+        write(
+            tmp_path,
+            "[decision]\nroll_out_threshold = 0.95\nstop_threshold = 0.2\n"
+            "csat_tolerance = 0.1\ncost_margin = 2\ncost_margin_share = 0.1\n",
+        )
+    )
+    d = cfg.decision
+    assert (d.roll_out_threshold, d.stop_threshold, d.csat_tolerance) == (0.95, 0.2, 0.1)
+    assert d.cost_margin == 2.0 and isinstance(d.cost_margin, float)
+    assert d.cost_margin_share == 0.1
+
+
+def test_decision_thresholds_do_not_change_the_config_hash(tmp_path):
+    # The hash decides whether a refresh refits; decision thresholds change no fitted number.
+    cfg = load_config(write(tmp_path, "[decision]\nroll_out_threshold = 0.8\n"))
+    assert cfg.decision.roll_out_threshold == 0.8
+    assert cfg.hash == Config().hash
+    assert cfg.to_dict()["decision"]["roll_out_threshold"] == 0.8
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("[decision]\nrollout = 0.9\n", r"unknown setting decision\.rollout \(allowed: roll_out"),
+        ("[decision]\nroll_out_threshold = 1.0\n", r"decision\.roll_out_threshold must be in"),
+        ("[decision]\nstop_threshold = 0\n", r"decision\.stop_threshold must be in \(0, 1\)"),
+        (
+            "[decision]\nstop_threshold = 0.5\nroll_out_threshold = 0.4\n",
+            r"decision\.stop_threshold \(0\.5\) must be below decision\.roll_out_threshold",
+        ),
+        ("[decision]\ncsat_tolerance = -0.1\n", r"decision\.csat_tolerance must be in \[0, 4\)"),
+        ("[decision]\ncost_margin = -1\n", r"decision\.cost_margin must be >= 0, got -1"),
+        ("[decision]\ncost_margin = 'five'\n", r"decision\.cost_margin must be a number"),
+        ("[decision]\ncost_margin_share = -0.05\n", r"decision\.cost_margin_share must be >= 0"),
+        ("[decision]\nroll_out_threshold = true\n", r"decision\.roll_out_threshold must be float"),
+        ("decision = 3\n", r"\[decision\] must be a table"),
+    ],
+)
+def test_wrong_decision_settings_are_named(tmp_path, text, message):
+    with pytest.raises(InputError, match=message) as info:
+        load_config(write(tmp_path, text))
+    assert "cx.toml" in str(info.value)

@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import json
+import time
+import warnings
+
 import pandas as pd
 import pytest
 from conftest import assert_unchanged, snapshot
 
-from attribution import runs, store, synth
-from attribution.config import Config, ModelSettings
+from attribution import runs, store, synth, uplift
+from attribution.config import Config, ExperimentSelection, ModelSettings
 from attribution.diagnostics import DiagnosticsWarning
-from attribution.errors import InputError
+from attribution.errors import CxError, InputError, SampleRatioError
 from attribution.load import load
-from attribution.readout import read_out
+from attribution.readout import read_out, srm_gate, srm_record
 from attribution.refresh import refresh
 
 
@@ -162,3 +166,127 @@ def test_refresh_with_nothing_new_is_a_no_op_and_a_failing_gate_publishes_nothin
         assert listed.loc[failed.run_id, "status"] == "failed"
         assert listed.loc[failed.run_id, "estimates"] == 0
         pd.testing.assert_frame_equal(runs.current_estimates(con), before)
+
+
+# ------------------------------------------------------------------------------------------
+# The sample-ratio-mismatch gate: before any cells or models
+# ------------------------------------------------------------------------------------------
+_DROP_TREATED = (
+    "DELETE FROM assignments WHERE experiment_id = 'exp_recovery_gift' AND arm = 'treatment' "
+    "AND customer_id IN (SELECT customer_id FROM assignments WHERE experiment_id = "
+    "'exp_recovery_gift' AND arm = 'treatment' ORDER BY customer_id LIMIT 120)"
+)
+
+
+def test_a_sample_ratio_mismatch_stops_the_readout_before_anything_is_fitted(con):
+    con.execute(_DROP_TREATED)  # 324 control against 193 treated, designed 50/50
+    before = snapshot(con)
+    compiles = uplift.compile_count()
+    t0 = time.perf_counter()
+    with pytest.raises(SampleRatioError) as info:
+        read_out(con, "exp_recovery_gift")
+    assert time.perf_counter() - t0 < 5
+    assert uplift.compile_count() == compiles
+    message = str(info.value)
+    assert "experiment 'exp_recovery_gift' fails the sample-ratio-mismatch check" in message
+    assert "control 324, treatment 193" in message and "control 0.5, treatment 0.5" in message
+    assert "nothing was fitted or published" in message
+    # chi2 of 324 / 193 against 258.5 each, by hand.
+    chi2 = 2 * (324 - 258.5) ** 2 / 258.5
+    assert info.value.srm.chi2 == pytest.approx(chi2) and info.value.srm.p_value < 0.001
+    assert f"chi2 = {chi2:.2f}" in message
+    assert info.value.exit_code == 4 and isinstance(info.value, CxError)
+    assert_unchanged(before, con)
+
+
+def test_arms_that_differ_from_the_designed_allocation_are_a_mismatch(con):
+    con.execute(
+        "UPDATE experiments SET design = ? WHERE experiment_id = 'exp_recovery_gift'",
+        [json.dumps({"allocation": {"control": 0.5, "holdout": 0.5}})],
+    )
+    with pytest.raises(SampleRatioError) as info:
+        read_out(con, "exp_recovery_gift")
+    message = str(info.value)
+    assert "arm(s) ['treatment'] have customers but are not in the design's allocation" in message
+    assert "arm(s) ['holdout'] of the design's allocation have no customers" in message
+    assert info.value.srm.alarm and info.value.arms == ("control", "treatment", "holdout")
+
+
+@pytest.mark.parametrize(
+    ("allocation", "message"),
+    [
+        ({"control": 0.5, "treatment": 0.6}, "shares must sum to 1"),
+        ({"control": "half", "treatment": 0.5}, r"design.allocation\['control'\] must be a number"),
+        ({"control": 1.0, "treatment": 0.0}, r"allocation\['treatment'\] must be a share > 0"),
+        (["control", "treatment"], "must map at least two arms"),
+    ],
+)
+def test_an_unusable_allocation_is_an_input_error_naming_it(con, allocation, message):
+    con.execute(
+        "UPDATE experiments SET design = ? WHERE experiment_id = 'exp_recovery_gift'",
+        [json.dumps({"allocation": allocation})],
+    )
+    with pytest.raises(InputError, match=message) as info:
+        read_out(con, "exp_recovery_gift")
+    assert "experiment 'exp_recovery_gift': design.allocation" in str(info.value)
+
+
+def test_srm_gate_without_an_allocation_skips_with_a_note():
+    notes: list[str] = []
+    check, arms = srm_gate("mine", {"control": 10, "treatment": 90}, {}, notes=notes)
+    assert check is None and arms == ("control", "treatment")
+    assert notes == [
+        "SRM check skipped for mine: its design record has no allocation (designed share per "
+        "arm) to check the arm counts against."
+    ]
+    assert srm_record(check, arms)["p_value"] is None
+
+
+def test_published_readouts_carry_their_srm_check(published):
+    _, outcome = published
+    for result in outcome.readouts:
+        assert result.srm is not None and not result.srm.alarm
+        assert sum(result.srm.counts) == sum(result.arms.values())
+        assert result.srm.text in result.describe()
+        assert {r["srm_p"] for r in result.to_records()} == {result.srm.p_value}
+
+
+def test_refresh_fails_on_a_sample_ratio_mismatch_and_keeps_the_published_estimates(published):
+    path, first = published
+    copy = path.with_name("srm.duckdb")
+    copy.write_bytes(path.read_bytes())
+    with store.opened(copy) as con:
+        con.execute(_DROP_TREATED)
+        before = runs.current_estimates(con)
+        compiles = uplift.compile_count()
+        only = Config(experiments=ExperimentSelection(include=("exp_recovery_gift",)))
+        failed = refresh(con, only)
+        assert uplift.compile_count() == compiles
+        assert failed.status == "failed" and not failed.readouts
+        assert any("fails the sample-ratio-mismatch check" in r for r in failed.reasons)
+        listed = runs.list_runs(con).set_index("run_id")
+        assert listed.loc[failed.run_id, "status"] == "failed"
+        assert listed.loc[failed.run_id, "estimates"] == 0
+        pd.testing.assert_frame_equal(runs.current_estimates(con), before)
+        recorded = json.loads(
+            con.execute(
+                "SELECT diagnostics FROM runs WHERE run_id = ?", [failed.run_id]
+            ).fetchone()[0]
+        )
+        srm = recorded["srm"]["exp_recovery_gift"]
+        assert srm["alarm"] and srm["counts"] == {"control": 324, "treatment": 193}
+
+
+# Last in the file: reuses the models compiled by the ``published`` fixture (same structure), so
+# only sampling runs, with a short chain: diagnostics are not what this test is about.
+def test_check_srm_false_overrides_the_alarm_and_the_note_says_so(published, con):
+    con.execute(_DROP_TREATED)
+    quick = Config(model=ModelSettings(draws=200, tune=200, chains=2))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DiagnosticsWarning)
+        result = read_out(con, "exp_recovery_gift", config=quick, check_srm=False)
+    assert result.srm.alarm and result.arms == {"control": 324, "treatment": 193}
+    assert any(n.startswith("SRM alarm overridden (check_srm=False)") for n in result.notes)
+    assert "sample ratio mismatch: stop and find the cause" in result.describe()
+    assert {r["srm_p"] for r in result.to_records()} == {result.srm.p_value}
+    assert not result.table.empty

@@ -1,0 +1,800 @@
+"""The decision on a randomized CX test, in money: roll out, stop or extend.
+
+:func:`decide` reads one experiment out of the store in this order:
+
+1. **Sample ratio.** The arm counts against the designed shares (``design["allocation"]``), a
+   chi-square test that stops everything at ``p <`` :data:`experiments.design.SRM_ALARM_P`
+   (:class:`attribution.errors.SampleRatioError`, exit code 4) before any model is fitted. It is
+   the gate of :func:`attribution.readout.read_out`; ``check_srm=False`` overrides it.
+2. **Balance.** Standardized mean differences (SMD) between each treatment arm and control for
+   every segment column of ``customers`` (categories one-hot). ``|SMD| >`` :data:`BALANCE_SMD`
+   is reported as a warning among the reasons; it does not stop the readout.
+3. **Effects and money** from :func:`attribution.readout.read_out`: net value per treated
+   customer with its interval, P(net value > 0) and the expected loss of rolling out.
+4. **Guardrails**, each with a verdict ``pass``, ``fail`` or ``unclear`` (see
+   :func:`csat_guardrail` and :func:`cost_guardrail`). The rule is the same for both: *pass*
+   when the whole interval is on the acceptable side of the threshold, *fail* when the whole
+   interval is beyond it, *unclear* when the interval straddles it (the data cannot tell yet).
+
+   - CSAT must not fall by more than ``decision.csat_tolerance`` points (non-inferiority):
+     pass when ``lo >= -tolerance``, fail when ``hi < -tolerance``.
+   - Cost-to-serve must not rise by more than the margin (currency per customer over the
+     window): pass when ``hi <= margin``, fail when ``lo > margin``.
+
+5. **The verdict** per treatment arm, with the thresholds of the ``[decision]`` configuration
+   section (:class:`attribution.config.DecisionSettings`):
+
+   - ``"roll out"``: the models passed their diagnostics, ``P(net value > 0) >=
+     roll_out_threshold`` and every guardrail passed;
+   - ``"stop"``: ``P(net value > 0) <= stop_threshold`` or a guardrail failed;
+   - ``"extend"``: anything else (not enough evidence either way, or a guardrail unclear).
+
+   When the models failed their diagnostics their numbers (P(net value > 0), the cost effect)
+   are not trusted: the verdict is ``"extend"`` ("the models did not pass their diagnostics;
+   extend / investigate") unless the CSAT guardrail, which uses no model, failed: then
+   ``"stop"``.
+
+Example (a fit: takes a minute the first time models compile)::
+
+    >>> from attribution import store, synth                      # doctest: +SKIP
+    >>> con = store.connect(":memory:")                           # doctest: +SKIP
+    >>> _ = synth.simulate(con, 20_000, months=12, seed=11)       # doctest: +SKIP
+    >>> print(decide(con, "exp_premium_support").describe())      # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+from datetime import date
+
+import duckdb
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+from attribution import store
+from attribution.cells import _add_months
+from attribution.config import Config, DecisionSettings
+from attribution.readout import ExperimentReadout, read_out, srm_record
+from attribution.settings import IntervalSetting
+from attribution.uplift import CONTROL
+from experiments.design import SRMCheck
+
+__all__ = [
+    "BALANCE_SMD",
+    "BALANCE_COLUMNS",
+    "Decision",
+    "GUARDRAIL_COLUMNS",
+    "balance",
+    "cost_guardrail",
+    "csat_guardrail",
+    "decide",
+]
+
+ROLL_OUT, STOP, EXTEND = "roll out", "stop", "extend"
+PASS, FAIL, UNCLEAR = "pass", "fail", "unclear"
+#: A covariate whose standardized mean difference between arms exceeds this (in absolute value)
+#: is flagged as imbalanced (the common rule of thumb for randomized and matched comparisons).
+BALANCE_SMD = 0.1
+BALANCE_COLUMNS = ["arm", "covariate", "level", "mean_control", "mean_arm", "smd", "flagged"]
+GUARDRAIL_COLUMNS = ["arm", "guardrail", "estimate", "lo", "hi", "threshold", "verdict", "reason"]
+_NUMERIC_TYPES = ("TINYINT", "SMALLINT", "INTEGER", "BIGINT", "HUGEINT", "UTINYINT", "USMALLINT")
+_NUMERIC_TYPES += ("UINTEGER", "UBIGINT", "FLOAT", "DOUBLE", "REAL", "DECIMAL")
+
+
+@dataclass
+class Decision:
+    """Roll out, stop or extend, per treatment arm, stated in money.
+
+    Attributes
+    ----------
+    experiment_id, intervention : str
+    verdicts : dict
+        ``{treatment arm: "roll out" | "stop" | "extend"}``.
+    money : pandas.DataFrame
+        One row per treatment arm: ``net_value``, ``net_lo``, ``net_hi`` (per treated customer
+        over the window, with the configured interval), ``p_positive`` (P(net value > 0)),
+        ``expected_loss`` (expected loss of rolling out, per treated customer), ``total``,
+        ``total_lo``, ``total_hi`` (over the experiment's treated customers), ``roi``,
+        ``roi_lo``, ``roi_hi`` and ``n_treated``.
+    srm : experiments.design.SRMCheck or None
+        The sample-ratio-mismatch check (None when the design record has no allocation).
+    balance : pandas.DataFrame
+        Columns :data:`BALANCE_COLUMNS`.
+    guardrails : pandas.DataFrame
+        Columns :data:`GUARDRAIL_COLUMNS`, one row per treatment arm and guardrail.
+    readout : attribution.readout.ExperimentReadout
+        The full readout the money comes from.
+    reasons : list of str
+        Why, in plain words: the verdict's grounds per arm, then warnings (imbalance, an
+        overridden SRM alarm).
+    settings : DecisionSettings
+        The thresholds used.
+    interval : IntervalSetting
+        Width of every interval shown.
+    """
+
+    experiment_id: str
+    intervention: str
+    verdicts: dict[str, str]
+    money: pd.DataFrame = field(repr=False)
+    srm: SRMCheck | None
+    balance: pd.DataFrame = field(repr=False)
+    guardrails: pd.DataFrame = field(repr=False)
+    readout: ExperimentReadout = field(repr=False)
+    reasons: list[str] = field(default_factory=list)
+    settings: DecisionSettings = field(default_factory=DecisionSettings)
+    interval: IntervalSetting = field(default_factory=IntervalSetting)
+
+    @property
+    def verdict(self) -> str:
+        """One verdict for the experiment: ``"roll out"`` if any arm should be rolled out (see
+        :attr:`best_arm`), else ``"extend"`` if any arm should be extended, else ``"stop"``."""
+        values = set(self.verdicts.values())
+        for v in (ROLL_OUT, EXTEND):
+            if v in values:
+                return v
+        return STOP
+
+    @property
+    def best_arm(self) -> str | None:
+        """The arm to roll out (highest expected net value among those rolled out), or None."""
+        ok = self.money[self.money["arm"].map(self.verdicts) == ROLL_OUT]
+        if ok.empty:
+            return None
+        return str(ok.sort_values("net_value", ascending=False)["arm"].iloc[0])
+
+    def summary(self) -> pd.DataFrame:
+        """One row per treatment arm: the verdict and the money."""
+        out = self.money.copy()
+        out.insert(1, "verdict", out["arm"].map(self.verdicts))
+        return out
+
+    def describe(self) -> str:
+        """What a finance reviewer reads: verdict, money, guardrails, SRM, balance."""
+        width = f"{self.interval.width:.0%}"
+        head = self.verdict.upper()
+        if len(self.verdicts) > 1 and self.best_arm is not None:
+            head += f" ({self.best_arm})"
+        lines = [
+            f"{self.experiment_id} ({self.intervention}), outcomes {self.readout.start:%Y-%m} to "
+            f"{self.readout.horizon:%Y-%m}: {head}."
+        ]
+        for _, m in self.money.iterrows():
+            arm = m["arm"]
+            lines.append(
+                f"{arm}: {self.verdicts[arm]}. Net value per treated customer "
+                f"{m['net_value']:,.2f} "
+                f"({width} interval {m['net_lo']:,.2f} to {m['net_hi']:,.2f}), P(net value > 0) "
+                f"= {m['p_positive']:.2f}, expected loss if rolled out {m['expected_loss']:,.2f} "
+                f"per customer; over the {int(m['n_treated']):,} treated customers "
+                f"{m['total']:,.0f} ({m['total_lo']:,.0f} to {m['total_hi']:,.0f})."
+            )
+        lines += [f"  - {r}" for r in self.reasons]
+        lines.append("Guardrails:")
+        for _, g in self.guardrails.iterrows():
+            lines.append(f"  {g['arm']} {g['guardrail']}: {g['verdict']}. {g['reason']}")
+        if self.srm is None:
+            lines.append("SRM check skipped: the design record has no allocation.")
+        else:
+            lines.append(self.srm.text)
+        lines.append(_balance_text(self.balance))
+        lines += self.readout.notes
+        return "\n".join(lines)
+
+    def to_dict(self) -> dict:
+        """JSON-ready: verdicts, money, guardrails, SRM, balance, reasons, settings, headline."""
+        return _clean(
+            {
+                "experiment_id": self.experiment_id,
+                "intervention": self.intervention,
+                "verdict": self.verdict,
+                "best_arm": self.best_arm,
+                "verdicts": dict(self.verdicts),
+                "window": {"start": str(self.readout.start), "horizon": str(self.readout.horizon)},
+                "interval_width": self.interval.width,
+                "diagnostics_passed": self.readout.passed,
+                "money": _records(self.money),
+                "guardrails": _records(self.guardrails),
+                "srm": srm_record(self.srm, self.readout.srm_arms),
+                "balance": _records(self.balance),
+                "reasons": list(self.reasons),
+                "notes": list(self.readout.notes),
+                "settings": asdict(self.settings),
+                "headline": self.readout.headline().to_dict(orient="records"),
+            }
+        )
+
+
+def decide(
+    con: duckdb.DuckDBPyConnection,
+    experiment_id: str,
+    *,
+    segments: list[str] | tuple[str, ...] | None = None,
+    horizon_months: int | None = None,
+    config: Config | None = None,
+    check_srm: bool = True,
+) -> Decision:
+    """Decide one experiment: roll out, stop or extend, with the money and the guardrails.
+
+    Parameters
+    ----------
+    con : duckdb.DuckDBPyConnection
+        An open store.
+    experiment_id : str
+        An experiment with assignments and a ``control`` arm.
+    segments : list of str, optional
+        Segment columns for the readout's models (default: the configuration's).
+    horizon_months : int, optional
+        Outcome window length in months (default: up to the last outcome month).
+    config : Config, optional
+        Model, money, interval, gate and ``[decision]`` settings.
+    check_srm : bool
+        Stop on a sample ratio mismatch (default). False overrides the alarm; the decision's
+        reasons then warn that the effects may be biased.
+
+    Returns
+    -------
+    Decision
+
+    Raises
+    ------
+    SampleRatioError
+        The arm counts do not match the designed shares; nothing is fitted.
+    InputError
+        As :func:`attribution.readout.read_out`.
+    """
+    cfg = config or Config()
+    rules = cfg.decision
+    readout = read_out(
+        con,
+        experiment_id,
+        segments=segments,
+        horizon_months=horizon_months,
+        config=cfg,
+        check_srm=check_srm,
+    )
+    bal = balance(con, experiment_id)
+    end = _add_months(readout.horizon, 1)
+    arms = [a for a in readout.arms if a != CONTROL]
+    csat = csat_guardrail(
+        con,
+        experiment_id,
+        start=readout.start,
+        end=end,
+        tolerance=rules.csat_tolerance,
+        interval=cfg.interval,
+    )
+    margin, margin_text = _cost_margin(con, experiment_id, readout, rules)
+    cost = cost_guardrail(readout.table, margin, margin_text=margin_text, interval=cfg.interval)
+    guardrails = pd.concat([csat, cost], ignore_index=True)
+    guardrails = guardrails.sort_values(["arm", "guardrail"], kind="stable").reset_index(drop=True)
+    money = _money(readout, arms)
+    verdicts: dict[str, str] = {}
+    reasons: list[str] = []
+    for arm in arms:
+        row = money.set_index("arm").loc[arm]
+        verdict, why = _verdict(
+            row["p_positive"], guardrails[guardrails["arm"] == arm], readout, rules
+        )
+        verdicts[arm] = verdict
+        prefix = f"{arm}: " if len(arms) > 1 else ""
+        reasons += [prefix + w for w in why]
+    flagged = bal[bal["flagged"]] if len(bal) else bal
+    if len(flagged):
+        worst = flagged.reindex(flagged["smd"].abs().sort_values(ascending=False).index)
+        listed = ", ".join(
+            f"{r.covariate}{'=' + str(r.level) if _present(r.level) else ''} "
+            f"({r.arm} SMD {r.smd:+.2f})"
+            for r in worst.head(5).itertuples()
+        )
+        reasons.append(
+            f"Warning: {len(flagged)} covariate level(s) differ between arms by more than "
+            f"|SMD| {BALANCE_SMD:g}: {listed}. Randomization may be broken or the test small; "
+            "check the assignment before acting on the verdict."
+        )
+    if readout.srm is not None and readout.srm.alarm:
+        reasons.append(
+            "Warning: the sample-ratio-mismatch alarm was overridden (check_srm=False): the "
+            "effects may be biased."
+        )
+    return Decision(
+        experiment_id=experiment_id,
+        intervention=readout.intervention,
+        verdicts=verdicts,
+        money=money,
+        srm=readout.srm,
+        balance=bal,
+        guardrails=guardrails[GUARDRAIL_COLUMNS],
+        readout=readout,
+        reasons=reasons,
+        settings=rules,
+        interval=cfg.interval,
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# Verdict
+# --------------------------------------------------------------------------------------------
+def _verdict(
+    p: float, guards: pd.DataFrame, readout: ExperimentReadout, rules: DecisionSettings
+) -> tuple[str, list[str]]:
+    failed = guards[guards["verdict"] == FAIL]
+    unclear = guards[guards["verdict"] == UNCLEAR]
+    p_text = f"P(net value > 0) = {p:.2f}"
+    if not readout.passed:
+        csat_failed = failed[failed["guardrail"] == "csat"]
+        if len(csat_failed):
+            return STOP, [
+                "A guardrail failed: CSAT fell (this guardrail uses no model, so it stands "
+                "although the models did not pass their diagnostics)."
+            ]
+        return EXTEND, ["The models did not pass their diagnostics; extend / investigate."]
+    if len(failed):
+        names = ", ".join(failed["guardrail"])
+        return STOP, [f"Guardrail(s) failed: {names}."]
+    if p <= rules.stop_threshold:
+        return STOP, [f"{p_text} <= the stop threshold {rules.stop_threshold:g}."]
+    if p >= rules.roll_out_threshold and unclear.empty:
+        return ROLL_OUT, [
+            f"{p_text} >= the roll-out threshold {rules.roll_out_threshold:g}, diagnostics "
+            "passed and every guardrail passed."
+        ]
+    why = []
+    if p < rules.roll_out_threshold:
+        why.append(
+            f"{p_text} is between the stop ({rules.stop_threshold:g}) and roll-out "
+            f"({rules.roll_out_threshold:g}) thresholds: not enough evidence yet."
+        )
+    if len(unclear):
+        names = ", ".join(unclear["guardrail"])
+        why.append(f"Guardrail(s) unclear: {names}; more data is needed to rule out harm.")
+    return EXTEND, why
+
+
+def _money(readout: ExperimentReadout, arms: list[str]) -> pd.DataFrame:
+    t = readout.table
+    top = t[(t["segment"] == "all") & (t["segment_by"] == "all")]
+    rows = []
+    for arm in arms:
+        mine = top[top["arm"] == arm].set_index("outcome")
+
+        def pick(outcome: str, col: str, mine=mine) -> float:
+            return float(mine.loc[outcome, col]) if outcome in mine.index else math.nan
+
+        rows.append(
+            {
+                "arm": arm,
+                "net_value": pick("net_value", "mean"),
+                "net_lo": pick("net_value", "lo"),
+                "net_hi": pick("net_value", "hi"),
+                "p_positive": pick("net_value", "p_positive"),
+                "expected_loss": pick("net_value", "expected_loss"),
+                "total": pick("total_net_value", "mean"),
+                "total_lo": pick("total_net_value", "lo"),
+                "total_hi": pick("total_net_value", "hi"),
+                "roi": pick("roi", "mean"),
+                "roi_lo": pick("roi", "lo"),
+                "roi_hi": pick("roi", "hi"),
+                "n_treated": readout.arms.get(arm, 0),
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+# --------------------------------------------------------------------------------------------
+# Guardrails
+# --------------------------------------------------------------------------------------------
+def _three_way(lo: float, hi: float, ok_when_lo_at_least: float | None, bad_above: float | None):
+    """pass / fail / unclear of an interval against a threshold (see the module docstring)."""
+    if ok_when_lo_at_least is not None:  # lower bound guardrail: CSAT
+        if lo >= ok_when_lo_at_least:
+            return PASS
+        if hi < ok_when_lo_at_least:
+            return FAIL
+        return UNCLEAR
+    if hi <= bad_above:  # upper bound guardrail: cost
+        return PASS
+    if lo > bad_above:
+        return FAIL
+    return UNCLEAR
+
+
+_CSAT_SQL = """
+    WITH per_customer AS (
+        SELECT a.arm, a.customer_id, avg(i.csat) AS csat
+        FROM assignments a
+        JOIN interactions i ON i.customer_id = a.customer_id
+        WHERE a.experiment_id = $e AND i.csat IS NOT NULL
+          AND i.ts >= $start AND i.ts < $end
+        GROUP BY ALL
+    )
+    SELECT arm, count(*) AS n, avg(csat) AS mean, var_samp(csat) AS var
+    FROM per_customer GROUP BY arm
+"""
+
+
+def csat_guardrail(
+    con: duckdb.DuckDBPyConnection,
+    experiment_id: str,
+    *,
+    start: date,
+    end: date,
+    tolerance: float = 0.05,
+    interval: IntervalSetting | None = None,
+) -> pd.DataFrame:
+    """CSAT must not fall: treated minus control mean CSAT, per treatment arm.
+
+    Each customer of the experiment with at least one CSAT rating in ``[start, end)`` counts
+    once, with the mean of their ratings; arms are compared by the difference of the means of
+    those per-customer values, with a Welch (unequal variances) normal interval of the
+    configured width: ``d +- z * sqrt(v_t / n_t + v_c / n_c)``, ``z`` the interval's upper
+    normal quantile. CSAT is only observed for customers who contacted service and rated it;
+    when the intervention changes who contacts, the comparison is among contacting customers
+    and no longer purely randomized.
+
+    Verdict (non-inferiority with margin ``tolerance``): ``pass`` when ``lo >= -tolerance``
+    (a fall beyond the tolerance is ruled out), ``fail`` when ``hi < -tolerance`` (CSAT fell by
+    more than the tolerance), ``unclear`` otherwise, and ``unclear`` without ratings (fewer than
+    two rated customers in an arm).
+
+    Parameters
+    ----------
+    con : duckdb.DuckDBPyConnection
+        An open store.
+    experiment_id : str
+        The experiment.
+    start, end : datetime.date
+        Ratings with ``start <= ts < end`` count (the outcome window).
+    tolerance : float
+        CSAT points (1-5 scale) the treated arm may fall below control and still pass, >= 0.
+    interval : IntervalSetting, optional
+        Width of the interval; default the project setting.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Columns :data:`GUARDRAIL_COLUMNS` with ``guardrail = "csat"``; ``estimate`` is the
+        difference in points and ``threshold`` is ``-tolerance``.
+
+    Examples
+    --------
+    >>> from attribution import store, synth
+    >>> con = store.connect(":memory:")
+    >>> _ = synth.simulate(con, 5000, months=6, seed=2)
+    >>> g = csat_guardrail(con, "exp_recovery_gift", start=date(2025, 4, 1), end=date(2025, 7, 1))
+    >>> list(g["guardrail"]), bool(g["lo"].iloc[0] < g["estimate"].iloc[0] < g["hi"].iloc[0])
+    (['csat'], True)
+    """
+    width = interval or IntervalSetting()
+    z = float(stats.norm.ppf(width.quantiles[1]))
+    pct = f"{width.width:.0%}"
+    arms = [
+        r[0]
+        for r in con.execute(
+            "SELECT DISTINCT arm FROM assignments WHERE experiment_id = ? AND arm <> ? "
+            "ORDER BY arm",
+            [experiment_id, CONTROL],
+        ).fetchall()
+    ]
+    per_arm = con.execute(_CSAT_SQL, {"e": experiment_id, "start": start, "end": end}).df()
+    per_arm = per_arm.set_index("arm")
+    window = f"from {start:%Y-%m-%d} to before {end:%Y-%m-%d}"
+    rows = []
+    for arm in arms:
+        row = {"arm": arm, "guardrail": "csat", "threshold": -tolerance}
+        n_t = int(per_arm["n"].get(arm, 0))
+        n_c = int(per_arm["n"].get(CONTROL, 0))
+        if min(n_t, n_c) < 2:
+            reason = (
+                "No CSAT ratings"
+                if n_t + n_c == 0
+                else f"Too few CSAT ratings (control {n_c}, {arm} {n_t} rated customers)"
+            )
+            rows.append(
+                {
+                    **row,
+                    "estimate": math.nan,
+                    "lo": math.nan,
+                    "hi": math.nan,
+                    "verdict": UNCLEAR,
+                    "reason": f"{reason} {window}: cannot tell whether CSAT fell.",
+                }
+            )
+            continue
+        d = float(per_arm.loc[arm, "mean"] - per_arm.loc[CONTROL, "mean"])
+        var_t = float(np.nan_to_num(per_arm.loc[arm, "var"]))
+        var_c = float(np.nan_to_num(per_arm.loc[CONTROL, "var"]))
+        se = math.sqrt(var_t / n_t + var_c / n_c)
+        lo, hi = d - z * se, d + z * se
+        verdict = _three_way(lo, hi, -tolerance, None)
+        said = (
+            f"Mean CSAT {arm} minus control {d:+.3f} points ({pct} interval {lo:+.3f} to "
+            f"{hi:+.3f}; {n_t:,} and {n_c:,} rated customers)"
+        )
+        if verdict == PASS:
+            said += f": a fall of more than {tolerance:g} points is ruled out."
+        elif verdict == FAIL:
+            said += f": CSAT fell by more than the tolerated {tolerance:g} points."
+        else:
+            said += (
+                f": a fall of more than {tolerance:g} points is not ruled out; more data is needed."
+            )
+        rows.append({**row, "estimate": d, "lo": lo, "hi": hi, "verdict": verdict, "reason": said})
+    return pd.DataFrame(rows, columns=GUARDRAIL_COLUMNS)
+
+
+def cost_guardrail(
+    table: pd.DataFrame,
+    margin: float,
+    *,
+    margin_text: str = "",
+    interval: IntervalSetting | None = None,
+) -> pd.DataFrame:
+    """Cost-to-serve must not rise beyond ``margin``, per treatment arm.
+
+    Reads the overall (segment ``"all"``) absolute cost-to-serve effect of a readout: currency
+    per customer summed over the window, with its credible interval. ``pass`` when
+    ``hi <= margin`` (a rise beyond the margin is ruled out), ``fail`` when ``lo > margin`` (it
+    rose beyond the margin), ``unclear`` otherwise or when the readout has no cost row.
+
+    Parameters
+    ----------
+    table : pandas.DataFrame
+        :attr:`attribution.readout.ExperimentReadout.table`.
+    margin : float
+        Allowed rise, currency per customer over the window, >= 0.
+    margin_text : str
+        How the margin was set, for the reason sentence.
+    interval : IntervalSetting, optional
+        Only for the wording (the readout's intervals are already computed).
+
+    Returns
+    -------
+    pandas.DataFrame
+        Columns :data:`GUARDRAIL_COLUMNS` with ``guardrail = "cost_to_serve"``.
+
+    Examples
+    --------
+    >>> t = pd.DataFrame({"arm": ["treatment"], "outcome": ["cost_to_serve"], "segment": ["all"],
+    ...                   "metric": ["absolute"], "mean": [4.0], "lo": [3.0], "hi": [5.0]})
+    >>> cost_guardrail(t, 2.0)["verdict"].tolist()
+    ['fail']
+    """
+    pct = f"{(interval or IntervalSetting()).width:.0%}"
+    rows = []
+    overall = table[
+        (table["outcome"] == "cost_to_serve")
+        & (table["segment"] == "all")
+        & (table["metric"] == "absolute")
+    ]
+    arms = [a for a in pd.unique(table["arm"]) if a != CONTROL]
+    for arm in arms:
+        row = {"arm": arm, "guardrail": "cost_to_serve", "threshold": margin}
+        mine = overall[overall["arm"] == arm]
+        if mine.empty:
+            rows.append(
+                {
+                    **row,
+                    "estimate": math.nan,
+                    "lo": math.nan,
+                    "hi": math.nan,
+                    "verdict": UNCLEAR,
+                    "reason": "No cost-to-serve effect in the readout: cannot tell.",
+                }
+            )
+            continue
+        r = mine.iloc[0]
+        mean, lo, hi = float(r["mean"]), float(r["lo"]), float(r["hi"])
+        verdict = _three_way(lo, hi, None, margin)
+        said = (
+            f"Cost-to-serve per customer {arm} minus control {mean:+,.2f} ({pct} interval "
+            f"{lo:+,.2f} to {hi:+,.2f}) against a margin of {margin:,.2f}{margin_text}"
+        )
+        if verdict == PASS:
+            said += ": a rise beyond the margin is ruled out."
+        elif verdict == FAIL:
+            said += ": cost rose beyond the margin."
+        else:
+            said += ": a rise beyond the margin is not ruled out; more data is needed."
+        rows.append(
+            {**row, "estimate": mean, "lo": lo, "hi": hi, "verdict": verdict, "reason": said}
+        )
+    return pd.DataFrame(rows, columns=GUARDRAIL_COLUMNS)
+
+
+def _cost_margin(
+    con: duckdb.DuckDBPyConnection,
+    experiment_id: str,
+    readout: ExperimentReadout,
+    rules: DecisionSettings,
+) -> tuple[float, str]:
+    """The cost margin and how it was set: explicit, or a share of control's mean cost."""
+    if rules.cost_margin is not None:
+        return float(rules.cost_margin), " (decision.cost_margin)"
+    mean = con.execute(
+        """
+        WITH cost AS (
+            SELECT customer_id, sum(cost_to_serve) AS cost FROM outcomes
+            WHERE period >= $start AND period <= $horizon GROUP BY customer_id
+        )
+        SELECT avg(coalesce(cost.cost, 0))
+        FROM assignments a LEFT JOIN cost ON cost.customer_id = a.customer_id
+        WHERE a.experiment_id = $e AND a.arm = 'control'
+        """,
+        {"e": experiment_id, "start": readout.start, "horizon": readout.horizon},
+    ).fetchone()[0]
+    mean = float(mean or 0.0)
+    return rules.cost_margin_share * mean, (
+        f" ({rules.cost_margin_share:.0%} of control's mean cost-to-serve of {mean:,.2f} per "
+        "customer over the window)"
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# Balance
+# --------------------------------------------------------------------------------------------
+def balance(con: duckdb.DuckDBPyConnection, experiment_id: str) -> pd.DataFrame:
+    """Standardized mean differences per covariate between each treatment arm and control.
+
+    Uses ``experiments.assign.store_balance`` when that module is available, else the same
+    computation here: for every segment column of ``customers`` (text and boolean columns one
+    indicator per level, numeric columns as they are; date columns are left out),
+    ``smd = (mean_arm - mean_control) / sqrt((var_arm + var_control) / 2)``, with population
+    variances ``p (1 - p)`` for indicators and sample variances for numbers; a level with no
+    variance in either arm has SMD 0 when the means agree and infinity otherwise. ``flagged``
+    when ``|smd| >`` :data:`BALANCE_SMD`.
+
+    Parameters
+    ----------
+    con : duckdb.DuckDBPyConnection
+        An open store.
+    experiment_id : str
+        The experiment.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Columns :data:`BALANCE_COLUMNS`; ``level`` is None for numeric covariates, and a
+        missing value of a text column is the level ``"(missing)"``.
+
+    Examples
+    --------
+    >>> from attribution import store, synth
+    >>> con = store.connect(":memory:")
+    >>> _ = synth.simulate(con, 5000, months=6, seed=2)
+    >>> b = balance(con, "exp_recovery_gift")
+    >>> sorted(set(b["covariate"]))
+    ['channel', 'region', 'tenure_band', 'tier']
+    """
+    try:
+        from experiments.assign import store_balance
+    except ImportError:
+        return _store_balance(con, experiment_id)
+    return store_balance(con, experiment_id)
+
+
+def _store_balance(con: duckdb.DuckDBPyConnection, experiment_id: str) -> pd.DataFrame:
+    types = store.columns(con, "customers")
+    arms = [
+        r[0]
+        for r in con.execute(
+            "SELECT DISTINCT arm FROM assignments WHERE experiment_id = ? AND arm <> ? "
+            "ORDER BY arm",
+            [experiment_id, CONTROL],
+        ).fetchall()
+    ]
+    rows = []
+    for col in store.segment_columns(con):
+        kind = types[col].upper()
+        quoted = store.quote_identifier(col)
+        if kind.startswith(_NUMERIC_TYPES):
+            frame = con.execute(
+                f"""
+                SELECT a.arm, avg(CAST(c.{quoted} AS DOUBLE)) AS mean,
+                       var_samp(CAST(c.{quoted} AS DOUBLE)) AS var
+                FROM assignments a JOIN customers c ON c.customer_id = a.customer_id
+                WHERE a.experiment_id = ? GROUP BY a.arm
+                """,
+                [experiment_id],
+            ).df()
+            stats_ = frame.set_index("arm")
+            if CONTROL not in stats_.index:
+                continue
+            for arm in arms:
+                if arm not in stats_.index:
+                    continue
+                rows.append(
+                    _smd_row(
+                        arm,
+                        col,
+                        None,
+                        stats_.loc[CONTROL, "mean"],
+                        stats_.loc[arm, "mean"],
+                        stats_.loc[CONTROL, "var"],
+                        stats_.loc[arm, "var"],
+                    )
+                )
+        elif kind in ("VARCHAR", "BOOLEAN"):
+            frame = con.execute(
+                f"""
+                SELECT a.arm, coalesce(CAST(c.{quoted} AS VARCHAR), '(missing)') AS level,
+                       count(*) AS n
+                FROM assignments a JOIN customers c ON c.customer_id = a.customer_id
+                WHERE a.experiment_id = ? GROUP BY ALL
+                """,
+                [experiment_id],
+            ).df()
+            shares = frame.pivot_table(index="level", columns="arm", values="n", fill_value=0)
+            shares = shares / shares.sum(axis=0)
+            if CONTROL not in shares.columns:
+                continue
+            for arm in arms:
+                if arm not in shares.columns:
+                    continue
+                for level in sorted(shares.index, key=str):
+                    p_c, p_a = float(shares.loc[level, CONTROL]), float(shares.loc[level, arm])
+                    rows.append(
+                        _smd_row(arm, col, level, p_c, p_a, p_c * (1 - p_c), p_a * (1 - p_a))
+                    )
+    return pd.DataFrame(rows, columns=BALANCE_COLUMNS)
+
+
+def _smd_row(arm, covariate, level, mean_c, mean_a, var_c, var_a) -> dict:
+    mean_c, mean_a = float(mean_c), float(mean_a)
+    pooled = math.sqrt((float(np.nan_to_num(var_c)) + float(np.nan_to_num(var_a))) / 2.0)
+    diff = mean_a - mean_c
+    if pooled > 0:
+        smd = diff / pooled
+    else:
+        smd = 0.0 if math.isclose(diff, 0.0, abs_tol=1e-12) else math.copysign(math.inf, diff)
+    return {
+        "arm": arm,
+        "covariate": covariate,
+        "level": level,
+        "mean_control": mean_c,
+        "mean_arm": mean_a,
+        "smd": smd,
+        "flagged": bool(abs(smd) > BALANCE_SMD),
+    }
+
+
+def _balance_text(bal: pd.DataFrame) -> str:
+    if bal is None or bal.empty:
+        return "Balance: no segment columns to compare."
+    worst = bal.loc[bal["smd"].abs().idxmax()]
+    level = f"={worst['level']}" if _present(worst["level"]) else ""
+    n_flag = int(bal["flagged"].sum())
+    lead = (
+        f"Balance: {n_flag} of {len(bal)} covariate levels differ by |SMD| > {BALANCE_SMD:g}"
+        if n_flag
+        else f"Balance: all {len(bal)} covariate levels within |SMD| {BALANCE_SMD:g}"
+    )
+    return lead + f" (largest {worst['covariate']}{level}: {worst['smd']:+.3f})."
+
+
+def _present(value) -> bool:
+    return value is not None and not (isinstance(value, float) and math.isnan(value))
+
+
+# --------------------------------------------------------------------------------------------
+# JSON
+# --------------------------------------------------------------------------------------------
+def _records(frame: pd.DataFrame) -> list[dict]:
+    return frame.astype(object).where(frame.notna(), None).to_dict(orient="records")
+
+
+def _clean(value):
+    """Non-finite floats to None, numpy scalars to Python, recursively: strict JSON."""
+    if isinstance(value, dict):
+        return {str(k): _clean(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_clean(v) for v in value]
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, date):
+        return str(value)
+    return value
