@@ -5,7 +5,8 @@ Conventions every subcommand follows:
 - ``--store PATH`` (default ``$CX_STORE``, else ``data/cx.duckdb``);
 - ``--json`` on every subcommand that prints results: then stdout holds only JSON;
 - exit codes: 0 success, 2 bad input or usage, 1 any other failure, 3 a model failed its
-  diagnostics gate (nothing published; the previous estimates stay current). Errors are one
+  diagnostics gate (nothing published; the previous estimates stay current), 4 a sample ratio
+  mismatch stopped a readout before anything was fitted. Errors are one
   message on stderr, never a traceback (set ``CX_DEBUG=1`` to see one).
 """
 
@@ -47,7 +48,8 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="cx",
         description="cx-attribution: what customer-experience work is worth, in money.",
-        epilog="Exit codes: 0 success, 2 bad input or usage, 1 other failure.",
+        epilog="Exit codes: 0 success, 2 bad input or usage, 1 other failure, 3 diagnostics "
+        "gate failed, 4 sample ratio mismatch.",
     )
     parser.add_argument("--version", action="version", version=f"cx {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
@@ -94,7 +96,24 @@ def _parser() -> argparse.ArgumentParser:
         help="months of outcomes from the start month on (default: all observed)",
     )
     p.add_argument("--config", default=None, metavar="FILE", help="cx.toml settings")
+    p.add_argument(
+        "--ignore-srm",
+        action="store_true",
+        help="read out despite a sample ratio mismatch (the output says so)",
+    )
     p.set_defaults(func=_cmd_readout)
+
+    p = sub.add_parser(
+        "decide",
+        parents=[s, j],
+        help="roll out, stop or extend: the readout in money with guardrails, SRM and balance",
+    )
+    p.add_argument("experiment_id")
+    p.add_argument("--segments", default=None, metavar="COL,COL", help="segment columns")
+    p.add_argument("--horizon", type=int, default=None, metavar="MONTHS")
+    p.add_argument("--config", default=None, metavar="FILE", help="cx.toml settings")
+    p.add_argument("--ignore-srm", action="store_true", help="decide despite an SRM alarm")
+    p.set_defaults(func=_cmd_decide)
 
     p = sub.add_parser(
         "refresh", parents=[s, j], help="fit every experiment and publish if all pass"
@@ -304,10 +323,29 @@ def _cmd_readout(args: argparse.Namespace) -> int:
             segments=_segments(args.segments),
             horizon_months=args.horizon,
             config=cfg,
+            check_srm=not args.ignore_srm,
         )
     text = result.describe() + "\n\n" + _table_text(result.table)
     _emit(args, result.to_records(), text)
     return EXIT_OK if result.passed else EXIT_GATE
+
+
+def _cmd_decide(args: argparse.Namespace) -> int:
+    from attribution.config import load_config
+    from experiments.readout import decide
+
+    cfg = load_config(args.config)
+    with store.opened(args.store or cfg.store, create=False) as con:
+        decision = decide(
+            con,
+            args.experiment_id,
+            segments=_segments(args.segments),
+            horizon_months=args.horizon,
+            config=cfg,
+            check_srm=not args.ignore_srm,
+        )
+    _emit(args, decision.to_dict(), decision.describe())
+    return EXIT_OK if decision.readout.passed else EXIT_GATE
 
 
 def _cmd_refresh(args: argparse.Namespace) -> int:

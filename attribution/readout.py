@@ -411,7 +411,7 @@ def srm_gate(
         raise SampleRatioError(
             message + "; nothing was fitted or published. Find why the arms are out of "
             "proportion (assignment, eligibility or logging) before reading the test out; "
-            "check_srm=False overrides.",
+            "check_srm=False (cx --ignore-srm) overrides.",
             experiment_id=experiment_id,
             srm=check,
             arms=order,

@@ -143,3 +143,20 @@ def test_design_from_store_cluster_icc_and_too_few_clusters(world, capsys):
     assert inputs.n_clusters == 4  # the simulator's regions: far too few clusters for this MDE
     assert needed > inputs.n_clusters
     assert any("clusters but only 4 exist" in w for w in plan["warnings"])
+
+
+@pytest.mark.parametrize("command", ["readout", "decide"])
+def test_sample_ratio_mismatch_exits_4_before_fitting(world, tmp_path, capsys, command):
+    copy = tmp_path / "srm.duckdb"
+    copy.write_bytes(world.read_bytes())
+    with store.opened(copy) as con:
+        con.execute(
+            "DELETE FROM assignments WHERE experiment_id = 'exp_recovery_gift' AND arm = 'control' "
+            "AND customer_id IN (SELECT customer_id FROM assignments "
+            "WHERE experiment_id = 'exp_recovery_gift' AND arm = 'control' "
+            "ORDER BY customer_id LIMIT 40)"
+        )
+    code, out, err = _run(capsys, [command, "exp_recovery_gift", "--store", str(copy)])
+    assert code == 4, err
+    assert "sample-ratio-mismatch" in err and "exp_recovery_gift" in err
+    assert "--ignore-srm" in err and "nothing was fitted" in err
