@@ -188,6 +188,8 @@ def _design_parser(sub, s: argparse.ArgumentParser, j: argparse.ArgumentParser) 
         type=float,
         help="currency one unit of effect is worth per customer (MDE in money)",
     )
+    p.add_argument("--hazard-ratio", type=float, help="churn hazard ratio for a log-rank test")
+    p.add_argument("--events-per-week", type=float, help="churn events a week (both arms)")
     m = p.add_argument_group("money of information")
     m.add_argument("--prior-mean", type=float, help="prior mean of the effect (mde units)")
     m.add_argument("--prior-sd", type=float, help="prior sd of the effect (mde units)")
@@ -380,6 +382,7 @@ def _cmd_design(args: argparse.Namespace) -> int:
         "icc": args.icc,
         "cluster_size": args.cluster_size,
         "cluster_cv": args.cluster_cv,
+        "events_per_week": args.events_per_week,
     }
     source, inputs, n_eligible, clusters = None, None, None, None
     if args.from_store:
@@ -398,6 +401,8 @@ def _cmd_design(args: argparse.Namespace) -> int:
         )
         if inputs.eligible_per_week is not None:
             derived["eligible_per_week"] = inputs.eligible_per_week
+            if args.hazard_ratio is not None:
+                derived["events_per_week"] = inputs.events_per_week
             derived["horizon_weeks"] = inputs.horizon_weeks
         if args.cluster:
             cl = inputs.for_cluster(args.metric)
@@ -427,6 +432,8 @@ def _cmd_design(args: argparse.Namespace) -> int:
         eligible_per_week=given["eligible_per_week"],
         horizon_weeks=given["horizon_weeks"],
         value_per_unit=args.value_per_unit,
+        hazard_ratio=args.hazard_ratio,
+        events_per_week=given["events_per_week"],
         prior_mean=args.prior_mean,
         prior_sd=args.prior_sd,
         unit_cost=args.unit_cost,

@@ -58,6 +58,9 @@ class TestPlan:
         The MDE in currency per 1,000 eligible customers.
     assurance : experiments.design.Assurance or None
         With a prior on the effect: the chance the sized test ends with a credible positive result.
+    events : experiments.design.EventsDesign or None
+        With a hazard ratio: churn events a log-rank test needs (Schoenfeld), and the weeks to
+        observe them at the churn-event rate.
     holdout : experiments.design.HoldoutSize or None
         With a prior, the value of a unit of effect and the population: the test size that
         maximises the value of the information it buys net of its cost.
@@ -80,6 +83,7 @@ class TestPlan:
     warnings: list[str] = field(default_factory=list)
     assurance: design.Assurance | None = None
     holdout: design.HoldoutSize | None = None
+    events: design.EventsDesign | None = None
 
     @property
     def n_control(self) -> int:
@@ -119,6 +123,13 @@ class TestPlan:
             }
         if self.holdout is not None:
             out["holdout_by_value"] = self.holdout.to_dict()
+        if self.events is not None:
+            out["events"] = {
+                "hazard_ratio": self.inputs["hazard_ratio"],
+                "events": self.events.events,
+                "events_exact": self.events.events_exact,
+                "weeks": self.events.weeks,
+            }
         if self.timeline is not None:
             out["timeline_weeks"] = {
                 "enrolment": self.timeline.enrolment_weeks,
@@ -174,6 +185,17 @@ class TestPlan:
             )
         if self.holdout is not None:
             lines.append(f"  Holdout sized by value: {self.holdout.describe()}")
+        if self.events is not None:
+            when = (
+                f", about {self.events.weeks:.1f} weeks at {self.inputs['events_per_week']:,.1f} "
+                "churn events a week"
+                if self.events.weeks is not None
+                else ""
+            )
+            lines.append(
+                f"  Retention curves: a hazard ratio of {self.inputs['hazard_ratio']:g} needs "
+                f"{self.events.events:,} churn events (log-rank, Schoenfeld){when}."
+            )
         lines.append("  How the size moves with the split:")
         table = self.shares.copy()
         table["control_share"] = table["control_share"].map(lambda v: f"{v:.0%}")
@@ -228,6 +250,8 @@ def plan_test(
     eligible_per_week: float | None = None,
     horizon_weeks: float | None = None,
     value_per_unit: float | None = None,
+    hazard_ratio: float | None = None,
+    events_per_week: float | None = None,
     prior_mean: float | None = None,
     prior_sd: float | None = None,
     unit_cost: float = 0.0,
@@ -270,6 +294,12 @@ def plan_test(
     value_per_unit : float, optional
         Currency one unit of effect is worth per customer (value of a retained customer, or the
         margin rate for spend), for the MDE in money.
+    hazard_ratio : float, optional
+        Churn hazard ratio (treated over control) for a survival readout: gives the events a
+        log-rank test needs; ``events_per_week`` (churn events in both arms) turns them into
+        weeks.
+    events_per_week : float, optional
+        Churn events expected a week among enrolled customers.
     prior_mean, prior_sd : float, optional
         A prior on the true effect, in the units of ``mde``: gives the assurance of the sized
         test and, with ``value_per_unit`` and ``population``, the holdout sized by value.
@@ -336,6 +366,18 @@ def plan_test(
             "--trigger with --from-store) to see how long enrolment takes"
         )
     money = None if value_per_unit is None else design.mde_per_thousand(mde, value_per_unit)
+    events = None
+    if hazard_ratio is not None:
+        treated_share = 1.0 - float(control_share)
+        events = design.schoenfeld_events(
+            hazard_ratio,
+            alpha=per_test,
+            power=power,
+            treated_share=treated_share,
+            events_per_week=events_per_week,
+        )
+    elif events_per_week is not None:
+        raise InputError("--events-per-week needs --hazard-ratio")
     assured, holdout = _money_of_information(
         metric, baseline, sd, r2, n_control, n_treatment, control_share,
         prior_mean, prior_sd, value_per_unit, unit_cost, population,
@@ -369,6 +411,8 @@ def plan_test(
         "horizon_weeks": horizon_weeks,
         "value_per_unit": value_per_unit,
         "n_eligible": n_eligible,
+        "hazard_ratio": hazard_ratio,
+        "events_per_week": events_per_week,
         "prior_mean": prior_mean,
         "prior_sd": prior_sd,
         "unit_cost": unit_cost,
@@ -393,6 +437,7 @@ def plan_test(
         warnings=warn,
         assurance=assured,
         holdout=holdout,
+        events=events,
     )
 
 

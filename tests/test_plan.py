@@ -168,3 +168,13 @@ def test_prior_gives_assurance_and_the_holdout_sized_by_value():
 def test_incomplete_money_of_information_is_named(kwargs, needle):
     with pytest.raises(InputError, match=needle):
         plan_test("revenue", 5.0, sd=120.0, **kwargs)
+
+
+def test_hazard_ratio_gives_events_and_weeks():
+    plan = plan_test("retention", 0.02, baseline=0.8, hazard_ratio=0.8, events_per_week=50.0)
+    # Schoenfeld: 630.5 events for a hazard ratio of 0.8 at 1:1.
+    assert plan.events.events_exact == pytest.approx(630.5, abs=0.05)
+    assert plan.events.weeks == pytest.approx(plan.events.events_exact / 50.0)
+    assert "631 churn events" in plan.describe()
+    with pytest.raises(InputError, match="hazard-ratio"):
+        plan_test("retention", 0.02, baseline=0.8, events_per_week=50.0)
