@@ -1,0 +1,517 @@
+"""One row per customer for observational attribution: treatment, confounders and outcomes.
+
+Most CX work was never randomized, so its effect is estimated by comparing treated and untreated
+customers after adjusting for what made them differ. :func:`observational_frame` reads that
+comparison out of the store, aggregated in DuckDB, and returns one row per customer.
+
+Definitions (``as_of`` is the first day of a month; the *lookback* is the ``lookback_months``
+months before it, default 3; the *window* is ``horizon_months`` months from ``as_of``'s month):
+
+- **Population**: customers active in the ``as_of`` month (an ``outcomes`` row for that month
+  with ``active`` true), i.e. still customers when the programme started. This is the simulator's
+  population for a targeted programme. Customers who received the intervention before ``as_of``
+  are left out altogether (counted in the notes): their confounders would be measured after it.
+- **Treated**, for an intervention: population customers with a row of it in ``interventions``
+  dated from ``as_of`` to the end of the window. Rows without an ``experiment_id`` (not
+  randomized) are used when there are any; otherwise all rows (a note says so).
+  For a condition ``column=value`` (``|`` separates alternatives, e.g.
+  ``resolution=very_effective`` or ``resolution=somewhat_ineffective|very_ineffective``): population
+  customers with a matching ``interactions`` row in the lookback, i.e. before ``as_of``.
+- **Untreated**: every other population customer.
+- **as_of** default: the month of the earliest intervention date of the chosen rows; for a
+  condition, the middle month of the outcome periods (first period + number of months // 2).
+- **Confounders** (all measured before ``as_of``; defaults are :data:`DEFAULT_CONFOUNDERS`):
+  ``tenure_months`` (whole months from signup to ``as_of``), ``tier``, ``region``, ``channel``,
+  ``prior_revenue`` and ``prior_cost`` (mean per month over the customer's outcome months in the
+  lookback; 0 without any), ``prior_active_months`` (active months in the lookback),
+  ``months_since_purchase`` (months from the last month with revenue > 0 to ``as_of``, over the
+  whole history; history length + 1 when there was none), ``prior_cases`` and
+  ``prior_bad_cases`` (service cases in the lookback, and those resolved somewhat or very
+  ineffectively). Any ``customers`` column can be added by name (numeric types stay numeric,
+  others are categories; a missing value is the category ``"(missing)"``).
+- **Outcomes**: ``retained`` = active in the window's last month; ``revenue`` and
+  ``cost_to_serve`` = sums over the window's months. A month without an ``outcomes`` row counts
+  as inactive with zero revenue and cost (churned customers may stop having rows).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import date
+
+import duckdb
+import pandas as pd
+
+from attribution import store
+from attribution.errors import InputError
+
+__all__ = [
+    "BAD_RESOLUTIONS",
+    "DEFAULT_CONFOUNDERS",
+    "DERIVED_CONFOUNDERS",
+    "OUTCOME_COLUMNS",
+    "ObservationalData",
+    "observational_frame",
+]
+
+#: Confounders computed from the store's history before ``as_of`` (see the module docstring).
+DERIVED_CONFOUNDERS = {
+    "tenure_months": "numeric",
+    "prior_revenue": "numeric",
+    "prior_cost": "numeric",
+    "prior_active_months": "numeric",
+    "months_since_purchase": "numeric",
+    "prior_cases": "numeric",
+    "prior_bad_cases": "numeric",
+}
+#: The default adjustment set.
+DEFAULT_CONFOUNDERS = (
+    "tenure_months",
+    "tier",
+    "region",
+    "channel",
+    "prior_revenue",
+    "prior_cost",
+    "prior_active_months",
+    "months_since_purchase",
+    "prior_cases",
+    "prior_bad_cases",
+)
+#: Resolutions that count as a badly resolved case.
+BAD_RESOLUTIONS = ("somewhat_ineffective", "very_ineffective")
+#: Outcome columns of :attr:`ObservationalData.frame` and their names on the readout scale.
+OUTCOME_COLUMNS = {"retention": "retained", "revenue": "revenue", "cost_to_serve": "cost_to_serve"}
+_NUMERIC_TYPES = ("TINYINT", "SMALLINT", "INTEGER", "BIGINT", "HUGEINT", "FLOAT", "DOUBLE")
+_MISSING = "(missing)"
+
+# --- the SQL, in one place ----------------------------------------------------------------------
+# Parameters, by name: as_of, lookback_start, window_end (last month of the window),
+# window_stop (the month after it), first_period, bad (list of resolutions).
+_INTERVENTION_TREATMENT = """
+    SELECT customer_id, min(ts) AS first_ts
+    FROM interventions
+    WHERE intervention = $intervention AND (experiment_id IS NULL OR $use_randomized)
+    GROUP BY customer_id
+"""
+# {column} is an interactions column checked against the schema and quoted.
+_CONDITION_TREATMENT = """
+    SELECT customer_id, CAST($as_of AS TIMESTAMP) AS first_ts
+    FROM interactions
+    WHERE ts >= $lookback_start AND ts < $as_of
+      AND CAST({column} AS VARCHAR) IN (SELECT unnest($values))
+    GROUP BY customer_id
+"""
+_FRAME_SQL = """
+WITH treatment AS ({treatment}),
+population AS (
+    SELECT o.customer_id
+    FROM outcomes o
+    LEFT JOIN treatment t USING (customer_id)
+    WHERE o.period = $as_of AND o.active AND (t.first_ts IS NULL OR t.first_ts >= $as_of)
+),
+history AS (
+    SELECT customer_id,
+        avg(revenue) FILTER (WHERE period >= $lookback_start) AS prior_revenue,
+        avg(cost_to_serve) FILTER (WHERE period >= $lookback_start) AS prior_cost,
+        count(*) FILTER (WHERE period >= $lookback_start AND active) AS prior_active_months,
+        max(period) FILTER (WHERE revenue > 0) AS last_purchase
+    FROM outcomes
+    WHERE period < $as_of AND customer_id IN (SELECT customer_id FROM population)
+    GROUP BY customer_id
+),
+cases AS (
+    SELECT customer_id, count(*) AS prior_cases,
+        count(*) FILTER (WHERE resolution IN (SELECT unnest($bad))) AS prior_bad_cases
+    FROM interactions
+    WHERE ts >= $lookback_start AND ts < $as_of
+      AND customer_id IN (SELECT customer_id FROM population)
+    GROUP BY customer_id
+),
+window_outcomes AS (
+    SELECT customer_id,
+        coalesce(bool_or(active) FILTER (WHERE period = $window_end), false) AS retained,
+        sum(revenue) AS revenue, sum(cost_to_serve) AS cost_to_serve,
+        count(*) FILTER (WHERE revenue IS NULL OR cost_to_serve IS NULL OR active IS NULL)
+            AS null_rows
+    FROM outcomes
+    WHERE period >= $as_of AND period <= $window_end
+      AND customer_id IN (SELECT customer_id FROM population)
+    GROUP BY customer_id
+)
+SELECT p.customer_id,
+    CAST(t.first_ts IS NOT NULL AND t.first_ts < $window_stop AS INTEGER) AS treated,
+    CAST(datediff('month', c.signup_date, $as_of) AS DOUBLE) AS tenure_months,
+    CAST(coalesce(h.prior_revenue, 0) AS DOUBLE) AS prior_revenue,
+    CAST(coalesce(h.prior_cost, 0) AS DOUBLE) AS prior_cost,
+    CAST(coalesce(h.prior_active_months, 0) AS DOUBLE) AS prior_active_months,
+    CAST(coalesce(datediff('month', h.last_purchase, $as_of),
+                  datediff('month', $first_period, $as_of) + 1) AS DOUBLE)
+        AS months_since_purchase,
+    CAST(coalesce(k.prior_cases, 0) AS DOUBLE) AS prior_cases,
+    CAST(coalesce(k.prior_bad_cases, 0) AS DOUBLE) AS prior_bad_cases,
+    {customer_columns}
+    CAST(w.retained AS INTEGER) AS retained,
+    CAST(w.revenue AS DOUBLE) AS revenue,
+    CAST(w.cost_to_serve AS DOUBLE) AS cost_to_serve,
+    w.null_rows
+FROM population p
+JOIN customers c USING (customer_id)
+LEFT JOIN treatment t USING (customer_id)
+LEFT JOIN history h USING (customer_id)
+LEFT JOIN cases k USING (customer_id)
+LEFT JOIN window_outcomes w USING (customer_id)
+ORDER BY p.customer_id
+"""
+_NULL_ROW_SQL = """
+    SELECT customer_id, period,
+        CASE WHEN active IS NULL THEN 'active' WHEN revenue IS NULL THEN 'revenue'
+             ELSE 'cost_to_serve' END AS col
+    FROM outcomes
+    WHERE customer_id = ? AND period >= ? AND period <= ?
+      AND (active IS NULL OR revenue IS NULL OR cost_to_serve IS NULL)
+    ORDER BY period LIMIT 1
+"""
+
+
+@dataclass(frozen=True)
+class ObservationalData:
+    """One row per customer of the population, with treatment, confounders and outcomes.
+
+    Attributes
+    ----------
+    frame : pandas.DataFrame
+        ``customer_id``, ``treated`` (int 0/1), the confounder columns (numeric floats or
+        categorical strings) and the outcomes ``retained`` (int 0/1), ``revenue`` and
+        ``cost_to_serve`` (floats >= 0, summed over the window).
+    treatment : str
+        What "treated" means, e.g. ``"intervention=proactive_outreach"``.
+    as_of : datetime.date
+        First day of the month outcomes are measured from.
+    horizon_months : int
+        Months in the outcome window, counting ``as_of``'s month.
+    confounders, numeric, categorical : list of str
+        The adjustment set, and which of it is numeric (binned into quantile bands by the cell
+        route) or categorical.
+    intervention : str or None
+        The intervention's name (None for a condition).
+    unit_cost : float
+        Mean unit cost of the treated customers' intervention rows (0 for a condition).
+    lookback_months : int
+        Months before ``as_of`` that prior revenue, cost and cases are measured over.
+    notes : tuple of str
+        Caveats in plain words (customers left out, randomized rows used).
+    """
+
+    frame: pd.DataFrame
+    treatment: str
+    as_of: date
+    horizon_months: int
+    confounders: list[str]
+    numeric: list[str]
+    categorical: list[str]
+    intervention: str | None = None
+    unit_cost: float = 0.0
+    lookback_months: int = 3
+    notes: tuple[str, ...] = field(default=())
+
+    @property
+    def horizon(self) -> date:
+        """First day of the window's last month."""
+        return _add_months(self.as_of, self.horizon_months - 1)
+
+    @property
+    def n_treated(self) -> int:
+        """Treated customers."""
+        return int(self.frame["treated"].sum())
+
+    @property
+    def n_untreated(self) -> int:
+        """Untreated customers."""
+        return int(len(self.frame) - self.frame["treated"].sum())
+
+
+def observational_frame(
+    con: duckdb.DuckDBPyConnection,
+    intervention: str | None = None,
+    *,
+    condition: str | None = None,
+    confounders: Sequence[str] | None = None,
+    as_of: str | date | None = None,
+    horizon_months: int | None = None,
+    lookback_months: int = 3,
+) -> ObservationalData:
+    """Read treatment, confounders and outcomes, one row per customer, from the store.
+
+    Definitions of the population, treatment, confounders and outcomes are in the module
+    docstring. All aggregation runs in DuckDB; only one row per customer reaches pandas.
+
+    Parameters
+    ----------
+    con : duckdb.DuckDBPyConnection
+        An open store.
+    intervention : str, optional
+        A name in ``interventions.intervention``. Exactly one of ``intervention`` and
+        ``condition`` is given.
+    condition : str, optional
+        ``column=value`` on ``interactions`` (``|`` between alternative values).
+    confounders : sequence of str, optional
+        The adjustment set; default :data:`DEFAULT_CONFOUNDERS`. Names come from
+        :data:`DERIVED_CONFOUNDERS` or the ``customers`` columns.
+    as_of : str or date, optional
+        The month outcomes are measured from (``YYYY-MM`` or a date inside it).
+    horizon_months : int, optional
+        Months in the outcome window, counting ``as_of``'s month; default up to the last
+        outcome period in the store.
+    lookback_months : int
+        Months before ``as_of`` for prior revenue, cost, activity and cases. Default 3.
+
+    Returns
+    -------
+    ObservationalData
+
+    Raises
+    ------
+    InputError
+        Neither or both of intervention and condition; an unknown intervention, condition
+        column or confounder (the message lists the valid names); no treated or no untreated
+        customers; a window outside the store's periods; an outcome value that is missing.
+
+    Examples
+    --------
+    >>> from attribution import store, synth
+    >>> con = store.connect(":memory:")
+    >>> _ = synth.simulate(con, 2000, months=8, seed=1)
+    >>> data = observational_frame(con, "proactive_outreach")
+    >>> str(data.as_of), data.horizon_months, data.n_treated > 0
+    ('2025-05-01', 4, True)
+    """
+    if (intervention is None) == (condition is None):
+        raise InputError("give exactly one of an intervention or a condition, not both or neither")
+    if not isinstance(lookback_months, int) or isinstance(lookback_months, bool):
+        raise InputError(f"lookback_months must be a whole number, got {lookback_months!r}")
+    if lookback_months < 1:
+        raise InputError(f"lookback_months must be >= 1, got {lookback_months}")
+    first, last = store.periods(con)
+    if first is None or last is None:
+        raise InputError("the store has no outcomes: load or simulate data first")
+    customer_cols = store.columns(con, "customers")
+    chosen = list(DEFAULT_CONFOUNDERS if confounders is None else confounders)
+    extra = _check_confounders(chosen, customer_cols)
+    notes: list[str] = []
+
+    params: dict = {}
+    unit_cost = 0.0
+    if intervention is not None:
+        treatment_sql, params, start, unit_cost = _intervention(con, intervention, notes)
+        label = f"intervention={intervention}"
+    else:
+        treatment_sql, params, start = _condition(con, condition, first, last)
+        label = f"condition={condition}"
+    as_of_d = store.parse_period(as_of) if as_of is not None else start
+    horizon = _horizon(as_of_d, horizon_months, first, last)
+    lookback_start = _add_months(as_of_d, -lookback_months)
+    params |= {
+        "as_of": as_of_d,
+        "lookback_start": lookback_start,
+        "window_end": _add_months(as_of_d, horizon - 1),
+        "window_stop": _add_months(as_of_d, horizon),
+        "first_period": first,
+        "bad": list(BAD_RESOLUTIONS),
+    }
+    sql = _FRAME_SQL.format(
+        treatment=treatment_sql,
+        customer_columns="".join(f"c.{store.quote_identifier(c)}, " for c in extra),
+    )
+    frame = con.execute(sql, _used(sql, params)).df()
+    excluded = _excluded_count(con, treatment_sql, params)
+    if excluded:
+        notes.append(
+            f"{excluded} customers treated before {as_of_d:%Y-%m} are left out (their history "
+            "is not pre-treatment)"
+        )
+    _check_frame(con, frame, label, params)
+    numeric, categorical = [], []
+    for name in chosen:
+        kind = DERIVED_CONFOUNDERS.get(name)
+        if kind is None:
+            kind = "numeric" if customer_cols[name].upper() in _NUMERIC_TYPES else "categorical"
+        if kind == "numeric":
+            frame[name] = frame[name].astype(float)
+            if frame[name].isna().any():
+                bad = frame.loc[frame[name].isna(), "customer_id"].iloc[0]
+                raise InputError(
+                    f"customers.{name}: missing value for customer {bad}; a numeric confounder "
+                    "needs a value for every customer"
+                )
+            numeric.append(name)
+        else:
+            frame[name] = frame[name].astype("string").fillna(_MISSING).astype(str)
+            categorical.append(name)
+    keep = ["customer_id", "treated", *chosen, "retained", "revenue", "cost_to_serve"]
+    frame = frame[keep].reset_index(drop=True)
+    frame["treated"] = frame["treated"].astype(int)
+    frame["retained"] = frame["retained"].astype(int)
+    return ObservationalData(
+        frame=frame,
+        treatment=label,
+        as_of=as_of_d,
+        horizon_months=horizon,
+        confounders=chosen,
+        numeric=numeric,
+        categorical=categorical,
+        intervention=intervention,
+        unit_cost=unit_cost,
+        lookback_months=lookback_months,
+        notes=tuple(notes),
+    )
+
+
+def valid_confounders(con: duckdb.DuckDBPyConnection) -> list[str]:
+    """Every name :func:`observational_frame` accepts as a confounder."""
+    return [*DERIVED_CONFOUNDERS, *store.segment_columns(con)]
+
+
+def _check_confounders(chosen: list[str], customer_cols: dict[str, str]) -> list[str]:
+    """Validate confounder names; return the customers columns to select."""
+    valid = [*DERIVED_CONFOUNDERS, *(c for c in customer_cols if c not in _NOT_CONFOUNDERS)]
+    if not chosen:
+        raise InputError("confounders: give at least one (or leave them out for the defaults)")
+    for name in chosen:
+        if not isinstance(name, str) or name not in valid:
+            raise InputError(
+                f"confounder {name!r} is not a column; valid confounders: {', '.join(valid)}"
+            )
+    if len(set(chosen)) != len(chosen):
+        raise InputError(f"confounders: a name is given twice in {chosen}")
+    return [c for c in chosen if c not in DERIVED_CONFOUNDERS]
+
+
+_NOT_CONFOUNDERS = ("customer_id", "signup_date")
+
+
+def _intervention(con, intervention: str, notes: list[str]):
+    rows = con.execute(
+        "SELECT count(*) FILTER (WHERE experiment_id IS NULL), count(*) "
+        "FROM interventions WHERE intervention = ?",
+        [intervention],
+    ).fetchone()
+    if not rows[1]:
+        known = [
+            r[0]
+            for r in con.execute(
+                "SELECT DISTINCT intervention FROM interventions ORDER BY 1"
+            ).fetchall()
+        ]
+        raise InputError(
+            f"intervention {intervention!r} has no rows in interventions; known: "
+            f"{', '.join(known) or '(none)'}"
+        )
+    use_randomized = rows[0] == 0
+    if use_randomized:
+        notes.append(
+            f"every {intervention} row belongs to an experiment: the randomized rows are used "
+            "as observational data (the experiment's readout is the better estimate)"
+        )
+    start, unit_cost = con.execute(
+        "SELECT min(ts), avg(unit_cost) FROM interventions "
+        "WHERE intervention = ? AND (experiment_id IS NULL OR ?)",
+        [intervention, use_randomized],
+    ).fetchone()
+    params = {"intervention": intervention, "use_randomized": use_randomized}
+    return _INTERVENTION_TREATMENT, params, store.parse_period(start), float(unit_cost)
+
+
+def _condition(con, condition: str, first: date, last: date):
+    if not isinstance(condition, str) or "=" not in condition:
+        raise InputError(
+            f"condition {condition!r} must be column=value on interactions, e.g. "
+            "resolution=very_effective"
+        )
+    column, _, text = condition.partition("=")
+    column = column.strip()
+    cols = [c for c in store.columns(con, "interactions") if c not in ("customer_id", "ts")]
+    if column not in cols:
+        raise InputError(
+            f"condition {condition!r}: {column!r} is not an interactions column; valid: "
+            f"{', '.join(cols)}"
+        )
+    values = [v.strip() for v in text.split("|") if v.strip()]
+    if not values:
+        raise InputError(f"condition {condition!r}: no value after '='")
+    months = (last.year - first.year) * 12 + last.month - first.month + 1
+    start = _add_months(first, months // 2)
+    sql = _CONDITION_TREATMENT.format(column=store.quote_identifier(column))
+    return sql, {"values": values}, start
+
+
+def _horizon(as_of: date, horizon_months: int | None, first: date, last: date) -> int:
+    if as_of <= first:
+        raise InputError(
+            f"as_of {as_of:%Y-%m} leaves no history before it (the first outcome period is "
+            f"{first:%Y-%m}): confounders need at least one earlier month"
+        )
+    available = (last.year - as_of.year) * 12 + last.month - as_of.month + 1
+    if available < 1:
+        raise InputError(
+            f"as_of {as_of:%Y-%m} is after the last outcome period in the store ({last:%Y-%m})"
+        )
+    if horizon_months is None:
+        return available
+    if not isinstance(horizon_months, int) or isinstance(horizon_months, bool):
+        raise InputError(f"horizon_months must be a whole number, got {horizon_months!r}")
+    if not 1 <= horizon_months <= available:
+        raise InputError(
+            f"horizon_months must be 1 to {available} (as_of {as_of:%Y-%m} to the last outcome "
+            f"period {last:%Y-%m}), got {horizon_months}"
+        )
+    return horizon_months
+
+
+def _excluded_count(con, treatment_sql: str, params: dict) -> int:
+    sql = f"""
+        WITH treatment AS ({treatment_sql})
+        SELECT count(*) FROM outcomes o JOIN treatment t USING (customer_id)
+        WHERE o.period = $as_of AND o.active AND t.first_ts < $as_of
+    """
+    return int(con.execute(sql, _used(sql, params)).fetchone()[0])
+
+
+def _check_frame(con, frame: pd.DataFrame, label: str, params: dict) -> None:
+    if frame.empty:
+        raise InputError(f"no customers are active in {params['as_of']:%Y-%m} (as_of)")
+    nulls = frame["null_rows"].fillna(0) > 0
+    if nulls.any():
+        customer = frame.loc[nulls, "customer_id"].iloc[0]
+        row = con.execute(
+            _NULL_ROW_SQL, [customer, params["as_of"], params["window_end"]]
+        ).fetchone()
+        raise InputError(
+            f"outcomes.{row[2]} is missing (null) for customer {customer} in period "
+            f"{row[1]:%Y-%m}; {int(nulls.sum())} customers have missing outcome values in the "
+            "window: fill them (0 revenue and cost for inactive months) before attributing"
+        )
+    for col in ("revenue", "cost_to_serve"):
+        frame[col] = frame[col].fillna(0.0)
+    frame["retained"] = frame["retained"].fillna(0)
+    n_treated = int(frame["treated"].sum())
+    if n_treated == 0:
+        raise InputError(
+            f"{label}: no treated customers among the {len(frame)} active in "
+            f"{params['as_of']:%Y-%m}; nothing to compare"
+        )
+    if n_treated == len(frame):
+        raise InputError(
+            f"{label}: no untreated customers (all {len(frame)} active in "
+            f"{params['as_of']:%Y-%m} are treated); there is no comparison group"
+        )
+
+
+def _used(sql: str, params: dict) -> dict:
+    """The named parameters that a statement uses (DuckDB rejects unused ones)."""
+    return {k: v for k, v in params.items() if f"${k}" in sql}
+
+
+def _add_months(d: date, months: int) -> date:
+    index = d.year * 12 + d.month - 1 + months
+    return date(index // 12, index % 12 + 1, 1)
