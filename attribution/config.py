@@ -41,8 +41,22 @@ that names the file, the key and what was expected, before any work starts. Exam
     cost_margin_share = 0.05   # when cost_margin is not set: this share of the control arm's
                                # mean cost-to-serve per customer over the window
 
-The ``[decision]`` section does not change what a refresh fits or publishes, so it is left out
-of :attr:`Config.hash`: changing a threshold does not make ``cx refresh`` refit.
+    [causal]                   # cx attribute: observational attribution (attribution.causal)
+    confounders = []           # empty: the default adjustment set
+    instruments = []
+    unobserved = []            # declared unobserved common causes (makes it unidentifiable)
+    lookback_months = 3
+    bootstrap = 200            # resamples for the DoWhy estimators' intervals
+    refuter_simulations = 10
+    subset_fraction = 0.8
+    overlap_low = 0.01         # propensity bounds of the overlap check ...
+    overlap_high = 0.99
+    trim = true                # ... and customers outside them are left out
+    bands = 4                  # quantile bands per numeric confounder (Bayesian cell route)
+    seed = 0
+
+The ``[decision]`` and ``[causal]`` sections do not change what a refresh fits or publishes, so
+they are left out of :attr:`Config.hash`: changing them does not make ``cx refresh`` refit.
 """
 
 from __future__ import annotations
@@ -142,6 +156,77 @@ class DecisionSettings:
 
 
 @dataclass(frozen=True)
+class CausalSettings:
+    """Observational attribution (:func:`attribution.causal.attribute`): graph, estimators, checks.
+
+    Parameters
+    ----------
+    confounders : tuple of str
+        The declared adjustment set; empty (default) means
+        :data:`attribution.observational.DEFAULT_CONFOUNDERS`.
+    instruments : tuple of str
+        Columns declared as instruments (cause the treatment only); drawn in the graph, kept out
+        of the adjustment set.
+    unobserved : tuple of str
+        Names of declared unobserved common causes of treatment and outcome; with any, the
+        effect is not identifiable by the backdoor criterion and nothing is estimated.
+    lookback_months : int
+        Months before ``as_of`` for prior revenue, cost and service cases. Default 3.
+    bootstrap : int
+        Bootstrap resamples for the DoWhy estimators' intervals (>= 20). Default 200.
+    refuter_simulations : int
+        Simulations per DoWhy refuter (placebo, random common cause, data subset). Default 10.
+    subset_fraction : float
+        Share of customers each data-subset refutation keeps, in (0, 1). Default 0.8.
+    overlap_low, overlap_high : float
+        Propensity bounds of the overlap check; customers outside are reported and, with
+        ``trim``, left out. Defaults 0.01 and 0.99.
+    trim : bool
+        Leave customers outside the overlap bounds out of every estimate. Default true.
+    bands : int
+        Quantile bands per numeric confounder for the Bayesian cell route. Default 4.
+    seed : int
+        Seed of the bootstrap, the refuters and the propensity model. Default 0.
+    """
+
+    confounders: tuple[str, ...] = ()
+    instruments: tuple[str, ...] = ()
+    unobserved: tuple[str, ...] = ()
+    lookback_months: int = 3
+    bootstrap: int = 200
+    refuter_simulations: int = 10
+    subset_fraction: float = 0.8
+    overlap_low: float = 0.01
+    overlap_high: float = 0.99
+    trim: bool = True
+    bands: int = 4
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.lookback_months < 1:
+            raise InputError(f"causal.lookback_months must be >= 1, got {self.lookback_months}")
+        if self.bootstrap < 20:
+            raise InputError(f"causal.bootstrap must be >= 20 resamples, got {self.bootstrap}")
+        if self.refuter_simulations < 1:
+            raise InputError(
+                f"causal.refuter_simulations must be >= 1, got {self.refuter_simulations}"
+            )
+        if not 0.0 < self.subset_fraction < 1.0:
+            raise InputError(
+                f"causal.subset_fraction must be in (0, 1), got {self.subset_fraction}"
+            )
+        if not 0.0 <= self.overlap_low < self.overlap_high <= 1.0:
+            raise InputError(
+                "causal.overlap_low and causal.overlap_high must satisfy 0 <= low < high <= 1, "
+                f"got {self.overlap_low} and {self.overlap_high}"
+            )
+        if self.bands < 1:
+            raise InputError(f"causal.bands must be >= 1, got {self.bands}")
+        if self.seed < 0:
+            raise InputError(f"causal.seed must be >= 0, got {self.seed}")
+
+
+@dataclass(frozen=True)
 class Config:
     """Everything a run needs. ``Config()`` is the documented defaults."""
 
@@ -152,6 +237,7 @@ class Config:
     gate: GateSetting = field(default_factory=GateSetting)
     experiments: ExperimentSelection = field(default_factory=ExperimentSelection)
     decision: DecisionSettings = field(default_factory=DecisionSettings)
+    causal: CausalSettings = field(default_factory=CausalSettings)
 
     def to_dict(self) -> dict:
         """Plain dictionary of every setting (tuples as lists)."""
@@ -161,9 +247,10 @@ class Config:
     def hash(self) -> str:
         """SHA-256 of the settings (not of the file's formatting): identifies a configuration.
 
-        The ``decision`` section is left out: it changes no fitted or published number.
+        The ``decision`` and ``causal`` sections are left out: they change no number that a
+        refresh fits or publishes.
         """
-        settings = {k: v for k, v in self.to_dict().items() if k != "decision"}
+        settings = {k: v for k, v in self.to_dict().items() if k not in ("decision", "causal")}
         text = json.dumps(settings, sort_keys=True)
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
@@ -175,6 +262,7 @@ _SECTIONS = {
     "gate": GateSetting,
     "experiments": ExperimentSelection,
     "decision": DecisionSettings,
+    "causal": CausalSettings,
 }
 
 

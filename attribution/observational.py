@@ -23,7 +23,9 @@ months before it, default 3; the *window* is ``horizon_months`` months from ``as
 - **Confounders** (all measured before ``as_of``; defaults are :data:`DEFAULT_CONFOUNDERS`):
   ``tenure_months`` (whole months from signup to ``as_of``), ``tier``, ``region``, ``channel``,
   ``prior_revenue`` and ``prior_cost`` (mean per month over the customer's outcome months in the
-  lookback; 0 without any), ``prior_active_months`` (active months in the lookback),
+  lookback; 0 without any), ``history_revenue`` (the same over up to :data:`HISTORY_MONTHS`
+  months before ``as_of``: the customer's spend level, which three months measure poorly),
+  ``prior_active_months`` (active months in the lookback),
   ``months_since_purchase`` (months from the last month with revenue > 0 to ``as_of``, over the
   whole history; history length + 1 when there was none), ``prior_cases`` and
   ``prior_bad_cases`` (service cases in the lookback, and those resolved somewhat or very
@@ -60,11 +62,14 @@ DERIVED_CONFOUNDERS = {
     "tenure_months": "numeric",
     "prior_revenue": "numeric",
     "prior_cost": "numeric",
+    "history_revenue": "numeric",
     "prior_active_months": "numeric",
     "months_since_purchase": "numeric",
     "prior_cases": "numeric",
     "prior_bad_cases": "numeric",
 }
+#: Months before ``as_of`` that ``history_revenue`` (the customer's spend level) is averaged over.
+HISTORY_MONTHS = 12
 #: The default adjustment set.
 DEFAULT_CONFOUNDERS = (
     "tenure_months",
@@ -73,6 +78,7 @@ DEFAULT_CONFOUNDERS = (
     "channel",
     "prior_revenue",
     "prior_cost",
+    "history_revenue",
     "prior_active_months",
     "months_since_purchase",
     "prior_cases",
@@ -115,6 +121,7 @@ history AS (
         avg(revenue) FILTER (WHERE period >= $lookback_start) AS prior_revenue,
         avg(cost_to_serve) FILTER (WHERE period >= $lookback_start) AS prior_cost,
         count(*) FILTER (WHERE period >= $lookback_start AND active) AS prior_active_months,
+        avg(revenue) FILTER (WHERE period >= $history_start) AS history_revenue,
         max(period) FILTER (WHERE revenue > 0) AS last_purchase
     FROM outcomes
     WHERE period < $as_of AND customer_id IN (SELECT customer_id FROM population)
@@ -144,6 +151,7 @@ SELECT p.customer_id,
     CAST(datediff('month', c.signup_date, $as_of) AS DOUBLE) AS tenure_months,
     CAST(coalesce(h.prior_revenue, 0) AS DOUBLE) AS prior_revenue,
     CAST(coalesce(h.prior_cost, 0) AS DOUBLE) AS prior_cost,
+    CAST(coalesce(h.history_revenue, 0) AS DOUBLE) AS history_revenue,
     CAST(coalesce(h.prior_active_months, 0) AS DOUBLE) AS prior_active_months,
     CAST(coalesce(datediff('month', h.last_purchase, $as_of),
                   datediff('month', $first_period, $as_of) + 1) AS DOUBLE)
@@ -314,6 +322,7 @@ def observational_frame(
     params |= {
         "as_of": as_of_d,
         "lookback_start": lookback_start,
+        "history_start": _add_months(as_of_d, -HISTORY_MONTHS),
         "window_end": _add_months(as_of_d, horizon - 1),
         "window_stop": _add_months(as_of_d, horizon),
         "first_period": first,
