@@ -506,6 +506,8 @@ class Estimate:
     n_treated, n_control : int
     draws : numpy.ndarray
         Bootstrap or posterior draws of the effect.
+    segment_by, segment : str
+        ``"all"`` for the overall effect, else the segment column and level.
     """
 
     estimator: str
@@ -518,6 +520,8 @@ class Estimate:
     n_treated: int
     n_control: int
     draws: np.ndarray = field(repr=False)
+    segment_by: str = "all"
+    segment: str = "all"
 
     def contains(self, value: float) -> bool:
         """Whether ``value`` lies inside the interval."""
@@ -534,6 +538,7 @@ def estimate(
     propensity: np.ndarray,
     *,
     outcomes: Sequence[str] = tuple(OUTCOME_COLUMNS),
+    segment: str | None = None,
     bootstrap: int = 200,
     seed: int = 0,
     interval: IntervalSetting | None = None,
@@ -549,6 +554,11 @@ def estimate(
         Each customer's propensity (from :func:`overlap`), used by the weighting estimator.
     outcomes : sequence of str
         Outcomes to report (the bootstrap covers all three at once).
+    segment : str, optional
+        A categorical confounder to break the effects down by, beside the overall ``"all"``.
+        Per segment the weighting estimator uses the overall propensity within the segment and
+        the regression is refitted on the segment's customers (the replica's numbers; DoWhy's
+        own run gives the overall ones).
     bootstrap : int
         Resamples; the propensity model is refitted on each.
     seed : int
@@ -560,25 +570,35 @@ def estimate(
     Returns
     -------
     list of Estimate
-        Per outcome: naive ATE, naive ATT (the same number), DoWhy PSW ATE and ATT, DoWhy
-        regression ATE.
+        Per outcome and segment: naive ATE and ATT (the same number), DoWhy PSW ATE and ATT,
+        DoWhy regression ATE.
     """
     interval = interval or IntervalSetting()
     for o in outcomes:
         _outcome_column(o)
     frame = data.frame
+    groups = _groups(frame, data, segment)
     T = frame[_TREATED].to_numpy(dtype=float)
     Y = frame[list(OUTCOME_COLUMNS.values())].to_numpy(dtype=float)
     X_reg = _regression_design(frame, data)
     X_ps = _propensity_design(frame, data)
     lo_c, hi_c = clip
+    keys = ("naive", "psw_ate", "psw_att", "reg")
 
-    point = {
-        "naive": _naive(T, Y),
-        "psw_ate": _psw(T, Y, propensity, lo_c, hi_c, att=False),
-        "psw_att": _psw(T, Y, propensity, lo_c, hi_c, att=True),
-        "reg": _ols_effect(T, Y, X_reg),
-    }
+    def effects(Tb, Yb, pb, Xb, masks) -> dict:
+        out = {}
+        for name, m in masks.items():
+            if Tb[m].min(initial=1) == Tb[m].max(initial=0):  # one arm only
+                for k in keys:
+                    out[(k, name)] = np.full(3, np.nan)
+                continue
+            out[("naive", name)] = _naive(Tb[m], Yb[m])
+            out[("psw_ate", name)] = _psw(Tb[m], Yb[m], pb[m], lo_c, hi_c, att=False)
+            out[("psw_att", name)] = _psw(Tb[m], Yb[m], pb[m], lo_c, hi_c, att=True)
+            out[("reg", name)] = _ols_effect(Tb[m], Yb[m], Xb[m])
+        return out
+
+    point = effects(T, Y, propensity, X_reg, groups)
     dowhy = _dowhy_point(data, propensity, outcomes, clip)
     rng = np.random.default_rng(seed)
     model = _propensity_model(seed).fit(X_ps, T)
@@ -588,17 +608,13 @@ def estimate(
     n = len(T)
     for b in range(bootstrap):
         idx = rng.integers(0, n, n)
-        Tb, Yb = T[idx], Y[idx]
-        if Tb.min() == Tb.max():  # a resample without treated or untreated: redraw once
+        if T[idx].min() == T[idx].max():  # a resample without treated or untreated: redraw once
             idx = rng.integers(0, n, n)
-            Tb, Yb = T[idx], Y[idx]
+        Tb = T[idx]
         pb = _logistic_refit(A_ps[idx], Tb, beta0)
-        draws["naive"][b] = _naive(Tb, Yb)
-        draws["psw_ate"][b] = _psw(Tb, Yb, pb, lo_c, hi_c, att=False)
-        draws["psw_att"][b] = _psw(Tb, Yb, pb, lo_c, hi_c, att=True)
-        draws["reg"][b] = _ols_effect(Tb, Yb, X_reg[idx])
-    n_t = int(T.sum())
-    n_c = n - n_t
+        masks = {name: m[idx] for name, m in groups.items()}
+        for k, v in effects(Tb, Y[idx], pb, X_reg[idx], masks).items():
+            draws[k][b] = v
     out = []
     q_lo, q_hi = interval.quantiles
     names = list(OUTCOME_COLUMNS)
@@ -611,24 +627,49 @@ def estimate(
     ]
     for o in outcomes:
         j = names.index(o)
-        for estimator, estimand, key in plan:
-            mean = dowhy.get((key, o), point[key][j])
-            d = draws[key][:, j]
-            out.append(
-                Estimate(
-                    estimator=estimator,
-                    outcome=o,
-                    estimand=estimand,
-                    mean=float(mean),
-                    lo=float(np.quantile(d, q_lo)),
-                    hi=float(np.quantile(d, q_hi)),
-                    p_positive=float(np.mean(d > 0)),
-                    n_treated=n_t,
-                    n_control=n_c,
-                    draws=d.copy(),
+        for name, m in groups.items():
+            n_t = int(T[m].sum())
+            for estimator, estimand, key in plan:
+                mean = point[(key, name)][j]
+                if name == "all":
+                    mean = dowhy.get((key, o), mean)
+                d = draws[(key, name)][:, j]
+                d = d[np.isfinite(d)]
+                if not np.isfinite(mean) or d.size == 0:
+                    continue
+                out.append(
+                    Estimate(
+                        estimator=estimator,
+                        outcome=o,
+                        estimand=estimand,
+                        mean=float(mean),
+                        lo=float(np.quantile(d, q_lo)),
+                        hi=float(np.quantile(d, q_hi)),
+                        p_positive=float(np.mean(d > 0)),
+                        n_treated=n_t,
+                        n_control=int(m.sum()) - n_t,
+                        draws=d.copy(),
+                        segment_by="all" if name == "all" else str(segment),
+                        segment=name,
+                    )
                 )
-            )
     return out
+
+
+def _groups(frame: pd.DataFrame, data: ObservationalData, segment: str | None) -> dict:
+    """``{"all": mask, level: mask, ...}`` for the overall and per-segment estimates."""
+    groups = {"all": np.ones(len(frame), dtype=bool)}
+    if segment is None:
+        return groups
+    if segment not in data.categorical:
+        raise InputError(
+            f"segment {segment!r} must be one of the categorical confounders: "
+            f"{', '.join(data.categorical) or '(none)'}"
+        )
+    values = frame[segment].astype(str).to_numpy()
+    for level in sorted(set(values)):
+        groups[level] = values == level
+    return groups
 
 
 def _naive(T: np.ndarray, Y: np.ndarray) -> np.ndarray:
@@ -991,6 +1032,8 @@ class Attribution:
     timings : dict
         Seconds per stage (``data``, ``overlap``, ``dowhy``, ``refute``, ``gformula``).
     interval : IntervalSetting
+    segment_by : str or None
+        The segment column effects are also broken down by.
     """
 
     data: ObservationalData
@@ -1005,13 +1048,21 @@ class Attribution:
     notes: list[str] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)
     interval: IntervalSetting = field(default_factory=IntervalSetting)
+    segment_by: str | None = None
 
-    def get(self, estimator: str, outcome: str, estimand: str = "ate") -> Estimate:
-        """The estimate of one estimator, outcome and estimand."""
+    def get(
+        self, estimator: str, outcome: str, estimand: str = "ate", segment: str = "all"
+    ) -> Estimate:
+        """The estimate of one estimator, outcome, estimand and segment (``"all"``: overall)."""
         for e in self.estimates:
-            if (e.estimator, e.outcome, e.estimand) == (estimator, outcome, estimand):
+            if (e.estimator, e.outcome, e.estimand, e.segment) == (
+                estimator,
+                outcome,
+                estimand,
+                segment,
+            ):
                 return e
-        raise KeyError((estimator, outcome, estimand))
+        raise KeyError((estimator, outcome, estimand, segment))
 
     def verdicts(self, outcome: str | None = None) -> dict[str, str]:
         """Refuter -> verdict (for one outcome, or the worst over the outcomes)."""
@@ -1022,12 +1073,15 @@ class Attribution:
         return out
 
     def summary(self) -> pd.DataFrame:
-        """Every estimate as a row: estimator, outcome, estimand, mean, lo, hi, p_positive, n."""
+        """Every estimate as a row: estimator, outcome, segment_by, segment, estimand, mean, lo,
+        hi, p_positive, n_treated, n_control."""
         return pd.DataFrame(
             [
                 {
                     "estimator": e.estimator,
                     "outcome": e.outcome,
+                    "segment_by": e.segment_by,
+                    "segment": e.segment,
                     "estimand": e.estimand,
                     "mean": e.mean,
                     "lo": e.lo,
@@ -1065,8 +1119,8 @@ class Attribution:
                     "intervention": name,
                     "arm": "treatment",
                     "outcome": e.outcome,
-                    "segment_by": "all",
-                    "segment": "all",
+                    "segment_by": e.segment_by,
+                    "segment": e.segment,
                     "metric": "absolute",
                     "mean": e.mean,
                     "lo": e.lo,
@@ -1088,7 +1142,7 @@ class Attribution:
                     "intervention": name,
                     "arm": "treatment",
                     "outcome": m["outcome"],
-                    "segment_by": "all",
+                    "segment_by": "all" if m["segment"] == "all" else self.segment_by,
                     "segment": m["segment"],
                     "metric": m["metric"],
                     "mean": m["mean"],
@@ -1096,8 +1150,8 @@ class Attribution:
                     "hi": m["hi"],
                     "p_positive": m["p_positive"],
                     "expected_loss": m["expected_loss"],
-                    "n_treated": self.data.n_treated,
-                    "n_control": self.data.n_untreated,
+                    "n_treated": m["n_treated"],
+                    "n_control": m["n_control"],
                     "diagnostics": "money",
                     "estimator": m["estimator"],
                     "estimand": "att",
@@ -1146,7 +1200,7 @@ class Attribution:
             lines.append("")
             lines.append(f"{o} ({_unit(o)}), {pct} intervals:")
             for e in self.estimates:
-                if e.outcome != o:
+                if e.outcome != o or e.segment != "all":
                     continue
                 if e.estimator == "naive" and e.estimand == "att":
                     continue
@@ -1157,6 +1211,15 @@ class Attribution:
                     f"  {label:<48} {_fmt(o, e.mean):>14}  "
                     f"[{_fmt(o, e.lo, False)}, {_fmt(o, e.hi, False)}]  P(>0) {e.p_positive:.2f}"
                 )
+            for e in self.estimates:
+                by_segment = e.outcome == o and e.segment != "all" and e.estimand == "att"
+                if by_segment and e.estimator in ("dowhy_psw", "bayes_gformula"):
+                    label = f"{ESTIMATORS[e.estimator]} ATT, {e.segment_by}={e.segment}"
+                    lines.append(
+                        f"  {label:<48} {_fmt(o, e.mean):>14}  "
+                        f"[{_fmt(o, e.lo, False)}, {_fmt(o, e.hi, False)}]  "
+                        f"P(>0) {e.p_positive:.2f}"
+                    )
             for r in self.refutations:
                 if r.outcome == o:
                     lines.append(f"  - {r.text}")
@@ -1165,8 +1228,11 @@ class Attribution:
             lines.append(f"Net value per treated customer (ATT, {pct} intervals):")
             for m in self.money.to_dict(orient="records"):
                 if m["outcome"] == "net_value":
+                    label = ESTIMATORS[m["estimator"]]
+                    if m["segment"] != "all":
+                        label += f", {self.segment_by}={m['segment']}"
                     lines.append(
-                        f"  {ESTIMATORS[m['estimator']]:<48} {m['mean']:>14,.2f}  "
+                        f"  {label:<48} {m['mean']:>14,.2f}  "
                         f"[{m['lo']:,.2f}, {m['hi']:,.2f}]  P(>0) {m['p_positive']:.2f}"
                     )
         for note in self.notes:
@@ -1191,6 +1257,7 @@ def attribute(
     as_of: str | date | None = None,
     config: Config | None = None,
     horizon_months: int | None = None,
+    segment: str | None = None,
     refuters: Sequence[str] | None = None,
     gformula: bool | None = None,
 ) -> Attribution:
@@ -1218,6 +1285,8 @@ def attribute(
         ``[causal]``, ``[money]``, ``[interval]`` and (for the cell route) ``[model]`` settings.
     horizon_months : int, optional
         Months in the outcome window; default to the last period.
+    segment : str, optional
+        A categorical confounder (e.g. ``tier``) to break effects and money down by.
     refuters : sequence of str, optional
         Default all of :data:`REFUTERS`; ``[]`` runs none.
     gformula : bool, optional
@@ -1235,35 +1304,6 @@ def attribute(
     cfg = Config() if config is None else config
     if not isinstance(cfg, Config):
         raise InputError(f"config must be an attribution.config.Config, got {type(cfg).__name__}")
-    # The matrices here are tall and narrow: BLAS threads only fight each other (measured: a
-    # bootstrap took 45 s with default threads on a busy 2-core machine, 6 s with one).
-    with threadpool_limits(limits=1, user_api="blas"):
-        return _attribute(
-            con,
-            intervention,
-            condition,
-            outcome,
-            confounders,
-            as_of,
-            cfg,
-            horizon_months,
-            refuters,
-            gformula,
-        )
-
-
-def _attribute(
-    con,
-    intervention,
-    condition,
-    outcome,
-    confounders,
-    as_of,
-    cfg,
-    horizon_months,
-    refuters,
-    gformula,
-) -> Attribution:
     cs: CausalSettings = cfg.causal
     outcomes = _outcomes(outcome)
     timings: dict[str, float] = {}
@@ -1308,7 +1348,9 @@ def _attribute(
         notes=notes,
         timings=timings,
         interval=cfg.interval,
+        segment_by=segment,
     )
+    _groups(data.frame, data, segment)  # an unusable segment fails before any fitting
     if not ident.identifiable:
         est = estimate_naive(
             data, outcomes, bootstrap=cs.bootstrap, seed=cs.seed, interval=cfg.interval
@@ -1316,6 +1358,29 @@ def _attribute(
         result.estimates = est
         return result
 
+    # The matrices here are tall and narrow: BLAS threads only fight each other (measured: a
+    # bootstrap took 45 s with default threads on a busy 2-core machine, 6 s with one).
+    with threadpool_limits(limits=1, user_api="blas"):
+        data = _dowhy_route(result, data, outcomes, segment, refuters, cs, cfg)
+    t = time.perf_counter()
+    use_gformula = _gformula_available() if gformula is None else gformula
+    if use_gformula:
+        from attribution.gformula import fit_gformula
+
+        for o in outcomes:
+            fit = fit_gformula(data, o, bands=cs.bands, segment=segment, config=cfg)
+            result.gformula[o] = fit
+            result.estimates += _gformula_estimates(fit, o)
+        timings["gformula"] = time.perf_counter() - t
+    elif gformula is None:
+        notes.append("attribution.gformula is not available: the Bayesian cell route was skipped")
+    result.money = _money(result, cfg)
+    return result
+
+
+def _dowhy_route(result, data, outcomes, segment, refuters, cs, cfg) -> ObservationalData:
+    """Overlap (and trimming), DoWhy estimates and refutations, recorded into ``result``."""
+    timings = result.timings
     t = time.perf_counter()
     ov = overlap(data, low=cs.overlap_low, high=cs.overlap_high, trim=cs.trim, seed=cs.seed)
     result.overlap = ov
@@ -1333,6 +1398,7 @@ def _attribute(
         data,
         propensity,
         outcomes=outcomes,
+        segment=segment,
         bootstrap=cs.bootstrap,
         seed=cs.seed,
         interval=cfg.interval,
@@ -1342,34 +1408,19 @@ def _attribute(
 
     t = time.perf_counter()
     names = REFUTERS if refuters is None else tuple(refuters)
-    if names:
-        for o in outcomes:
-            reg = result.get("dowhy_regression", o, "ate")
-            result.refutations += refute(
-                data,
-                o,
-                half_width=reg.half_width,
-                refuters=names,
-                simulations=cs.refuter_simulations,
-                subset_fraction=cs.subset_fraction,
-                seed=cs.seed,
-            )
+    for o in outcomes if names else []:
+        reg = result.get("dowhy_regression", o, "ate")
+        result.refutations += refute(
+            data,
+            o,
+            half_width=reg.half_width,
+            refuters=names,
+            simulations=cs.refuter_simulations,
+            subset_fraction=cs.subset_fraction,
+            seed=cs.seed,
+        )
     timings["refute"] = time.perf_counter() - t
-
-    t = time.perf_counter()
-    use_gformula = _gformula_available() if gformula is None else gformula
-    if use_gformula:
-        from attribution.gformula import fit_gformula
-
-        for o in outcomes:
-            fit = fit_gformula(data, o, bands=cs.bands, config=cfg)
-            result.gformula[o] = fit
-            result.estimates += _gformula_estimates(fit, o)
-        timings["gformula"] = time.perf_counter() - t
-    elif gformula is None:
-        notes.append("attribution.gformula is not available: the Bayesian cell route was skipped")
-    result.money = _money(result, cfg)
-    return result
+    return data
 
 
 def estimate_naive(
@@ -1422,71 +1473,105 @@ def _gformula_available() -> bool:
 
 
 def _gformula_estimates(fit, outcome: str) -> list[Estimate]:
+    """The cell route's absolute effects as :class:`Estimate` rows, overall and per segment."""
     s = fit.summary()
-    s = s[(s["segment"] == "all") & (s.get("metric", "absolute") == "absolute")]
-    out = []
+    if "metric" in s:
+        s = s[s["metric"] == "absolute"]
+    draws_by_segment = {}
     for estimand in ("ate", "att"):
-        r = s[s["estimand"] == estimand]
-        if r.empty:
+        try:
+            arr = fit.effect_draws(estimand, "absolute")
+            for seg in arr.coords["segment"].values:
+                draws_by_segment[(estimand, str(seg))] = arr.sel(segment=seg).values.ravel()
+        except (AttributeError, KeyError, ValueError):
+            draws_by_segment[(estimand, "all")] = np.asarray(fit.draws[estimand]).ravel()
+    out = []
+    for r in s.to_dict(orient="records"):
+        segment = str(r.get("segment", "all"))
+        key = (r["estimand"], segment)
+        if key not in draws_by_segment:
             continue
-        r = r.iloc[0]
         out.append(
             Estimate(
                 estimator="bayes_gformula",
                 outcome=outcome,
-                estimand=estimand,
+                estimand=r["estimand"],
                 mean=float(r["mean"]),
                 lo=float(r["lo"]),
                 hi=float(r["hi"]),
                 p_positive=float(r["p_positive"]),
-                n_treated=int(r.get("n_treated", fit.n_customers)),
+                n_treated=int(r.get("n_treated", 0)),
                 n_control=int(r.get("n_control", 0)),
-                draws=np.asarray(fit.draws[estimand], dtype=float).ravel(),
+                draws=np.asarray(draws_by_segment[key], dtype=float),
+                segment_by="all" if segment == "all" else str(r.get("segment_by", "segment")),
+                segment=segment,
             )
         )
     return out
 
 
 def _money(result: Attribution, cfg: Config) -> pd.DataFrame:
-    """Net value per treated customer from the ATT draws of each estimator with all outcomes."""
+    """Net value per treated customer from each estimator's ATT draws, overall and per segment.
+
+    Needs all three outcomes. A retained customer is worth the untreated customers' monthly
+    revenue over the value horizon at their monthly retention (:func:`remaining_value`), per
+    segment; the intervention costs its mean unit cost per treated customer.
+    """
     if set(result.outcomes) != set(OUTCOME_COLUMNS):
         return pd.DataFrame()
     data = result.data
     frame = data.frame
-    untreated = frame[frame[_TREATED] == 0]
     window = data.horizon_months
-    monthly_revenue = float(untreated["revenue"].mean()) / window
-    retained = float(untreated["retained"].mean())
-    monthly_retention = retained ** (1.0 / window) if retained > 0 else 0.0
-    value = float(remaining_value(monthly_revenue, monthly_retention, cfg.money))
     tables = []
     for estimator in ("dowhy_psw", "bayes_gformula"):
-        try:
-            effects = [result.get(estimator, o, "att") for o in OUTCOME_COLUMNS]
-        except KeyError:
+        found = [e for e in result.estimates if e.estimator == estimator and e.estimand == "att"]
+        segments = [
+            seg
+            for seg in dict.fromkeys(e.segment for e in found)
+            if all(any(e.segment == seg and e.outcome == o for e in found) for o in OUTCOME_COLUMNS)
+        ]
+        if not segments:
             continue
-        n = min(len(e.draws) for e in effects)
+        n = min(len(e.draws) for e in found if e.segment in segments)
+        value, n_treated, n_control = {}, {}, {}
+        for seg in segments:
+            rows = frame if seg == "all" else frame[frame[result.segment_by].astype(str) == seg]
+            untreated = rows[rows[_TREATED] == 0]
+            retained = float(untreated["retained"].mean())
+            value[seg] = float(
+                remaining_value(
+                    float(untreated["revenue"].mean()) / window,
+                    retained ** (1.0 / window) if retained > 0 else 0.0,
+                    cfg.money,
+                )
+            )
+            n_treated[seg] = int(rows[_TREATED].sum())
+            n_control[seg] = len(rows) - n_treated[seg]
 
-        def arr(e: Estimate, n: int = n) -> xr.DataArray:
+        def arr(outcome: str, found=found, segments=segments, n=n) -> xr.DataArray:
+            stack = [
+                next(e for e in found if e.outcome == outcome and e.segment == seg).draws[:n]
+                for seg in segments
+            ]
             return xr.DataArray(
-                e.draws[:n].reshape(1, n, 1),
+                np.stack(stack, axis=-1)[None],
                 dims=("chain", "draw", "segment"),
-                coords={"segment": ["all"]},
+                coords={"segment": segments},
             )
 
         draws = money_draws(
-            arr(effects[0]),
-            arr(effects[1]),
-            arr(effects[2]),
+            arr("retention"),
+            arr("revenue"),
+            arr("cost_to_serve"),
             unit_cost=data.unit_cost,
-            retained_value=value,
+            retained_value=pd.Series(value),
             window_months=window,
             settings=cfg.money,
         )
-        table = summarize_money(
-            draws, n_treated=pd.Series({"all": data.n_treated}), interval=cfg.interval
-        )
+        table = summarize_money(draws, n_treated=pd.Series(n_treated), interval=cfg.interval)
         table["estimator"] = estimator
+        table["n_treated"] = table["segment"].map(n_treated)
+        table["n_control"] = table["segment"].map(n_control)
         tables.append(table)
     if not tables:
         return pd.DataFrame()

@@ -50,7 +50,9 @@ def fast_config():
 
 @pytest.fixture(scope="module")
 def outreach(world, fast_config):
-    return attribute(world, OUTREACH, outcome="all", config=fast_config, gformula=False)
+    return attribute(
+        world, OUTREACH, outcome="all", config=fast_config, segment="tier", gformula=False
+    )
 
 
 # --- data preparation --------------------------------------------------------------------------
@@ -168,6 +170,25 @@ def test_money_per_treated_customer_from_the_att_draws(outreach):
     assert net["lo"] < net["mean"] < net["hi"]
     total = money[money["outcome"] == "total_net_value"].iloc[0]
     assert total["mean"] == pytest.approx(net["mean"] * outreach.data.n_treated)
+
+
+def test_effects_and_money_by_segment(outreach, world):
+    tiers = ["bronze", "gold", "platinum", "silver"]
+    psw = [outreach.get("dowhy_psw", "retention", "att", tier) for tier in tiers]
+    assert sum(e.n_treated for e in psw) == outreach.get("dowhy_psw", "retention").n_treated
+    truth = dict(
+        world.execute(
+            "SELECT segment, effect FROM truth WHERE intervention = ? AND segment_by = 'tier' "
+            "AND estimand = 'att' AND outcome = 'retention'",
+            [OUTREACH],
+        ).fetchall()
+    )
+    # Four 90% intervals: at least three should hold the planted per-tier effect.
+    assert sum(e.contains(truth[t]) for e, t in zip(psw, tiers, strict=True)) >= 3
+    net = outreach.money[outreach.money["outcome"] == "net_value"]
+    assert sorted(net["segment"]) == sorted(["all", *tiers])
+    with pytest.raises(InputError, match="segment 'tenure_months' must be one of"):
+        attribute(world, OUTREACH, outcome="retention", segment="tenure_months")
 
 
 # --- overlap --------------------------------------------------------------------------------------
