@@ -1,0 +1,737 @@
+"""The finance report's page: HTML with inline CSS and embedded PNG plots, no script, no network.
+
+:func:`render` turns :class:`attribution.report.ReportData` into one self-contained page. Every
+string that comes from data (intervention, experiment, arm and segment names, design fields,
+file names) goes through :func:`html.escape`; plot labels are escaped for matplotlib's mathtext.
+A Content-Security-Policy forbids scripts and any fetch but the page's own ``data:`` images.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+from datetime import date, datetime
+
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure
+
+from attribution.report import (
+    RANDOMIZED_METHOD,
+    ReportData,
+    fmt_money,
+    fmt_months,
+    fmt_pct,
+    fmt_pp,
+    fmt_prob,
+    headline_sentence,
+)
+from experiments.design import SRM_ALARM_P
+
+_CSP = "default-src 'none'; img-src data:; style-src 'unsafe-inline'"
+_CSS = """
+body { font-family: system-ui, -apple-system, "Segoe UI", sans-serif; margin: 2rem auto;
+       max-width: 1180px; color: #1d2330; line-height: 1.45; padding: 0 1rem; }
+h1 { font-size: 1.7rem; margin-bottom: .2rem; }
+h2 { font-size: 1.3rem; margin-top: 2.2rem; border-bottom: 2px solid #d8dee9;
+     padding-bottom: .2rem; }
+h3 { font-size: 1.05rem; margin-top: 1.4rem; }
+table { border-collapse: collapse; margin: .6rem 0 1rem; font-size: .9rem; }
+th, td { border: 1px solid #d8dee9; padding: .3rem .55rem; text-align: right; vertical-align: top; }
+th { background: #eef2f7; }
+td.text, th.text { text-align: left; }
+.meta { color: #5a6475; font-size: .9rem; }
+.note { background: #fff6dd; border-left: 4px solid #e0a800; padding: .5rem .8rem;
+        margin: .6rem 0; }
+.weak { background: #fdecea; border-left: 4px solid #c0392b; padding: .5rem .8rem; }
+.ok { color: #1e7b34; font-weight: 600; }
+.bad { color: #b02a1e; font-weight: 600; }
+.interval { color: #5a6475; white-space: nowrap; }
+.sentence { margin: .3rem 0; }
+img { max-width: 100%; display: block; margin: .4rem 0 1rem; }
+figcaption { color: #5a6475; font-size: .85rem; margin-bottom: 1rem; }
+"""
+
+
+def render(data: ReportData) -> str:
+    """The whole page as one HTML string.
+
+    Parameters
+    ----------
+    data : ReportData
+        From :func:`attribution.report.gather`.
+
+    Returns
+    -------
+    str
+        A complete HTML document with no script and no external reference.
+    """
+    run = data.run
+    width = f"{data.interval_width:.0%}"
+    parts = [
+        "<!DOCTYPE html>",
+        '<html lang="en"><head><meta charset="utf-8">',
+        f'<meta http-equiv="Content-Security-Policy" content="{_CSP}">',
+        f"<title>CX value report, run {_e(run['run_id'])}</title>",
+        f"<style>{_CSS}</style></head><body>",
+        "<header><h1>What the customer-experience work returned</h1>",
+        f'<p class="meta">Run <span id="run-id">{_e(run["run_id"])}</span>, published '
+        f"{_e(_when(run['finished']))}. Every number carries a {width} credible interval; money "
+        "is per treated customer unless marked total.</p></header>",
+    ]
+    parts += [f'<p class="note">{_e(n)}</p>' for n in data.notes]
+    parts += _headline(data, width)
+    parts += _drivers(data, width)
+    parts += _segments(data, width)
+    parts += _roi(data, width)
+    parts += _design(data)
+    parts += _freshness(data)
+    parts += _methods(data, width)
+    parts += _observational(data, width)
+    parts.append("</body></html>")
+    return "\n".join(parts) + "\n"
+
+
+# --- sections ------------------------------------------------------------------------------------
+
+
+def _headline(data: ReportData, width: str) -> list[str]:
+    head = data.headline[data.headline["method"] == RANDOMIZED_METHOD]
+    out = [
+        '<section id="headline"><h2>1. Net value, ROI and payback per intervention</h2>',
+        "<p>From randomized tests: treated customers against a control group. Net value is the "
+        "extra margin from retention and spend plus cost-to-serve saved, minus what the "
+        f"intervention cost, per treated customer; the {width} interval holds the true value with "
+        f"{width} probability under the model.</p>",
+    ]
+    if head.empty:
+        out.append("<p>No randomized estimates are published in this run.</p></section>")
+        return out
+    out += [
+        "<table><tr>",
+        '<th class="text">Intervention</th><th class="text">Experiment / arm</th>',
+        "<th>Treated / control</th>",
+        f"<th>Net value per treated customer ({width} interval)</th>",
+        "<th>P(net value &gt; 0)</th>",
+        f"<th>Total net value ({width} interval)</th>",
+        f"<th>ROI ({width} interval)</th>",
+        "<th>Payback, months (median; interval; P(pays back))</th></tr>",
+    ]
+    for _, r in head.iterrows():
+        out.append(
+            "<tr>"
+            f'<td class="text">{_e(r["intervention"])}</td>'
+            f'<td class="text">{_e(r["experiment_id"])} / {_e(r["arm"])}</td>'
+            f"<td>{_count(r['n_treated'])} / {_count(r['n_control'])}</td>"
+            f"<td>{_est(fmt_money, r['net_value'], r['net_value_lo'], r['net_value_hi'])}</td>"
+            f"<td>{_verdict_prob(r['p_positive'])}</td>"
+            f"<td>{_est(_money0, *_triple(r, 'total_net_value'))}</td>"
+            f"<td>{_est(fmt_pct, *_triple(r, 'roi'))}</td>"
+            f"<td>{_est(fmt_months, *_triple(r, 'payback_months'))}; "
+            f"P = {_e(fmt_prob(r['p_payback']))}</td></tr>"
+        )
+    out.append("</table>")
+    out += [f'<p class="sentence">{_e(headline_sentence(r))}</p>' for _, r in head.iterrows()]
+    n_weak = len(data.observational)
+    if n_weak:
+        out.append(
+            f'<p class="weak">{n_weak} estimate rows come from methods other than a randomized '
+            "test; they are shown apart, as weaker evidence, in section 8.</p>"
+        )
+    out.append("</section>")
+    return out
+
+
+def _drivers(data: ReportData, width: str) -> list[str]:
+    d = data.drivers[data.drivers["method"] == RANDOMIZED_METHOD]
+    out = [
+        '<section id="drivers"><h2>2. What drove it: retention, spend, cost-to-serve</h2>',
+        "<p>The effects of each intervention on the three outcomes (treated minus control), and "
+        "what each is worth per treated customer. Retention is the change in the share of "
+        "customers still active at the end of the readout window; spend and cost-to-serve are "
+        "per customer over the window.</p>",
+    ]
+    if d.empty:
+        return [*out, "<p>No randomized estimates are published.</p></section>"]
+    money = data.config_matches
+    out += [
+        '<table><tr><th class="text">Intervention</th>',
+        f"<th>Retention effect ({width})</th><th>Spend effect ({width})</th>",
+        f"<th>Cost-to-serve effect ({width})</th>",
+    ]
+    if money:
+        out += [
+            "<th>Retained margin (mean)</th>",
+            f"<th>Spend margin ({width})</th>",
+            f"<th>Cost saved ({width})</th>",
+            "<th>Intervention cost</th><th>Net value (mean)</th>",
+        ]
+    out.append("</tr>")
+    for _, r in d.iterrows():
+        cells = [
+            f'<td class="text">{_e(r["intervention"])} ({_e(r["arm"])})</td>',
+            f"<td>{_est(fmt_pp, *_triple(r, 'retention'))}</td>",
+            f"<td>{_est(fmt_money, *_triple(r, 'revenue'))}</td>",
+            f"<td>{_est(fmt_money, *_triple(r, 'cost_to_serve'))}</td>",
+        ]
+        if money:
+            cells += [
+                f"<td>{_e(fmt_money(r['retained_margin']))}</td>",
+                f"<td>{_est(fmt_money, *_triple(r, 'spend_margin'))}</td>",
+                f"<td>{_est(fmt_money, *_triple(r, 'cost_saved'))}</td>",
+                f"<td>{_e(fmt_money(-r['unit_cost']))}</td>",
+                f"<td>{_e(fmt_money(r['net_value']))}</td>",
+            ]
+        out.append("<tr>" + "".join(cells) + "</tr>")
+    out.append("</table>")
+    if money:
+        m = data.config.money
+        out.append(
+            f"<p>Spend margin is the spend effect times the {fmt_pct(m.margin_rate)} gross margin; "
+            "cost saved is the fall in cost-to-serve; the intervention cost is per customer "
+            "assigned to the treated arm. Retained margin is what each extra retained customer "
+            f"brings over the next {m.value_horizon_months} months at that margin, discounted at "
+            f"{fmt_pct(m.discount_rate)} a year; the store publishes only its mean, so it has no "
+            "interval here. The means add up to the net value.</p>"
+        )
+        for _, r in d.iterrows():
+            if np.isfinite(r["retained_margin"]):
+                out.append(_figure(_drivers_plot(r), _drivers_caption(r)))
+    else:
+        out.append(
+            '<p class="note">The money breakdown is left out: the settings given to the report '
+            "are not the ones the run used, so its margin rate is not known here.</p>"
+        )
+    out.append("</section>")
+    return out
+
+
+def _drivers_caption(r: pd.Series) -> str:
+    return (
+        f"What makes up the mean net value per treated customer of {r['intervention']} "
+        f"({r['arm']}): bars to the right add value, bars to the left take it away."
+    )
+
+
+def _segments(data: ReportData, width: str) -> list[str]:
+    est = data.randomized
+    out = [
+        '<section id="segments"><h2>3. Where it worked: effects by segment</h2>',
+        f"<p>Each dot is a segment's mean and each line its {width} interval; the dashed line is "
+        "no effect. Segment effects are partly pooled towards the overall effect, so small "
+        "segments borrow strength from the rest.</p>",
+    ]
+    groups = _segment_groups(est)
+    if not groups:
+        return [*out, "<p>No segment breakdown is published in this run.</p></section>"]
+    for (experiment_id, intervention, arm, seg_by), rows in groups:
+        out.append(f"<h3>{_e(intervention)} ({_e(arm)}, {_e(experiment_id)}) by {_e(seg_by)}</h3>")
+        out.append(
+            _figure(
+                _forest_plot(rows, width),
+                f"Forest plot of {intervention} ({arm}) by {seg_by}: net value per treated "
+                f"customer, and the effects on retention, spend and cost-to-serve, with {width} "
+                "intervals.",
+            )
+        )
+        out += _segment_table(rows, width)
+    out.append("</section>")
+    return out
+
+
+def _segment_groups(est: pd.DataFrame) -> list:
+    frame = est.copy()
+    frame["arm"] = frame["arm"].fillna("(none)")
+    frame["experiment_id"] = frame["experiment_id"].fillna("(none)")
+    overall = frame[frame["segment"] == "all"]
+    groups = []
+    parts = frame[frame["segment"] != "all"]
+    keys = ["experiment_id", "intervention", "arm", "segment_by"]
+    for key, rows in parts.groupby(keys, sort=True):
+        ov = overall[
+            (overall["experiment_id"] == key[0])
+            & (overall["intervention"] == key[1])
+            & (overall["arm"] == key[2])
+        ]
+        groups.append((key, pd.concat([rows, ov], ignore_index=True)))
+    return groups
+
+
+def _segment_table(rows: pd.DataFrame, width: str) -> list[str]:
+    out = [
+        '<table><tr><th class="text">Segment</th><th>Treated / control</th>',
+        f"<th>Net value per treated customer ({width})</th><th>P(net value &gt; 0)</th>",
+        f"<th>ROI ({width})</th><th>Retention effect ({width})</th></tr>",
+    ]
+    for segment in _segment_order(rows):
+        seg = rows[rows["segment"] == segment]
+        net = _pick(seg, "net_value", "absolute")
+        roi = _pick(seg, "roi", "relative")
+        ret = _pick(seg, "retention", "absolute")
+        first = seg.iloc[0]
+        out.append(
+            "<tr>"
+            f'<td class="text">{_e(_segment_label(segment))}</td>'
+            f"<td>{_count(first['n_treated'])} / {_count(first['n_control'])}</td>"
+            f"<td>{_est(fmt_money, *_row_triple(net))}</td>"
+            f"<td>{_e(fmt_prob(net['p_positive'] if net is not None else None))}</td>"
+            f"<td>{_est(fmt_pct, *_row_triple(roi))}</td>"
+            f"<td>{_est(fmt_pp, *_row_triple(ret))}</td></tr>"
+        )
+    out.append("</table>")
+    return out
+
+
+def _roi(data: ReportData, width: str) -> list[str]:
+    est = data.randomized
+    roi = est[est["outcome"] == "roi"]
+    out = [
+        '<section id="roi"><h2>4. Return on investment</h2>',
+        "<p>ROI is net value divided by the intervention's cost: 0% breaks even, -100% loses the "
+        "whole cost. The store publishes summaries of the ROI distribution, not its draws, so "
+        f"this plot shows each ROI's mean (dot) and its {width} interval (line), not the full "
+        "distribution.</p>",
+    ]
+    if roi.empty:
+        return [
+            *out,
+            "<p>No ROI is published: no intervention cost was recorded for any treated arm, so "
+            "ROI is undefined.</p></section>",
+        ]
+    frame = roi.copy()
+    frame["arm"] = frame["arm"].fillna("(none)")
+    frame["experiment_id"] = frame["experiment_id"].fillna("(none)")
+    for (experiment_id, intervention, arm), rows in frame.groupby(
+        ["experiment_id", "intervention", "arm"], sort=True
+    ):
+        out.append(f"<h3>{_e(intervention)} ({_e(arm)}, {_e(experiment_id)})</h3>")
+        out.append(
+            _figure(
+                _roi_plot(rows, width),
+                f"ROI of {intervention} ({arm}) overall and by segment: mean and {width} "
+                "interval from the published summaries.",
+            )
+        )
+    out.append("</section>")
+    return out
+
+
+def _design(data: ReportData) -> list[str]:
+    out = [
+        '<section id="design"><h2>5. The tests behind the numbers: design and sample sizes</h2>',
+        "<p>How each test was set up, how many customers each arm holds, and the "
+        "sample-ratio-mismatch check: a chi-square test of the arm counts against the designed "
+        f"shares, which stops a readout when p &lt; {SRM_ALARM_P:g} (broken assignment or "
+        "logging).</p>",
+    ]
+    if data.experiments.empty:
+        return [*out, "<p>No experiments are behind these estimates.</p></section>"]
+    out.append(
+        '<table><tr><th class="text">Experiment</th><th class="text">Intervention</th>'
+        '<th class="text">Window</th><th class="text">Design</th>'
+        '<th class="text">Customers per arm</th><th class="text">Sample ratio check</th></tr>'
+    )
+    for _, r in data.experiments.iterrows():
+        design = r["design"] or {}
+        fields = []
+        for key in ("population", "unit", "randomization", "stratify_by", "unit_cost"):
+            if key in design:
+                fields.append(f"{_e(key)}: {_e(_plain(design[key]))}")
+        if isinstance(design.get("allocation"), dict):
+            alloc = ", ".join(f"{a} {_plain(s)}" for a, s in design["allocation"].items())
+            fields.append(f"allocation: {_e(alloc)}")
+        if design.get("simulated"):
+            fields.append("<strong>simulated data</strong>")
+        arms = ", ".join(f"{a} {n:,}" for a, n in (r["arms"] or {}).items()) or "none"
+        out.append(
+            "<tr>"
+            f'<td class="text">{_e(r["experiment_id"])}</td>'
+            f'<td class="text">{_e(r["intervention"])}</td>'
+            f'<td class="text">{_e(_day(r["started"]))} to {_e(_day(r["ended"]))}</td>'
+            f'<td class="text">{"<br>".join(fields) or "no design record"}</td>'
+            f'<td class="text">{_e(arms)}</td>'
+            f'<td class="text">{_srm_text(r["srm"], r["srm_source"])}</td></tr>'
+        )
+    out.append("</table></section>")
+    return out
+
+
+def _srm_text(srm: dict | None, source: str) -> str:
+    if not srm or not srm.get("checked"):
+        why = srm.get("error") if srm else None
+        return _e("not checked: " + (why or "the design record has no allocation to check against"))
+    p = srm.get("p_value")
+    verdict = (
+        '<span class="bad">mismatch</span>' if srm.get("alarm") else '<span class="ok">ok</span>'
+    )
+    return f"{verdict}, p = {_e(_p(p))} ({_e(source)})"
+
+
+def _freshness(data: ReportData) -> list[str]:
+    f = data.freshness
+    run = data.run
+    out = [
+        '<section id="freshness"><h2>6. Data freshness and diagnostics</h2>',
+        "<table>",
+        f'<tr><th class="text">Outcome months in the store</th><td class="text">'
+        f"{_e(_month(f['first_period']))} to {_e(_month(f['last_period']))}</td></tr>",
+        f'<tr><th class="text">Run started / finished</th><td class="text">'
+        f"{_e(_when(run['started']))} / {_e(_when(run['finished']))}</td></tr>",
+        f'<tr><th class="text">Data fingerprint of the run</th><td class="text">'
+        f"{_e(run['data_hash'])} "
+        + (
+            '<span class="bad">(the data changed since)</span>'
+            if f["data_changed"]
+            else '<span class="ok">(matches the store now)</span>'
+        )
+        + "</td></tr>",
+        f'<tr><th class="text">Configuration of the run</th><td class="text">'
+        f"{_e(run['config_hash'])}</td></tr>",
+        "</table>",
+    ]
+    loads = f["loads"]
+    if loads.empty:
+        out.append(
+            "<p>No file loads are recorded in the store (data written by the simulator or "
+            "directly).</p>"
+        )
+    else:
+        out.append(
+            '<h3>Latest load per table</h3><table><tr><th class="text">Table</th>'
+            '<th class="text">Last loaded</th><th class="text">File</th><th>Rows in file</th>'
+            "<th>Loads</th></tr>"
+        )
+        for _, r in loads.iterrows():
+            out.append(
+                f'<tr><td class="text">{_e(r["table_name"])}</td>'
+                f'<td class="text">{_e(_when(r["last_loaded"]))}</td>'
+                f'<td class="text">{_e(r["last_file"])}</td>'
+                f"<td>{_count(r['rows_in_last_file'])}</td><td>{_count(r['loads'])}</td></tr>"
+            )
+        out.append("</table>")
+    gate = data.config.gate
+    out.append(
+        f"<h3>Diagnostics</h3><p>Run status: <strong>{_e(run['status'])}</strong>. A run is "
+        "published only when every model passed the diagnostics gate (R-hat at most "
+        f"{gate.max_rhat:g}, bulk and tail effective sample size at least "
+        f"{gate.min_ess_bulk:g} and {gate.min_ess_tail:g}, at most {gate.max_divergences} "
+        "divergent transitions) on the quantities it publishes.</p>"
+    )
+    diag = data.diagnostics
+    if diag.empty:
+        out.append("<p>The run recorded no per-model diagnostics.</p>")
+    else:
+        out.append(
+            '<table><tr><th class="text">Experiment</th><th class="text">Model</th>'
+            "<th>Max R-hat</th><th>Min bulk ESS</th><th>Min tail ESS</th><th>Divergences</th>"
+            '<th class="text">Gate</th></tr>'
+        )
+        for _, r in diag.iterrows():
+            passed = r["passed"]
+            if passed is None or pd.isna(passed):
+                verdict = "not recorded"
+            elif bool(passed):
+                verdict = '<span class="ok">passed</span>'
+            else:
+                verdict = '<span class="bad">failed</span>'
+            out.append(
+                f'<tr><td class="text">{_e(r["experiment_id"])}</td>'
+                f'<td class="text">{_e(r["model"])}</td>'
+                f"<td>{_num(r['max_rhat'], '.3f')}</td><td>{_num(r['min_ess_bulk'], ',.0f')}</td>"
+                f"<td>{_num(r['min_ess_tail'], ',.0f')}</td>"
+                f"<td>{_num(r['divergences'], ',.0f')}</td>"
+                f"<td class='text'>{verdict}</td></tr>"
+            )
+        out.append("</table>")
+    out.append("</section>")
+    return out
+
+
+def _methods(data: ReportData, width: str) -> list[str]:
+    m = data.config.money
+    kind = "equal-tailed" if data.config.interval.kind == "eti" else "highest-density"
+    versions = ", ".join(f"{k} {v}" for k, v in (data.run.get("versions") or {}).items())
+    settings_note = (
+        ""
+        if data.config_matches
+        else " (these are the settings given to the report, which differ from the run's: see "
+        "the note at the top)"
+    )
+    return [
+        '<section id="methods"><h2>7. Methods and assumptions, in plain words</h2><ul>',
+        "<li>Customers were assigned at random to a treated arm or a control group; the effect "
+        "is the difference between the arms (intention to treat: customers assigned but never "
+        "treated still count, at no cost).</li>",
+        "<li>Customers who share a segment, arm and month are pooled into cells; Bayesian "
+        "hierarchical models fitted on the cells give the effect on retention (a binomial model) "
+        "and on spend and cost-to-serve (a model of whether a customer spends and how much). "
+        "Pre-period spend is adjusted for where history exists.</li>",
+        f"<li>Intervals are {width} {kind} credible intervals; P(net value &gt; 0) is the share "
+        "of posterior draws in which the intervention made money.</li>",
+        "<li>Money is computed draw by draw: extra retained customers times the margin they "
+        f"bring over the next {m.value_horizon_months} months (gross margin "
+        f"{fmt_pct(m.margin_rate)}, discounted at {fmt_pct(m.discount_rate)} a year), plus the "
+        "margin on extra spend, plus cost-to-serve saved, minus the intervention cost"
+        f"{_e(settings_note)}.</li>",
+        "<li>ROI is net value divided by the intervention cost. Payback is the intervention cost "
+        "divided by the gross monthly gain (all value gained spread over the readout window's "
+        "months); the report shows its median and the interval over the draws that pay back, "
+        "and P(pays back).</li>",
+        "<li>Expected loss is the average amount lost per treated customer in the draws where "
+        "the intervention loses money: the risk of rolling it out.</li>",
+        "<li>Nothing here comes from the simulator's answer key; estimates are what the models "
+        "published.</li>",
+        f"<li>Software: {_e(versions or 'not recorded')}.</li>",
+        "</ul></section>",
+    ]
+
+
+def _observational(data: ReportData, width: str) -> list[str]:
+    obs = data.observational
+    out = [
+        '<section id="observational"><h2>8. Weaker evidence: estimates not from randomized '
+        "tests</h2>",
+        '<p class="weak">Estimates from observational data rest on assumptions about what '
+        "else differs between treated and untreated customers; randomized tests do not. Read "
+        "them as weaker evidence than sections 1 to 4, and only with their refutation "
+        "verdicts.</p>",
+    ]
+    if obs.empty:
+        return [*out, "<p>None are published in this run.</p></section>"]
+    refutations = (data.run.get("diagnostics") or {}).get("refutations")
+    # a verdict column, where the store carries one (causal.py's rows say refutation_pass/warn)
+    refute_cols = [
+        c for c in obs.columns if "refut" in c.lower() or c in ("diagnostics", "verdict")
+    ]
+    out.append(
+        '<table><tr><th class="text">Intervention</th><th class="text">Method</th>'
+        '<th class="text">Outcome</th><th class="text">Segment</th><th class="text">Metric</th>'
+        f"<th>Estimate ({width})</th><th>P(&gt; 0)</th>"
+        + "".join(f'<th class="text">{_e(c)}</th>' for c in refute_cols)
+        + "</tr>"
+    )
+    for _, r in obs.iterrows():
+        fmt = _formatter(r["outcome"], r["metric"])
+        out.append(
+            f'<tr><td class="text">{_e(r["intervention"])} ({_e(r["arm"])})</td>'
+            f'<td class="text">{_e(r["method"])}</td>'
+            f'<td class="text">{_e(r["outcome"])}</td>'
+            f'<td class="text">{_e(_segment_label(r["segment"]))}</td>'
+            f'<td class="text">{_e(r["metric"])}</td>'
+            f"<td>{_est(fmt, r['mean'], r['lo'], r['hi'])}</td>"
+            f"<td>{_e(fmt_prob(r['p_positive']))}</td>"
+            + "".join(f'<td class="text">{_e(_plain(r[c]))}</td>' for c in refute_cols)
+            + "</tr>"
+        )
+    out.append("</table>")
+    if refutations:
+        out.append("<h3>Refutation verdicts</h3><ul>")
+        items = refutations.items() if isinstance(refutations, dict) else enumerate(refutations)
+        for key, verdict in items:
+            out.append(f"<li>{_e(key)}: {_e(_plain(verdict))}</li>")
+        out.append("</ul>")
+    elif not refute_cols:
+        out.append(
+            '<p class="weak">No refutation verdicts were published with these estimates: treat '
+            "them as unchecked.</p>"
+        )
+    out.append("</section>")
+    return out
+
+
+# --- plots ---------------------------------------------------------------------------------------
+
+_FOREST = (
+    ("net_value", "absolute", "Net value per treated customer", 1.0),
+    ("retention", "absolute", "Retention effect (pp)", 100.0),
+    ("revenue", "absolute", "Spend effect per customer", 1.0),
+    ("cost_to_serve", "absolute", "Cost-to-serve effect per customer", 1.0),
+)
+
+
+def _forest_plot(rows: pd.DataFrame, width: str) -> Figure:
+    segments = _segment_order(rows)
+    y = np.arange(len(segments))[::-1]
+    fig = Figure(figsize=(12, 0.45 * len(segments) + 1.3), layout="constrained")
+    axes = fig.subplots(1, len(_FOREST), sharey=True)
+    for ax, (outcome, metric, title, scale) in zip(axes, _FOREST, strict=True):
+        for yi, segment in zip(y, segments, strict=True):
+            r = _pick(rows[rows["segment"] == segment], outcome, metric)
+            if r is None:
+                continue
+            colour = "#1d2330" if segment == "all" else "#2f6db5"
+            ax.plot([r["lo"] * scale, r["hi"] * scale], [yi, yi], color=colour, lw=2)
+            ax.plot(r["mean"] * scale, yi, "o", color=colour, ms=6)
+        ax.axvline(0.0, color="#999999", ls="--", lw=1)
+        ax.set_title(_mpl(title), fontsize=10)
+        ax.grid(axis="x", alpha=0.3)
+    axes[0].set_yticks(y, [_mpl(_segment_label(s)) for s in segments])
+    return fig
+
+
+def _roi_plot(rows: pd.DataFrame, width: str) -> Figure:
+    rows = rows.assign(label=[_segment_label(s) for s in rows["segment"]])
+    ordered = pd.concat([rows[rows["segment"] == "all"], rows[rows["segment"] != "all"]])
+    labels = [
+        _segment_label(s) if b in ("all", None) else f"{b}: {s}"
+        for b, s in zip(ordered["segment_by"], ordered["segment"], strict=True)
+    ]
+    y = np.arange(len(ordered))[::-1]
+    fig = Figure(figsize=(8, 0.4 * len(ordered) + 1.2), layout="constrained")
+    ax = fig.subplots()
+    for yi, (_, r) in zip(y, ordered.iterrows(), strict=True):
+        colour = "#1d2330" if r["segment"] == "all" else "#2f6db5"
+        ax.plot([r["lo"] * 100, r["hi"] * 100], [yi, yi], color=colour, lw=3)
+        ax.plot(r["mean"] * 100, yi, "o", color=colour, ms=7)
+    ax.axvline(0.0, color="#c0392b", ls="--", lw=1)
+    ax.set_yticks(y, [_mpl(t) for t in labels])
+    ax.set_xlabel(_mpl(f"ROI, % (mean and {width} interval; 0% = break even)"))
+    ax.grid(axis="x", alpha=0.3)
+    return fig
+
+
+def _drivers_plot(r: pd.Series) -> Figure:
+    names = ["Retained margin", "Spend margin", "Cost saved", "Intervention cost", "Net value"]
+    values = [r["retained_margin"], r["spend_margin"], r["cost_saved"], -r["unit_cost"]]
+    values.append(r["net_value"])
+    fig = Figure(figsize=(8, 2.6), layout="constrained")
+    ax = fig.subplots()
+    y = np.arange(len(names))[::-1]
+    colours = ["#2f6db5" if v >= 0 else "#c0392b" for v in values[:-1]] + ["#1d2330"]
+    ax.barh(y, values, color=colours)
+    ax.axvline(0.0, color="#999999", lw=1)
+    ax.set_yticks(y, names)
+    ax.set_xlabel("Mean per treated customer")
+    ax.grid(axis="x", alpha=0.3)
+    return fig
+
+
+def _figure(fig: Figure, caption: str) -> str:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=90)
+    data = base64.b64encode(buf.getvalue()).decode("ascii")
+    return (
+        f'<figure><img alt="{_e(caption)}" src="data:image/png;base64,{data}">'
+        f"<figcaption>{_e(caption)}</figcaption></figure>"
+    )
+
+
+# --- small helpers -------------------------------------------------------------------------------
+
+
+def _e(value) -> str:
+    return html.escape("" if value is None else str(value), quote=True)
+
+
+def _mpl(text: str) -> str:
+    """Text for matplotlib: a ``$`` would start mathtext, so it is escaped."""
+    return str(text).replace("$", r"\$")
+
+
+def _segment_label(segment) -> str:
+    return "all customers" if segment == "all" else str(segment)
+
+
+def _segment_order(rows: pd.DataFrame) -> list:
+    segs = sorted({s for s in rows["segment"] if s != "all"}, key=str)
+    return ["all", *segs] if (rows["segment"] == "all").any() else segs
+
+
+def _pick(rows: pd.DataFrame, outcome: str, metric: str) -> pd.Series | None:
+    hit = rows[(rows["outcome"] == outcome) & (rows["metric"] == metric)]
+    return None if hit.empty else hit.iloc[0]
+
+
+def _row_triple(r: pd.Series | None) -> tuple:
+    return (None, None, None) if r is None else (r["mean"], r["lo"], r["hi"])
+
+
+def _triple(r: pd.Series, name: str) -> tuple:
+    return r[name], r[f"{name}_lo"], r[f"{name}_hi"]
+
+
+def _est(fmt, mean, lo, hi) -> str:
+    text = _e(fmt(mean))
+    if text == "n/a":
+        return text
+    return f'{text} <span class="interval">({_e(fmt(lo))} to {_e(fmt(hi))})</span>'
+
+
+def _money0(x) -> str:
+    return fmt_money(x, 0)
+
+
+def _verdict_prob(p) -> str:
+    text = _e(fmt_prob(p))
+    if p is None or not np.isfinite(p):
+        return text
+    cls = "ok" if p >= 0.9 else "bad" if p <= 0.1 else ""
+    return f'<span class="{cls}">{text}</span>' if cls else text
+
+
+def _formatter(outcome: str, metric: str):
+    if metric == "relative" or outcome == "roi":
+        return fmt_pct
+    if outcome == "retention":
+        return fmt_pp
+    if outcome == "payback_months":
+        return fmt_months
+    return fmt_money
+
+
+def _count(n) -> str:
+    try:
+        return _e(f"{int(n):,}")
+    except (TypeError, ValueError):
+        return "n/a"
+
+
+def _num(x, spec: str) -> str:
+    try:
+        value = float(x)
+    except (TypeError, ValueError):
+        return "n/a"
+    return _e(format(value, spec)) if np.isfinite(value) else "n/a"
+
+
+def _p(p) -> str:
+    try:
+        value = float(p)
+    except (TypeError, ValueError):
+        return "n/a"
+    return f"{value:.3g}"
+
+
+def _plain(value) -> str:
+    if isinstance(value, dict):
+        return ", ".join(f"{k} {_plain(v)}" for k, v in value.items())
+    if isinstance(value, list | tuple):
+        return ", ".join(_plain(v) for v in value)
+    if isinstance(value, float):
+        return f"{value:g}"
+    return str(value)
+
+
+def _when(value) -> str:
+    if value is None or (isinstance(value, float) and np.isnan(value)):
+        return "not recorded"
+    if isinstance(value, datetime | pd.Timestamp):
+        return f"{value:%Y-%m-%d %H:%M} UTC"
+    return str(value)
+
+
+def _day(value) -> str:
+    if value is None or value is pd.NaT:
+        return "open"
+    if isinstance(value, date | datetime | pd.Timestamp):
+        return f"{value:%Y-%m-%d}"
+    return str(value)
+
+
+def _month(value) -> str:
+    if value is None:
+        return "none"
+    if isinstance(value, date | datetime | pd.Timestamp):
+        return f"{value:%Y-%m}"
+    return str(value)
