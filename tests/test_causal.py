@@ -305,3 +305,20 @@ def test_nothing_is_written_to_the_store(small):
     result = attribute(small, OUTREACH, outcome="retention", config=cfg, gformula=False)
     assert store.table_counts(small) == before
     assert np.isfinite(result.get("dowhy_psw", "retention").mean)
+
+
+@pytest.mark.slow
+def test_bayesian_cell_route_agrees_with_dowhy_regression_within_intervals(world):
+    pytest.importorskip("attribution.gformula")
+    cfg = config_from_dict(
+        {
+            "causal": {"bootstrap": 100},
+            "model": {"chains": 2, "draws": 500, "tune": 500, "seed": 1},
+        }
+    )
+    result = attribute(world, OUTREACH, outcome="retention", config=cfg, refuters=[])
+    bayes = result.get("bayes_gformula", "retention", "ate")
+    regression = result.get("dowhy_regression", "retention", "ate")
+    assert regression.lo <= bayes.mean <= regression.hi
+    assert bayes.lo <= regression.mean <= bayes.hi
+    assert result.gformula["retention"].diagnostics_.passed
