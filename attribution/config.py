@@ -64,6 +64,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import re
 import tomllib
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
@@ -75,7 +76,26 @@ from attribution.value import MoneySettings
 
 @dataclass(frozen=True)
 class ModelSettings:
-    """How models are fitted."""
+    """How models are fitted.
+
+    Parameters
+    ----------
+    segments : tuple of str
+        Columns of ``customers`` that effects are broken down by (besides overall); empty: overall
+        only. Lower-case identifiers, no repeats; checked against the store before a refresh.
+    horizon_months : int
+        Months of outcomes from each experiment's start month on, >= 0; 0 (default): up to the
+        last outcome month observed for the experiment.
+    pre_period : bool
+        Adjust for pre-period spend bands where history exists. Default true.
+    sampler : str
+        ``"nutpie"`` (default) or ``"pymc"``.
+    chains, draws, tune : int
+        Chains, kept draws per chain and tuning draws per chain, each >= 1. Defaults 4, 1000,
+        1000.
+    seed : int
+        Random seed of the sampler, >= 0. Default 0.
+    """
 
     segments: tuple[str, ...] = ("tier",)
     horizon_months: int = 0
@@ -94,6 +114,9 @@ class ModelSettings:
                 raise InputError(f"model.{name} must be >= 1, got {getattr(self, name)}")
         if self.horizon_months < 0:
             raise InputError(f"model.horizon_months must be >= 0, got {self.horizon_months}")
+        if self.seed < 0:
+            raise InputError(f"model.seed must be >= 0, got {self.seed}")
+        _names("model.segments", self.segments, identifiers=True)
 
 
 @dataclass(frozen=True)
@@ -101,6 +124,23 @@ class ExperimentSelection:
     """Which experiments a refresh fits (empty: all)."""
 
     include: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        _names("experiments.include", self.include)
+
+
+def _names(key: str, names: tuple[str, ...], *, identifiers: bool = False) -> None:
+    """Names in a list setting: non-empty, no repeats, and column names when ``identifiers``."""
+    for name in names:
+        if not name.strip():
+            raise InputError(f"{key} has an empty name: {list(names)}")
+        if identifiers and not re.fullmatch(r"[a-z_][a-z0-9_]{0,62}", name):
+            raise InputError(
+                f"{key}: {name!r} is not a column name (lower-case letters, digits and _)"
+            )
+    repeated = sorted({n for n in names if names.count(n) > 1})
+    if repeated:
+        raise InputError(f"{key} names {repeated} more than once")
 
 
 @dataclass(frozen=True)
@@ -296,7 +336,7 @@ def config_from_dict(raw: dict, source: str = "configuration") -> Config:
     kwargs: dict = {}
     for key, value in raw.items():
         if key == "store":
-            if not isinstance(value, str):
+            if not isinstance(value, str) or not value.strip():
                 raise InputError(f"{source}: store must be a path string, got {value!r}")
             kwargs["store"] = value
         elif key in _SECTIONS:
@@ -330,6 +370,8 @@ def _coerce(key: str, value, default, source: str):
         ok = isinstance(value, int | float) and not isinstance(value, bool)
         if not ok:
             raise InputError(f"{source}: {key} must be a number, got {value!r}")
+        if not math.isfinite(value):
+            raise InputError(f"{source}: {key} must be a finite number, got {value!r}")
         return float(value)
     if isinstance(default, bool):
         ok = isinstance(value, bool)
@@ -347,4 +389,7 @@ def _coerce(key: str, value, default, source: str):
         raise InputError(
             f"{source}: {key} must be {type(default).__name__} like {default!r}, got {value!r}"
         )
+    if isinstance(value, float) and not math.isfinite(value):
+        # TOML allows nan and inf; a NaN threshold would pass every comparison, so refuse them.
+        raise InputError(f"{source}: {key} must be a finite number, got {value!r}")
     return value

@@ -3,32 +3,103 @@
 Every experiment passes the sample-ratio-mismatch gate of :func:`attribution.readout.read_out`
 first: one that alarms fails the whole run like a failed diagnostics gate (the reason is recorded
 on the run, nothing is published, the previous estimates stay current). The run's diagnostics
-JSON holds each experiment's SRM check under ``"srm"``.
+JSON holds each experiment's SRM check under ``"srm"`` and each model's diagnostics (verdict,
+worst R-hat and ESS, divergences, per-variable table) under ``"models"``.
 
-``cx refresh`` runs this from cron or an orchestrator. A run whose data and configuration are
-unchanged since the last published run does nothing unless forced.
+``cx refresh`` runs :func:`refresh_store` from cron or an orchestrator. A run whose data and
+configuration are unchanged since the last published run does nothing unless forced.
+
+How a refresh stays safe (the choice made here)
+-----------------------------------------------
+DuckDB lets one process open a file for writing, and fitting takes minutes. Holding the store
+open for that long would block every other ``cx`` command (``cx report``, ``cx summary``,
+``cx load``). So :func:`refresh_store`:
+
+1. takes the refresh lock, ``fcntl.flock`` on ``<store>.refresh.lock``
+   (:func:`attribution.store.refresh_lock`): two refreshes never run at once. A second one
+   waits up to ``wait`` seconds, then stops with a message naming the running one's process
+   (:class:`~attribution.store.RefreshRunningError`, exit code 1). The operating system drops
+   the lock when its holder dies, ``kill -9`` included;
+2. opens the store briefly: checks the configuration against it (segment columns, experiments)
+   before any work, hashes the data, stops if nothing changed, marks runs left ``running`` by a
+   killed refresh as ``abandoned`` (safe: the lock says none is running), registers the run and
+   copies the tables the models read into a private snapshot (a temporary DuckDB file); closes;
+3. fits on the snapshot, with the store closed;
+4. reopens the store and, in one transaction, re-hashes the data and publishes: if the data
+   changed while fitting the run fails with that reason (estimates are never published for data
+   they were not fitted on); otherwise the estimates are inserted and the run marked published.
+
+Killing the process at any moment leaves the store as it was: before step 4's commit nothing
+but the ``running`` row exists, which the next refresh marks abandoned. DuckDB writes a
+transaction to its log only at commit, so a kill inside step 4 loses the whole transaction.
+
+:func:`refresh` is the in-process form for notebooks and tests: it uses an open connection
+throughout (and takes the same refresh lock when the connection is a file).
+
+Exit codes (:attr:`RefreshOutcome.exit_code`): 0 published or unchanged; 1 the data changed
+while fitting, or another refresh holds the lock (retry later); 2 bad configuration or input
+(unknown segment column or experiment, no experiments, an experiment that cannot be read out);
+3 a model failed its diagnostics gate; 4 a sample ratio mismatch stopped an experiment before it
+was fitted. When several apply: 4, then 2, then 3, then 1.
+
+Logs: one line per step, with timings, to the ``log`` callable (``cx`` prints them on stderr
+with a clock time). :class:`TerminalProgress` adds a live line (step, elapsed time) for people at
+a terminal; it is used only when stderr is a TTY.
+
+Test hook: when the environment variable ``CX_TEST_PUBLISH_SLEEP`` holds a number of seconds,
+the publish transaction sleeps that long after writing the estimates and before its commit, so
+tests can kill a refresh inside it. It has no other use.
 """
 
 from __future__ import annotations
 
+import contextlib
+import json
+import os
+import sys
+import tempfile
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TextIO
 
 import duckdb
 import pandas as pd
 
-from attribution import runs
+from attribution import runs, store
 from attribution.config import Config
-from attribution.errors import CxError, SampleRatioError
+from attribution.errors import CxError, InputError, SampleRatioError
 from attribution.readout import ExperimentReadout, experiment_ids, read_out, srm_record
 
 UNCHANGED = "unchanged"
+#: Seconds a refresh waits for the store at publish time when another process has it open.
+PUBLISH_WAIT_S = 60.0
+#: Test hook (see the module docstring): seconds to sleep inside the publish transaction.
+PUBLISH_SLEEP_ENV = "CX_TEST_PUBLISH_SLEEP"
+EXIT_OK, EXIT_RETRY, EXIT_INPUT, EXIT_GATE, EXIT_SRM = 0, 1, 2, 3, 4
+#: Why a run failed, by kind, to the exit code it gives (first match wins, in this order).
+_EXIT_BY_KIND = (("srm", EXIT_SRM), ("input", EXIT_INPUT), ("gate", EXIT_GATE))
 
 
 @dataclass
 class RefreshOutcome:
-    """What a refresh did: its run id, status, why it failed, and the published headline."""
+    """What a refresh did: its run id, status, why it failed, and the published headline.
+
+    Attributes
+    ----------
+    run_id : str or None
+        The run registered (or, when unchanged, the published run it matched).
+    status : str
+        ``published``, ``failed`` or ``unchanged``.
+    reasons : list of str
+        Why it failed, in plain words.
+    kinds : set of str
+        Kinds of failure: ``srm``, ``input``, ``gate``, ``data_changed``.
+    data_hash, config_hash : str
+        Fingerprints of the data read and the settings used.
+    """
 
     run_id: str | None
     status: str
@@ -36,6 +107,9 @@ class RefreshOutcome:
     readouts: list[ExperimentReadout] = field(default_factory=list)
     estimates: pd.DataFrame | None = None
     seconds: float = 0.0
+    kinds: set[str] = field(default_factory=set)
+    data_hash: str | None = None
+    config_hash: str | None = None
 
     @property
     def headline(self) -> pd.DataFrame | None:
@@ -43,14 +117,37 @@ class RefreshOutcome:
             return None
         return pd.concat([r.headline() for r in self.readouts], ignore_index=True)
 
+    @property
+    def exit_code(self) -> int:
+        """0 published or unchanged, else 4 SRM, 2 input, 3 gate, 1 data changed (see module)."""
+        if self.status in (runs.PUBLISHED, UNCHANGED):
+            return EXIT_OK
+        for kind, code in _EXIT_BY_KIND:
+            if kind in self.kinds:
+                return code
+        return EXIT_RETRY if "data_changed" in self.kinds else EXIT_GATE
+
     def records(self) -> list[dict]:
+        """The estimates as JSON-ready rows (empty when none)."""
         if self.estimates is None:
             return []
-        import json
-
         return json.loads(self.estimates.to_json(orient="records"))
 
+    def to_dict(self) -> dict:
+        """JSON-ready: run id, status, exit code, reasons, hashes, seconds and the estimates."""
+        return {
+            "run_id": self.run_id,
+            "status": self.status,
+            "exit_code": self.exit_code,
+            "reasons": list(self.reasons),
+            "data_hash": self.data_hash,
+            "config_hash": self.config_hash,
+            "seconds": round(self.seconds, 2),
+            "estimates": self.records(),
+        }
+
     def describe(self) -> str:
+        """One line on what happened; the reasons, one a line, when the run failed."""
         if self.status == UNCHANGED:
             return (
                 f"nothing to do: data and configuration are unchanged since run {self.run_id} "
@@ -60,10 +157,208 @@ class RefreshOutcome:
         if self.status == runs.PUBLISHED:
             return head + f", {len(self.estimates)} estimates published"
         return (
-            head
-            + "; nothing published, the previous estimates stay current:\n  "
-            + "\n  ".join(self.reasons)
+            head + f" (exit code {self.exit_code}); nothing published, the previous estimates stay "
+            "current:\n  " + "\n  ".join(self.reasons)
         )
+
+
+# ------------------------------------------------------------------------------------------------
+# Progress for people at a terminal
+# ------------------------------------------------------------------------------------------------
+class TerminalProgress:
+    """A live status line (step and elapsed time) redrawn in place on a terminal.
+
+    Log lines go through :meth:`wrap`, which clears the status line first, so the two never mix.
+    Use only when the stream is a TTY (:meth:`for_stream` checks); schedulers get plain lines.
+
+    Examples
+    --------
+    >>> import io
+    >>> TerminalProgress.for_stream(io.StringIO()) is None
+    True
+    """
+
+    def __init__(self, stream: TextIO, interval: float = 0.5) -> None:
+        self.stream = stream
+        self.interval = interval
+        self._text = ""
+        self._since = time.monotonic()
+        self._start = time.monotonic()
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    @classmethod
+    def for_stream(cls, stream: TextIO | None = None) -> TerminalProgress | None:
+        """A progress line on ``stream`` (default stderr) when it is a TTY, else None."""
+        stream = sys.stderr if stream is None else stream
+        isatty = getattr(stream, "isatty", None)
+        return cls(stream) if isatty is not None and isatty() else None
+
+    def __enter__(self) -> TerminalProgress:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()
+        with self._lock:
+            self._clear()
+
+    def step(self, text: str) -> None:
+        """Show a new step; its clock starts now."""
+        with self._lock:
+            self._text, self._since = text, time.monotonic()
+            self._draw()
+
+    def wrap(self, log: Callable[[str], None]) -> Callable[[str], None]:
+        """A log callable that clears the status line, logs, and redraws it."""
+
+        def say(message: str) -> None:
+            with self._lock:
+                self._clear()
+                log(message)
+                self._draw()
+
+        return say
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval):
+            with self._lock:
+                self._draw()
+
+    def _draw(self) -> None:
+        if not self._text:
+            return
+        now = time.monotonic()
+        since, total = _clock(now - self._since), _clock(now - self._start)
+        line = f"\r\x1b[2K... {self._text} ({since}, total {total})"
+        self.stream.write(line)
+        self.stream.flush()
+
+    def _clear(self) -> None:
+        self.stream.write("\r\x1b[2K")
+        self.stream.flush()
+
+
+def _clock(seconds: float) -> str:
+    m, s = divmod(int(seconds), 60)
+    return f"{m}:{s:02d}"
+
+
+# ------------------------------------------------------------------------------------------------
+# The refresh
+# ------------------------------------------------------------------------------------------------
+def refresh_store(
+    path: str | os.PathLike[str] | None = None,
+    config: Config | None = None,
+    *,
+    force: bool = False,
+    wait: float = 0.0,
+    log: Callable[[str], None] | None = None,
+    progress: bool | None = None,
+    _before_publish: Callable[[], None] | None = None,
+) -> RefreshOutcome:
+    """Refresh a store file safely: lock, snapshot, fit with the store closed, publish atomically.
+
+    See the module docstring for the steps and why. This is what ``cx refresh`` runs.
+
+    Parameters
+    ----------
+    path : path-like, optional
+        The store; default ``config.store``, else :func:`attribution.store.resolve_path`.
+    config : Config, optional
+        Settings (defaults when omitted).
+    force : bool
+        Refit even when data and configuration are unchanged since the last published run.
+    wait : float
+        Seconds to wait for another refresh (the refresh lock) or another process holding the
+        store; 0 (default) stops at once with :class:`~attribution.store.RefreshRunningError`.
+    log : callable, optional
+        Receives one line per step, with timings.
+    progress : bool, optional
+        Show a live status line on stderr; default: only when stderr is a TTY.
+
+    Returns
+    -------
+    RefreshOutcome
+        ``status`` is ``published``, ``failed`` or ``unchanged``; ``exit_code`` says how a
+        scheduler should see it.
+
+    Raises
+    ------
+    InputError
+        A configured segment column or experiment is not in the store, or the store is missing;
+        raised before a run is registered.
+    RefreshRunningError
+        Another refresh still held the lock after ``wait`` seconds.
+    StoreLockedError
+        Another process held the store open for writing after ``wait`` seconds.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> from attribution import synth
+    >>> target = Path(tempfile.mkdtemp()) / "cx.duckdb"
+    >>> with store.opened(target) as con:
+    ...     _ = synth.simulate(con, 2000, months=6, seed=1)
+    >>> refresh_store(target).status  # doctest: +SKIP
+    'published'
+    """
+    cfg = config or Config()
+    target = store.resolve_path(path if path is not None else cfg.store)
+    bar = TerminalProgress.for_stream() if progress is None else None
+    if progress:
+        bar = TerminalProgress(sys.stderr)
+    base = log or (lambda _m: None)
+    if bar is None:
+        return _refresh_store(target, cfg, force, wait, base, None, _before_publish)
+    with bar:
+        return _refresh_store(target, cfg, force, wait, bar.wrap(base), bar, _before_publish)
+
+
+def _refresh_store(target, cfg, force, wait, say, bar, before_publish) -> RefreshOutcome:
+    started = time.perf_counter()
+    step = bar.step if bar is not None else (lambda _t: None)
+    step("waiting for the refresh lock")
+    with store.refresh_lock(target, wait=wait, on_wait=say) as waited:
+        say(f"refresh lock {store.lock_path(target)} taken (waited {waited:.1f} s)")
+        with tempfile.TemporaryDirectory(prefix="cx-refresh-") as tmp:
+            step("reading the store")
+            t0 = time.perf_counter()
+            con = store.connect_waiting(target, wait=wait, create=False)
+            try:
+                prepared = _prepare(con, cfg, force, say, abandon=True)
+                if isinstance(prepared, RefreshOutcome):
+                    return prepared
+                run_id, data, selected = prepared
+                try:
+                    snap, rows = _snapshot(con, Path(tmp) / "snapshot.duckdb")
+                except BaseException:
+                    _fail_quietly(con, run_id, "the snapshot of the store could not be taken")
+                    raise
+            finally:
+                con.close()
+            say(f"snapshot of {rows:,} rows read in {time.perf_counter() - t0:.1f} s; store closed")
+            try:
+                try:
+                    fitted = _fit(snap, cfg, selected, say, step)
+                finally:
+                    snap.close()
+                if before_publish is not None:
+                    before_publish()
+            except BaseException as exc:
+                _fail_after(target, run_id, f"interrupted while fitting: {type(exc).__name__}")
+                raise
+            step("publishing")
+            t0 = time.perf_counter()
+            con = store.connect_waiting(target, wait=max(wait, PUBLISH_WAIT_S), create=False)
+            try:
+                outcome = _finish(con, cfg, run_id, data, fitted, say, started)
+            finally:
+                con.close()
+            say(f"publish step took {time.perf_counter() - t0:.1f} s; store closed")
+            return outcome
 
 
 def refresh(
@@ -73,7 +368,10 @@ def refresh(
     force: bool = False,
     log: Callable[[str], None] | None = None,
 ) -> RefreshOutcome:
-    """Fit every selected experiment and publish the estimates in one transaction.
+    """Fit every selected experiment and publish the estimates in one transaction (in-process).
+
+    The same steps as :func:`refresh_store` on an already open connection, which stays open
+    throughout: for notebooks and tests. On a store file it takes the refresh lock (no wait).
 
     Parameters
     ----------
@@ -90,11 +388,68 @@ def refresh(
     -------
     RefreshOutcome
         ``status`` is ``published``, ``failed`` or ``unchanged``.
+
+    Raises
+    ------
+    InputError
+        A configured segment column or experiment is not in the store (before any run).
+    RefreshRunningError
+        A refresh of the same store file is running in another process.
     """
     cfg = config or Config()
     say = log or (lambda _m: None)
     started = time.perf_counter()
+    path = store.store_path(con)
+    if path is None:
+        return _refresh_open(con, cfg, force, say, started, abandon=False)
+    with store.refresh_lock(path):
+        return _refresh_open(con, cfg, force, say, started, abandon=True)
+
+
+def _refresh_open(con, cfg, force, say, started, *, abandon: bool) -> RefreshOutcome:
+    prepared = _prepare(con, cfg, force, say, abandon=abandon)
+    if isinstance(prepared, RefreshOutcome):
+        return prepared
+    run_id, data, selected = prepared
+    try:
+        fitted = _fit(con, cfg, selected, say, lambda _t: None)
+    except BaseException as exc:
+        _fail_quietly(con, run_id, f"interrupted while fitting: {type(exc).__name__}")
+        raise
+    return _finish(con, cfg, run_id, data, fitted, say, started)
+
+
+def check_config(con: duckdb.DuckDBPyConnection, cfg: Config) -> list[str]:
+    """Check the configuration against the store; returns the experiments to fit.
+
+    Raises
+    ------
+    InputError
+        A segment column that is not a column of ``customers``, or an included experiment that
+        is not in the store or has no assignments; the message names the setting.
+    """
+    known = store.segment_columns(con)
+    unknown = [c for c in cfg.model.segments if c not in known]
+    if unknown:
+        raise InputError(
+            f"model.segments: {unknown} not a column of customers; the store has {known}"
+        )
+    have = experiment_ids(con)
+    missing = [e for e in cfg.experiments.include if e not in have]
+    if missing:
+        raise InputError(
+            f"experiments.include: {missing} not an experiment with assignments in the store; "
+            f"it has {have}"
+        )
+    return list(cfg.experiments.include) or have
+
+
+def _prepare(con, cfg: Config, force: bool, say, *, abandon: bool):
+    """Checks, hash, unchanged test and run registration; an outcome when there is nothing to do."""
+    t0 = time.perf_counter()
+    selected = check_config(con, cfg)
     data = runs.data_hash(con)
+    say(f"data hash {data}, config hash {cfg.hash} ({time.perf_counter() - t0:.1f} s)")
     current = runs.current_run(con)
     if (
         not force
@@ -102,49 +457,158 @@ def refresh(
         and current["data_hash"] == data
         and current["config_hash"] == cfg.hash
     ):
-        say(f"unchanged since run {current['run_id']}")
-        return RefreshOutcome(current["run_id"], UNCHANGED)
+        say(f"unchanged since run {current['run_id']}: nothing to do")
+        return RefreshOutcome(current["run_id"], UNCHANGED, data_hash=data, config_hash=cfg.hash)
+    if abandon:
+        stale = runs.abandon_stale(con)
+        if stale:
+            say(f"marked {len(stale)} run(s) left running by a killed refresh as abandoned")
     run_id = runs.start_run(con, cfg.hash, data)
-    say(f"run {run_id} started (config {cfg.hash}, data {data})")
-    selected = list(cfg.experiments.include) or experiment_ids(con)
-    readouts, reasons, diagnostics, srm = [], [], {}, {}
-    for experiment_id in selected:
+    say(f"run {run_id} started: {len(selected)} experiment(s) {selected}")
+    return run_id, data, selected
+
+
+def _snapshot(con: duckdb.DuckDBPyConnection, path: Path) -> tuple[duckdb.DuckDBPyConnection, int]:
+    """Copy the tables the models read into a private store file; returns it open and its rows."""
+    snap = store.connect(path)
+    try:
+        extra = {
+            c: t
+            for c, t in store.columns(con, "customers").items()
+            if c in store.segment_columns(con)
+        }
+        store.add_customer_columns(snap, extra)
+        rows = 0
+        source = con.cursor()  # a cursor of its own: no pending result of ``con`` in the way
+        for table in runs.DATA_TABLES:
+            reader = source.sql(f"SELECT * FROM {table}").to_arrow_reader(500_000)
+            writer = snap.cursor()
+            writer.register("_cx_snapshot", reader)
+            writer.execute(f"INSERT INTO {table} BY NAME SELECT * FROM _cx_snapshot")
+            rows += writer.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
+            writer.close()
+    except BaseException:
+        snap.close()
+        raise
+    return snap, rows
+
+
+@dataclass
+class _Fitted:
+    readouts: list[ExperimentReadout]
+    reasons: list[str]
+    kinds: set[str]
+    diagnostics: dict
+    srm: dict
+
+
+def _fit(con, cfg: Config, selected: list[str], say, step) -> _Fitted:
+    readouts, reasons, kinds, diagnostics, srm = [], [], set(), {}, {}
+    for i, experiment_id in enumerate(selected, start=1):
+        where = f"{experiment_id} [{i}/{len(selected)}]"
+        step(f"fitting {where}")
+        say(f"{where}: fitting")
         t0 = time.perf_counter()
         try:
             result = read_out(con, experiment_id, config=cfg)
         except SampleRatioError as exc:
             reasons.append(f"{experiment_id}: {exc}")
+            kinds.add("srm")
             srm[experiment_id] = srm_record(exc.srm, exc.arms)
-            say(f"{experiment_id}: failed the sample-ratio-mismatch check, not fitted")
+            say(f"{where}: failed the sample-ratio-mismatch check, not fitted")
             continue
         except CxError as exc:
             reasons.append(f"{experiment_id}: {exc}")
-            say(f"{experiment_id}: failed: {exc}")
+            kinds.add("input")
+            say(f"{where}: failed: {exc}")
             continue
         readouts.append(result)
         srm[experiment_id] = result.srm_dict()
+        if not result.passed:
+            kinds.add("gate")
         reasons += [f"{experiment_id}: {r}" for r in result.reasons]
-        diagnostics[experiment_id] = {
-            f"{outcome} by {seg}": model.diagnostics_.summary().to_dict(orient="records")
-            for (outcome, seg), model in result.models.items()
-        }
+        diagnostics[experiment_id] = {}
+        for (outcome, seg), model in result.models.items():
+            d = model.diagnostics_
+            diagnostics[experiment_id][f"{outcome} by {seg}"] = {
+                **d.to_dict(),
+                "timings": {k: round(v, 2) for k, v in model.timings_.items()},
+                "sampler": model.sampler_,
+            }
+            say(
+                f"{where}: {outcome} by {seg}: compile {model.timings_['compile_s']:.1f} s, "
+                f"sample {model.timings_['sample_s']:.1f} s, "
+                + ("passed" if d.passed else "FAILED")
+                + f" (max R-hat {d.max_rhat:.3f}, min bulk ESS {d.min_ess_bulk:.0f}, "
+                f"{d.divergences} divergences)"
+            )
         verdict = "passed" if result.passed else "FAILED the diagnostics gate"
-        say(f"{experiment_id}: fitted in {time.perf_counter() - t0:.1f} s, {verdict}")
+        say(f"{where}: fitted in {time.perf_counter() - t0:.1f} s, {verdict}")
     if not selected:
         reasons.append("no experiments with assignments in the store")
+        kinds.add("input")
+    return _Fitted(readouts, reasons, kinds, diagnostics, srm)
+
+
+def _finish(
+    con, cfg: Config, run_id: str, data: str, fitted: _Fitted, say, started
+) -> RefreshOutcome:
     estimates = (
-        pd.concat([r.table for r in readouts], ignore_index=True).drop(columns="diagnostics")
-        if readouts
+        pd.concat([r.table for r in fitted.readouts], ignore_index=True).drop(columns="diagnostics")
+        if fitted.readouts
         else None
     )
+    sleep = float(os.environ.get(PUBLISH_SLEEP_ENV) or 0)
+    hook = None
+    if sleep > 0:
+
+        def hook() -> None:
+            say(f"test hook {PUBLISH_SLEEP_ENV}: sleeping {sleep:g} s in the publish transaction")
+            time.sleep(sleep)
+
+    reasons, kinds = list(fitted.reasons), set(fitted.kinds)
     status = runs.finish_run(
         con,
         run_id,
         estimates,
-        {"models": diagnostics, "srm": srm, "reasons": reasons},
+        {"models": fitted.diagnostics, "srm": fitted.srm, "reasons": reasons},
         publish=not reasons,
         interval=cfg.interval,
+        expect_data_hash=data,
+        before_commit=hook,
     )
+    if status == runs.FAILED and not reasons:
+        kinds.add("data_changed")
+        reasons = json.loads(
+            con.execute("SELECT diagnostics FROM runs WHERE run_id = ?", [run_id]).fetchone()[0]
+        )["reasons"]
     seconds = time.perf_counter() - started
     say(f"run {run_id} {status} in {seconds:.1f} s")
-    return RefreshOutcome(run_id, status, reasons, readouts, estimates, seconds)
+    return RefreshOutcome(
+        run_id,
+        status,
+        reasons,
+        fitted.readouts,
+        estimates if status == runs.PUBLISHED else None,
+        seconds,
+        kinds,
+        data,
+        cfg.hash,
+    )
+
+
+def _fail_quietly(con, run_id: str, reason: str) -> None:
+    """Best effort: record a run that stopped early as failed (a kill leaves it to be abandoned)."""
+    with contextlib.suppress(Exception):  # never hide the error that stopped the run
+        runs.finish_run(con, run_id, None, {"reasons": [reason]}, publish=False)
+
+
+def _fail_after(target: Path, run_id: str, reason: str) -> None:
+    try:
+        con = store.connect(target, create=False)
+    except Exception:  # noqa: BLE001 - the store may be held; the next refresh abandons the run
+        return
+    try:
+        _fail_quietly(con, run_id, reason)
+    finally:
+        con.close()

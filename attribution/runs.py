@@ -1,9 +1,12 @@
 """The run registry and publishing: estimates become current only when a whole run passed.
 
-A run is registered (status ``running``) and committed before any model is fitted. At the end,
-one transaction either publishes (inserts every estimate and marks the run ``published``) or
-marks it ``failed`` with the reasons, leaving the previous published estimates current. A run
-killed in between stays ``running`` forever and is ignored: the store never holds half a run.
+A run is registered (status ``running``) and committed before any model is fitted, with the
+hash of its configuration, the hash of the data it read and the versions of the packages its
+results depend on. At the end, one transaction either publishes (inserts every estimate and marks
+the run ``published``) or marks it ``failed`` with the reasons, leaving the previous published
+estimates current; either way the run's diagnostics (per model) are stored with it. A run killed
+in between stays ``running`` until the next refresh, which holds the refresh lock and so knows
+it is dead, marks it ``abandoned``: the store never holds half a run.
 """
 
 from __future__ import annotations
@@ -11,15 +14,20 @@ from __future__ import annotations
 import hashlib
 import json
 import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from importlib import metadata
 
 import duckdb
 import pandas as pd
 
+from attribution.errors import InputError
 from attribution.settings import INTERVAL, IntervalSetting
 
-PUBLISHED, FAILED, RUNNING = "published", "failed", "running"
+PUBLISHED, FAILED, RUNNING, ABANDONED = "published", "failed", "running", "abandoned"
+#: The tables models read: hashed by :func:`data_hash` and copied by a refresh's snapshot.
+DATA_TABLES = ("customers", "outcomes", "interventions", "experiments", "assignments")
 _ESTIMATE_COLUMNS = [
     "run_id",
     "experiment_id",
@@ -60,11 +68,13 @@ def _now() -> datetime:
 def data_hash(con: duckdb.DuckDBPyConnection) -> str:
     """A fingerprint of the data models read: row counts and content checksums of each table."""
     parts = []
-    for table in ("customers", "outcomes", "interventions", "experiments", "assignments"):
+    for table in DATA_TABLES:
         # hash(t) hashes the whole row (the alias is a struct), whatever columns the table has.
-        count, checksum = con.execute(
+        # fetchall, not fetchone: it finishes the result, so the connection is free for
+        # ``register`` inside :func:`finish_run`'s transaction.
+        ((count, checksum),) = con.execute(
             f"SELECT count(*), bit_xor(hash(t)) FROM {table} t"
-        ).fetchone()
+        ).fetchall()
         parts.append(f"{table}:{count}:{checksum}")
     return hashlib.sha256("|".join(parts).encode()).hexdigest()[:16]
 
@@ -89,6 +99,8 @@ def finish_run(
     publish: bool,
     interval: IntervalSetting = INTERVAL,
     method: str = "bayesian_cells",
+    expect_data_hash: str | None = None,
+    before_commit: Callable[[], None] | None = None,
 ) -> str:
     """End a run in one transaction: publish its estimates, or record why it failed.
 
@@ -100,6 +112,11 @@ def finish_run(
         Per-model diagnostics, stored as JSON on the run.
     publish : bool
         True when every model passed the gate.
+    expect_data_hash : str, optional
+        The hash of the data the models were fitted on. Checked inside the transaction: when the
+        store's data hash differs, nothing is published and the run fails with that reason.
+    before_commit : callable, optional
+        Called inside the transaction just before the commit (a test hook).
 
     Returns
     -------
@@ -109,6 +126,19 @@ def finish_run(
     status = PUBLISHED if publish else FAILED
     con.execute("BEGIN TRANSACTION")
     try:
+        if expect_data_hash is not None:
+            now = data_hash(con)
+            if now != expect_data_hash:
+                status, publish = FAILED, False
+                diagnostics = {
+                    **diagnostics,
+                    "reasons": [
+                        *diagnostics.get("reasons", []),
+                        f"the data changed while the models were fitted (data hash "
+                        f"{expect_data_hash} when read, {now} at publish); nothing published, "
+                        "run the refresh again",
+                    ],
+                }
         if publish and estimates is not None and len(estimates):
             frame = estimates.copy()
             frame["run_id"] = run_id
@@ -126,6 +156,8 @@ def finish_run(
             "UPDATE runs SET finished = ?, status = ?, diagnostics = ? WHERE run_id = ?",
             [_now(), status, json.dumps(diagnostics, default=str), run_id],
         )
+        if before_commit is not None:
+            before_commit()
         con.execute("COMMIT")
     except BaseException:
         con.execute("ROLLBACK")
@@ -133,16 +165,176 @@ def finish_run(
     return status
 
 
+def abandon_stale(con: duckdb.DuckDBPyConnection) -> list[str]:
+    """Mark runs left ``running`` as ``abandoned``; returns their ids.
+
+    Call only while holding the refresh lock (:func:`attribution.store.refresh_lock`): then no
+    refresh is running, so a ``running`` row belongs to a process that died (``kill -9``).
+    """
+    stale = [
+        r[0] for r in con.execute("SELECT run_id FROM runs WHERE status = ?", [RUNNING]).fetchall()
+    ]
+    if stale:
+        reason = json.dumps({"reasons": ["the process ended before the run finished (killed)"]})
+        con.execute(
+            "UPDATE runs SET status = ?, finished = ?, diagnostics = ? WHERE status = ?",
+            [ABANDONED, _now(), reason, RUNNING],
+        )
+    return stale
+
+
 def list_runs(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:
-    """Every run, newest first, with how many estimates it published."""
-    return con.execute(
+    """Every run, newest first: times, status, hashes, model verdicts, estimates, first reason.
+
+    Columns: ``run_id, started, finished, seconds, status, config_hash, data_hash, cx_version,
+    models, models_failed, estimates, reason``. ``models`` counts the fitted models recorded in
+    the run's diagnostics and ``models_failed`` those that failed the gate; :func:`run_record`
+    gives one run in full (package versions, per-model diagnostics).
+    """
+    frame = con.execute(
         """
-        SELECT r.run_id, r.started, r.finished, r.status, r.config_hash, r.data_hash,
+        SELECT r.run_id, r.started, r.finished,
+               date_diff('millisecond', r.started, r.finished) / 1000.0 AS seconds,
+               r.status, r.config_hash, r.data_hash, r.versions, r.diagnostics,
                count(e.run_id) AS estimates
         FROM runs r LEFT JOIN estimates e USING (run_id)
         GROUP BY ALL ORDER BY r.started DESC, r.run_id DESC
         """
     ).df()
+    parsed = [_models(d) for d in frame["diagnostics"]]
+    frame["cx_version"] = [_loads(v).get("cx-attribution") for v in frame["versions"]]
+    frame["models"] = [len(m) for m in parsed]
+    frame["models_failed"] = [
+        sum(1 for d in m.values() if d.get("passed") is False) for m in parsed
+    ]
+    frame["reason"] = [
+        next(iter(_loads(d).get("reasons") or []), None) for d in frame["diagnostics"]
+    ]
+    cols = [
+        "run_id", "started", "finished", "seconds", "status", "config_hash", "data_hash",
+        "cx_version", "models", "models_failed", "estimates", "reason",
+    ]  # fmt: skip
+    return frame[cols]
+
+
+def _loads(text) -> dict:
+    if text is None or (isinstance(text, float) and pd.isna(text)):
+        return {}
+    return json.loads(text) if isinstance(text, str) else dict(text)
+
+
+def _models(text) -> dict[str, dict]:
+    """``{"experiment: model": diagnostics}`` from a run's diagnostics JSON."""
+    out = {}
+    for experiment, models in (_loads(text).get("models") or {}).items():
+        for name, diag in models.items():
+            out[f"{experiment}: {name}"] = diag if isinstance(diag, dict) else {"variables": diag}
+    return out
+
+
+@dataclass
+class RunRecord:
+    """One run of the registry in full.
+
+    Attributes
+    ----------
+    run_id, status, config_hash, data_hash : str
+    started, finished : datetime or None
+    versions : dict
+        Package versions the run's results depend on.
+    diagnostics : dict
+        As stored: ``models`` (per experiment and model), ``srm``, ``reasons``.
+    estimates : int
+        Estimates the run published.
+    """
+
+    run_id: str
+    started: object
+    finished: object
+    status: str
+    config_hash: str | None
+    data_hash: str | None
+    versions: dict = field(default_factory=dict)
+    diagnostics: dict = field(default_factory=dict)
+    estimates: int = 0
+
+    def models(self) -> pd.DataFrame:
+        """One row per fitted model: verdict, worst R-hat and ESS, divergences, timings."""
+        rows = []
+        for name, d in _models(json.dumps(self.diagnostics)).items():
+            experiment, model = name.split(": ", 1)
+            rows.append(
+                {
+                    "experiment_id": experiment,
+                    "model": model,
+                    "passed": d.get("passed"),
+                    "max_rhat": d.get("max_rhat"),
+                    "min_ess_bulk": d.get("min_ess_bulk"),
+                    "min_ess_tail": d.get("min_ess_tail"),
+                    "divergences": d.get("divergences"),
+                    "sample_s": (d.get("timings") or {}).get("sample_s"),
+                }
+            )
+        return pd.DataFrame(
+            rows,
+            columns=[
+                "experiment_id", "model", "passed", "max_rhat", "min_ess_bulk", "min_ess_tail",
+                "divergences", "sample_s",
+            ],
+        )  # fmt: skip
+
+    @property
+    def reasons(self) -> list[str]:
+        return list(self.diagnostics.get("reasons") or [])
+
+    def to_dict(self) -> dict:
+        """JSON-ready: every field, the per-model table as records."""
+        return {
+            "run_id": self.run_id,
+            "started": None if self.started is None else str(self.started),
+            "finished": None if self.finished is None else str(self.finished),
+            "status": self.status,
+            "config_hash": self.config_hash,
+            "data_hash": self.data_hash,
+            "versions": self.versions,
+            "estimates": self.estimates,
+            "reasons": self.reasons,
+            "models": json.loads(self.models().to_json(orient="records")),
+            "diagnostics": self.diagnostics,
+        }
+
+    def describe(self) -> str:
+        """Plain text: the run, its versions, a line per model, the reasons."""
+        lines = [
+            f"run {self.run_id}: {self.status}, started {self.started}, finished {self.finished}, "
+            f"{self.estimates} estimates",
+            f"config {self.config_hash}, data {self.data_hash}",
+            "versions: " + ", ".join(f"{k} {v}" for k, v in self.versions.items()),
+        ]
+        models = self.models()
+        if len(models):
+            lines.append(models.to_string(index=False))
+        lines += [f"  {r}" for r in self.reasons]
+        return "\n".join(lines)
+
+
+def run_record(con: duckdb.DuckDBPyConnection, run_id: str) -> RunRecord:
+    """One run in full (package versions, per-model diagnostics, reasons).
+
+    Raises
+    ------
+    InputError
+        No run with that id.
+    """
+    row = con.execute(
+        "SELECT r.run_id, r.started, r.finished, r.status, r.config_hash, r.data_hash, "
+        "r.versions, r.diagnostics, (SELECT count(*) FROM estimates e WHERE e.run_id = r.run_id) "
+        "FROM runs r WHERE r.run_id = ?",
+        [run_id],
+    ).fetchone()
+    if row is None:
+        raise InputError(f"no run {run_id!r} in the store; `cx runs` lists them")
+    return RunRecord(*row[:6], _loads(row[6]), _loads(row[7]), int(row[8]))
 
 
 def current_run(con: duckdb.DuckDBPyConnection) -> dict | None:

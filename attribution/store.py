@@ -7,8 +7,10 @@ validation lives in :mod:`attribution.load`; the SQL that collapses customers in
 
 from __future__ import annotations
 
+import json
 import os
 import re
+import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from datetime import UTC, date, datetime
@@ -346,3 +348,149 @@ def periods(con: duckdb.DuckDBPyConnection) -> tuple[date | None, date | None]:
     """Return the first and last outcome period in the store (None when empty)."""
     first, last = con.execute("SELECT min(period), max(period) FROM outcomes").fetchone()
     return first, last
+
+
+# ------------------------------------------------------------------------------------------------
+# Locking: DuckDB lets one process open a file for writing; a refresh also takes its own lock so
+# that two refreshes never overlap, even while neither holds the store open (see refresh.py).
+# ------------------------------------------------------------------------------------------------
+#: Seconds between attempts while waiting for a lock.
+LOCK_POLL_S = 0.2
+
+
+class RefreshRunningError(StoreLockedError):
+    """Another refresh holds the store's refresh lock (exit 1: retrying later can succeed)."""
+
+
+def lock_path(path: str | os.PathLike[str]) -> Path:
+    """The refresh lock file beside a store: ``<store>.refresh.lock``.
+
+    Examples
+    --------
+    >>> lock_path("data/cx.duckdb").name
+    'cx.duckdb.refresh.lock'
+    """
+    p = Path(path)
+    return p.with_name(p.name + ".refresh.lock")
+
+
+def store_path(con: duckdb.DuckDBPyConnection) -> Path | None:
+    """The file behind a connection's current database, or None for an in-memory store."""
+    row = con.execute(
+        "SELECT path FROM duckdb_databases() WHERE database_name = current_database()"
+    ).fetchone()
+    return Path(row[0]) if row and row[0] else None
+
+
+@contextmanager
+def refresh_lock(
+    path: str | os.PathLike[str], *, wait: float = 0.0, on_wait=None
+) -> Iterator[float]:
+    """Hold the store's refresh lock (``fcntl.flock`` on :func:`lock_path`) for the block.
+
+    The operating system releases the lock when its holder exits, however it exits (``kill -9``
+    included), so a crashed refresh never leaves a stale lock behind. The file itself stays; it
+    records the holder's process id and start time for the message others get.
+
+    Parameters
+    ----------
+    path : path-like
+        The store file.
+    wait : float
+        Seconds to wait for a refresh that holds the lock; 0 fails at once.
+    on_wait : callable, optional
+        Called once with a line of text when the lock is held and this call starts waiting.
+
+    Yields
+    ------
+    float
+        Seconds spent waiting for the lock.
+
+    Raises
+    ------
+    RefreshRunningError
+        Another refresh still held the lock after ``wait`` seconds; the message names its
+        process id and start time.
+    InputError
+        ``wait`` is negative or not a number.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> target = Path(tempfile.mkdtemp()) / "cx.duckdb"
+    >>> with refresh_lock(target) as waited:
+    ...     waited
+    0.0
+    """
+    import fcntl
+
+    if not isinstance(wait, int | float) or not wait >= 0:
+        raise InputError(f"wait must be a number of seconds >= 0, got {wait!r}")
+    lock = lock_path(path)
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
+    started = time.monotonic()
+    try:
+        told = False
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                waited = time.monotonic() - started
+                holder = _lock_holder(lock)
+                if waited >= wait:
+                    advice = (
+                        f"waited {waited:.0f} s; "
+                        if wait
+                        else "pass a wait (cx refresh --wait SECONDS) to wait for it, or "
+                    )
+                    raise RefreshRunningError(
+                        f"store {path}: another refresh is running ({holder}, lock file {lock}); "
+                        f"{advice}try again when it has finished"
+                    ) from None
+                if not told and on_wait is not None:
+                    on_wait(f"another refresh is running ({holder}); waiting up to {wait:g} s")
+                    told = True
+                time.sleep(min(LOCK_POLL_S, max(wait - waited, 0.01)))
+        waited = round(time.monotonic() - started, 3) if told else 0.0
+        os.ftruncate(fd, 0)
+        stamp = datetime.now(UTC).isoformat(timespec="seconds")
+        os.write(fd, json.dumps({"pid": os.getpid(), "since": stamp}).encode())
+        try:
+            yield waited
+        finally:
+            os.ftruncate(fd, 0)
+            fcntl.flock(fd, fcntl.LOCK_UN)
+    finally:
+        os.close(fd)
+
+
+def _lock_holder(lock: Path) -> str:
+    try:
+        info = json.loads(lock.read_text() or "{}")
+    except (OSError, ValueError):
+        info = {}
+    if "pid" not in info:
+        return "process unknown"
+    return f"process {info['pid']}, since {info.get('since', '?')}"
+
+
+def connect_waiting(
+    path: str | os.PathLike[str] | None = None, *, wait: float = 0.0, **kwargs
+) -> duckdb.DuckDBPyConnection:
+    """:func:`connect`, retrying while another process holds the store, for up to ``wait`` s.
+
+    Raises
+    ------
+    StoreLockedError
+        The store was still held after ``wait`` seconds.
+    """
+    started = time.monotonic()
+    while True:
+        try:
+            return connect(path, **kwargs)
+        except StoreLockedError:
+            if time.monotonic() - started >= wait:
+                raise
+            time.sleep(LOCK_POLL_S)

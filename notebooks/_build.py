@@ -222,6 +222,231 @@ print(design.srm_check([5000, 5400], [0.5, 0.5]).text)
 ]
 
 
+FINANCE = [
+    md("""
+# Finance review: what the CX programmes returned, and how sure we are
+
+A finance reviewer asks: the service-recovery gift and premium support cost money, what did they
+return? This notebook runs the same refresh the nightly job runs (every model must pass its
+diagnostics gate before anything is published), then reads the published money: net value per
+treated customer, total net value, ROI and payback, each with a 90% credible interval and
+P(net value > 0). Because the data are simulated, it ends by checking the published numbers
+against the effects the simulator planted.
+"""),
+    code("""
+import tempfile
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+import xarray as xr
+
+from attribution import runs, store, synth
+from attribution.config import Config
+from attribution.refresh import refresh
+from attribution.value import money_draws, remaining_value
+
+workdir = Path(tempfile.mkdtemp(prefix="cx-finance-"))
+con = store.connect(workdir / "cx.duckdb")
+con.execute("BEGIN TRANSACTION")
+synth.simulate(con, 20_000, months=12, seed=11)
+con.execute("COMMIT")
+cfg = Config()  # the documented defaults: segments by tier, 90% intervals, the full gate
+cfg.money
+"""),
+    md("""
+## The refresh: fit, gate, publish
+
+One line per step, with timings, as the scheduler sees it. Estimates are published only when
+every model passed R-hat, ESS and divergence checks; otherwise the previous estimates stay.
+"""),
+    code("""
+outcome = refresh(con, cfg, log=print)
+print(outcome.describe())
+"""),
+    md("## The run registry: what was run, on which data, with which versions"),
+    code("""
+record = runs.run_record(con, outcome.run_id)
+print(record.describe())
+runs.list_runs(con)
+"""),
+    md("""
+## The money, per intervention
+
+Per treated customer unless stated: net value = retained customers' future margin + extra spend
+margin + cost-to-serve saved - the intervention's cost. `total_net_value` multiplies by the
+customers treated. ROI is net value over cost. Read the interval and P(net value > 0), not the
+mean alone; `expected_loss` is what rolling out costs on average in the worlds where it loses.
+"""),
+    code("""
+est = runs.current_estimates(con)
+money_outcomes = ["net_value", "total_net_value", "roi", "payback_months"]
+money = est[est["outcome"].isin(money_outcomes)]
+overall = money[money["segment"] == "all"]
+table = overall.pivot_table(
+    index=["experiment_id", "arm"], columns="outcome", values=["mean", "lo", "hi"]
+)
+table.round(2)
+"""),
+    code("""
+overall[overall["outcome"] == "net_value"][
+    ["experiment_id", "arm", "mean", "lo", "hi", "p_positive", "expected_loss", "n_treated"]
+].round(3)
+"""),
+    md("## Net value and ROI by tier, with 90% intervals"),
+    code("""
+fig, axes = plt.subplots(1, 2, figsize=(12, 4))
+for ax, what, label in [
+    (axes[0], "net_value", "net value per treated customer"),
+    (axes[1], "roi", "ROI (net value / cost)"),
+]:
+    rows = money[money["outcome"] == what].reset_index(drop=True)
+    names = rows["experiment_id"].str.replace("exp_", "") + " / " + rows["segment"]
+    y = np.arange(len(rows))
+    ax.errorbar(
+        rows["mean"],
+        y,
+        xerr=[rows["mean"] - rows["lo"], rows["hi"] - rows["mean"]],
+        fmt="o",
+        capsize=3,
+    )
+    ax.axvline(0, color="grey", lw=1)
+    ax.set_yticks(y, names)
+    ax.set_xlabel(label)
+axes[0].set_title("90% credible intervals")
+fig.tight_layout()
+"""),
+    code("""
+by_tier = money[(money["outcome"] == "net_value") & (money["segment"] != "all")]
+ax = by_tier.pivot(index="segment", columns="experiment_id", values="p_positive").plot.bar(
+    figsize=(7, 3), rot=0
+)
+ax.axhline(0.9, color="grey", ls="--", lw=1)
+ax.set_ylabel("P(net value > 0)")
+ax.set_ylim(0, 1);
+"""),
+    md("""
+## Against the planted truth: the effects
+
+The simulator knows every customer's outcome with and without each intervention, so the true
+average effects are in the `truth` table. A 90% interval should hold the truth about nine times
+in ten.
+"""),
+    code("""
+keys = ["experiment_id", "arm", "outcome", "segment_by", "segment", "metric"]
+truth = con.execute("SELECT * FROM truth WHERE estimand = 'ate'").df()
+effects = est[est["outcome"].isin(["retention", "revenue", "cost_to_serve"])]
+checked = effects.merge(truth[[*keys, "effect"]], on=keys, how="inner")
+checked["inside"] = (checked["lo"] <= checked["effect"]) & (checked["effect"] <= checked["hi"])
+print(f"{checked['inside'].mean():.0%} of {len(checked)} intervals hold the planted effect")
+checked[["experiment_id", "outcome", "segment", "mean", "lo", "hi", "effect", "inside"]].round(4)
+"""),
+    code("""
+fig, axes = plt.subplots(1, 3, figsize=(13, 3.5))
+for ax, name in zip(axes, ["retention", "revenue", "cost_to_serve"], strict=True):
+    rows = checked[checked["outcome"] == name].reset_index(drop=True)
+    y = np.arange(len(rows))
+    ax.errorbar(
+        rows["mean"],
+        y,
+        xerr=[rows["mean"] - rows["lo"], rows["hi"] - rows["mean"]],
+        fmt="o",
+        capsize=3,
+        label="estimate, 90% interval",
+    )
+    ax.scatter(rows["effect"], y, marker="x", color="red", zorder=3, label="planted truth")
+    ax.set_yticks(y, rows["experiment_id"].str.replace("exp_", "") + " / " + rows["segment"])
+    ax.set_title(name)
+axes[0].legend(loc="lower left", fontsize=8)
+fig.tight_layout()
+"""),
+    md("""
+## Against the planted truth: the money
+
+Put the true overall effects through the same money arithmetic
+(`attribution.value.money_draws`) with the same inputs the readout uses: the cost per assigned
+treated customer, and the value of a retained customer (the control arm's revenue per active
+month, kept up at its monthly retention, discounted). The true net value should fall inside the
+published interval.
+"""),
+    code("""
+def truth_money(readout, arm):
+    e, s, h, w = readout.experiment_id, readout.start, readout.horizon, readout.window_months
+    true = truth[
+        (truth["experiment_id"] == e)
+        & (truth["arm"] == arm)
+        & (truth["segment"] == "all")
+        & (truth["metric"] == "absolute")
+    ]
+    effect = true.set_index("outcome")["effect"]
+    ((cost,),) = con.execute(
+        "SELECT COALESCE(SUM(i.unit_cost), 0) / (SELECT count(*) FROM assignments "
+        "WHERE experiment_id = $e AND arm = $arm) FROM interventions i JOIN assignments a "
+        "ON a.customer_id = i.customer_id AND a.experiment_id = i.experiment_id "
+        "WHERE i.experiment_id = $e AND a.arm = $arm",
+        {"e": e, "arm": arm},
+    ).fetchall()
+    ((monthly_revenue, active_at_end),) = con.execute(
+        "SELECT SUM(o.revenue) / SUM(CASE WHEN o.active THEN 1 ELSE 0 END), "
+        "AVG(CASE WHEN o.period = $h AND o.active THEN 1.0 WHEN o.period = $h THEN 0.0 END) "
+        "FROM assignments a JOIN outcomes o USING (customer_id) "
+        "WHERE a.experiment_id = $e AND a.arm = 'control' AND o.period BETWEEN $s AND $h",
+        {"e": e, "s": s, "h": h},
+    ).fetchall()
+    value = float(remaining_value(monthly_revenue, active_at_end ** (1 / w), cfg.money))
+
+    def one(v):
+        return xr.DataArray([[[v]]], dims=("chain", "draw", "segment"), coords={"segment": ["all"]})
+
+    draws = money_draws(
+        one(effect["retention"]),
+        one(effect["revenue"]),
+        one(effect["cost_to_serve"]),
+        unit_cost=float(cost),
+        retained_value=value,
+        window_months=w,
+        settings=cfg.money,
+    )
+    return float(draws["net_value"].values.ravel()[0])
+
+
+rows = []
+for readout in outcome.readouts:
+    for arm in readout.arms:
+        if arm == "control":
+            continue
+        published = overall[
+            (overall["experiment_id"] == readout.experiment_id)
+            & (overall["arm"] == arm)
+            & (overall["outcome"] == "net_value")
+        ].iloc[0]
+        true_value = truth_money(readout, arm)
+        rows.append(
+            {
+                "experiment_id": readout.experiment_id,
+                "arm": arm,
+                "published": published["mean"],
+                "lo": published["lo"],
+                "hi": published["hi"],
+                "at the true effects": true_value,
+                "inside": published["lo"] <= true_value <= published["hi"],
+            }
+        )
+pd.DataFrame(rows).round(3)
+"""),
+    md("""
+## What to take to the review
+
+- Quote net value and ROI with their 90% intervals and P(net value > 0), never the mean alone.
+- A programme whose interval spans zero is not proven either way: extend or redesign the test
+  (`notebooks/03_design_a_test`) rather than cut or scale it on the mean.
+- The published numbers come from one run in the registry: its data hash, configuration hash and
+  package versions say exactly what they were computed from.
+"""),
+]
+
+
 def write(name: str, cells: list) -> Path:
     nb = nbf.v4.new_notebook()
     nb["cells"] = cells
@@ -237,4 +462,5 @@ def write(name: str, cells: list) -> Path:
 
 if __name__ == "__main__":
     print(write("01_quickstart", QUICKSTART))
+    print(write("02_finance_review", FINANCE))
     print(write("03_design_a_test", DESIGN))

@@ -131,3 +131,60 @@ def test_wrong_decision_settings_are_named(tmp_path, text, message):
     with pytest.raises(InputError, match=message) as info:
         load_config(write(tmp_path, text))
     assert "cx.toml" in str(info.value)
+
+
+# ------------------------------------------------------------------------------------------
+# The documented example is the defaults, and every other wrong value is named up front
+# ------------------------------------------------------------------------------------------
+def _documented_example() -> str:
+    """The TOML example in attribution.config's docstring (the indented block after '::')."""
+    import attribution.config as module
+
+    block = module.__doc__.split("::", 1)[1]
+    lines = []
+    for line in block.splitlines()[1:]:
+        if line and not line.startswith("    "):
+            break
+        lines.append(line[4:])
+    return "\n".join(lines)
+
+
+def test_the_documented_example_loads_and_is_the_defaults(tmp_path):
+    text = _documented_example()
+    assert "[model]" in text and "[gate]" in text and "[experiments]" in text
+    cfg = load_config(write(tmp_path, text))
+    assert cfg == Config(store="data/cx.duckdb")
+
+
+def test_every_setting_of_the_defaults_is_in_the_documented_example():
+    text = _documented_example()
+    for section, values in Config().to_dict().items():
+        if not isinstance(values, dict):
+            assert f"{section} =" in text
+            continue
+        assert f"[{section}]" in text, section
+        for key in values:
+            assert f"{key} =" in text, f"{section}.{key} is not documented"
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("[gate]\nmin_ess_bulk = nan\n", r"gate\.min_ess_bulk must be a finite number, got nan"),
+        ("[gate]\nmax_rhat = inf\n", r"gate\.max_rhat must be a finite number, got inf"),
+        ("[decision]\ncost_margin = nan\n", r"decision\.cost_margin must be a finite number"),
+        ("[model]\nseed = -1\n", r"model\.seed must be >= 0, got -1"),
+        ("[model]\nsegments = ['tier', 'tier']\n", r"model\.segments names \['tier'\] more than"),
+        ("[model]\nsegments = ['Tier; DROP']\n", r"model\.segments: 'Tier; DROP' is not a column"),
+        ("[model]\nsegments = 'tier'\n", r"model\.segments must be tuple"),
+        ("[experiments]\ninclude = ['']\n", r"experiments\.include has an empty name"),
+        ("[experiments]\ninclude = ['a', 'a']\n", r"experiments\.include names \['a'\] more"),
+        ("store = ''\n", r"store must be a path string, got ''"),
+        ("[model]\ndraws = 0\n", r"model\.draws must be >= 1, got 0"),
+        ("[model]\nchains = 2.0\n", r"model\.chains must be int"),
+    ],
+)
+def test_more_wrong_values_are_named(tmp_path, text, message):
+    with pytest.raises(InputError, match=message) as info:
+        load_config(write(tmp_path, text))
+    assert "cx.toml" in str(info.value)
