@@ -152,6 +152,15 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--started", default=None, metavar="YYYY-MM[-DD]", help="default: today")
     p.set_defaults(func=_cmd_assign)
 
+    p = sub.add_parser(
+        "report",
+        parents=[s, j],
+        help="the finance report of the current run: one HTML file, plus CSV and Parquet",
+    )
+    p.add_argument("--out", default="reports", metavar="DIR", help="output folder (reports/)")
+    p.add_argument("--config", default=None, metavar="FILE", help="cx.toml the run used")
+    p.set_defaults(func=_cmd_report)
+
     p = sub.add_parser("runs", parents=[s, j], help="list model runs, newest first")
     p.set_defaults(func=_cmd_runs)
     return parser
@@ -474,6 +483,17 @@ def _cmd_assign(args: argparse.Namespace) -> int:
             rerandomize_p=args.rerandomize_p,
             started=args.started,
         )
+    _emit(args, result.to_dict(), result.describe())
+    return EXIT_OK
+
+
+def _cmd_report(args: argparse.Namespace) -> int:
+    from attribution.config import load_config
+    from attribution.report import build_report
+
+    cfg = load_config(args.config)
+    with store.opened(args.store or cfg.store, read_only=True) as con:
+        result = build_report(con, args.out, config=cfg)
     _emit(args, result.to_dict(), result.describe())
     return EXIT_OK
 

@@ -160,3 +160,10 @@ def test_sample_ratio_mismatch_exits_4_before_fitting(world, tmp_path, capsys, c
     assert code == 4, err
     assert "sample-ratio-mismatch" in err and "exp_recovery_gift" in err
     assert "--ignore-srm" in err and "nothing was fitted" in err
+
+
+def test_report_without_a_published_run_is_exit_2_and_writes_nothing(world, tmp_path, capsys):
+    out_dir = tmp_path / "reports"
+    code, _, err = _run(capsys, ["report", "--store", str(world), "--out", str(out_dir)])
+    assert code == 2 and "cx refresh" in err
+    assert not out_dir.exists() or not any(out_dir.iterdir())
