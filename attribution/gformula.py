@@ -1,0 +1,986 @@
+"""Bayesian standardization (the g-formula) on cells: observational effects with credible intervals.
+
+Route 2 of the observational attribution (issue 5). Given one row per customer with a treatment
+flag, the confounders of the identified adjustment set and the outcomes
+(:class:`attribution.observational.ObservationalData`), this module
+
+1. collapses the customers into cells with DuckDB: numeric confounders are cut into quantile bands
+   (cut points computed once over everyone), categorical confounders keep their levels, and each
+   (treated, band combination) cell carries the sufficient statistics of ``attribution/cells.py``
+   (``n`` and retained count; for revenue and cost-to-serve ``npos``, ``sum``, ``sumlog``,
+   ``sumlog2``);
+2. fits an outcome model with PyMC on the cells, exactly equal to the row-level likelihood:
+
+   * retention: binomial, ``logit p = a + X beta + t (delta + Xm gamma)``;
+   * revenue / cost-to-serve: a hurdle. ``P(>0)`` logistic in the same terms; the positive values
+     lognormal with ``mu`` linear in the same terms and one ``sigma`` (written with the sufficient
+     statistics, see :func:`attribution.uplift._lognormal_kernel`);
+
+   ``X`` holds the confounders' bands / levels (reference coding, columns centred on their
+   population mean), ``t`` the treatment, ``Xm`` the columns of the effect modifiers (by default
+   every confounder, so the treated and untreated outcome surfaces may differ; with a segment the
+   segment column is always a modifier). Coefficients get weakly informative normal priors
+   (:class:`GFormulaPriors`), the interactions tighter ones than the main effects;
+3. standardizes per posterior draw: ``E[Y | t, cell]`` averaged over the cell distribution of
+   everyone (ATE) and of the treated (ATT), overall and per segment; the effect is
+   ``E[Y1] - E[Y0]`` (absolute) and ``E[Y1] / E[Y0] - 1`` (relative). For the hurdle,
+   ``E[Y | t, cell] = P(>0) exp(mu + sigma^2 / 2)``.
+
+The standardization happens inside the model, so the posterior holds only a few numbers per draw
+(``effect_abs`` and ``effect_rel`` with dims (estimand, segment)) and the diagnostics gate judges
+exactly the published quantities. Compiled models are cached per shape (cells are padded to a
+power of two), so a refit with the same confounders and segment swaps the data in.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import date
+from typing import TYPE_CHECKING
+
+import arviz as az
+import duckdb
+import numpy as np
+import pandas as pd
+import pymc as pm
+import pytensor.tensor as pt
+import xarray as xr
+from threadpoolctl import threadpool_limits
+
+from attribution import diagnostics as _diagnostics
+from attribution import store
+from attribution.config import Config
+from attribution.errors import InputError
+from attribution.settings import IntervalSetting
+from attribution.uplift import _binomial_kernel, _interval, _lognormal_kernel, _p_text, _relabel
+
+if TYPE_CHECKING:  # the data class lives in attribution/observational.py
+    from attribution.observational import ObservationalData
+
+__all__ = [
+    "METHOD",
+    "OUTCOMES",
+    "GFormulaFit",
+    "GFormulaPriors",
+    "clear_cache",
+    "collapse",
+    "compile_count",
+    "fit_gformula",
+]
+
+METHOD = "bayes_gformula_cells"
+OUTCOMES = {"retention": "retained", "revenue": "revenue", "cost_to_serve": "cost_to_serve"}
+ESTIMANDS = ("ate", "att")
+PUBLISHED = ("effect_abs", "effect_rel")
+SUMMARY_COLUMNS = [
+    "outcome", "segment_by", "segment", "metric", "estimand", "mean", "lo", "hi", "p_positive",
+    "n_treated", "n_control", "method",
+]  # fmt: skip
+_METRIC_VAR = {"absolute": "effect_abs", "relative": "effect_rel"}
+_ROWS = "gformula_rows"  # name the frame is registered under in the private DuckDB connection
+
+
+@dataclass(frozen=True)
+class GFormulaPriors:
+    """Priors of the g-formula outcome model; every default in one place.
+
+    Logit parts (retention, and the positive share of a hurdle): intercept
+    ``Normal(0, intercept_scale)``, confounder band / level offsets ``Normal(0, confounder_scale)``,
+    the average treatment term ``Normal(0, effect_scale)`` and treatment x modifier terms
+    ``Normal(0, modifier_scale)``. Log-value part of a hurdle, in standardised log units (log
+    values centred on the mean log of all positive values and divided by their sd):
+    ``log_intercept_scale``, ``log_confounder_scale``, ``log_effect_scale``,
+    ``log_modifier_scale`` likewise, and ``log(sigma) ~ Normal(log_sigma_loc, log_sigma_scale)``.
+    """
+
+    intercept_scale: float = 2.5
+    confounder_scale: float = 1.5
+    effect_scale: float = 1.0
+    modifier_scale: float = 0.5
+    log_intercept_scale: float = 1.0
+    log_confounder_scale: float = 1.0
+    log_effect_scale: float = 1.0
+    log_modifier_scale: float = 0.5
+    log_sigma_loc: float = 0.0
+    log_sigma_scale: float = 1.0
+
+    def __post_init__(self) -> None:
+        for name, value in self.__dict__.items():
+            if name != "log_sigma_loc" and not (math.isfinite(value) and value > 0):
+                raise InputError(f"prior {name} must be a positive number, got {value!r}")
+
+
+# --------------------------------------------------------------------------------------------
+# Rows -> cells (DuckDB)
+# --------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class _Cells:
+    """Cells of one outcome and how the confounders were coded."""
+
+    table: pd.DataFrame  # confounder columns (band index or level), treated, statistics
+    levels: dict[str, list[str]]  # confounder -> labels of its bands / levels, in code order
+    cuts: dict[str, list[float]]  # numeric confounder -> upper edges of its bands but the last
+
+
+def collapse(data: ObservationalData, outcome: str, *, bands: int = 4) -> pd.DataFrame:
+    """Collapse an observational frame into (treated, confounder band combination) cells.
+
+    Parameters
+    ----------
+    data : ObservationalData
+        One row per customer (see :mod:`attribution.observational`).
+    outcome : {"retention", "revenue", "cost_to_serve"}
+        Which sufficient statistics to compute.
+    bands : int
+        Quantile bands per numeric confounder (fewer when values tie).
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per non-empty cell: each confounder (band label or level), ``treated`` (0/1),
+        ``n`` and, for retention, ``n_active``; for revenue / cost-to-serve ``npos``, ``sum``,
+        ``sumlog``, ``sumlog2``. ``attrs["cuts"]`` holds each numeric confounder's cut points.
+
+    Examples
+    --------
+    >>> cells = collapse(data, "retention", bands=4)  # doctest: +SKIP
+    >>> int(cells["n"].sum()) == len(data.frame)  # doctest: +SKIP
+    True
+    """
+    _check_outcome(outcome)
+    _check_bands(bands)
+    _check_data(data, outcome)
+    c = _collapse(data, outcome, bands)
+    out = c.table.copy()
+    for col, labels in c.levels.items():
+        out[col] = np.asarray(labels, dtype=object)[out[col].to_numpy()]
+    out.attrs["cuts"] = {k: list(v) for k, v in c.cuts.items()}
+    return out
+
+
+def _check_outcome(outcome: str) -> None:
+    if outcome not in OUTCOMES:
+        raise InputError(f"outcome must be one of {list(OUTCOMES)}, got {outcome!r}")
+
+
+def _check_bands(bands: int) -> None:
+    if isinstance(bands, bool) or not isinstance(bands, int | np.integer) or bands < 2:
+        raise InputError(f"bands must be an integer >= 2, got {bands!r}")
+
+
+def _check_data(data, outcome: str) -> None:
+    """Everything the cells need, checked before any SQL runs."""
+    for attr in ("frame", "confounders", "numeric", "categorical"):
+        if not hasattr(data, attr):
+            raise InputError(
+                f"data must be an ObservationalData (attribution.observational); it has no {attr!r}"
+            )
+    frame = data.frame
+    if not isinstance(frame, pd.DataFrame):
+        raise InputError(f"data.frame must be a pandas DataFrame, got {type(frame).__name__}")
+    ycol = OUTCOMES[outcome]
+    confounders = list(data.confounders)
+    if len(set(confounders)) != len(confounders):
+        raise InputError(f"confounders repeat a column: {confounders}")
+    missing = [c for c in ["customer_id", "treated", ycol, *confounders] if c not in frame.columns]
+    if missing:
+        raise InputError(
+            f"observational frame has no column(s) {missing}; it has {list(frame.columns)}"
+        )
+    for col in confounders:
+        if col in ("customer_id", "treated", *OUTCOMES.values()):
+            raise InputError(f"confounder {col!r} is the id, the treatment or an outcome")
+        if col not in data.numeric and col not in data.categorical:
+            raise InputError(f"confounder {col!r} is listed neither as numeric nor as categorical")
+        store.quote_identifier(col)
+    if len(frame) == 0:
+        raise InputError("observational frame has no customers")
+    for col in ["treated", ycol, *confounders]:
+        _no_nulls(frame, col)
+    treated = frame["treated"]
+    bad = ~treated.isin([0, 1, True, False])
+    if bad.any():
+        _raise_row(frame, bad, "treated", "must be 0 or 1")
+    n_treated = int(treated.astype(int).sum())
+    if n_treated == 0 or n_treated == len(frame):
+        side = "treated" if n_treated == 0 else "untreated"
+        raise InputError(
+            f"treatment {getattr(data, 'treatment', 'treated')!r} has no {side} customers "
+            f"({n_treated} of {len(frame)} treated); there is nothing to compare"
+        )
+    y = frame[ycol]
+    if outcome == "retention":
+        bad = ~y.isin([0, 1, True, False])
+        if bad.any():
+            _raise_row(frame, bad, ycol, "must be 0 or 1")
+    else:
+        try:
+            values = pd.to_numeric(y).astype(float)
+        except (TypeError, ValueError):
+            raise InputError(f"outcome column {ycol!r} must be numeric") from None
+        bad = ~np.isfinite(values) | (values < 0)
+        if bad.any():
+            _raise_row(frame, bad, ycol, "must be a finite number >= 0")
+    for col in data.numeric:
+        if col in confounders:
+            try:
+                values = pd.to_numeric(frame[col]).astype(float)
+            except (TypeError, ValueError):
+                raise InputError(f"numeric confounder {col!r} holds non-numbers") from None
+            bad = ~np.isfinite(values)
+            if bad.any():
+                _raise_row(frame, bad, col, "must be a finite number")
+
+
+def _no_nulls(frame: pd.DataFrame, col: str) -> None:
+    nulls = frame[col].isna()
+    if nulls.any():
+        _raise_row(frame, nulls, col, f"is null ({int(nulls.sum())} null value(s) in all)")
+
+
+def _raise_row(frame: pd.DataFrame, bad: pd.Series, col: str, what: str) -> None:
+    pos = int(np.flatnonzero(np.asarray(bad))[0])
+    cid = frame["customer_id"].iloc[pos]
+    raise InputError(
+        f"observational frame column {col!r} {what}: row {pos} (customer {cid}) has "
+        f"{frame[col].iloc[pos]!r}"
+    )
+
+
+def _collapse(data, outcome: str, bands: int) -> _Cells:
+    """Cells via DuckDB: cut points once per numeric confounder, then one GROUP BY."""
+    ycol = OUTCOMES[outcome]
+    confounders = list(data.confounders)
+    numeric = [c for c in confounders if c in data.numeric]
+    rows = data.frame[["treated", ycol, *confounders]]
+    con = duckdb.connect()
+    try:
+        con.register(_ROWS, rows)
+        probs = [i / bands for i in range(1, bands)]
+        cuts: dict[str, list[float]] = {}
+        for col in numeric:
+            q = store.quote_identifier(col)
+            got, top = con.execute(
+                f"SELECT quantile_disc({q}::DOUBLE, ?::DOUBLE[]), max({q}::DOUBLE) FROM {_ROWS}",
+                [probs],
+            ).fetchone()
+            cuts[col] = sorted({float(v) for v in got if float(v) < float(top)})
+        select, params = [], []
+        for i, col in enumerate(confounders):
+            q = store.quote_identifier(col)
+            if col in cuts:
+                whens = " ".join(f"WHEN {q}::DOUBLE <= ? THEN {j}" for j in range(len(cuts[col])))
+                select.append(
+                    f"CASE {whens} ELSE {len(cuts[col])} END AS k{i}" if whens else f"0 AS k{i}"
+                )
+                params += cuts[col]
+            else:
+                select.append(f"CAST({q} AS VARCHAR) AS k{i}")
+        if outcome == "retention":
+            stats = "SUM(y) AS n_active"
+        else:
+            stats = (
+                "SUM(CASE WHEN y > 0 THEN 1 ELSE 0 END) AS npos, SUM(y) AS sum, "
+                "SUM(CASE WHEN y > 0 THEN LN(y) ELSE 0 END) AS sumlog, "
+                "SUM(CASE WHEN y > 0 THEN LN(y) * LN(y) ELSE 0 END) AS sumlog2"
+            )
+        keys = "".join(f"k{i}, " for i in range(len(confounders)))
+        sql = (
+            f"SELECT {keys}treated, COUNT(*) AS n, {stats} FROM ("
+            f"SELECT {''.join(s + ', ' for s in select)}CAST(treated AS INTEGER) AS treated, "
+            f"{store.quote_identifier(ycol)}::DOUBLE AS y FROM {_ROWS}) "
+            f"GROUP BY {keys}treated ORDER BY {keys}treated"
+        )
+        table = con.execute(sql, params).df()
+    finally:
+        con.close()
+
+    levels: dict[str, list[str]] = {}
+    for i, col in enumerate(confounders):
+        key = f"k{i}"
+        if col in cuts:
+            levels[col] = _band_labels(cuts[col])
+            table[key] = table[key].astype("int64")
+        else:
+            labels = sorted(table[key].unique().tolist())
+            levels[col] = labels
+            table[key] = table[key].map({v: j for j, v in enumerate(labels)}).astype("int64")
+    table = table.rename(columns={f"k{i}": col for i, col in enumerate(confounders)})
+    for col in ("treated", "n", "n_active", "npos"):
+        if col in table:
+            table[col] = table[col].astype("int64")
+    return _Cells(table=table, levels=levels, cuts=cuts)
+
+
+def _band_labels(cuts: list[float]) -> list[str]:
+    if not cuts:
+        return ["all"]
+    edges = [f"{c:.4g}" for c in cuts]
+    labels = [f"<= {edges[0]}"]
+    labels += [f"({lo}, {hi}]" for lo, hi in zip(edges[:-1], edges[1:], strict=True)]
+    return labels + [f"> {edges[-1]}"]
+
+
+# --------------------------------------------------------------------------------------------
+# Cells -> strata arrays (one stratum = one confounder band combination, both arms)
+# --------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class _Strata:
+    outcome: str
+    codes: np.ndarray  # (S, J) confounder codes per stratum
+    X: np.ndarray  # (S, P) centred reference-coded design
+    Xm: np.ndarray  # (S, Q) centred design of the effect modifiers
+    stats: dict[str, np.ndarray]  # each (S, 2): untreated, treated
+    W: np.ndarray  # (2, G + 1, S) standardization weights: estimand x segment x stratum
+    coef: list[str]
+    mod: list[str]
+    segments: list[str]  # segment labels, then "all"
+    counts: np.ndarray  # (G + 1, 2) customers per segment and arm
+
+
+def _stat_names(outcome: str) -> list[str]:
+    return ["n", "n_active"] if outcome == "retention" else ["n", "npos", "sumlog", "sumlog2"]
+
+
+def _strata(
+    c: _Cells, outcome: str, confounders: list[str], modifiers: list[str], segment: str | None
+) -> _Strata:
+    table = c.table
+    stat_names = _stat_names(outcome)
+    if confounders:
+        keys = table[confounders].to_numpy(dtype=np.int64)
+        uniq, inverse = np.unique(keys, axis=0, return_inverse=True)
+        inverse = inverse.reshape(-1)
+    else:
+        uniq, inverse = np.zeros((1, 0), dtype=np.int64), np.zeros(len(table), dtype=np.int64)
+    S = len(uniq)
+    arm = table["treated"].to_numpy(dtype=np.int64)
+    stats = {}
+    for name in stat_names:
+        arr = np.zeros((S, 2))
+        np.add.at(arr, (inverse, arm), table[name].to_numpy(dtype=float))
+        stats[name] = arr
+    n_s = stats["n"].sum(axis=1)
+
+    def design(cols: list[str]) -> tuple[np.ndarray, list[str]]:
+        blocks, names = [], []
+        for col in cols:
+            j = confounders.index(col)
+            labels = c.levels[col]
+            for lvl in range(1, len(labels)):
+                blocks.append((uniq[:, j] == lvl).astype(float))
+                names.append(f"{col}={labels[lvl]}")
+        if not blocks:
+            return np.zeros((S, 0)), names
+        m = np.column_stack(blocks)
+        return m - (n_s @ m) / n_s.sum(), names
+
+    X, coef = design(confounders)
+    Xm, mod = design(modifiers)
+
+    if segment is None:
+        seg_code = np.zeros(S, dtype=np.int64)
+        seg_labels: list[str] = []
+    else:
+        seg_code = uniq[:, confounders.index(segment)]
+        seg_labels = list(c.levels[segment])
+    G = len(seg_labels)
+    groups = [seg_code == g for g in range(G)] + [np.ones(S, dtype=bool)]
+    W = np.zeros((2, G + 1, S))
+    counts = np.zeros((G + 1, 2), dtype=np.int64)
+    for g, mask in enumerate(groups):
+        n_g = stats["n"][mask]
+        counts[g] = n_g.sum(axis=0).astype(np.int64)
+        label = "all" if g == G else f"{segment}={seg_labels[g]}"
+        if counts[g, 0] == 0 or counts[g, 1] == 0:
+            side = "untreated" if counts[g, 0] == 0 else "treated"
+            raise InputError(
+                f"segment {label} has no {side} customers; its effect cannot be estimated "
+                "(choose another segment column or fewer bands)"
+            )
+        W[0, g, mask] = n_s[mask] / n_s[mask].sum()
+        W[1, g, mask] = stats["n"][mask, 1] / counts[g, 1]
+    if "all" in seg_labels:
+        raise InputError(f"segment {segment!r} has a level named 'all', which is reserved")
+    return _Strata(
+        outcome=outcome,
+        codes=uniq,
+        X=X,
+        Xm=Xm,
+        stats=stats,
+        W=W,
+        coef=coef,
+        mod=mod,
+        segments=[*seg_labels, "all"],
+        counts=counts,
+    )
+
+
+def _pad(s: _Strata) -> _Strata:
+    """Strata padded with empty ones up to a power of two (at least 16) so shapes repeat.
+
+    Empty strata carry no customers and zero weight: they add nothing to the likelihood or to
+    the standardized means, and let refits of similar data reuse one compiled model.
+    """
+    S = len(s.codes)
+    size = max(16, 1 << (S - 1).bit_length())
+    extra = size - S
+    if extra == 0:
+        return s
+
+    def grow(a: np.ndarray, axis: int = 0) -> np.ndarray:
+        shape = list(a.shape)
+        shape[axis] = extra
+        return np.concatenate([a, np.zeros(shape, dtype=a.dtype)], axis=axis)
+
+    return _Strata(
+        outcome=s.outcome,
+        codes=grow(s.codes),
+        X=grow(s.X),
+        Xm=grow(s.Xm),
+        stats={k: grow(v) for k, v in s.stats.items()},
+        W=grow(s.W, axis=2),
+        coef=s.coef,
+        mod=s.mod,
+        segments=s.segments,
+        counts=s.counts,
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# The model
+# --------------------------------------------------------------------------------------------
+def _data_arrays(s: _Strata) -> dict[str, np.ndarray]:
+    """Everything that changes with the data, by pm.Data name (what nutpie's with_data swaps)."""
+    out = {"X": s.X, "Xm": s.Xm, "W": s.W, "n": s.stats["n"]}
+    if s.outcome == "retention":
+        out["n_active"] = s.stats["n_active"]
+        return out
+    k, s1, s2 = s.stats["npos"], s.stats["sumlog"], s.stats["sumlog2"]
+    total = k.sum()
+    if total == 0:
+        raise InputError(f"no customer has a positive {s.outcome}; a lognormal cannot be fitted")
+    center = s1.sum() / total
+    var = s2.sum() / total - center**2
+    scale = math.sqrt(var) if total > 1 and var > 1e-12 else 1.0
+    out.update(npos=k, sumlog=s1, sumlog2=s2, log_center=np.array(center))
+    out["log_scale"] = np.array(scale)
+    return out
+
+
+def _coords(s: _Strata) -> dict[str, list[str]]:
+    return {
+        "stratum": [str(i) for i in range(len(s.codes))],
+        "t": ["untreated", "treated"],
+        "coef": list(s.coef),
+        "mod": list(s.mod),
+        "estimand": list(ESTIMANDS),
+        "segment": list(s.segments),
+    }
+
+
+def _linear(prefix: str, X, Xm, scales: tuple[float, float, float, float], P: int, Q: int):
+    """Linear predictor per (stratum, arm): ``a + X beta`` untreated, ``+ delta + Xm gamma``."""
+    s_int, s_conf, s_eff, s_mod = scales
+    eta0 = pm.Normal(f"{prefix}intercept", 0.0, s_int) + pt.zeros(X.shape[0])
+    if P:
+        eta0 = eta0 + pt.dot(X, pm.Normal(f"{prefix}beta", 0.0, s_conf, dims="coef"))
+    eta1 = eta0 + pm.Normal(f"{prefix}effect", 0.0, s_eff)
+    if Q:
+        eta1 = eta1 + pt.dot(Xm, pm.Normal(f"{prefix}gamma", 0.0, s_mod, dims="mod"))
+    return pt.stack([eta0, eta1], axis=1)
+
+
+def _build_model(s: _Strata, priors: GFormulaPriors) -> tuple[pm.Model, dict]:
+    """The PyMC model for strata; returns it and per-(stratum, arm) tensors (for the tests)."""
+    data = _data_arrays(s)
+    P, Q = len(s.coef), len(s.mod)
+    with pm.Model(coords=_coords(s)) as model:
+        X = pm.Data("X", data["X"], dims=("stratum", "coef"))
+        Xm = pm.Data("Xm", data["Xm"], dims=("stratum", "mod"))
+        W = pm.Data("W", data["W"], dims=("estimand", "segment", "stratum"))
+        n = pm.Data("n", data["n"], dims=("stratum", "t"))
+        logit_scales = (
+            priors.intercept_scale,
+            priors.confounder_scale,
+            priors.effect_scale,
+            priors.modifier_scale,
+        )
+        if s.outcome == "retention":
+            k = pm.Data("n_active", data["n_active"], dims=("stratum", "t"))
+            eta = _linear("", X, Xm, logit_scales, P, Q)
+            pm.Potential("loglik_retained", _binomial_kernel(k, n, eta))
+            _publish(pm.math.sigmoid(eta), W)
+            return model, {"eta": eta}
+        k = pm.Data("npos", data["npos"], dims=("stratum", "t"))
+        s1 = pm.Data("sumlog", data["sumlog"], dims=("stratum", "t"))
+        s2 = pm.Data("sumlog2", data["sumlog2"], dims=("stratum", "t"))
+        center = pm.Data("log_center", data["log_center"])
+        scale = pm.Data("log_scale", data["log_scale"])
+        eta = _linear("positive_", X, Xm, logit_scales, P, Q)
+        log_scales = (
+            priors.log_intercept_scale,
+            priors.log_confounder_scale,
+            priors.log_effect_scale,
+            priors.log_modifier_scale,
+        )
+        mu = center + scale * _linear("log_", X, Xm, log_scales, P, Q)
+        log_sigma = pm.Normal("log_sigma", priors.log_sigma_loc, priors.log_sigma_scale)
+        sigma = scale * pt.exp(log_sigma)
+        pm.Potential("loglik_positive", _binomial_kernel(k, n, eta))
+        pm.Potential("loglik_log_values", _lognormal_kernel(k, s1, s2, mu, sigma))
+        _publish(pm.math.sigmoid(eta) * pt.exp(mu + 0.5 * sigma**2), W)
+        return model, {"eta": eta, "mu": mu, "sigma": sigma}
+
+
+def _publish(cell_mean, W) -> None:
+    """Standardized means and effects from per-(stratum, arm) means and the weights W."""
+    means = pt.tensordot(W, cell_mean, axes=[[2], [0]])  # (estimand, segment, t)
+    pm.Deterministic("potential_mean", means, dims=("estimand", "segment", "t"))
+    pm.Deterministic("effect_abs", means[..., 1] - means[..., 0], dims=("estimand", "segment"))
+    pm.Deterministic(
+        "effect_rel", means[..., 1] / means[..., 0] - 1.0, dims=("estimand", "segment")
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# Compile cache and sampling
+# --------------------------------------------------------------------------------------------
+@dataclass
+class _Entry:
+    model: pm.Model
+    compiled: object | None
+    compile_error: str | None = None
+
+
+_CACHE: dict[tuple, _Entry] = {}
+_LOCK = threading.Lock()
+_COMPILATIONS = 0
+
+
+def compile_count() -> int:
+    """How many times nutpie has compiled a g-formula model in this process (cache misses)."""
+    return _COMPILATIONS
+
+
+def clear_cache() -> None:
+    """Forget every cached compiled g-formula model."""
+    with _LOCK:
+        _CACHE.clear()
+
+
+def _get_entry(s: _Strata, priors: GFormulaPriors, want_nutpie: bool) -> tuple[_Entry, float, bool]:
+    global _COMPILATIONS
+    kind = "retention" if s.outcome == "retention" else "spend"
+    key = (kind, len(s.codes), len(s.coef), len(s.mod), len(s.segments), priors)
+    with _LOCK:
+        entry = _CACHE.get(key)
+        if entry is not None and (
+            entry.compiled is not None or not want_nutpie or entry.compile_error is not None
+        ):
+            return entry, 0.0, False
+        t0 = time.perf_counter()
+        if entry is None:
+            entry = _Entry(model=_build_model(s, priors)[0], compiled=None)
+            _CACHE[key] = entry
+        compiled_now = False
+        if want_nutpie:
+            try:
+                import nutpie
+
+                entry.compiled = nutpie.compile_pymc_model(entry.model)
+                _COMPILATIONS += 1
+                compiled_now = True
+            except Exception as exc:  # noqa: BLE001 - any compile failure falls back to PyMC
+                entry.compile_error = f"{type(exc).__name__}: {exc}"
+        return entry, time.perf_counter() - t0, compiled_now
+
+
+def _sample(entry: _Entry, data: dict, ms, use_nutpie: bool, target_accept: float):
+    if use_nutpie:
+        import nutpie
+
+        # A low-rank mass matrix halves the leapfrog steps here (confounders correlate: measured
+        # 44 -> 15 steps per draw on the simulator's 11 default confounders); the matrices are
+        # tall and narrow, so BLAS threads only compete with the chains.
+        with threadpool_limits(limits=1, user_api="blas"):
+            return nutpie.sample(
+                entry.compiled.with_data(**data),
+                draws=ms.draws,
+                tune=ms.tune,
+                chains=ms.chains,
+                seed=ms.seed,
+                save_warmup=False,
+                progress_bar=False,
+                target_accept=target_accept,
+                low_rank_modified_mass_matrix=True,
+            )
+    with entry.model:
+        pm.set_data(data)
+        return pm.sample(
+            draws=ms.draws,
+            tune=ms.tune,
+            chains=ms.chains,
+            random_seed=ms.seed,
+            target_accept=target_accept,
+            progressbar=False,
+            compute_convergence_checks=False,
+        )
+
+
+# --------------------------------------------------------------------------------------------
+# The result
+# --------------------------------------------------------------------------------------------
+@dataclass
+class GFormulaFit:
+    """A fitted Bayesian standardization: effects, draws, diagnostics and the cells behind them.
+
+    Attributes
+    ----------
+    outcome, treatment : str
+    segment_by : str or None
+        The segment column effects are broken down by (None: overall only).
+    effects : pandas.DataFrame
+        See :meth:`summary`.
+    draws : dict
+        ``{"ate": array, "att": array}``: draws of the overall absolute effect (chains
+        concatenated), for the money layer.
+    idata : arviz.InferenceData
+        Posterior with ``effect_abs``, ``effect_rel`` (dims estimand, segment) and
+        ``potential_mean`` (estimand, segment, t) beside the model's coefficients.
+    diagnostics_ : attribution.diagnostics.Diagnostics
+        The gate's verdict on the published effects.
+    cells : pandas.DataFrame
+        The cells the model was fitted on (confounder bands / levels as labels).
+    cuts : dict
+        Numeric confounder -> upper edges of its bands (all but the last).
+    confounders, modifiers : list of str
+    n_cells, n_customers : int
+    sampler : str
+        ``"nutpie"`` or ``"pymc"``.
+    compiled : bool
+        Whether this fit compiled its model (False: a cached one was reused).
+    timings : dict
+        ``collapse_s``, ``compile_s``, ``sample_s``.
+    interval : IntervalSetting
+    as_of : date or None
+    horizon_months : int or None
+    """
+
+    outcome: str
+    treatment: str
+    segment_by: str | None
+    effects: pd.DataFrame
+    draws: dict[str, np.ndarray]
+    idata: az.InferenceData
+    diagnostics_: _diagnostics.Diagnostics
+    cells: pd.DataFrame
+    cuts: dict[str, list[float]]
+    confounders: list[str]
+    modifiers: list[str]
+    n_cells: int
+    n_customers: int
+    sampler: str
+    compiled: bool
+    timings: dict[str, float]
+    interval: IntervalSetting = field(default_factory=IntervalSetting)
+    as_of: date | None = None
+    horizon_months: int | None = None
+
+    def summary(self) -> pd.DataFrame:
+        """Effects per estimand, segment (and ``"all"``) and metric.
+
+        Columns: outcome, segment_by, segment, metric (absolute|relative), estimand (ate|att),
+        mean, lo, hi (interval of :data:`attribution.settings.INTERVAL` or the configured one),
+        p_positive, n_treated, n_control, method (``"bayes_gformula_cells"``). Absolute retention
+        effects are differences in proportions (0.021 = 2.1 pp); absolute revenue / cost effects
+        are currency per customer over the horizon; relative ones are E[Y1] / E[Y0] - 1.
+        """
+        return self.effects.copy()
+
+    def effect_draws(self, estimand: str = "ate", metric: str = "absolute") -> xr.DataArray:
+        """Posterior draws of one effect, dims (chain, draw, segment) with ``"all"`` last.
+
+        Shaped for :func:`attribution.value.money_draws`.
+        """
+        if estimand not in ESTIMANDS:
+            raise InputError(f"estimand must be one of {list(ESTIMANDS)}, got {estimand!r}")
+        if metric not in _METRIC_VAR:
+            raise InputError(f"metric must be 'absolute' or 'relative', got {metric!r}")
+        return self.idata.posterior[_METRIC_VAR[metric]].sel(estimand=estimand, drop=True)
+
+    def describe(self) -> str:
+        """Plain sentences on the overall ATE and ATT, then the diagnostics verdict."""
+        pct = f"{self.interval.width:.0%}"
+        kind = "" if self.interval.kind == "eti" else " highest-density"
+        what = {"retention": "retention", "revenue": "revenue", "cost_to_serve": "cost-to-serve"}
+        eff = self.effects
+        lines = []
+        for estimand, who in (("ate", "on average over everyone"), ("att", "for those treated")):
+            r = eff[
+                (eff.segment == "all") & (eff.metric == "absolute") & (eff.estimand == estimand)
+            ].iloc[0]
+            rel = eff[
+                (eff.segment == "all") & (eff.metric == "relative") & (eff.estimand == estimand)
+            ].iloc[0]
+            verb = "raised" if r["mean"] >= 0 else "lowered"
+            fmt = self._fmt
+            lines.append(
+                f"{self.treatment} {verb} {what[self.outcome]} {who} ({estimand.upper()}) by "
+                f"{fmt(abs(r['mean']))} ({pct}{kind} interval {fmt(r['lo'], False)} to "
+                f"{fmt(r['hi'], False)}; {100 * rel['mean']:+.1f}% relative), "
+                f"{_p_text(r['p_positive'])}."
+            )
+        lines.append(
+            f"Bayesian standardization over {len(self.confounders)} confounder(s) on "
+            f"{self.n_cells:,} cells of {self.n_customers:,} customers. "
+            + self.diagnostics_.describe()
+        )
+        return "\n".join(lines)
+
+    def _fmt(self, x: float, unit: bool = True) -> str:
+        if self.outcome == "retention":
+            return f"{100 * x:.2f}" + (" pp" if unit else "")
+        return f"{x:,.2f}" + (" per customer" if unit else "")
+
+    def to_dict(self) -> dict:
+        """JSON-ready form: settings, effects rows, diagnostics and timings (NaN becomes None)."""
+        rows = [
+            {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in r.items()}
+            for r in self.effects.to_dict(orient="records")
+        ]
+        return {
+            "method": METHOD,
+            "outcome": self.outcome,
+            "treatment": self.treatment,
+            "segment_by": self.segment_by,
+            "confounders": list(self.confounders),
+            "modifiers": list(self.modifiers),
+            "cuts": {k: list(v) for k, v in self.cuts.items()},
+            "as_of": None if self.as_of is None else str(self.as_of),
+            "horizon_months": self.horizon_months,
+            "n_customers": self.n_customers,
+            "n_cells": self.n_cells,
+            "interval": {"width": self.interval.width, "kind": self.interval.kind},
+            "effects": rows,
+            "diagnostics": self.diagnostics_.to_dict(),
+            "sampler": self.sampler,
+            "compiled": self.compiled,
+            "timings": {k: round(v, 3) for k, v in self.timings.items()},
+        }
+
+    def __str__(self) -> str:
+        return self.describe()
+
+
+# --------------------------------------------------------------------------------------------
+# The entry point
+# --------------------------------------------------------------------------------------------
+def fit_gformula(
+    data: ObservationalData,
+    outcome: str,
+    *,
+    bands: int = 4,
+    segment: str | None = None,
+    config: Config | None = None,
+    modifiers: Sequence[str] | None = None,
+    priors: GFormulaPriors | None = None,
+    target_accept: float = 0.95,
+    retry_target_accept: float | None = 0.99,
+) -> GFormulaFit:
+    """Bayesian standardization (g-formula) of one outcome over the confounders, on cells.
+
+    Parameters
+    ----------
+    data : ObservationalData
+        One row per customer: ``customer_id``, ``treated`` (0/1), the confounders (numeric or
+        categorical, listed in ``data.confounders``), ``retained``, ``revenue``,
+        ``cost_to_serve`` (see :func:`attribution.observational.observational_frame`).
+    outcome : {"retention", "revenue", "cost_to_serve"}
+    bands : int
+        Quantile bands per numeric confounder (cut points computed once over everyone; tied
+        values may leave fewer).
+    segment : str, optional
+        A confounder to break the effects down by (it also becomes an effect modifier).
+    config : Config, optional
+        Sampler, chains, draws, tune and seed from ``config.model``; interval width and the
+        diagnostics gate from ``config.interval`` / ``config.gate``. Default ``Config()``.
+    modifiers : sequence of str, optional
+        Confounders whose bands / levels may change the treatment effect (treatment x
+        confounder terms). Default: every confounder. ``[]`` gives one common effect on the
+        logit / log scale (plus the segment, when given).
+    priors : GFormulaPriors, optional
+    target_accept, retry_target_accept : float
+        NUTS target acceptance; on divergences the fit is sampled once more at
+        ``retry_target_accept`` (None: never), and the gate judges the retry.
+
+    Returns
+    -------
+    GFormulaFit
+        Warns with :class:`attribution.diagnostics.DiagnosticsWarning` when the fit fails the
+        diagnostics gate (its estimates must then not be published).
+
+    Raises
+    ------
+    InputError
+        Unknown outcome or segment, a confounder that is not a column, no treated or no
+        untreated customers, nulls or impossible values in a used column, bad settings.
+
+    Examples
+    --------
+    >>> from attribution.observational import observational_frame  # doctest: +SKIP
+    >>> data = observational_frame(con, "proactive_outreach")  # doctest: +SKIP
+    >>> fit = fit_gformula(data, "retention", segment="tier")  # doctest: +SKIP
+    >>> fit.summary().query("segment == 'all' and metric == 'absolute'")  # doctest: +SKIP
+    >>> print(fit.describe())  # doctest: +SKIP
+    """
+    cfg = Config() if config is None else config
+    if not isinstance(cfg, Config):
+        raise InputError(f"config must be an attribution.config.Config, got {type(cfg).__name__}")
+    priors = GFormulaPriors() if priors is None else priors
+    if not isinstance(priors, GFormulaPriors):
+        raise InputError(f"priors must be a GFormulaPriors, got {type(priors).__name__}")
+    for name, value in (
+        ("target_accept", target_accept),
+        ("retry_target_accept", retry_target_accept),
+    ):
+        if value is not None and not 0.0 < value < 1.0:
+            raise InputError(f"{name} must be in (0, 1), got {value!r}")
+    _check_outcome(outcome)
+    _check_bands(bands)
+    _check_data(data, outcome)
+    confounders = list(data.confounders)
+    if segment is not None and segment not in confounders:
+        raise InputError(
+            f"segment {segment!r} is not one of the confounders {confounders}; a segment must be "
+            "a confounder so the model adjusts for it"
+        )
+    mods = confounders if modifiers is None else list(dict.fromkeys(modifiers))
+    unknown = [m for m in mods if m not in confounders]
+    if unknown:
+        raise InputError(f"modifier(s) {unknown} are not confounders; choose from {confounders}")
+    if segment is not None and segment not in mods:
+        mods.append(segment)
+    mods = [c for c in confounders if c in mods]
+
+    t0 = time.perf_counter()
+    c = _collapse(data, outcome, bands)
+    collapse_s = time.perf_counter() - t0
+    s = _strata(c, outcome, confounders, mods, segment)
+    padded = _pad(s)
+    arrays = _data_arrays(padded)
+    ms = cfg.model
+    want_nutpie = ms.sampler == "nutpie"
+    entry, compile_s, compiled_now = _get_entry(padded, priors, want_nutpie)
+    use_nutpie = want_nutpie and entry.compiled is not None
+    if want_nutpie and not use_nutpie:
+        warnings.warn(
+            f"nutpie could not compile the g-formula model ({entry.compile_error}); sampling "
+            "with PyMC's NUTS instead",
+            RuntimeWarning,
+            stacklevel=2,
+        )
+    report = [rv.name for rv in entry.model.free_RVs]
+    t1 = time.perf_counter()
+    idata, diag = _sample_checked(entry, arrays, padded, ms, use_nutpie, target_accept, cfg, report)
+    if (
+        diag.divergences > 0
+        and retry_target_accept is not None
+        and retry_target_accept > target_accept
+    ):
+        idata, diag = _sample_checked(
+            entry, arrays, padded, ms, use_nutpie, retry_target_accept, cfg, report
+        )
+    sample_s = time.perf_counter() - t1
+
+    effects = _summarise(idata, s, outcome, segment, cfg.interval)
+    post = idata.posterior["effect_abs"]
+    draws = {e: post.sel(estimand=e, segment="all").to_numpy().ravel() for e in ESTIMANDS}
+    cells = c.table.copy()
+    for col, labels in c.levels.items():
+        cells[col] = np.asarray(labels, dtype=object)[cells[col].to_numpy()]
+    cells.attrs["cuts"] = {k: list(v) for k, v in c.cuts.items()}
+    fit = GFormulaFit(
+        outcome=outcome,
+        treatment=str(getattr(data, "intervention", None) or getattr(data, "treatment", "it")),
+        segment_by=segment,
+        effects=effects,
+        draws=draws,
+        idata=idata,
+        diagnostics_=diag,
+        cells=cells,
+        cuts={k: list(v) for k, v in c.cuts.items()},
+        confounders=confounders,
+        modifiers=mods,
+        n_cells=len(cells),
+        n_customers=int(s.counts[-1].sum()),
+        sampler="nutpie" if use_nutpie else "pymc",
+        compiled=compiled_now,
+        timings={"collapse_s": collapse_s, "compile_s": compile_s, "sample_s": sample_s},
+        interval=cfg.interval,
+        as_of=getattr(data, "as_of", None),
+        horizon_months=getattr(data, "horizon_months", None),
+    )
+    if not diag.passed:
+        warnings.warn(
+            f"g-formula fit of {outcome} failed the diagnostics gate; do not publish: "
+            + "; ".join(diag.reasons),
+            _diagnostics.DiagnosticsWarning,
+            stacklevel=2,
+        )
+    return fit
+
+
+def _sample_checked(entry, arrays, padded, ms, use_nutpie, target_accept, cfg, report):
+    idata = _sample(entry, arrays, ms, use_nutpie, target_accept)
+    idata = _relabel(idata, _coords(padded))
+    idata = _drop_strata(idata)
+    return idata, _diagnostics.check(idata, PUBLISHED, gate=cfg.gate, report=report)
+
+
+def _drop_strata(idata: az.InferenceData) -> az.InferenceData:
+    """Per-stratum quantities (none are stored by default) never reach the result."""
+    for group in idata.groups():
+        ds = idata[group]
+        names = [v for v in ds.data_vars if "stratum" in ds[v].dims]
+        if names:
+            idata[group] = ds.drop_vars(names)
+    return idata
+
+
+def _summarise(
+    idata: az.InferenceData,
+    s: _Strata,
+    outcome: str,
+    segment: str | None,
+    interval: IntervalSetting,
+) -> pd.DataFrame:
+    post = idata.posterior
+    rows = []
+    for estimand in ESTIMANDS:
+        for metric, var in _METRIC_VAR.items():
+            for g, label in enumerate(s.segments):
+                d = post[var].sel(estimand=estimand, segment=label).to_numpy().ravel()
+                lo, hi = _interval(d, interval)
+                rows.append(
+                    {
+                        "outcome": outcome,
+                        "segment_by": segment if segment is not None else "all",
+                        "segment": label,
+                        "metric": metric,
+                        "estimand": estimand,
+                        "mean": float(d.mean()),
+                        "lo": lo,
+                        "hi": hi,
+                        "p_positive": float((d > 0).mean()),
+                        "n_treated": int(s.counts[g, 1]),
+                        "n_control": int(s.counts[g, 0]),
+                        "method": METHOD,
+                    }
+                )
+    return pd.DataFrame(rows, columns=SUMMARY_COLUMNS)
