@@ -4,7 +4,8 @@ Conventions every subcommand follows:
 
 - ``--store PATH`` (default ``$CX_STORE``, else ``data/cx.duckdb``);
 - ``--json`` on every subcommand that prints results: then stdout holds only JSON;
-- exit codes: 0 success, 2 bad input or usage, 1 any other failure, 3 a model failed its
+- exit codes: 0 success, 2 bad input or usage, 1 any other failure (including another refresh
+  running, or data that changed while a refresh fitted), 3 a model failed its
   diagnostics gate (nothing published; the previous estimates stay current), 4 a sample ratio
   mismatch stopped a readout before anything was fitted. Errors are one
   message on stderr, never a traceback (set ``CX_DEBUG=1`` to see one).
@@ -121,6 +122,13 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--config", default=None, metavar="FILE", help="cx.toml settings")
     p.add_argument(
         "--force", action="store_true", help="run even if data and configuration are unchanged"
+    )
+    p.add_argument(
+        "--wait",
+        type=float,
+        default=0.0,
+        metavar="SECONDS",
+        help="wait this long for another refresh to finish (default: exit at once)",
     )
     p.set_defaults(func=_cmd_refresh)
 
@@ -361,22 +369,21 @@ def _cmd_decide(args: argparse.Namespace) -> int:
 
 def _cmd_refresh(args: argparse.Namespace) -> int:
     from attribution.config import load_config
-    from attribution.refresh import refresh
+    from attribution.refresh import refresh_store
 
     cfg = load_config(args.config)
-    with store.opened(args.store or cfg.store, create=False) as con:
-        outcome = refresh(con, cfg, force=args.force, log=None if args.json else _log)
-    payload = {
-        "run_id": outcome.run_id,
-        "status": outcome.status,
-        "reasons": outcome.reasons,
-        "estimates": outcome.records(),
-    }
+    outcome = refresh_store(
+        args.store or cfg.store,
+        cfg,
+        force=args.force,
+        wait=args.wait,
+        log=None if args.json else _log,
+    )
     text = outcome.describe()
     if outcome.headline is not None and len(outcome.headline):
         text += "\n\n" + _table_text(outcome.headline)
-    _emit(args, payload, text)
-    return EXIT_OK if outcome.status in ("published", "unchanged") else EXIT_GATE
+    _emit(args, outcome.to_dict(), text)
+    return outcome.exit_code
 
 
 def _cmd_design(args: argparse.Namespace) -> int:
