@@ -67,6 +67,7 @@ __all__ = [
     "attribute",
     "causal_graph",
     "estimate",
+    "estimate_naive",
     "graph_png",
     "identify",
     "overlap",
