@@ -161,6 +161,32 @@ def _parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_assign)
 
     p = sub.add_parser(
+        "attribute",
+        parents=[s, j],
+        help="what untested CX work was worth: adjusted estimates, refutations, overlap",
+    )
+    t = p.add_mutually_exclusive_group(required=True)
+    t.add_argument("--intervention", metavar="NAME", help="treated: had this intervention")
+    t.add_argument(
+        "--condition",
+        metavar="FILTER",
+        help='treated: matched an interactions condition, e.g. "resolution=very_effective"',
+    )
+    p.add_argument(
+        "--outcome",
+        required=True,
+        metavar="OUTCOME[,OUTCOME]",
+        help="retention, revenue, cost_to_serve (comma-separated for several)",
+    )
+    p.add_argument("--confounders", default=None, metavar="A,B,C", help="default: from the store")
+    p.add_argument("--as-of", default=None, metavar="YYYY-MM", help="outcomes measured from here")
+    p.add_argument("--horizon", type=int, default=None, metavar="MONTHS")
+    p.add_argument("--segment", default=None, metavar="COL", help="effects by this segment too")
+    p.add_argument("--graph", default=None, metavar="PNG", help="write the causal graph picture")
+    p.add_argument("--config", default=None, metavar="FILE", help="cx.toml settings")
+    p.set_defaults(func=_cmd_attribute)
+
+    p = sub.add_parser(
         "report",
         parents=[s, j],
         help="the finance report of the current run: one HTML file, plus CSV and Parquet",
@@ -491,6 +517,31 @@ def _cmd_assign(args: argparse.Namespace) -> int:
             started=args.started,
         )
     _emit(args, result.to_dict(), result.describe())
+    return EXIT_OK
+
+
+def _cmd_attribute(args: argparse.Namespace) -> int:
+    from attribution.causal import attribute
+    from attribution.config import load_config
+
+    cfg = load_config(args.config)
+    outcomes = _segments(args.outcome) or []
+    with store.opened(args.store or cfg.store, read_only=True) as con:
+        result = attribute(
+            con,
+            args.intervention,
+            condition=args.condition,
+            outcome=outcomes if len(outcomes) > 1 else outcomes[0],
+            confounders=_segments(args.confounders),
+            as_of=args.as_of,
+            config=cfg,
+            horizon_months=args.horizon,
+            segment=args.segment,
+        )
+    text = result.describe()
+    if args.graph:
+        text += f"\ncausal graph: {result.graph_png(args.graph)}"
+    _emit(args, result.to_dict(), text)
     return EXIT_OK
 
 

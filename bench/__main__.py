@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from bench import design, foundation, uplift
+from bench import causal, design, foundation, uplift
 
 
 def main() -> None:
@@ -16,7 +16,10 @@ def main() -> None:
     )
     parser.add_argument("--quick", action="store_true", help="small sizes, for a smoke run")
     parser.add_argument(
-        "--only", choices=["foundation", "uplift", "design"], default=None, help="run one benchmark"
+        "--only",
+        choices=["foundation", "uplift", "design", "causal"],
+        default=None,
+        help="run one benchmark",
     )
     args = parser.parse_args()
     sizes = [20_000, 100_000] if args.quick else [int(s) for s in args.sizes.split(",")]
@@ -24,6 +27,8 @@ def main() -> None:
         print(f"wrote {foundation.run(sizes)}")
     if args.only in (None, "design"):
         print(f"wrote {design.run(100_000 if args.quick else 1_000_000)}")
+    if args.only in (None, "causal"):
+        print(f"wrote {causal.run(100_000 if args.quick else 1_000_000)}")
     if args.only in (None, "uplift"):
         rows = 20_000 if args.quick else 100_000
         print(f"wrote {uplift.run(sizes, row_level_customers=rows)}")
