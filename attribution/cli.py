@@ -176,13 +176,18 @@ def _parser() -> argparse.ArgumentParser:
         "--outcome",
         required=True,
         metavar="OUTCOME[,OUTCOME]",
-        help="retention, revenue, cost_to_serve (comma-separated for several)",
+        help="retention, revenue, cost_to_serve (comma-separated for several) or all",
     )
     p.add_argument("--confounders", default=None, metavar="A,B,C", help="default: from the store")
     p.add_argument("--as-of", default=None, metavar="YYYY-MM", help="outcomes measured from here")
     p.add_argument("--horizon", type=int, default=None, metavar="MONTHS")
     p.add_argument("--segment", default=None, metavar="COL", help="effects by this segment too")
     p.add_argument("--graph", default=None, metavar="PNG", help="write the causal graph picture")
+    p.add_argument(
+        "--no-gformula",
+        action="store_true",
+        help="skip the Bayesian cell route (minutes per outcome with many confounders)",
+    )
     p.add_argument("--config", default=None, metavar="FILE", help="cx.toml settings")
     p.set_defaults(func=_cmd_attribute)
 
@@ -537,6 +542,7 @@ def _cmd_attribute(args: argparse.Namespace) -> int:
             config=cfg,
             horizon_months=args.horizon,
             segment=args.segment,
+            gformula=False if args.no_gformula else None,
         )
     text = result.describe()
     if args.graph:
