@@ -53,7 +53,7 @@ import xarray as xr
 from threadpoolctl import threadpool_limits
 
 from attribution import diagnostics as _diagnostics
-from attribution import store
+from attribution import sampling, store
 from attribution.config import Config
 from attribution.errors import InputError
 from attribution.settings import IntervalSetting
@@ -602,34 +602,21 @@ def _get_entry(s: _Strata, priors: GFormulaPriors, want_nutpie: bool) -> tuple[_
 
 
 def _sample(entry: _Entry, data: dict, ms, use_nutpie: bool, target_accept: float):
-    if use_nutpie:
-        import nutpie
-
-        # A low-rank mass matrix halves the leapfrog steps here (confounders correlate: measured
-        # 44 -> 15 steps per draw on the simulator's 11 default confounders); the matrices are
-        # tall and narrow, so BLAS threads only compete with the chains.
-        with threadpool_limits(limits=1, user_api="blas"):
-            return nutpie.sample(
-                entry.compiled.with_data(**data),
-                draws=ms.draws,
-                tune=ms.tune,
-                chains=ms.chains,
-                seed=ms.seed,
-                save_warmup=False,
-                progress_bar=False,
-                target_accept=target_accept,
-                low_rank_modified_mass_matrix=True,
-            )
-    with entry.model:
-        pm.set_data(data)
-        return pm.sample(
+    # A low-rank mass matrix halves the leapfrog steps here (confounders correlate: measured
+    # 44 -> 15 steps per draw on the simulator's 11 default confounders); the matrices are
+    # tall and narrow, so BLAS threads only compete with the chains.
+    extra = {"low_rank_modified_mass_matrix": True} if use_nutpie else {}
+    with threadpool_limits(limits=1, user_api="blas"):
+        return sampling.sample(
+            entry.model,
+            entry.compiled if use_nutpie else None,
+            data,
             draws=ms.draws,
             tune=ms.tune,
             chains=ms.chains,
-            random_seed=ms.seed,
+            seed=ms.seed,
             target_accept=target_accept,
-            progressbar=False,
-            compute_convergence_checks=False,
+            **extra,
         )
 
 

@@ -45,7 +45,7 @@ import pytensor.tensor as pt
 import xarray as xr
 
 from attribution import diagnostics as _diagnostics
-from attribution import settings
+from attribution import sampling, settings
 from attribution.errors import InputError
 from attribution.settings import GateSetting, IntervalSetting
 
@@ -638,33 +638,17 @@ def _sample(
     entry: _Entry, data: dict, est, use_nutpie: bool, target_accept: float
 ) -> az.InferenceData:
     seed = est.seed if est.seed is not None else int(np.random.SeedSequence().generate_state(1)[0])
-    if use_nutpie:
-        import nutpie
-
-        compiled = entry.compiled.with_data(**data)
-        return nutpie.sample(
-            compiled,
-            draws=est.draws,
-            tune=est.tune,
-            chains=est.chains,
-            cores=est.cores,
-            seed=seed,
-            save_warmup=False,
-            progress_bar=False,
-            target_accept=target_accept,
-        )
-    with entry.model:
-        pm.set_data(data)
-        return pm.sample(
-            draws=est.draws,
-            tune=est.tune,
-            chains=est.chains,
-            cores=est.cores,
-            random_seed=seed,
-            target_accept=target_accept,
-            progressbar=False,
-            compute_convergence_checks=False,
-        )
+    return sampling.sample(
+        entry.model,
+        entry.compiled if use_nutpie else None,
+        data,
+        draws=est.draws,
+        tune=est.tune,
+        chains=est.chains,
+        cores=est.cores,
+        seed=seed,
+        target_accept=target_accept,
+    )
 
 
 def _relabel(idata: az.InferenceData, coords: dict[str, list[str]]) -> az.InferenceData:
