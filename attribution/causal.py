@@ -85,6 +85,8 @@ ESTIMATORS = {
 MONEY_CONFOUNDERS = ("prior_revenue", "prior_cost", "history_revenue")
 #: Numeric confounders with at most this many distinct values enter the propensity as categories.
 MAX_LEVELS_AS_CATEGORY = 8
+#: ``verdict`` of the naive difference's rows: no adjustment, so no refutation applies.
+NAIVE_VERDICT = "not adjusted: the raw difference between treated and untreated, for comparison"
 #: Refuters run by default, in order.
 REFUTERS = ("placebo_treatment", "random_common_cause", "data_subset", "unobserved_confounder")
 _TREATED = "treated"
@@ -1096,17 +1098,29 @@ class Attribution:
         )
 
     def records(self) -> list[dict]:
-        """Rows with the fields of ``cx readout --json`` plus estimator, estimand, method."""
+        """Rows with the fields of ``cx readout --json`` plus estimator, estimand, method, verdict.
+
+        ``method`` names the route (``naive_difference``, ``backdoor.propensity_score_weighting``,
+        ``backdoor.linear_regression``, ``bayes_gformula_cells``, and for money
+        ``money_per_treated_customer``); ``estimand`` is ``ate`` or ``att`` (money: ``att``);
+        ``verdict`` puts the refutations of the row's outcome (money rows: of all three) in
+        words, starting with ``pass`` or ``warn`` (``not adjusted`` for the naive difference,
+        ``not refuted`` when no refuter ran); ``diagnostics`` is the cell route's gate
+        (``passed`` / ``failed``), ``refutation_pass`` / ``refutation_warn``, ``not_adjusted``
+        or ``money``.
+        """
         name = self.data.intervention or self.data.treatment
         warn = {r.outcome for r in self.refutations if r.verdict == "warn"}
         rows = []
         for e in self.estimates:
+            verdict = self.verdict_words([e.outcome])
             if e.estimator == "bayes_gformula":
                 fit = self.gformula.get(e.outcome)
                 diag = "passed" if fit is not None and fit.diagnostics_.passed else "failed"
                 method = "bayes_gformula_cells"
             elif e.estimator == "naive":
                 diag, method = "not_adjusted", "naive_difference"
+                verdict = NAIVE_VERDICT
             else:
                 diag = "refutation_warn" if e.outcome in warn else "refutation_pass"
                 method = (
@@ -1134,8 +1148,10 @@ class Attribution:
                     "estimator": e.estimator,
                     "estimand": e.estimand,
                     "method": method,
+                    "verdict": verdict,
                 }
             )
+        money_verdict = self.verdict_words(self.outcomes)
         for m in self.money.to_dict(orient="records"):
             rows.append(
                 {
@@ -1157,9 +1173,41 @@ class Attribution:
                     "estimator": m["estimator"],
                     "estimand": "att",
                     "method": "money_per_treated_customer",
+                    "verdict": money_verdict,
                 }
             )
         return [_json_ready(r) for r in rows]
+
+    def verdict_words(self, outcomes: Sequence[str] | None = None) -> str:
+        """The refutations of some outcomes (default all) in words, led by ``pass`` or ``warn``.
+
+        Examples: ``"pass: placebo treatment, data subset pass"``; ``"warn: unobserved
+        confounder warns (retention, revenue); placebo treatment passes"``; ``"not refuted: no
+        refuter was run"``.
+        """
+        wanted = list(self.outcomes if outcomes is None else outcomes)
+        refs = [r for r in self.refutations if r.outcome in wanted]
+        if not refs:
+            return "not refuted: no refuter was run"
+        order = list(dict.fromkeys([*(n for n in REFUTERS), *(r.refuter for r in refs)]))
+        warned: dict[str, list[str]] = {}
+        ran: set[str] = set()
+        for r in refs:
+            ran.add(r.refuter)
+            if r.verdict == "warn":
+                warned.setdefault(r.refuter, []).append(r.outcome)
+        ok = [n.replace("_", " ") for n in order if n in ran and n not in warned]
+        if not warned:
+            return f"pass: {', '.join(ok)} " + ("pass" if len(ok) > 1 else "passes")
+        parts = []
+        for n in order:
+            if n in warned:
+                where = f" ({', '.join(warned[n])})" if len(wanted) > 1 else ""
+                parts.append(n.replace("_", " ") + where)
+        text = f"warn: {'; '.join(parts)} " + ("warn" if len(parts) > 1 else "warns")
+        if ok:
+            text += f"; {', '.join(ok)} " + ("pass" if len(ok) > 1 else "passes")
+        return text
 
     def to_dict(self) -> dict:
         """JSON-ready output for ``cx attribute --json``."""

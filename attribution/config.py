@@ -4,9 +4,11 @@ A missing file means the documented defaults. A wrong key or value is an :class:
 that names the file, the key and what was expected, before any work starts. Example::
 
     store = "data/cx.duckdb"
+    observational = []         # no observational questions (declare them as [[observational]])
 
     [model]
     segments = ["tier"]        # segment columns effects are broken down by
+    outcomes = ["retention", "revenue", "cost_to_serve"]  # a subset publishes no money rows
     horizon_months = 0         # 0: the last outcome month observed for the experiment
     pre_period = true          # adjust for pre-period spend bands where history exists
     sampler = "nutpie"         # or "pymc"
@@ -55,8 +57,26 @@ that names the file, the key and what was expected, before any work starts. Exam
     bands = 4                  # quantile bands per numeric confounder (Bayesian cell route)
     seed = 0
 
-The ``[decision]`` and ``[causal]`` sections do not change what a refresh fits or publishes, so
-they are left out of :attr:`Config.hash`: changing them does not make ``cx refresh`` refit.
+Observational questions for ``cx refresh`` (default none) are an array of tables; each is fitted
+with :func:`attribution.causal.attribute` after the experiments and published with them::
+
+    [[observational]]
+    name = "outreach"                    # unique: names the question in logs, runs and reports
+    intervention = "proactive_outreach"  # or condition = "resolution=very_effective" (one of two)
+    outcomes = ["retention", "revenue", "cost_to_serve"]  # default all three; money needs all
+    confounders = []                     # empty: [causal] confounders, else the defaults
+    segment = ""                         # optional categorical confounder to break down by
+    as_of = ""                           # optional month, YYYY-MM or YYYY-MM-DD
+    gformula = true                      # fit the Bayesian cell route too (its gate must pass)
+
+What :attr:`Config.hash` covers (the hash decides whether ``cx refresh`` refits):
+
+- ``store``, ``[model]``, ``[money]``, ``[interval]``, ``[gate]`` and ``[experiments]``;
+- ``model.outcomes`` only when it is not all three outcomes (so stores fitted before the
+  setting existed keep their hash);
+- ``[causal]`` and the ``[[observational]]`` questions only when at least one question is
+  declared: then the causal settings change published numbers. Without questions they change
+  nothing a refresh publishes and stay out, like ``[decision]``, which never counts.
 """
 
 from __future__ import annotations
@@ -66,12 +86,16 @@ import json
 import math
 import re
 import tomllib
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import MISSING, asdict, dataclass, field, fields
+from datetime import date
 from pathlib import Path
 
 from attribution.errors import InputError
 from attribution.settings import GateSetting, IntervalSetting
 from attribution.value import MoneySettings
+
+#: The outcomes models fit, in the order they are reported. Money needs all three.
+OUTCOMES = ("retention", "revenue", "cost_to_serve")
 
 
 @dataclass(frozen=True)
@@ -83,6 +107,9 @@ class ModelSettings:
     segments : tuple of str
         Columns of ``customers`` that effects are broken down by (besides overall); empty: overall
         only. Lower-case identifiers, no repeats; checked against the store before a refresh.
+    outcomes : tuple of str
+        Outcomes to fit, from :data:`OUTCOMES` (default all three). A subset saves the other
+        fits, but net value, ROI and payback need all three, so none are published.
     horizon_months : int
         Months of outcomes from each experiment's start month on, >= 0; 0 (default): up to the
         last outcome month observed for the experiment.
@@ -98,6 +125,7 @@ class ModelSettings:
     """
 
     segments: tuple[str, ...] = ("tier",)
+    outcomes: tuple[str, ...] = OUTCOMES
     horizon_months: int = 0
     pre_period: bool = True
     sampler: str = "nutpie"
@@ -117,6 +145,21 @@ class ModelSettings:
         if self.seed < 0:
             raise InputError(f"model.seed must be >= 0, got {self.seed}")
         _names("model.segments", self.segments, identifiers=True)
+        _outcome_names("model.outcomes", self.outcomes)
+
+    @property
+    def money(self) -> bool:
+        """True when every outcome is fitted, so net value, ROI and payback can be computed."""
+        return set(self.outcomes) == set(OUTCOMES)
+
+
+def _outcome_names(key: str, names: tuple[str, ...]) -> None:
+    if not names:
+        raise InputError(f"{key} is empty: give at least one of {list(OUTCOMES)}")
+    for name in names:
+        if name not in OUTCOMES:
+            raise InputError(f"{key}: {name!r} is not an outcome; valid: {list(OUTCOMES)}")
+    _names(key, names)
 
 
 @dataclass(frozen=True)
@@ -266,6 +309,90 @@ class CausalSettings:
             raise InputError(f"causal.seed must be >= 0, got {self.seed}")
 
 
+_QUESTION_NAME = re.compile(r"[a-z0-9_][a-z0-9_-]{0,62}")
+_MONTH = re.compile(r"(\d{4})-(\d{2})(?:-(\d{2}))?")
+
+
+@dataclass(frozen=True)
+class ObservationalQuestion:
+    """One observational question a refresh fits (a ``[[observational]]`` table).
+
+    Text settings use ``""`` for "not set" (TOML has no null).
+
+    Parameters
+    ----------
+    name : str
+        Unique among the questions: lower-case letters, digits, ``_`` and ``-``. Names the
+        question in logs, run diagnostics, published rows (``question``) and the report.
+    intervention : str
+        A name in ``interventions.intervention``; or give ``condition`` (exactly one of the two).
+    condition : str
+        ``column=value`` on ``interactions`` (``|`` between alternative values).
+    outcomes : tuple of str
+        From :data:`OUTCOMES`, default all three; money rows need all three.
+    confounders : tuple of str
+        The adjustment set; empty: ``[causal] confounders``, else the module defaults.
+    segment : str
+        A categorical confounder to break effects and money down by; ``""``: overall only.
+    as_of : str
+        The month outcomes are measured from, ``YYYY-MM`` or ``YYYY-MM-DD``; ``""``: the
+        default of :func:`attribution.observational.observational_frame`.
+    gformula : bool
+        Fit the Bayesian cell route too (default true); each fit must pass the diagnostics gate
+        for the run to publish.
+    """
+
+    name: str = ""
+    intervention: str = ""
+    condition: str = ""
+    outcomes: tuple[str, ...] = OUTCOMES
+    confounders: tuple[str, ...] = ()
+    segment: str = ""
+    as_of: str = ""
+    gformula: bool = True
+
+    def __post_init__(self) -> None:
+        if not _QUESTION_NAME.fullmatch(self.name):
+            raise InputError(
+                f"observational.name must be lower-case letters, digits, _ and - (at most 63), "
+                f"got {self.name!r}"
+            )
+        key = f"observational {self.name!r}"
+        if bool(self.intervention.strip()) == bool(self.condition.strip()):
+            raise InputError(
+                f"{key}: give exactly one of intervention and condition, got intervention="
+                f"{self.intervention!r}, condition={self.condition!r}"
+            )
+        if self.condition and "=" not in self.condition:
+            raise InputError(
+                f"{key}: condition must be column=value on interactions "
+                f"(e.g. resolution=very_effective), got {self.condition!r}"
+            )
+        _outcome_names(f"{key}: outcomes", self.outcomes)
+        _names(f"{key}: confounders", self.confounders, identifiers=True)
+        if self.segment:
+            _names(f"{key}: segment", (self.segment,), identifiers=True)
+        if self.as_of:
+            m = _MONTH.fullmatch(self.as_of)
+            ok = m is not None and 1 <= int(m.group(2)) <= 12
+            if ok and m.group(3) is not None:
+                try:
+                    date(int(m.group(1)), int(m.group(2)), int(m.group(3)))
+                except ValueError:
+                    ok = False
+            if not ok:
+                raise InputError(
+                    f"{key}: as_of must be a month, YYYY-MM or YYYY-MM-DD, got {self.as_of!r}"
+                )
+
+    @property
+    def label(self) -> str:
+        """What "treated" means, as the report words it."""
+        if self.intervention:
+            return f"intervention {self.intervention}"
+        return f"condition {self.condition}"
+
+
 @dataclass(frozen=True)
 class Config:
     """Everything a run needs. ``Config()`` is the documented defaults."""
@@ -278,6 +405,13 @@ class Config:
     experiments: ExperimentSelection = field(default_factory=ExperimentSelection)
     decision: DecisionSettings = field(default_factory=DecisionSettings)
     causal: CausalSettings = field(default_factory=CausalSettings)
+    observational: tuple[ObservationalQuestion, ...] = ()
+
+    def __post_init__(self) -> None:
+        names = [q.name for q in self.observational]
+        repeated = sorted({n for n in names if names.count(n) > 1})
+        if repeated:
+            raise InputError(f"observational: name(s) {repeated} used by more than one question")
 
     def to_dict(self) -> dict:
         """Plain dictionary of every setting (tuples as lists)."""
@@ -287,10 +421,16 @@ class Config:
     def hash(self) -> str:
         """SHA-256 of the settings (not of the file's formatting): identifies a configuration.
 
-        The ``decision`` and ``causal`` sections are left out: they change no number that a
-        refresh fits or publishes.
+        ``decision`` is left out: it changes no number that a refresh fits or publishes. So are
+        ``causal`` and ``observational`` unless a question is declared, and ``model.outcomes``
+        when it is all three (see the module docstring).
         """
-        settings = {k: v for k, v in self.to_dict().items() if k not in ("decision", "causal")}
+        settings = self.to_dict()
+        del settings["decision"]
+        if not self.observational:
+            del settings["causal"], settings["observational"]
+        if tuple(settings["model"]["outcomes"]) == OUTCOMES:
+            del settings["model"]["outcomes"]
         text = json.dumps(settings, sort_keys=True)
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
@@ -343,10 +483,31 @@ def config_from_dict(raw: dict, source: str = "configuration") -> Config:
             if not isinstance(value, dict):
                 raise InputError(f"{source}: [{key}] must be a table of settings")
             kwargs[key] = _section(_SECTIONS[key], key, value, source)
+        elif key == "observational":
+            kwargs[key] = _questions(value, source)
         else:
-            allowed = ", ".join(["store", *_SECTIONS])
+            allowed = ", ".join(["store", *_SECTIONS, "observational"])
             raise InputError(f"{source}: unknown setting {key!r} (allowed: {allowed})")
-    return Config(**kwargs)
+    try:
+        return Config(**kwargs)
+    except InputError as exc:
+        raise InputError(f"{source}: {exc}") from exc
+
+
+def _questions(value, source: str) -> tuple[ObservationalQuestion, ...]:
+    """The ``[[observational]]`` tables, each checked like a section."""
+    if not isinstance(value, list) or not all(isinstance(v, dict) for v in value):
+        raise InputError(
+            f"{source}: observational must be an array of tables ([[observational]]), got {value!r}"
+        )
+    out = []
+    for i, table in enumerate(value):
+        name = table.get("name")
+        where = f"observational[{i}]" + (f" ({name!r})" if isinstance(name, str) else "")
+        if "name" not in table:
+            raise InputError(f"{source}: {where} has no name: give each question a unique name")
+        out.append(_section(ObservationalQuestion, where, table, source))
+    return tuple(out)
 
 
 def _section(cls, name: str, values: dict, source: str):
@@ -357,7 +518,8 @@ def _section(cls, name: str, values: dict, source: str):
             raise InputError(
                 f"{source}: unknown setting {name}.{key} (allowed: {', '.join(defaults)})"
             )
-        default = getattr(cls(), key)
+        spec = defaults[key]
+        default = spec.default_factory() if spec.default is MISSING else spec.default
         out[key] = _coerce(f"{name}.{key}", value, default, source)
     try:
         return cls(**out)

@@ -28,34 +28,34 @@ import duckdb
 import numpy as np
 import pandas as pd
 
-from attribution import store
+from attribution import runs, store
 from attribution.cells import _add_months, cells
+from attribution.config import OUTCOMES as CONFIG_OUTCOMES
 from attribution.config import Config
 from attribution.errors import InputError, SampleRatioError
 from attribution.uplift import CONTROL, RetentionUplift, SpendUplift
 from attribution.value import money_draws, remaining_value, summarize_money
 from experiments.design import SRM_ALARM_P, SRMCheck, srm_check
 
-OUTCOMES = ("retention", "revenue", "cost_to_serve")
+#: Every outcome a readout can fit (``[model] outcomes`` picks a subset; money needs all three).
+OUTCOMES = CONFIG_OUTCOMES
+#: Estimand of a randomized readout: intention to treat (assigned treated minus control).
+ESTIMAND = "itt"
+#: ``method`` of the rows a readout publishes.
+METHOD = "bayesian_cells"
+#: Said wherever money would be when ``[model] outcomes`` is a subset.
+NO_MONEY_NOTE = (
+    "No net value, ROI or payback: [model] outcomes fits only {outcomes}, and money needs "
+    "retention, revenue and cost_to_serve."
+)
 #: Pre-period bands used when history exists: no pre-period revenue, then three equal tiles.
 PRE_BANDS = 4
 #: Segment column used when effects are wanted overall only (one segment, "everyone").
 OVERALL = "_overall"
+#: Columns of :attr:`ExperimentReadout.table`: the ``estimates`` table's, less ``run_id`` and
+#: ``interval_width`` (set when a run publishes), plus ``diagnostics`` (passed / failed).
 COLUMNS = [
-    "experiment_id",
-    "intervention",
-    "arm",
-    "outcome",
-    "segment_by",
-    "segment",
-    "metric",
-    "mean",
-    "lo",
-    "hi",
-    "p_positive",
-    "expected_loss",
-    "n_treated",
-    "n_control",
+    *(c for c in runs.ESTIMATE_COLUMNS if c not in ("run_id", "interval_width")),
     "diagnostics",
 ]
 
@@ -280,7 +280,7 @@ def read_out(
             frame = frame.assign(**{OVERALL: "everyone"})
         seg_name = seg_by or OVERALL
         fitted = {}
-        for outcome in OUTCOMES:
+        for outcome in cfg.model.outcomes:
             model = _model(outcome, exp["intervention"], cfg)
             model.fit(frame, seg_name)
             fitted[outcome] = model
@@ -288,8 +288,11 @@ def read_out(
             if not model.diagnostics_.passed:
                 reasons += [f"{outcome} by {seg_name}: {r}" for r in model.diagnostics_.reasons]
             tables.append(model.summary())
-        money = _money(con, experiment_id, frame, seg_by, fitted, start, horizon, cfg, notes)
-        tables.append(money)
+        if cfg.model.money:
+            money = _money(con, experiment_id, frame, seg_by, fitted, start, horizon, cfg, notes)
+            tables.append(money)
+    if not cfg.model.money:
+        notes.append(NO_MONEY_NOTE.format(outcomes=", ".join(cfg.model.outcomes)))
     table = pd.concat(tables, ignore_index=True)
     if seg_cols == []:
         table = table[table["segment"] == "all"]
@@ -300,6 +303,8 @@ def read_out(
     table = table.assign(
         experiment_id=experiment_id,
         intervention=exp["intervention"],
+        method=METHOD,
+        estimand=ESTIMAND,
         diagnostics="passed" if passed else "failed",
     )
     for col in COLUMNS:

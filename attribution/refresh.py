@@ -1,5 +1,15 @@
 """Refresh: fit every experiment in the store and publish only if every model passed.
 
+Observational questions (``[[observational]]`` in ``cx.toml``, see :mod:`attribution.config`)
+are fitted after the experiments with :func:`attribution.causal.attribute` on the same snapshot
+and published in the same transaction. Publishing rule: every Bayesian cell-route (g-formula) fit
+must pass its diagnostics gate, like an uplift model (else the run fails, exit code 3); a
+question that cannot be fitted (no treated customers, not identifiable, ...) fails it as bad
+input (exit code 2); refutation verdicts of ``warn`` do not block publishing but are stored with
+each row (``verdict``) and in the run's diagnostics under ``"observational"`` (per question: the
+g-formula diagnostics, the refutations, overlap, notes, timings). With questions, the data hash
+and the snapshot include ``interactions`` (their confounders and conditions read it).
+
 Every experiment passes the sample-ratio-mismatch gate of :func:`attribution.readout.read_out`
 first: one that alarms fails the whole run like a failed diagnostics gate (the reason is recorded
 on the run, nothing is published, the previous estimates stay current). The run's diagnostics
@@ -69,8 +79,9 @@ import duckdb
 import pandas as pd
 
 from attribution import runs, store
-from attribution.config import Config
+from attribution.config import Config, ObservationalQuestion
 from attribution.errors import CxError, InputError, SampleRatioError
+from attribution.observational import DEFAULT_CONFOUNDERS, DERIVED_CONFOUNDERS, valid_confounders
 from attribution.readout import ExperimentReadout, experiment_ids, read_out, srm_record
 
 UNCHANGED = "unchanged"
@@ -99,6 +110,9 @@ class RefreshOutcome:
         Kinds of failure: ``srm``, ``input``, ``gate``, ``data_changed``.
     data_hash, config_hash : str
         Fingerprints of the data read and the settings used.
+    attributions : dict
+        Question name -> :class:`attribution.causal.Attribution` for each observational
+        question fitted.
     """
 
     run_id: str | None
@@ -110,6 +124,7 @@ class RefreshOutcome:
     kinds: set[str] = field(default_factory=set)
     data_hash: str | None = None
     config_hash: str | None = None
+    attributions: dict = field(default_factory=dict)
 
     @property
     def headline(self) -> pd.DataFrame | None:
@@ -333,7 +348,7 @@ def _refresh_store(target, cfg, force, wait, say, bar, before_publish) -> Refres
                     return prepared
                 run_id, data, selected = prepared
                 try:
-                    snap, rows = _snapshot(con, Path(tmp) / "snapshot.duckdb")
+                    snap, rows = _snapshot(con, Path(tmp) / "snapshot.duckdb", data_tables(cfg))
                 except BaseException:
                     _fail_quietly(con, run_id, "the snapshot of the store could not be taken")
                     raise
@@ -419,15 +434,34 @@ def _refresh_open(con, cfg, force, say, started, *, abandon: bool) -> RefreshOut
     return _finish(con, cfg, run_id, data, fitted, say, started)
 
 
+def data_tables(cfg: Config) -> tuple[str, ...]:
+    """The tables a refresh with these settings reads: hashed, and copied into its snapshot.
+
+    :data:`attribution.runs.DATA_TABLES`, plus ``interactions`` when observational questions are
+    declared (their confounders and conditions read it).
+
+    Examples
+    --------
+    >>> "interactions" in data_tables(Config())
+    False
+    """
+    extra = ("interactions",) if cfg.observational else ()
+    return (*runs.DATA_TABLES, *extra)
+
+
 def check_config(con: duckdb.DuckDBPyConnection, cfg: Config) -> list[str]:
     """Check the configuration against the store; returns the experiments to fit.
 
     Raises
     ------
     InputError
-        A segment column that is not a column of ``customers``, or an included experiment that
-        is not in the store or has no assignments; the message names the setting.
+        A segment column that is not a column of ``customers``, an included experiment that
+        is not in the store or has no assignments, or an observational question whose
+        intervention, condition column, confounders or segment the store does not have; the
+        message names the setting.
     """
+    for question in cfg.observational:
+        check_question(con, cfg, question)
     known = store.segment_columns(con)
     unknown = [c for c in cfg.model.segments if c not in known]
     if unknown:
@@ -444,11 +478,77 @@ def check_config(con: duckdb.DuckDBPyConnection, cfg: Config) -> list[str]:
     return list(cfg.experiments.include) or have
 
 
+def check_question(
+    con: duckdb.DuckDBPyConnection, cfg: Config, question: ObservationalQuestion
+) -> list[str]:
+    """Check one observational question against the store (cheap look-ups, no fitting).
+
+    Returns
+    -------
+    list of str
+        The confounders it will adjust for.
+
+    Raises
+    ------
+    InputError
+        An intervention with no rows in ``interventions``, a condition column that is not an
+        ``interactions`` column, a confounder that is neither derived nor a ``customers`` column,
+        or a segment that is not one of its categorical confounders; the message names the
+        question and the value.
+    """
+    key = f"observational {question.name!r}"
+    if question.intervention:
+        ((n,),) = con.execute(
+            "SELECT count(*) FROM interventions WHERE intervention = ?", [question.intervention]
+        ).fetchall()
+        if not n:
+            known = [
+                r[0]
+                for r in con.execute(
+                    "SELECT DISTINCT intervention FROM interventions ORDER BY 1"
+                ).fetchall()
+            ]
+            raise InputError(
+                f"{key}: intervention {question.intervention!r} has no rows in interventions; "
+                f"known: {known}"
+            )
+    else:
+        column = question.condition.partition("=")[0].strip()
+        cols = [c for c in store.columns(con, "interactions") if c not in ("customer_id", "ts")]
+        if column not in cols:
+            raise InputError(
+                f"{key}: condition {question.condition!r}: {column!r} is not an interactions "
+                f"column; valid: {cols}"
+            )
+    chosen = list(question.confounders or cfg.causal.confounders or DEFAULT_CONFOUNDERS)
+    valid = valid_confounders(con)
+    unknown = [c for c in chosen if c not in valid]
+    if unknown:
+        where = "confounders" if question.confounders else "causal.confounders"
+        raise InputError(f"{key}: {where} {unknown} not a confounder the store has; valid: {valid}")
+    if question.segment:
+        customers = store.columns(con, "customers")
+        numeric = question.segment in DERIVED_CONFOUNDERS or customers.get(
+            question.segment, ""
+        ).upper() in ("TINYINT", "SMALLINT", "INTEGER", "BIGINT", "HUGEINT", "FLOAT", "DOUBLE")
+        if question.segment not in chosen or numeric:
+            categorical = [
+                c
+                for c in chosen
+                if c not in DERIVED_CONFOUNDERS and c in customers and c != question.segment
+            ]
+            raise InputError(
+                f"{key}: segment {question.segment!r} must be one of its categorical "
+                f"confounders: {categorical}"
+            )
+    return chosen
+
+
 def _prepare(con, cfg: Config, force: bool, say, *, abandon: bool):
     """Checks, hash, unchanged test and run registration; an outcome when there is nothing to do."""
     t0 = time.perf_counter()
     selected = check_config(con, cfg)
-    data = runs.data_hash(con)
+    data = runs.data_hash(con, data_tables(cfg))
     say(f"data hash {data}, config hash {cfg.hash} ({time.perf_counter() - t0:.1f} s)")
     current = runs.current_run(con)
     if (
@@ -464,11 +564,17 @@ def _prepare(con, cfg: Config, force: bool, say, *, abandon: bool):
         if stale:
             say(f"marked {len(stale)} run(s) left running by a killed refresh as abandoned")
     run_id = runs.start_run(con, cfg.hash, data)
-    say(f"run {run_id} started: {len(selected)} experiment(s) {selected}")
+    questions = [q.name for q in cfg.observational]
+    say(
+        f"run {run_id} started: {len(selected)} experiment(s) {selected}"
+        + (f", {len(questions)} observational question(s) {questions}" if questions else "")
+    )
     return run_id, data, selected
 
 
-def _snapshot(con: duckdb.DuckDBPyConnection, path: Path) -> tuple[duckdb.DuckDBPyConnection, int]:
+def _snapshot(
+    con: duckdb.DuckDBPyConnection, path: Path, tables: tuple[str, ...] = runs.DATA_TABLES
+) -> tuple[duckdb.DuckDBPyConnection, int]:
     """Copy the tables the models read into a private store file; returns it open and its rows."""
     snap = store.connect(path)
     try:
@@ -480,7 +586,7 @@ def _snapshot(con: duckdb.DuckDBPyConnection, path: Path) -> tuple[duckdb.DuckDB
         store.add_customer_columns(snap, extra)
         rows = 0
         source = con.cursor()  # a cursor of its own: no pending result of ``con`` in the way
-        for table in runs.DATA_TABLES:
+        for table in tables:
             reader = source.sql(f"SELECT * FROM {table}").to_arrow_reader(500_000)
             writer = snap.cursor()
             writer.register("_cx_snapshot", reader)
@@ -500,6 +606,9 @@ class _Fitted:
     kinds: set[str]
     diagnostics: dict
     srm: dict
+    attributions: dict = field(default_factory=dict)
+    observational: dict = field(default_factory=dict)
+    rows: list[pd.DataFrame] = field(default_factory=list)
 
 
 def _fit(con, cfg: Config, selected: list[str], say, step) -> _Fitted:
@@ -544,20 +653,138 @@ def _fit(con, cfg: Config, selected: list[str], say, step) -> _Fitted:
             )
         verdict = "passed" if result.passed else "FAILED the diagnostics gate"
         say(f"{where}: fitted in {time.perf_counter() - t0:.1f} s, {verdict}")
-    if not selected:
+    if not selected and not cfg.observational:
         reasons.append("no experiments with assignments in the store")
         kinds.add("input")
-    return _Fitted(readouts, reasons, kinds, diagnostics, srm)
+    fitted = _Fitted(readouts, reasons, kinds, diagnostics, srm)
+    for i, question in enumerate(cfg.observational, start=1):
+        step(f"observational {question.name} [{i}/{len(cfg.observational)}]")
+        _fit_question(con, cfg, question, fitted, say)
+    return fitted
+
+
+def _fit_question(con, cfg: Config, q: ObservationalQuestion, fitted: _Fitted, say) -> None:
+    """Fit one observational question into ``fitted``: rows, diagnostics, reasons, kinds."""
+    from attribution.causal import attribute
+
+    where = f"observational {q.name}"
+    say(f"{where}: fitting {q.label} ({', '.join(q.outcomes)})")
+    t0 = time.perf_counter()
+    try:
+        result = attribute(
+            con,
+            q.intervention or None,
+            condition=q.condition or None,
+            outcome=list(q.outcomes),
+            confounders=list(q.confounders) or None,
+            as_of=q.as_of or None,
+            config=cfg,
+            horizon_months=cfg.model.horizon_months or None,
+            segment=q.segment or None,
+            gformula=q.gformula,
+        )
+    except CxError as exc:
+        fitted.reasons.append(f"{where}: {exc}")
+        fitted.kinds.add("input")
+        fitted.observational[q.name] = {"question": _question_dict(q), "error": str(exc)}
+        say(f"{where}: failed: {exc}")
+        return
+    fitted.attributions[q.name] = result
+    record = _question_record(q, result)
+    fitted.observational[q.name] = record
+    if not result.identification.identifiable:
+        fitted.reasons.append(f"{where}: {result.identification.text()}")
+        fitted.kinds.add("input")
+        say(f"{where}: not identifiable, nothing estimated")
+        return
+    d = result.data
+    tm = result.timings
+    say(
+        f"{where}: {d.n_treated:,} treated and {d.n_untreated:,} untreated customers from "
+        f"{d.as_of:%Y-%m} over {d.horizon_months} month(s); data {tm.get('data', 0):.1f} s, "
+        f"overlap {tm.get('overlap', 0):.1f} s, DoWhy estimates {tm.get('dowhy', 0):.1f} s, "
+        f"refutations {tm.get('refute', 0):.1f} s"
+    )
+    for outcome in result.outcomes:
+        fit = result.gformula.get(outcome)
+        words = result.verdict_words([outcome])
+        if fit is None:
+            say(f"{where} {outcome}: refutations {words}")
+            continue
+        g = fit.diagnostics_
+        timings = fit.timings
+        say(
+            f"{where} {outcome}: g-formula compile {timings.get('compile_s', 0):.1f} s, "
+            f"sample {timings.get('sample_s', 0):.1f} s, "
+            + ("passed" if g.passed else "FAILED")
+            + f" (max R-hat {g.max_rhat:.3f}, min bulk ESS {g.min_ess_bulk:.0f}, "
+            f"{g.divergences} divergences); refutations {words}"
+        )
+        if not g.passed:
+            fitted.kinds.add("gate")
+            fitted.reasons += [f"{where} {outcome} (g-formula cells): {r}" for r in g.reasons]
+    # the cell route's gate verdict lives in the run's diagnostics; rows carry the refutations
+    rows = pd.DataFrame(result.records()).drop(columns="diagnostics")
+    rows["question"] = q.name
+    fitted.rows.append(rows)
+    failed = any(not f.diagnostics_.passed for f in result.gformula.values())
+    verdict = "FAILED the diagnostics gate" if failed else "passed"
+    say(f"{where}: fitted in {time.perf_counter() - t0:.1f} s, {len(rows)} rows, {verdict}")
+
+
+def _question_dict(q: ObservationalQuestion) -> dict:
+    return {
+        "intervention": q.intervention or None,
+        "condition": q.condition or None,
+        "outcomes": list(q.outcomes),
+        "confounders": list(q.confounders),
+        "segment": q.segment or None,
+        "as_of": q.as_of or None,
+        "gformula": q.gformula,
+    }
+
+
+def _question_record(q: ObservationalQuestion, result) -> dict:
+    """What the run's diagnostics JSON holds for one question (see the module docstring)."""
+    d = result.data
+    fits = result.gformula
+    if not q.gformula:
+        gate = "not fitted"
+    else:
+        gate = "passed" if fits and all(f.diagnostics_.passed for f in fits.values()) else "failed"
+    return {
+        "question": _question_dict(q),
+        "treatment": d.treatment,
+        "as_of": str(d.as_of),
+        "horizon_months": d.horizon_months,
+        "n_treated": d.n_treated,
+        "n_untreated": d.n_untreated,
+        "confounders": list(d.confounders),
+        "identification": result.identification.to_dict(),
+        "overlap": None if result.overlap is None else result.overlap.to_dict(),
+        "refutations": [r.to_dict() for r in result.refutations],
+        "verdict": result.verdict_words(),
+        "gate": gate,
+        "gformula": {
+            o: {
+                **f.diagnostics_.to_dict(),
+                "timings": {k: round(v, 2) for k, v in f.timings.items()},
+                "sampler": f.sampler,
+                "n_cells": f.n_cells,
+            }
+            for o, f in fits.items()
+        },
+        "money": not result.money.empty,
+        "notes": list(result.notes),
+        "timings": {k: round(v, 2) for k, v in result.timings.items()},
+    }
 
 
 def _finish(
     con, cfg: Config, run_id: str, data: str, fitted: _Fitted, say, started
 ) -> RefreshOutcome:
-    estimates = (
-        pd.concat([r.table for r in fitted.readouts], ignore_index=True).drop(columns="diagnostics")
-        if fitted.readouts
-        else None
-    )
+    parts = [r.table.drop(columns="diagnostics") for r in fitted.readouts] + fitted.rows
+    estimates = pd.concat(parts, ignore_index=True) if parts else None
     sleep = float(os.environ.get(PUBLISH_SLEEP_ENV) or 0)
     hook = None
     if sleep > 0:
@@ -567,14 +794,19 @@ def _finish(
             time.sleep(sleep)
 
     reasons, kinds = list(fitted.reasons), set(fitted.kinds)
+    record = {"models": fitted.diagnostics, "srm": fitted.srm, "reasons": reasons}
+    if cfg.observational:
+        record["observational"] = fitted.observational
+        record["data_tables"] = list(data_tables(cfg))
     status = runs.finish_run(
         con,
         run_id,
         estimates,
-        {"models": fitted.diagnostics, "srm": fitted.srm, "reasons": reasons},
+        record,
         publish=not reasons,
         interval=cfg.interval,
         expect_data_hash=data,
+        data_tables=data_tables(cfg),
         before_commit=hook,
     )
     if status == runs.FAILED and not reasons:
@@ -594,6 +826,7 @@ def _finish(
         kinds,
         data,
         cfg.hash,
+        fitted.attributions,
     )
 
 

@@ -256,8 +256,35 @@ def headline_sentence(row: pd.Series) -> str:
     if _finite(row.get("payback_months")):
         text += f"; payback {fmt_months(row['payback_months'])} months (median)"
     if row.get("method", RANDOMIZED_METHOD) != RANDOMIZED_METHOD:
-        text += f"; weaker evidence, not a randomized test (method {row['method']})"
+        basis = f", from {row['estimator']} ATT draws" if row.get("estimator") else ""
+        question = f"question {row['question']}, " if row.get("question") else ""
+        text += (
+            f"; weaker evidence, not a randomized test ({question}method {row['method']}{basis})"
+        )
     return text + "."
+
+
+def missing_money(estimates: pd.DataFrame) -> str | None:
+    """Plain words on why randomized effects have no money next to them, or None.
+
+    A run fitted with a subset of ``[model] outcomes`` publishes effects but no net value, ROI
+    or payback (money needs all three outcomes); the report says so where the money would be.
+
+    Examples
+    --------
+    >>> rows = pd.DataFrame({"method": ["bayesian_cells"], "outcome": ["retention"]})
+    >>> missing_money(rows)  # doctest: +ELLIPSIS
+    'No net value, ROI or payback is published: the run fitted only retention...'
+    """
+    est = estimates[estimates["method"] == RANDOMIZED_METHOD]
+    if est.empty or est["outcome"].isin(MONEY_OUTCOMES).any():
+        return None
+    fitted = [o for o in DRIVERS if o in set(est["outcome"])]
+    return (
+        f"No net value, ROI or payback is published: the run fitted only {', '.join(fitted)} "
+        "([model] outcomes), and money needs retention, revenue and cost_to_serve. The effects "
+        "are below; they are not money."
+    )
 
 
 # --- the numbers -------------------------------------------------------------------------------
@@ -274,7 +301,9 @@ def headline(estimates: pd.DataFrame) -> pd.DataFrame:
     Returns
     -------
     pandas.DataFrame
-        One row per (experiment_id, intervention, arm, method) with segment ``all``: columns
+        One row per (experiment_id, intervention, arm, method, question, estimator) with segment
+        ``all`` (``question`` and ``estimator`` are ``""`` for randomized tests; observational
+        money rows carry their question and the route whose draws they use): columns
         ``net_value``, ``net_value_lo``, ``net_value_hi``, ``p_positive`` (P(net value > 0)),
         ``expected_loss``, ``total_net_value`` (+ ``_lo``/``_hi``), ``roi`` (+ ``_lo``/``_hi``),
         ``payback_months`` (the median, + ``_lo``/``_hi`` over draws that pay back),
@@ -291,7 +320,7 @@ def headline(estimates: pd.DataFrame) -> pd.DataFrame:
     >>> headline(rows)[["intervention", "net_value", "p_positive"]].to_dict("records")
     [{'intervention': 'gift', 'net_value': 2.0, 'p_positive': 0.8}]
     """
-    keys = ["experiment_id", "intervention", "arm", "method"]
+    keys = ["experiment_id", "intervention", "arm", "method", "question", "estimator"]
     columns = [
         *keys,
         "net_value",
@@ -399,7 +428,7 @@ def drivers(estimates: pd.DataFrame, margin_rate: float | None) -> pd.DataFrame:
         if any(not _finite(record[d]) for d in DRIVERS):
             record["retained_margin"] = np.nan
         out.append(record)
-    return pd.DataFrame(out)
+    return pd.DataFrame(out) if out else pd.DataFrame(columns=keys)
 
 
 def _unit_cost(net: pd.Series | None, roi: pd.Series | None) -> float:
@@ -421,6 +450,8 @@ def _fill_keys(estimates: pd.DataFrame) -> pd.DataFrame:
     for col in ("experiment_id", "arm"):
         frame[col] = frame[col].fillna("(none)")
     frame["method"] = frame["method"].fillna("(not recorded)")
+    for col in ("question", "estimator"):
+        frame[col] = frame[col].fillna("") if col in frame else ""
     return frame
 
 
@@ -489,9 +520,17 @@ def diagnostics_table(run: dict) -> pd.DataFrame:
 
     Read from the run's diagnostics JSON (``models``: experiment -> model -> either the gate's
     record, :meth:`attribution.diagnostics.Diagnostics.to_dict`, or a list of per-variable rows
-    from which the worst values over the gated variables are taken).
+    from which the worst values over the gated variables are taken). The cell-route fits of
+    observational questions are listed too, as experiment ``observational NAME``.
     """
-    models = (run.get("diagnostics") or {}).get("models") or {}
+    recorded = run.get("diagnostics") or {}
+    models = dict(recorded.get("models") or {})
+    for question, record in (recorded.get("observational") or {}).items():
+        fits = (record or {}).get("gformula") or {}
+        if fits:
+            models[f"{runs.OBSERVATIONAL_PREFIX}{question}"] = {
+                f"{outcome} g-formula cells": diag for outcome, diag in fits.items()
+            }
     rows = []
     for experiment_id, fits in models.items():
         for model, record in (fits or {}).items():
@@ -542,6 +581,8 @@ def _stat(frame: pd.DataFrame, col: str, how) -> float:
 def freshness(con: duckdb.DuckDBPyConnection, run: dict) -> dict:
     """How current the data are: outcome months, the latest load per table, changed since run."""
     first, last = store.periods(con)
+    tables = (run.get("diagnostics") or {}).get("data_tables") or runs.DATA_TABLES
+    tables = [t for t in tables if t in runs.DATA_TABLES or t == "interactions"]
     loads = con.execute(
         """
         SELECT table_name, max(loaded_at) AS last_loaded,
@@ -555,7 +596,9 @@ def freshness(con: duckdb.DuckDBPyConnection, run: dict) -> dict:
         "first_period": first,
         "last_period": last,
         "loads": loads,
-        "data_changed": runs.data_hash(con) != run["data_hash"],
+        # hashed over the tables the run hashed (a run with observational questions adds
+        # interactions), so an unchanged store matches
+        "data_changed": runs.data_hash(con, tables) != run["data_hash"],
     }
 
 
@@ -628,7 +671,10 @@ def gather(con: duckdb.DuckDBPyConnection, *, config: Config | None = None) -> R
         run=run,
         estimates=estimates,
         headline=headline(estimates),
-        drivers=drivers(estimates, cfg.money.margin_rate if matches else None),
+        drivers=drivers(
+            estimates[estimates["method"] == RANDOMIZED_METHOD],
+            cfg.money.margin_rate if matches else None,
+        ),
         experiments=experiments_table(con, run, ids),
         diagnostics=diagnostics_table(run),
         freshness=fresh,

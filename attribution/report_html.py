@@ -18,6 +18,8 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from attribution.report import (
+    DRIVERS,
+    MONEY_OUTCOMES,
     RANDOMIZED_METHOD,
     ReportData,
     fmt_money,
@@ -26,6 +28,7 @@ from attribution.report import (
     fmt_pp,
     fmt_prob,
     headline_sentence,
+    missing_money,
 )
 from experiments.design import SRM_ALARM_P
 
@@ -106,7 +109,14 @@ def _headline(data: ReportData, width: str) -> list[str]:
         f"{width} probability under the model.</p>",
     ]
     if head.empty:
-        out.append("<p>No randomized estimates are published in this run.</p></section>")
+        missing = missing_money(data.estimates)
+        if missing:
+            out.append(f'<p class="note" id="no-money">{_e(missing)}</p>')
+        else:
+            out.append("<p>No randomized estimates are published in this run.</p>")
+        if len(data.observational):
+            out.append(_weak_pointer(data))
+        out.append("</section>")
         return out
     out += [
         "<table><tr>",
@@ -133,14 +143,17 @@ def _headline(data: ReportData, width: str) -> list[str]:
         )
     out.append("</table>")
     out += [f'<p class="sentence">{_e(headline_sentence(r))}</p>' for _, r in head.iterrows()]
-    n_weak = len(data.observational)
-    if n_weak:
-        out.append(
-            f'<p class="weak">{n_weak} estimate rows come from methods other than a randomized '
-            "test; they are shown apart, as weaker evidence, in section 8.</p>"
-        )
+    if len(data.observational):
+        out.append(_weak_pointer(data))
     out.append("</section>")
     return out
+
+
+def _weak_pointer(data: ReportData) -> str:
+    return (
+        f'<p class="weak">{len(data.observational)} estimate rows come from methods other than '
+        "a randomized test; they are shown apart, as weaker evidence, in section 8.</p>"
+    )
 
 
 def _drivers(data: ReportData, width: str) -> list[str]:
@@ -154,7 +167,10 @@ def _drivers(data: ReportData, width: str) -> list[str]:
     ]
     if d.empty:
         return [*out, "<p>No randomized estimates are published.</p></section>"]
-    money = data.config_matches
+    missing = missing_money(data.estimates)
+    if missing:
+        out.append(f'<p class="note">{_e(missing)}</p>')
+    money = data.config_matches and missing is None
     out += [
         '<table><tr><th class="text">Intervention</th>',
         f"<th>Retention effect ({width})</th><th>Spend effect ({width})</th>",
@@ -198,7 +214,7 @@ def _drivers(data: ReportData, width: str) -> list[str]:
         for _, r in d.iterrows():
             if np.isfinite(r["retained_margin"]):
                 out.append(_figure(_drivers_plot(r), _drivers_caption(r)))
-    else:
+    elif missing is None:
         out.append(
             '<p class="note">The money breakdown is left out: the settings given to the report '
             "are not the ones the run used, so its margin rate is not known here.</p>"
@@ -294,6 +310,9 @@ def _roi(data: ReportData, width: str) -> list[str]:
         "distribution.</p>",
     ]
     if roi.empty:
+        missing = missing_money(data.estimates)
+        if missing:
+            return [*out, f'<p class="note">{_e(missing)}</p></section>']
         return [
             *out,
             "<p>No ROI is published: no intervention cost was recorded for any treated arm, so "
@@ -499,10 +518,172 @@ def _observational(data: ReportData, width: str) -> list[str]:
     ]
     if obs.empty:
         return [*out, "<p>None are published in this run.</p></section>"]
+    records = (data.run.get("diagnostics") or {}).get("observational") or {}
+    questions = obs["question"] if "question" in obs else pd.Series(None, index=obs.index)
+    asked = obs[questions.notna()]
+    if len(asked):
+        out.append(
+            "<p>Each question below compares customers who received a treatment with those who "
+            "did not, adjusting for the listed confounders: the naive difference (not adjusted, "
+            "for comparison), DoWhy's propensity-score weighting and linear regression, and, "
+            "where fitted, the Bayesian standardization on cells (g-formula), whose fits passed "
+            "the same diagnostics gate as the randomized models. ATE is the effect averaged over "
+            "everyone analysed, ATT over the treated. The refutation tests (placebo treatment, "
+            "random common cause, data subset, sensitivity to an unobserved confounder) run on "
+            "the linear-regression estimate of each outcome; each row carries the verdicts of its "
+            "outcome (money rows: of all three). A warning does not stop publication: it says "
+            "how far to trust the row.</p>"
+        )
+    for name in sorted(asked["question"].astype(str).unique()):
+        rows = asked[asked["question"].astype(str) == name]
+        out += _question(name, rows, records.get(name) or {}, width)
+    other = obs[questions.isna()]
+    if len(other):
+        out += _other_observational(other, data, width)
+    out.append("</section>")
+    return out
+
+
+_METHOD_ORDER = (
+    "naive_difference",
+    "backdoor.propensity_score_weighting",
+    "backdoor.linear_regression",
+    "bayes_gformula_cells",
+)
+
+
+def _question(name: str, rows: pd.DataFrame, record: dict, width: str) -> list[str]:
+    """One observational question: what it compared, its effects, money, refutations, gate."""
+    first = rows.iloc[0]
+    treated = record.get("treatment") or first["intervention"]
+    out = [f'<h3 id="question-{_e(name)}">Question {_e(name)}: {_e(treated)}</h3>']
+    facts = []
+    if record:
+        facts.append(
+            f"Outcomes from {_e(record.get('as_of'))} over {_e(record.get('horizon_months'))} "
+            f"month(s); {_count(record.get('n_treated'))} treated and "
+            f"{_count(record.get('n_untreated'))} untreated customers."
+        )
+        if record.get("confounders"):
+            facts.append("Adjusted for: " + _e(", ".join(map(str, record["confounders"]))) + ".")
+        overlap = record.get("overlap") or {}
+        if overlap.get("text"):
+            facts.append(_e(overlap["text"]))
+        gate = record.get("gate")
+        cls = "ok" if gate == "passed" else "bad" if gate == "failed" else ""
+        gate_text = f'<span class="{cls}">{_e(gate)}</span>' if cls else _e(gate)
+        facts.append(f"Bayesian cell route (g-formula) diagnostics gate: {gate_text}.")
+        facts.append(f"Refutations: {_e(record.get('verdict'))}.")
+    out.append("<p>" + " ".join(facts) + "</p>")
+    effects = rows[rows["method"] != "money_per_treated_customer"]
+    rank = {m: i for i, m in enumerate(_METHOD_ORDER)}
+    effects = effects.assign(
+        _o=effects["outcome"].map({o: i for i, o in enumerate(DRIVERS)}),
+        _m=effects["method"].map(rank),
+        _s=effects["segment"].map(lambda x: (x != "all", str(x))),
+    ).sort_values(["_o", "_s", "_m", "estimand"], kind="stable")
+    out.append(
+        '<table><tr><th class="text">Outcome</th><th class="text">Segment</th>'
+        '<th class="text">Estimand</th><th class="text">Method</th>'
+        f"<th>Estimate ({width} interval)</th><th>P(&gt; 0)</th>"
+        '<th class="text">Refutation verdict</th></tr>'
+    )
+    for _, r in effects.iterrows():
+        out.append(_obs_row(r))
+    out.append("</table>")
+    money = rows[rows["method"] == "money_per_treated_customer"]
+    if money.empty:
+        fitted = [o for o in DRIVERS if o in set(rows["outcome"])]
+        reason = (
+            f"this question fits only {', '.join(fitted)}, and money needs retention, revenue "
+            "and cost_to_serve"
+            if len(fitted) < len(DRIVERS)
+            else "no route gave ATT draws for all three outcomes"
+        )
+        out.append(
+            f'<p class="note">No net value, ROI or payback for {_e(name)}: {_e(reason)}.</p>'
+        )
+    else:
+        out.append(
+            "<p>Money per treated customer from the ATT draws of each route (weaker evidence: "
+            "never part of the randomized headline).</p>"
+        )
+        out.append(
+            '<table><tr><th class="text">From the draws of</th><th class="text">Quantity</th>'
+            f'<th class="text">Segment</th><th>Estimate ({width} interval)</th>'
+            '<th>P(&gt; 0)</th><th class="text">Refutation verdict</th></tr>'
+        )
+        order = {o: i for i, o in enumerate(MONEY_OUTCOMES)}
+        money = money.assign(
+            _o=money["outcome"].map(order), _s=money["segment"].map(lambda x: (x != "all", str(x)))
+        ).sort_values(["estimator", "_s", "_o"], kind="stable")
+        for _, r in money.iterrows():
+            fmt = _formatter(r["outcome"], r["metric"])
+            out.append(
+                f'<tr><td class="text">{_e(_ESTIMATOR_WORDS.get(r["estimator"], r["estimator"]))}'
+                f'</td><td class="text">{_e(r["outcome"])}</td>'
+                f'<td class="text">{_e(_segment_label(r["segment"]))}</td>'
+                f"<td>{_est(fmt, r['mean'], r['lo'], r['hi'])}</td>"
+                f"<td>{_e(fmt_prob(r['p_positive']))}</td>"
+                f'<td class="text">{_verdict_cell(r.get("verdict"))}</td></tr>'
+            )
+        out.append("</table>")
+    refutations = record.get("refutations") or []
+    if refutations:
+        out.append('<ul class="refutations">')
+        for r in refutations:
+            verdict = str(r.get("verdict"))
+            cls = "ok" if verdict == "pass" else "bad"
+            out.append(
+                f"<li>{_e(r.get('outcome'))}, {_e(str(r.get('refuter')).replace('_', ' '))}: "
+                f'<span class="{cls}">{_e(verdict)}</span>. {_e(r.get("text"))}</li>'
+            )
+        out.append("</ul>")
+    out += [f'<p class="meta">Note: {_e(n)}</p>' for n in record.get("notes") or []]
+    return out
+
+
+_ESTIMATOR_WORDS = {
+    "dowhy_psw": "propensity-score weighting (ATT)",
+    "bayes_gformula": "Bayesian cells, g-formula (ATT)",
+    "dowhy_regression": "linear regression",
+    "naive": "naive difference",
+}
+
+
+def _obs_row(r: pd.Series) -> str:
+    fmt = _formatter(r["outcome"], r["metric"])
+    return (
+        f'<tr><td class="text">{_e(r["outcome"])}</td>'
+        f'<td class="text">{_e(_segment_label(r["segment"]))}</td>'
+        f'<td class="text">{_e(str(r.get("estimand") or "").upper() or "n/a")}</td>'
+        f'<td class="text">{_e(r["method"])}</td>'
+        f"<td>{_est(fmt, r['mean'], r['lo'], r['hi'])}</td>"
+        f"<td>{_e(fmt_prob(r['p_positive']))}</td>"
+        f'<td class="text">{_verdict_cell(r.get("verdict"))}</td></tr>'
+    )
+
+
+def _verdict_cell(verdict) -> str:
+    if verdict is None or (isinstance(verdict, float) and np.isnan(verdict)):
+        return "not recorded"
+    text = str(verdict)
+    if text.startswith("pass"):
+        return f'<span class="ok">pass</span>{_e(text[4:])}'
+    if text.startswith("warn"):
+        return f'<span class="bad">warn</span>{_e(text[4:])}'
+    return _e(text)
+
+
+def _other_observational(obs: pd.DataFrame, data: ReportData, width: str) -> list[str]:
+    """Non-randomized rows that belong to no question (published by other means)."""
+    out = []
     refutations = (data.run.get("diagnostics") or {}).get("refutations")
     # a verdict column, where the store carries one (causal.py's rows say refutation_pass/warn)
     refute_cols = [
-        c for c in obs.columns if "refut" in c.lower() or c in ("diagnostics", "verdict")
+        c
+        for c in obs.columns
+        if ("refut" in c.lower() or c in ("diagnostics", "verdict")) and obs[c].notna().any()
     ]
     out.append(
         '<table><tr><th class="text">Intervention</th><th class="text">Method</th>'
@@ -536,7 +717,6 @@ def _observational(data: ReportData, width: str) -> list[str]:
             '<p class="weak">No refutation verdicts were published with these estimates: treat '
             "them as unchecked.</p>"
         )
-    out.append("</section>")
     return out
 
 

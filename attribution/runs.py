@@ -22,13 +22,16 @@ from importlib import metadata
 import duckdb
 import pandas as pd
 
+from attribution import store
 from attribution.errors import InputError
 from attribution.settings import INTERVAL, IntervalSetting
 
 PUBLISHED, FAILED, RUNNING, ABANDONED = "published", "failed", "running", "abandoned"
 #: The tables models read: hashed by :func:`data_hash` and copied by a refresh's snapshot.
 DATA_TABLES = ("customers", "outcomes", "interventions", "experiments", "assignments")
-_ESTIMATE_COLUMNS = [
+#: Columns of the ``estimates`` table, in its order (attribution/schema.sql): the one list that
+#: publishing, readers and :data:`attribution.readout.COLUMNS` derive from.
+ESTIMATE_COLUMNS = [
     "run_id",
     "experiment_id",
     "intervention",
@@ -46,7 +49,21 @@ _ESTIMATE_COLUMNS = [
     "n_control",
     "interval_width",
     "method",
+    "estimand",
+    "verdict",
+    "question",
+    "estimator",
 ]
+_ESTIMATE_COLUMNS = ESTIMATE_COLUMNS  # the old private name
+_TEXT_COLUMNS = (
+    "experiment_id", "intervention", "arm", "outcome", "segment_by", "segment", "metric",
+    "method", "estimand", "verdict", "question", "estimator",
+)  # fmt: skip
+#: Sort order of :func:`current_estimates` (a total order over one run's rows).
+_ESTIMATE_ORDER = (
+    "experiment_id", "arm", "outcome", "segment_by", "segment", "metric", "question", "method",
+    "estimator", "estimand",
+)  # fmt: skip
 _PACKAGES = ("cx-attribution", "pymc", "pytensor", "arviz", "nutpie", "duckdb", "numpy", "pandas")
 
 
@@ -65,10 +82,16 @@ def _now() -> datetime:
     return datetime.now(UTC).replace(tzinfo=None)
 
 
-def data_hash(con: duckdb.DuckDBPyConnection) -> str:
-    """A fingerprint of the data models read: row counts and content checksums of each table."""
+def data_hash(
+    con: duckdb.DuckDBPyConnection, tables: tuple[str, ...] | list[str] = DATA_TABLES
+) -> str:
+    """A fingerprint of the data models read: row counts and content checksums of each table.
+
+    ``tables`` defaults to :data:`DATA_TABLES`; a refresh with observational questions adds
+    ``interactions`` (their confounders and conditions read it).
+    """
     parts = []
-    for table in DATA_TABLES:
+    for table in tables:
         # hash(t) hashes the whole row (the alias is a struct), whatever columns the table has.
         # fetchall, not fetchone: it finishes the result, so the connection is free for
         # ``register`` inside :func:`finish_run`'s transaction.
@@ -100,6 +123,7 @@ def finish_run(
     interval: IntervalSetting = INTERVAL,
     method: str = "bayesian_cells",
     expect_data_hash: str | None = None,
+    data_tables: tuple[str, ...] | list[str] = DATA_TABLES,
     before_commit: Callable[[], None] | None = None,
 ) -> str:
     """End a run in one transaction: publish its estimates, or record why it failed.
@@ -115,6 +139,8 @@ def finish_run(
     expect_data_hash : str, optional
         The hash of the data the models were fitted on. Checked inside the transaction: when the
         store's data hash differs, nothing is published and the run fails with that reason.
+    data_tables : sequence of str
+        The tables ``expect_data_hash`` was computed over (see :func:`data_hash`).
     before_commit : callable, optional
         Called inside the transaction just before the commit (a test hook).
 
@@ -127,7 +153,7 @@ def finish_run(
     con.execute("BEGIN TRANSACTION")
     try:
         if expect_data_hash is not None:
-            now = data_hash(con)
+            now = data_hash(con, data_tables)
             if now != expect_data_hash:
                 status, publish = FAILED, False
                 diagnostics = {
@@ -145,12 +171,14 @@ def finish_run(
             frame["interval_width"] = interval.width
             if "method" not in frame:
                 frame["method"] = method
-            for col in _ESTIMATE_COLUMNS:
+            for col in ESTIMATE_COLUMNS:
                 if col not in frame:
                     frame[col] = None
-            frame = frame[_ESTIMATE_COLUMNS]
+            frame = frame[ESTIMATE_COLUMNS]
+            for col in _TEXT_COLUMNS:  # missing text is NULL, never the string 'nan'
+                frame[col] = frame[col].astype(object).where(frame[col].notna(), None)
             con.register("_cx_estimates", frame)
-            con.execute("INSERT INTO estimates SELECT * FROM _cx_estimates")
+            con.execute("INSERT INTO estimates BY NAME SELECT * FROM _cx_estimates")
             con.unregister("_cx_estimates")
         con.execute(
             "UPDATE runs SET finished = ?, status = ?, diagnostics = ? WHERE run_id = ?",
@@ -224,12 +252,24 @@ def _loads(text) -> dict:
 
 
 def _models(text) -> dict[str, dict]:
-    """``{"experiment: model": diagnostics}`` from a run's diagnostics JSON."""
+    """``{"experiment: model": diagnostics}`` from a run's diagnostics JSON.
+
+    The cell-route fits of observational questions count as models too, keyed
+    ``"observational NAME: OUTCOME g-formula"``.
+    """
     out = {}
-    for experiment, models in (_loads(text).get("models") or {}).items():
+    loaded = _loads(text)
+    for experiment, models in (loaded.get("models") or {}).items():
         for name, diag in models.items():
             out[f"{experiment}: {name}"] = diag if isinstance(diag, dict) else {"variables": diag}
+    for question, record in (loaded.get("observational") or {}).items():
+        for outcome, diag in ((record or {}).get("gformula") or {}).items():
+            out[f"{OBSERVATIONAL_PREFIX}{question}: {outcome} g-formula"] = diag
     return out
+
+
+#: How an observational question is named where experiments are listed (run models, reports).
+OBSERVATIONAL_PREFIX = "observational "
 
 
 @dataclass
@@ -283,6 +323,10 @@ class RunRecord:
             ],
         )  # fmt: skip
 
+    def refutations(self) -> pd.DataFrame:
+        """One row per observational question, outcome and refuter: the verdict and its words."""
+        return refutation_table(self.diagnostics)
+
     @property
     def reasons(self) -> list[str]:
         return list(self.diagnostics.get("reasons") or [])
@@ -300,6 +344,7 @@ class RunRecord:
             "estimates": self.estimates,
             "reasons": self.reasons,
             "models": json.loads(self.models().to_json(orient="records")),
+            "refutations": json.loads(self.refutations().to_json(orient="records")),
             "diagnostics": self.diagnostics,
         }
 
@@ -314,8 +359,45 @@ class RunRecord:
         models = self.models()
         if len(models):
             lines.append(models.to_string(index=False))
+        refutations = self.refutations()
+        if len(refutations):
+            lines.append("refutations of the observational questions:")
+            lines += [
+                f"  {r.question} {r.outcome}: {r.text}" for r in refutations.itertuples(index=False)
+            ]
         lines += [f"  {r}" for r in self.reasons]
         return "\n".join(lines)
+
+
+REFUTATION_COLUMNS = ["question", "outcome", "refuter", "verdict", "text"]
+
+
+def refutation_table(diagnostics: dict) -> pd.DataFrame:
+    """The refutations a run's diagnostics JSON records per observational question.
+
+    Parameters
+    ----------
+    diagnostics : dict
+        A run's diagnostics (``observational``: question -> ``refutations``: list of dicts with
+        ``outcome``, ``refuter``, ``verdict`` and ``text``).
+
+    Returns
+    -------
+    pandas.DataFrame
+        Columns :data:`REFUTATION_COLUMNS`, one row per question, outcome and refuter.
+
+    Examples
+    --------
+    >>> d = {"observational": {"q": {"refutations": [{"outcome": "retention",
+    ...      "refuter": "placebo_treatment", "verdict": "pass", "text": "Placebo: pass."}]}}}
+    >>> refutation_table(d)["verdict"].tolist()
+    ['pass']
+    """
+    rows = []
+    for question, record in ((diagnostics or {}).get("observational") or {}).items():
+        for r in (record or {}).get("refutations") or []:
+            rows.append({"question": question, **{k: r.get(k) for k in REFUTATION_COLUMNS[1:]}})
+    return pd.DataFrame(rows, columns=REFUTATION_COLUMNS)
 
 
 def run_record(con: duckdb.DuckDBPyConnection, run_id: str) -> RunRecord:
@@ -353,9 +435,11 @@ def current_estimates(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:
     """The estimates of the latest published run (empty when none)."""
     run = current_run(con)
     if run is None:
-        return pd.DataFrame(columns=_ESTIMATE_COLUMNS)
-    return con.execute(
-        "SELECT * FROM estimates WHERE run_id = ? "
-        "ORDER BY experiment_id, arm, outcome, segment_by, segment, metric",
-        [run["run_id"]],
+        return pd.DataFrame(columns=ESTIMATE_COLUMNS)
+    have = store.columns(con, "estimates")
+    order = ", ".join(c for c in _ESTIMATE_ORDER if c in have)
+    frame = con.execute(
+        f"SELECT * FROM estimates WHERE run_id = ? ORDER BY {order}", [run["run_id"]]
     ).df()
+    # A store opened read-only before its migration lacks the newer columns: they are null.
+    return frame.reindex(columns=ESTIMATE_COLUMNS)

@@ -95,7 +95,13 @@ CREATE TABLE IF NOT EXISTS estimates (
     n_treated      BIGINT,
     n_control      BIGINT,
     interval_width DOUBLE,
-    method         VARCHAR
+    method         VARCHAR,
+    -- added in schema version 2 (observational questions in cx refresh):
+    estimand       VARCHAR,  -- itt (randomized, intention to treat), ate or att (observational)
+    verdict        VARCHAR,  -- refutation verdict in words (observational rows), else NULL
+    question       VARCHAR,  -- the [[observational]] question's name, NULL for experiments
+    estimator      VARCHAR   -- observational route: naive, dowhy_psw, dowhy_regression,
+                             -- bayes_gformula (money rows: the route whose ATT draws they use)
 );
 
 -- Written by cx: one row per load that changed something.

@@ -22,7 +22,7 @@ import pandas as pd
 
 from attribution.errors import InputError, StoreLockedError
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 DEFAULT_STORE = Path("data") / "cx.duckdb"
 STORE_ENV = "CX_STORE"
 #: Memory DuckDB may use before it spills to disk; keeps 10M-customer jobs under a few GiB.
@@ -103,7 +103,7 @@ def connect(
     --------
     >>> con = connect(":memory:")
     >>> schema_version(con)
-    1
+    2
     """
     target = str(path) if path == ":memory:" else str(resolve_path(path))
     if target != ":memory:":
@@ -121,7 +121,7 @@ def connect(
     if not read_only:
         init_schema(con)
     else:
-        _check_version(con, target)
+        _check_version(con, target, migrate=False)
     return con
 
 
@@ -193,27 +193,50 @@ def init_schema(con: duckdb.DuckDBPyConnection) -> bool:
 
 def schema_version(con: duckdb.DuckDBPyConnection) -> int:
     """Return the schema version recorded in the store."""
-    row = con.execute("SELECT value FROM schema_meta WHERE key = 'schema_version'").fetchone()
+    rows = con.execute("SELECT value FROM schema_meta WHERE key = 'schema_version'").fetchall()
+    row = rows[0] if rows else None
     if row is None:
         raise InputError("store has no schema version; it was not created by cx")
     return int(row[0])
 
 
-# Migrations from version v to v + 1, applied in order by _check_version. None yet.
-_MIGRATIONS: dict[int, str] = {}
+# Migrations from version v to v + 1, applied in order by _check_version, each in one transaction.
+_MIGRATIONS: dict[int, str] = {
+    # 1 -> 2: what an observational estimate needs to say (cx refresh fits [[observational]]).
+    1: """
+        ALTER TABLE estimates ADD COLUMN IF NOT EXISTS estimand VARCHAR;
+        ALTER TABLE estimates ADD COLUMN IF NOT EXISTS verdict VARCHAR;
+        ALTER TABLE estimates ADD COLUMN IF NOT EXISTS question VARCHAR;
+        ALTER TABLE estimates ADD COLUMN IF NOT EXISTS estimator VARCHAR;
+    """,
+}
 
 
-def _check_version(con: duckdb.DuckDBPyConnection, where: str) -> None:
+def _check_version(con: duckdb.DuckDBPyConnection, where: str, *, migrate: bool = True) -> None:
+    """Refuse a newer store; migrate an older one (unless ``migrate`` is False: read-only).
+
+    A read-only connection cannot migrate: it reads the older schema as it is (readers such as
+    :func:`attribution.runs.current_estimates` fill columns it lacks with nulls), and the next
+    writable open migrates it.
+    """
     found = schema_version(con)
     if found > SCHEMA_VERSION:
         raise InputError(
             f"{where} has schema version {found}, newer than this cx ({SCHEMA_VERSION}); "
             "upgrade cx-attribution"
         )
-    while found < SCHEMA_VERSION:
-        con.execute(_MIGRATIONS[found])
+    while migrate and found < SCHEMA_VERSION:
+        con.execute("BEGIN TRANSACTION")
+        try:
+            con.execute(_MIGRATIONS[found])
+            con.execute(
+                "UPDATE schema_meta SET value = ? WHERE key = 'schema_version'", [str(found + 1)]
+            )
+            con.execute("COMMIT")
+        except Exception:
+            con.execute("ROLLBACK")
+            raise
         found += 1
-        con.execute("UPDATE schema_meta SET value = ? WHERE key = 'schema_version'", [str(found)])
 
 
 def quote_identifier(name: str) -> str:

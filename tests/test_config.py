@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from attribution.config import Config, load_config
+from attribution.config import Config, config_from_dict, load_config
 from attribution.errors import InputError
 
 
@@ -188,3 +188,109 @@ def test_more_wrong_values_are_named(tmp_path, text, message):
     with pytest.raises(InputError, match=message) as info:
         load_config(write(tmp_path, text))
     assert "cx.toml" in str(info.value)
+
+
+# ------------------------------------------------------------------------------------------
+# [model] outcomes and [[observational]] questions
+# ------------------------------------------------------------------------------------------
+QUESTION = """
+[[observational]]
+name = "outreach"
+intervention = "proactive_outreach"
+confounders = ["tier", "prior_cases"]
+"""
+
+
+def test_outcomes_default_to_all_three_and_a_subset_is_read_and_hashed(tmp_path):
+    assert Config().model.outcomes == ("retention", "revenue", "cost_to_serve")
+    assert Config().model.money
+    cfg = load_config(write(tmp_path, "[model]\noutcomes = ['retention']\n"))
+    assert cfg.model.outcomes == ("retention",) and not cfg.model.money
+    assert cfg.hash != Config().hash
+    # All three, written out, is the default: the hash of stores fitted before the setting stays.
+    same = load_config(
+        write(tmp_path, "[model]\noutcomes = ['cost_to_serve', 'revenue', 'retention']\n")
+    )
+    assert same.hash != Config().hash  # a different order is a different setting ...
+    full = load_config(
+        write(tmp_path, "[model]\noutcomes = ['retention', 'revenue', 'cost_to_serve']\n")
+    )
+    assert full.hash == Config().hash == "74096a099fbd98d5"  # ... the default one is not
+
+
+def test_a_question_is_read_with_its_defaults(tmp_path):
+    cfg = load_config(write(tmp_path, QUESTION))
+    (q,) = cfg.observational
+    assert (q.name, q.intervention, q.condition) == ("outreach", "proactive_outreach", "")
+    assert q.outcomes == ("retention", "revenue", "cost_to_serve")
+    assert q.confounders == ("tier", "prior_cases") and q.segment == "" and q.gformula
+    assert Config().observational == ()
+    assert cfg.to_dict()["observational"][0]["name"] == "outreach"
+
+
+def test_causal_settings_enter_the_hash_only_when_a_question_is_declared(tmp_path):
+    plain = load_config(write(tmp_path, "[causal]\nbootstrap = 50\n"))
+    assert plain.hash == Config().hash
+    asked = load_config(write(tmp_path, QUESTION))
+    asked_50 = load_config(write(tmp_path, "[causal]\nbootstrap = 50\n" + QUESTION))
+    assert len({Config().hash, asked.hash, asked_50.hash}) == 3
+    other = load_config(write(tmp_path, QUESTION.replace("prior_cases", "prior_bad_cases")))
+    assert other.hash != asked.hash
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("[model]\noutcomes = ['churn']\n", r"model\.outcomes: 'churn' is not an outcome"),
+        ("[model]\noutcomes = []\n", r"model\.outcomes is empty"),
+        ("[model]\noutcomes = ['revenue', 'revenue']\n", r"model\.outcomes names \['revenue'\]"),
+        (
+            QUESTION + "colour = 'red'\n",
+            r"unknown setting observational\[0\] \('outreach'\)\.colour \(allowed: name",
+        ),
+        (
+            QUESTION + "condition = 'resolution=very_effective'\n",
+            r"observational 'outreach': give exactly one of intervention and condition",
+        ),
+        (
+            "[[observational]]\nname = 'x'\n",
+            r"observational 'x': give exactly one of intervention and condition",
+        ),
+        (
+            QUESTION + "outcomes = ['retention', 'churn']\n",
+            r"observational 'outreach': outcomes: 'churn' is not an outcome",
+        ),
+        (QUESTION + QUESTION, r"observational: name\(s\) \['outreach'\] used by more than one"),
+        ("[[observational]]\nintervention = 'x'\n", r"observational\[0\] has no name"),
+        ("[[observational]]\nname = 'Out reach'\nintervention = 'x'\n", r"observational\.name"),
+        (
+            "[[observational]]\nname = 'c'\ncondition = 'very_effective'\n",
+            r"observational 'c': condition must be column=value",
+        ),
+        (QUESTION + "as_of = '2025-13'\n", r"observational 'outreach': as_of must be a month"),
+        (QUESTION + "segment = 'Tier'\n", r"observational 'outreach': segment: 'Tier' is not"),
+        (QUESTION + "gformula = 'yes'\n", r"observational\[0\] \('outreach'\)\.gformula must"),
+        ("observational = {name = 'x'}\n", r"observational must be an array of tables"),
+    ],
+)
+def test_wrong_outcomes_and_questions_are_named(tmp_path, text, message):
+    with pytest.raises(InputError, match=message) as info:
+        load_config(write(tmp_path, text))
+    assert "cx.toml" in str(info.value)
+
+
+def test_the_documented_question_example_loads():
+    import tomllib
+
+    import attribution.config as module
+
+    block = module.__doc__.split("\n    [[observational]]\n", 1)[1].split("\n\n", 1)[0]
+    text = "[[observational]]\n" + "\n".join(line.strip() for line in block.splitlines())
+    cfg = config_from_dict(tomllib.loads(text))
+    (q,) = cfg.observational
+    assert (q.name, q.intervention, q.segment, q.gformula) == (
+        "outreach",
+        "proactive_outreach",
+        "",
+        True,
+    )
