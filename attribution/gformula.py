@@ -34,6 +34,7 @@ power of two), so a refit with the same confounders and segment swaps the data i
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import threading
 import time
@@ -57,7 +58,7 @@ from attribution import sampling, store
 from attribution.config import Config
 from attribution.errors import InputError
 from attribution.settings import IntervalSetting
-from attribution.uplift import _binomial_kernel, _interval, _lognormal_kernel, _p_text, _relabel
+from attribution.uplift import _interval, _lognormal_kernel, _p_text, _relabel
 
 if TYPE_CHECKING:  # the data class lives in attribution/observational.py
     from attribution.observational import ObservationalData
@@ -333,14 +334,19 @@ def _band_labels(cuts: list[float]) -> list[str]:
 class _Strata:
     outcome: str
     codes: np.ndarray  # (S, J) confounder codes per stratum
-    X: np.ndarray  # (S, P) centred reference-coded design
-    Xm: np.ndarray  # (S, Q) centred design of the effect modifiers
+    index: np.ndarray  # (S, J) per confounder: 0 at its reference level, else 1 + coef position
+    index_m: np.ndarray  # (S, Jm) the same over the effect modifiers' coefficients
+    xbar: np.ndarray  # (P,) population mean of each reference-coded column (the centring)
+    xbar_m: np.ndarray  # (Q,)
     stats: dict[str, np.ndarray]  # each (S, 2): untreated, treated
     W: np.ndarray  # (2, G + 1, S) standardization weights: estimand x segment x stratum
     coef: list[str]
     mod: list[str]
     segments: list[str]  # segment labels, then "all"
     counts: np.ndarray  # (G + 1, 2) customers per segment and arm
+    cell_stratum: np.ndarray  # (C,) stratum of each observed (stratum, arm) cell
+    cell_t: np.ndarray  # (C,) its arm (0 untreated, 1 treated)
+    cell_stats: dict[str, np.ndarray]  # each (C,): the cell's sufficient statistics
 
 
 def _stat_names(outcome: str) -> list[str]:
@@ -360,28 +366,35 @@ def _strata(
         uniq, inverse = np.zeros((1, 0), dtype=np.int64), np.zeros(len(table), dtype=np.int64)
     S = len(uniq)
     arm = table["treated"].to_numpy(dtype=np.int64)
-    stats = {}
+    stats, cell_stats = {}, {}
     for name in stat_names:
+        values = table[name].to_numpy(dtype=float)
         arr = np.zeros((S, 2))
-        np.add.at(arr, (inverse, arm), table[name].to_numpy(dtype=float))
+        np.add.at(arr, (inverse, arm), values)
         stats[name] = arr
+        cell_stats[name] = values
     n_s = stats["n"].sum(axis=1)
 
-    def design(cols: list[str]) -> tuple[np.ndarray, list[str]]:
-        blocks, names = [], []
+    def design(cols: list[str]) -> tuple[np.ndarray, np.ndarray, list[str]]:
+        # Reference coding without the dense matrix: a stratum's row of it has one 1 per
+        # confounder, so X beta is a sum of J gathered coefficients (J << P). Dense matrices
+        # of (cells x columns) did not fit in cache at a million customers (45 ms a gradient).
+        index, means, names = [], [], []
         for col in cols:
             j = confounders.index(col)
             labels = c.levels[col]
+            if len(labels) < 2:
+                continue
+            code = uniq[:, j]
+            index.append(np.where(code == 0, 0, len(names) + code))
             for lvl in range(1, len(labels)):
-                blocks.append((uniq[:, j] == lvl).astype(float))
+                means.append(float(n_s @ (code == lvl)) / n_s.sum())
                 names.append(f"{col}={labels[lvl]}")
-        if not blocks:
-            return np.zeros((S, 0)), names
-        m = np.column_stack(blocks)
-        return m - (n_s @ m) / n_s.sum(), names
+        idx = np.column_stack(index) if index else np.zeros((S, 0), dtype=np.int64)
+        return idx.astype(np.int64), np.asarray(means, dtype=float), names
 
-    X, coef = design(confounders)
-    Xm, mod = design(modifiers)
+    index, xbar, coef = design(confounders)
+    index_m, xbar_m, mod = design(modifiers)
 
     if segment is None:
         seg_code = np.zeros(S, dtype=np.int64)
@@ -410,45 +423,62 @@ def _strata(
     return _Strata(
         outcome=outcome,
         codes=uniq,
-        X=X,
-        Xm=Xm,
+        index=index,
+        index_m=index_m,
+        xbar=xbar,
+        xbar_m=xbar_m,
         stats=stats,
         W=W,
         coef=coef,
         mod=mod,
         segments=[*seg_labels, "all"],
         counts=counts,
+        cell_stratum=inverse.astype(np.int64),
+        cell_t=arm,
+        cell_stats=cell_stats,
     )
 
 
+def _padded_size(n: int, minimum: int = 16) -> int:
+    """``n`` rounded up to 2^k x {1, 1.25, 1.5, 1.75}: shapes repeat, at most 25% is padding."""
+    if n <= minimum:
+        return minimum
+    base = 1 << ((n - 1).bit_length() - 1)
+    return next(base * q // 4 for q in (5, 6, 7, 8) if base * q // 4 >= n)
+
+
 def _pad(s: _Strata) -> _Strata:
-    """Strata padded with empty ones up to a power of two (at least 16) so shapes repeat.
+    """Strata and cells padded with empty ones so shapes repeat across refits.
 
-    Empty strata carry no customers and zero weight: they add nothing to the likelihood or to
-    the standardized means, and let refits of similar data reuse one compiled model.
+    Strata grow to a power of two (at least 16), cells to :func:`_padded_size`. Empty strata and
+    cells carry no customers and zero weight: they add nothing to the likelihood or to the
+    standardized means, and let refits of similar data reuse one compiled model.
     """
-    S = len(s.codes)
-    size = max(16, 1 << (S - 1).bit_length())
-    extra = size - S
-    if extra == 0:
-        return s
+    S, C = len(s.codes), len(s.cell_t)
+    extra = max(16, 1 << (S - 1).bit_length()) - S
+    extra_c = _padded_size(C) - C
 
-    def grow(a: np.ndarray, axis: int = 0) -> np.ndarray:
+    def grow(a: np.ndarray, axis: int = 0, by: int = extra) -> np.ndarray:
         shape = list(a.shape)
-        shape[axis] = extra
+        shape[axis] = by
         return np.concatenate([a, np.zeros(shape, dtype=a.dtype)], axis=axis)
 
     return _Strata(
         outcome=s.outcome,
         codes=grow(s.codes),
-        X=grow(s.X),
-        Xm=grow(s.Xm),
+        index=grow(s.index),
+        index_m=grow(s.index_m),
+        xbar=s.xbar,
+        xbar_m=s.xbar_m,
         stats={k: grow(v) for k, v in s.stats.items()},
         W=grow(s.W, axis=2),
         coef=s.coef,
         mod=s.mod,
         segments=s.segments,
         counts=s.counts,
+        cell_stratum=grow(s.cell_stratum, by=extra_c),
+        cell_t=grow(s.cell_t, by=extra_c),
+        cell_stats={k: grow(v, by=extra_c) for k, v in s.cell_stats.items()},
     )
 
 
@@ -456,12 +486,27 @@ def _pad(s: _Strata) -> _Strata:
 # The model
 # --------------------------------------------------------------------------------------------
 def _data_arrays(s: _Strata) -> dict[str, np.ndarray]:
-    """Everything that changes with the data, by pm.Data name (what nutpie's with_data swaps)."""
-    out = {"X": s.X, "Xm": s.Xm, "W": s.W, "n": s.stats["n"]}
+    """Everything that changes with the data, by pm.Data name (what nutpie's with_data swaps).
+
+    The likelihood runs over the observed cells only (``index_c``, ``index_mc``, ``tc`` and the
+    cell statistics): strata seen in one arm only cost nothing there. The strata arrays
+    (``index``, ``index_m``, ``W``) serve the standardization, which runs once per draw.
+    """
+    out = {
+        "index": s.index,
+        "index_m": s.index_m,
+        "xbar": s.xbar,
+        "xbar_m": s.xbar_m,
+        "W": s.W,
+        "index_c": s.index[s.cell_stratum],
+        "index_mc": s.index_m[s.cell_stratum],
+        "tc": s.cell_t.astype(float),
+        "n": s.cell_stats["n"],
+    }
     if s.outcome == "retention":
-        out["n_active"] = s.stats["n_active"]
+        out["n_active"] = s.cell_stats["n_active"]
         return out
-    k, s1, s2 = s.stats["npos"], s.stats["sumlog"], s.stats["sumlog2"]
+    k, s1, s2 = (s.cell_stats[name] for name in ("npos", "sumlog", "sumlog2"))
     total = k.sum()
     if total == 0:
         raise InputError(f"no customer has a positive {s.outcome}; a lognormal cannot be fitted")
@@ -476,35 +521,88 @@ def _data_arrays(s: _Strata) -> dict[str, np.ndarray]:
 def _coords(s: _Strata) -> dict[str, list[str]]:
     return {
         "stratum": [str(i) for i in range(len(s.codes))],
+        "cell": [str(i) for i in range(len(s.cell_t))],
         "t": ["untreated", "treated"],
         "coef": list(s.coef),
         "mod": list(s.mod),
+        "confounder": [str(i) for i in range(s.index.shape[1])],
+        "modifier": [str(i) for i in range(s.index_m.shape[1])],
         "estimand": list(ESTIMANDS),
         "segment": list(s.segments),
     }
 
 
-def _linear(prefix: str, X, Xm, scales: tuple[float, float, float, float], P: int, Q: int):
-    """Linear predictor per (stratum, arm): ``a + X beta`` untreated, ``+ delta + Xm gamma``."""
+@dataclass(frozen=True)
+class _Linear:
+    """One linear predictor: ``a + (X - xbar) beta + t (delta + (Xm - xbar_m) gamma)``.
+
+    ``X`` is reference coded; a row of it is given by its index row (see :func:`_strata`), so
+    ``X beta`` is the sum of the gathered coefficients and the centring is one dot product.
+    """
+
+    intercept: pt.TensorVariable
+    beta: pt.TensorVariable | None
+    effect: pt.TensorVariable
+    gamma: pt.TensorVariable | None
+
+    @staticmethod
+    def _terms(coefs, index, xbar):
+        ext = pt.concatenate([pt.zeros(1), coefs])
+        return ext[index].sum(axis=1) - pt.dot(xbar, coefs)
+
+    def eta(self, index, index_m, xbar, xbar_m, t):
+        """Per row of ``index`` (a cell or a stratum) and arm ``t`` (0/1, a vector or scalar)."""
+        eta = self.intercept + t * self.effect + pt.zeros(index.shape[0])
+        if self.beta is not None:
+            eta = eta + self._terms(self.beta, index, xbar)
+        if self.gamma is not None and not (isinstance(t, float) and t == 0.0):
+            eta = eta + t * self._terms(self.gamma, index_m, xbar_m)
+        return eta
+
+    def strata(self, index, index_m, xbar, xbar_m):
+        """Per (stratum, arm), both arms everywhere: what the standardization needs."""
+        eta0 = self.eta(index, index_m, xbar, xbar_m, 0.0)
+        eta1 = self.eta(index, index_m, xbar, xbar_m, 1.0)
+        return pt.stack([eta0, eta1], axis=1)
+
+
+def _linear(prefix: str, scales: tuple[float, float, float, float], P: int, Q: int) -> _Linear:
     s_int, s_conf, s_eff, s_mod = scales
-    eta0 = pm.Normal(f"{prefix}intercept", 0.0, s_int) + pt.zeros(X.shape[0])
-    if P:
-        eta0 = eta0 + pt.dot(X, pm.Normal(f"{prefix}beta", 0.0, s_conf, dims="coef"))
-    eta1 = eta0 + pm.Normal(f"{prefix}effect", 0.0, s_eff)
-    if Q:
-        eta1 = eta1 + pt.dot(Xm, pm.Normal(f"{prefix}gamma", 0.0, s_mod, dims="mod"))
-    return pt.stack([eta0, eta1], axis=1)
+    return _Linear(
+        intercept=pm.Normal(f"{prefix}intercept", 0.0, s_int),
+        beta=pm.Normal(f"{prefix}beta", 0.0, s_conf, dims="coef") if P else None,
+        effect=pm.Normal(f"{prefix}effect", 0.0, s_eff),
+        gamma=pm.Normal(f"{prefix}gamma", 0.0, s_mod, dims="mod") if Q else None,
+    )
+
+
+def _binomial(k, n, eta):
+    """``k log p + (n - k) log(1 - p)``, ``p = sigmoid(eta)``, with one softplus per cell."""
+    return pt.sum(k * eta - n * pt.softplus(eta))
 
 
 def _build_model(s: _Strata, priors: GFormulaPriors) -> tuple[pm.Model, dict]:
-    """The PyMC model for strata; returns it and per-(stratum, arm) tensors (for the tests)."""
+    """The PyMC model; returns it and per-(stratum, arm) tensors (for the tests)."""
     data = _data_arrays(s)
     P, Q = len(s.coef), len(s.mod)
     with pm.Model(coords=_coords(s)) as model:
-        X = pm.Data("X", data["X"], dims=("stratum", "coef"))
-        Xm = pm.Data("Xm", data["Xm"], dims=("stratum", "mod"))
+        d = {
+            name: pm.Data(name, data[name], dims=dims)
+            for name, dims in (
+                ("index", ("stratum", "confounder")),
+                ("index_m", ("stratum", "modifier")),
+                ("xbar", "coef"),
+                ("xbar_m", "mod"),
+                ("index_c", ("cell", "confounder")),
+                ("index_mc", ("cell", "modifier")),
+                ("tc", "cell"),
+                ("n", "cell"),
+            )
+        }
         W = pm.Data("W", data["W"], dims=("estimand", "segment", "stratum"))
-        n = pm.Data("n", data["n"], dims=("stratum", "t"))
+        n, tc = d["n"], d["tc"]
+        design = (d["index"], d["index_m"], d["xbar"], d["xbar_m"])
+        design_c = (d["index_c"], d["index_mc"], d["xbar"], d["xbar_m"], tc)
         logit_scales = (
             priors.intercept_scale,
             priors.confounder_scale,
@@ -512,28 +610,32 @@ def _build_model(s: _Strata, priors: GFormulaPriors) -> tuple[pm.Model, dict]:
             priors.modifier_scale,
         )
         if s.outcome == "retention":
-            k = pm.Data("n_active", data["n_active"], dims=("stratum", "t"))
-            eta = _linear("", X, Xm, logit_scales, P, Q)
-            pm.Potential("loglik_retained", _binomial_kernel(k, n, eta))
+            k = pm.Data("n_active", data["n_active"], dims="cell")
+            lin = _linear("", logit_scales, P, Q)
+            pm.Potential("loglik_retained", _binomial(k, n, lin.eta(*design_c)))
+            eta = lin.strata(*design)
             _publish(pm.math.sigmoid(eta), W)
             return model, {"eta": eta}
-        k = pm.Data("npos", data["npos"], dims=("stratum", "t"))
-        s1 = pm.Data("sumlog", data["sumlog"], dims=("stratum", "t"))
-        s2 = pm.Data("sumlog2", data["sumlog2"], dims=("stratum", "t"))
+        k = pm.Data("npos", data["npos"], dims="cell")
+        s1 = pm.Data("sumlog", data["sumlog"], dims="cell")
+        s2 = pm.Data("sumlog2", data["sumlog2"], dims="cell")
         center = pm.Data("log_center", data["log_center"])
         scale = pm.Data("log_scale", data["log_scale"])
-        eta = _linear("positive_", X, Xm, logit_scales, P, Q)
+        pos = _linear("positive_", logit_scales, P, Q)
         log_scales = (
             priors.log_intercept_scale,
             priors.log_confounder_scale,
             priors.log_effect_scale,
             priors.log_modifier_scale,
         )
-        mu = center + scale * _linear("log_", X, Xm, log_scales, P, Q)
+        logv = _linear("log_", log_scales, P, Q)
         log_sigma = pm.Normal("log_sigma", priors.log_sigma_loc, priors.log_sigma_scale)
         sigma = scale * pt.exp(log_sigma)
-        pm.Potential("loglik_positive", _binomial_kernel(k, n, eta))
-        pm.Potential("loglik_log_values", _lognormal_kernel(k, s1, s2, mu, sigma))
+        mu_c = center + scale * logv.eta(*design_c)
+        pm.Potential("loglik_positive", _binomial(k, n, pos.eta(*design_c)))
+        pm.Potential("loglik_log_values", _lognormal_kernel(k, s1, s2, mu_c, sigma))
+        eta = pos.strata(*design)
+        mu = center + scale * logv.strata(*design)
         _publish(pm.math.sigmoid(eta) * pt.exp(mu + 0.5 * sigma**2), W)
         return model, {"eta": eta, "mu": mu, "sigma": sigma}
 
@@ -577,7 +679,17 @@ def clear_cache() -> None:
 def _get_entry(s: _Strata, priors: GFormulaPriors, want_nutpie: bool) -> tuple[_Entry, float, bool]:
     global _COMPILATIONS
     kind = "retention" if s.outcome == "retention" else "spend"
-    key = (kind, len(s.codes), len(s.coef), len(s.mod), len(s.segments), priors)
+    key = (
+        kind,
+        len(s.codes),
+        len(s.cell_t),
+        s.index.shape[1],
+        s.index_m.shape[1],
+        len(s.coef),
+        len(s.mod),
+        len(s.segments),
+        priors,
+    )
     with _LOCK:
         entry = _CACHE.get(key)
         if entry is not None and (
@@ -795,8 +907,9 @@ def fit_gformula(
     segment : str, optional
         A confounder to break the effects down by (it also becomes an effect modifier).
     config : Config, optional
-        Sampler, chains, draws, tune and seed from ``config.model``; interval width and the
-        diagnostics gate from ``config.interval`` / ``config.gate``. Default ``Config()``.
+        Sampler, chains and seed from ``config.model``; draws and tune per chain from
+        ``config.causal`` (500 each by default); interval width and the diagnostics gate from
+        ``config.interval`` / ``config.gate``. Default ``Config()``.
     modifiers : sequence of str, optional
         Confounders whose bands / levels may change the treatment effect (treatment x
         confounder terms). Default: every confounder. ``[]`` gives one common effect on the
@@ -861,7 +974,7 @@ def fit_gformula(
     s = _strata(c, outcome, confounders, mods, segment)
     padded = _pad(s)
     arrays = _data_arrays(padded)
-    ms = cfg.model
+    ms = dataclasses.replace(cfg.model, draws=cfg.causal.draws, tune=cfg.causal.tune)
     want_nutpie = ms.sampler == "nutpie"
     entry, compile_s, compiled_now = _get_entry(padded, priors, want_nutpie)
     use_nutpie = want_nutpie and entry.compiled is not None
@@ -931,10 +1044,10 @@ def _sample_checked(entry, arrays, padded, ms, use_nutpie, target_accept, cfg, r
 
 
 def _drop_strata(idata: az.InferenceData) -> az.InferenceData:
-    """Per-stratum quantities (none are stored by default) never reach the result."""
+    """Per-stratum and per-cell quantities (data, mostly) never reach the result."""
     for group in idata.groups():
         ds = idata[group]
-        names = [v for v in ds.data_vars if "stratum" in ds[v].dims]
+        names = [v for v in ds.data_vars if {"stratum", "cell"} & set(ds[v].dims)]
         if names:
             idata[group] = ds.drop_vars(names)
     return idata

@@ -19,7 +19,7 @@ import pymc as pm
 import pytest
 
 from attribution import gformula, store, synth
-from attribution.config import Config, ModelSettings
+from attribution.config import CausalSettings, Config, ModelSettings
 from attribution.diagnostics import DiagnosticsWarning
 from attribution.errors import InputError
 from attribution.observational import ObservationalData, observational_frame
@@ -93,7 +93,7 @@ def _world(seed: int, n: int) -> tuple[ObservationalData, dict]:
     return data, truth
 
 
-FAST = Config(model=ModelSettings(chains=4, draws=1000, tune=1000, seed=1))
+FAST = Config(model=ModelSettings(chains=4, seed=1))
 
 
 # ------------------------------------------------------------------------------------------
@@ -216,7 +216,7 @@ def test_summary_rows_use_the_interval_setting_and_the_draws_feed_the_money_laye
     assert row["p_positive"] == pytest.approx((fit.draws["att"] > 0).mean())
     assert row["n_treated"] == data.frame["treated"].sum()
     assert row["n_control"] == (data.frame["treated"] == 0).sum()
-    assert fit.draws["ate"].shape == (4000,)
+    assert fit.draws["ate"].shape == (4 * Config().causal.draws,)
     da = fit.effect_draws("att")
     assert da.dims == ("chain", "draw", "segment") and da.sizes["segment"] == 5
     text = fit.describe()
@@ -247,7 +247,7 @@ def test_a_refit_of_the_same_shape_reuses_the_compiled_model_and_the_gate_judges
     data, _ = world
     gformula.fit_gformula(data, "retention", segment="tier", config=FAST)  # cached by now
     before = gformula.compile_count()
-    tiny = Config(model=ModelSettings(chains=2, draws=15, tune=30, seed=2))
+    tiny = Config(model=ModelSettings(chains=2, seed=2), causal=CausalSettings(draws=15, tune=30))
     with pytest.warns(DiagnosticsWarning, match="failed the diagnostics gate"):
         fit = gformula.fit_gformula(
             data, "retention", segment="tier", config=tiny, retry_target_accept=None

@@ -30,6 +30,8 @@ draws = 300
 tune = 300
 
 [causal]
+draws = 300
+tune = 300
 bootstrap = 50
 refuter_simulations = 2
 
