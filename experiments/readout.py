@@ -45,7 +45,7 @@ Example (a fit: takes a minute the first time models compile)::
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import date
 
 import duckdb
@@ -55,7 +55,7 @@ from scipy import stats
 
 from attribution import store
 from attribution.cells import _add_months
-from attribution.config import Config, DecisionSettings
+from attribution.config import OUTCOMES, Config, DecisionSettings
 from attribution.readout import ExperimentReadout, read_out, srm_record
 from attribution.settings import IntervalSetting
 from attribution.uplift import CONTROL
@@ -229,7 +229,8 @@ def decide(
     horizon_months : int, optional
         Outcome window length in months (default: up to the last outcome month).
     config : Config, optional
-        Model, money, interval, gate and ``[decision]`` settings.
+        Model, money, interval, gate and ``[decision]`` settings. ``[model] outcomes`` is
+        ignored: a decision always fits retention, revenue and cost-to-serve.
     check_srm : bool
         Stop on a sample ratio mismatch (default). False overrides the alarm; the decision's
         reasons then warn that the effects may be biased.
@@ -247,6 +248,9 @@ def decide(
     """
     cfg = config or Config()
     rules = cfg.decision
+    # A decision is about money and the cost guardrail: it fits all three outcomes whatever
+    # ``[model] outcomes`` says (a subset there only trims what a refresh publishes).
+    cfg = replace(cfg, model=replace(cfg.model, outcomes=OUTCOMES))
     readout = read_out(
         con,
         experiment_id,

@@ -18,7 +18,7 @@ from conftest import assert_unchanged, snapshot
 from scipy import stats
 
 from attribution import store, synth, uplift
-from attribution.config import Config, DecisionSettings
+from attribution.config import Config, DecisionSettings, ModelSettings
 from attribution.diagnostics import DiagnosticsWarning
 from attribution.errors import SampleRatioError
 from attribution.load import load
@@ -399,7 +399,10 @@ def test_csat_that_clearly_falls_fails_its_guardrail_and_stops_the_decision(deci
     # ``decisions`` first: the compiled models of the same structure are then reused here.
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DiagnosticsWarning)
-        d = decide(hand, "hand")
+        # A refresh's outcome subset must not reach a decision: it needs money and cost.
+        d = decide(hand, "hand", config=Config(model=ModelSettings(outcomes=("retention",))))
+    assert np.isfinite(d.money["net_value"]).all()
+    assert "cost_to_serve" in set(d.guardrails["guardrail"])
     csat = d.guardrails.set_index("guardrail").loc["csat"]
     # In-window ratings only: treated mean 1.5, control 4.5, so the difference is -3 exactly.
     assert csat["estimate"] == pytest.approx(-3.0)
