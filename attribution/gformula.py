@@ -13,8 +13,13 @@ flag, the confounders of the identified adjustment set and the outcomes
 
    * retention: binomial, ``logit p = a + X beta + t (delta + Xm gamma)``;
    * revenue / cost-to-serve: a hurdle. ``P(>0)`` logistic in the same terms; the positive values
-     lognormal with ``mu`` linear in the same terms and one ``sigma`` (written with the sufficient
-     statistics, see :func:`attribution.uplift._lognormal_kernel`);
+     gamma with ``log E[Y | Y > 0]`` linear in the same terms and one shape (written with the
+     sufficient statistics ``npos``, ``sum`` and ``sumlog``). A gamma GLM with a log link
+     estimates the mean consistently whenever the mean model is right, whatever the shape of the
+     distribution; a lognormal's mean ``exp(mu + sigma^2 / 2)`` hangs on its sigma being right,
+     and window sums of monthly spend are not lognormal: on the simulator's outreach question the
+     lognormal hurdle put the revenue ATE at 60.6 [38.4, 85.1] against a truth of 19.7 (20k
+     customers) and 44.3 [40.9, 47.6] against 17.5 (1M);
 
    ``X`` holds the confounders' bands / levels (reference coding, columns centred on their
    population mean), ``t`` the treatment, ``Xm`` the columns of the effect modifiers (by default
@@ -24,7 +29,7 @@ flag, the confounders of the identified adjustment set and the outcomes
 3. standardizes per posterior draw: ``E[Y | t, cell]`` averaged over the cell distribution of
    everyone (ATE) and of the treated (ATT), overall and per segment; the effect is
    ``E[Y1] - E[Y0]`` (absolute) and ``E[Y1] / E[Y0] - 1`` (relative). For the hurdle,
-   ``E[Y | t, cell] = P(>0) exp(mu + sigma^2 / 2)``.
+   ``E[Y | t, cell] = P(>0) E[Y | Y > 0, t, cell]``.
 
 The standardization happens inside the model, so the posterior holds only a few numbers per draw
 (``effect_abs`` and ``effect_rel`` with dims (estimand, segment)) and the diagnostics gate judges
@@ -58,7 +63,7 @@ from attribution import sampling, store
 from attribution.config import Config
 from attribution.errors import InputError
 from attribution.settings import IntervalSetting
-from attribution.uplift import _interval, _lognormal_kernel, _p_text, _relabel
+from attribution.uplift import _interval, _p_text, _relabel
 
 if TYPE_CHECKING:  # the data class lives in attribution/observational.py
     from attribution.observational import ObservationalData
@@ -93,10 +98,11 @@ class GFormulaPriors:
     Logit parts (retention, and the positive share of a hurdle): intercept
     ``Normal(0, intercept_scale)``, confounder band / level offsets ``Normal(0, confounder_scale)``,
     the average treatment term ``Normal(0, effect_scale)`` and treatment x modifier terms
-    ``Normal(0, modifier_scale)``. Log-value part of a hurdle, in standardised log units (log
-    values centred on the mean log of all positive values and divided by their sd):
-    ``log_intercept_scale``, ``log_confounder_scale``, ``log_effect_scale``,
-    ``log_modifier_scale`` likewise, and ``log(sigma) ~ Normal(log_sigma_loc, log_sigma_scale)``.
+    ``Normal(0, modifier_scale)``. Log-mean part of a hurdle (the log of the mean positive value,
+    centred on the log of the overall mean positive value, in units of the sd of the log
+    values): ``log_intercept_scale``, ``log_confounder_scale``, ``log_effect_scale``,
+    ``log_modifier_scale`` likewise, and the gamma shape ``log(shape) ~ Normal(log_shape_loc,
+    log_shape_scale)``.
     """
 
     intercept_scale: float = 2.5
@@ -107,12 +113,12 @@ class GFormulaPriors:
     log_confounder_scale: float = 1.0
     log_effect_scale: float = 1.0
     log_modifier_scale: float = 0.5
-    log_sigma_loc: float = 0.0
-    log_sigma_scale: float = 1.0
+    log_shape_loc: float = 0.0
+    log_shape_scale: float = 1.5
 
     def __post_init__(self) -> None:
         for name, value in self.__dict__.items():
-            if name != "log_sigma_loc" and not (math.isfinite(value) and value > 0):
+            if name != "log_shape_loc" and not (math.isfinite(value) and value > 0):
                 raise InputError(f"prior {name} must be a positive number, got {value!r}")
 
 
@@ -350,7 +356,9 @@ class _Strata:
 
 
 def _stat_names(outcome: str) -> list[str]:
-    return ["n", "n_active"] if outcome == "retention" else ["n", "npos", "sumlog", "sumlog2"]
+    if outcome == "retention":
+        return ["n", "n_active"]
+    return ["n", "npos", "sum", "sumlog", "sumlog2"]
 
 
 def _strata(
@@ -506,14 +514,15 @@ def _data_arrays(s: _Strata) -> dict[str, np.ndarray]:
     if s.outcome == "retention":
         out["n_active"] = s.cell_stats["n_active"]
         return out
-    k, s1, s2 = (s.cell_stats[name] for name in ("npos", "sumlog", "sumlog2"))
+    k, total_y, s1, s2 = (s.cell_stats[name] for name in ("npos", "sum", "sumlog", "sumlog2"))
     total = k.sum()
     if total == 0:
-        raise InputError(f"no customer has a positive {s.outcome}; a lognormal cannot be fitted")
-    center = s1.sum() / total
-    var = s2.sum() / total - center**2
+        raise InputError(f"no customer has a positive {s.outcome}; a gamma cannot be fitted")
+    mean_log = s1.sum() / total
+    var = s2.sum() / total - mean_log**2
     scale = math.sqrt(var) if total > 1 and var > 1e-12 else 1.0
-    out.update(npos=k, sumlog=s1, sumlog2=s2, log_center=np.array(center))
+    out.update(npos=k, sum_positive=total_y, sumlog=s1)
+    out["log_center"] = np.array(math.log(total_y.sum() / total))
     out["log_scale"] = np.array(scale)
     return out
 
@@ -581,6 +590,20 @@ def _binomial(k, n, eta):
     return pt.sum(k * eta - n * pt.softplus(eta))
 
 
+def _gamma(k, sum_y, sum_log, log_mean, shape):
+    """Sum over cells of the gamma log-likelihood of the positive values, from k, sum, sum of logs.
+
+    Per value ``a log(a / m) - lgamma(a) + (a - 1) log y - a y / m`` with mean ``m`` and shape
+    ``a``; summed over a cell's ``k`` values it needs only ``k``, ``sum y`` and ``sum log y``.
+    """
+    return pt.sum(
+        k * shape * (pt.log(shape) - log_mean)
+        - k * pt.gammaln(shape)
+        + (shape - 1.0) * sum_log
+        - shape * sum_y * pt.exp(-log_mean)
+    )
+
+
 def _build_model(s: _Strata, priors: GFormulaPriors) -> tuple[pm.Model, dict]:
     """The PyMC model; returns it and per-(stratum, arm) tensors (for the tests)."""
     data = _data_arrays(s)
@@ -617,8 +640,8 @@ def _build_model(s: _Strata, priors: GFormulaPriors) -> tuple[pm.Model, dict]:
             _publish(pm.math.sigmoid(eta), W)
             return model, {"eta": eta}
         k = pm.Data("npos", data["npos"], dims="cell")
-        s1 = pm.Data("sumlog", data["sumlog"], dims="cell")
-        s2 = pm.Data("sumlog2", data["sumlog2"], dims="cell")
+        sum_y = pm.Data("sum_positive", data["sum_positive"], dims="cell")
+        sum_log = pm.Data("sumlog", data["sumlog"], dims="cell")
         center = pm.Data("log_center", data["log_center"])
         scale = pm.Data("log_scale", data["log_scale"])
         pos = _linear("positive_", logit_scales, P, Q)
@@ -629,15 +652,15 @@ def _build_model(s: _Strata, priors: GFormulaPriors) -> tuple[pm.Model, dict]:
             priors.log_modifier_scale,
         )
         logv = _linear("log_", log_scales, P, Q)
-        log_sigma = pm.Normal("log_sigma", priors.log_sigma_loc, priors.log_sigma_scale)
-        sigma = scale * pt.exp(log_sigma)
-        mu_c = center + scale * logv.eta(*design_c)
+        log_shape = pm.Normal("log_shape", priors.log_shape_loc, priors.log_shape_scale)
+        shape = pt.exp(log_shape)
+        log_mean_c = center + scale * logv.eta(*design_c)
         pm.Potential("loglik_positive", _binomial(k, n, pos.eta(*design_c)))
-        pm.Potential("loglik_log_values", _lognormal_kernel(k, s1, s2, mu_c, sigma))
+        pm.Potential("loglik_values", _gamma(k, sum_y, sum_log, log_mean_c, shape))
         eta = pos.strata(*design)
-        mu = center + scale * logv.strata(*design)
-        _publish(pm.math.sigmoid(eta) * pt.exp(mu + 0.5 * sigma**2), W)
-        return model, {"eta": eta, "mu": mu, "sigma": sigma}
+        log_mean = center + scale * logv.strata(*design)
+        _publish(pm.math.sigmoid(eta) * pt.exp(log_mean), W)
+        return model, {"eta": eta, "log_mean": log_mean, "shape": shape}
 
 
 def _publish(cell_mean, W) -> None:

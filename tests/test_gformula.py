@@ -129,7 +129,7 @@ def _cell_and_row_logp(outcome: str, seed: int) -> tuple[float, float]:
     s = gformula._strata(c, outcome, CONFOUNDERS, CONFOUNDERS, "tier")
     model, tensors = gformula._build_model(s, gformula.GFormulaPriors())
     names = ["loglik_retained"] if outcome == "retention" else ["loglik_positive"]
-    names += [] if outcome == "retention" else ["loglik_log_values"]
+    names += [] if outcome == "retention" else ["loglik_values"]
     keys = sorted(tensors)
     outs = model.replace_rvs_by_values([model[n] for n in names] + [tensors[k] for k in keys])
     values = model.compile_fn(outs, inputs=model.value_vars, point_fn=True)(
@@ -155,8 +155,9 @@ def _cell_and_row_logp(outcome: str, seed: int) -> tuple[float, float]:
         return cell_logp, float(pm.logp(pm.Bernoulli.dist(logit_p=eta), y).sum().eval())
     pos = y > 0
     row = pm.logp(pm.Bernoulli.dist(logit_p=eta), pos.astype(int)).sum()
-    mu, sigma = per["mu"][stratum, arm][pos], np.broadcast_to(per["sigma"], eta.shape)[pos]
-    row += pm.logp(pm.LogNormal.dist(mu=mu, sigma=sigma), y[pos]).sum()
+    mean = np.exp(per["log_mean"][stratum, arm][pos])
+    shape = np.broadcast_to(per["shape"], eta.shape)[pos]
+    row += pm.logp(pm.Gamma.dist(alpha=shape, beta=shape / mean), y[pos]).sum()
     return cell_logp, float(row.eval())
 
 
