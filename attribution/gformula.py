@@ -41,7 +41,6 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import threading
 import time
 import warnings
 from collections.abc import Sequence
@@ -676,31 +675,22 @@ def _publish(cell_mean, W) -> None:
 # --------------------------------------------------------------------------------------------
 # Compile cache and sampling
 # --------------------------------------------------------------------------------------------
-@dataclass
-class _Entry:
-    model: pm.Model
-    compiled: object | None
-    compile_error: str | None = None
-
-
-_CACHE: dict[tuple, _Entry] = {}
-_LOCK = threading.Lock()
-_COMPILATIONS = 0
+_CACHE = sampling.ModelCache()
 
 
 def compile_count() -> int:
     """How many times nutpie has compiled a g-formula model in this process (cache misses)."""
-    return _COMPILATIONS
+    return _CACHE.compilations
 
 
 def clear_cache() -> None:
     """Forget every cached compiled g-formula model."""
-    with _LOCK:
-        _CACHE.clear()
+    _CACHE.clear()
 
 
-def _get_entry(s: _Strata, priors: GFormulaPriors, want_nutpie: bool) -> tuple[_Entry, float, bool]:
-    global _COMPILATIONS
+def _get_entry(
+    s: _Strata, priors: GFormulaPriors, want_nutpie: bool
+) -> tuple[sampling.Compiled, float, bool]:
     kind = "retention" if s.outcome == "retention" else "spend"
     key = (
         kind,
@@ -713,30 +703,10 @@ def _get_entry(s: _Strata, priors: GFormulaPriors, want_nutpie: bool) -> tuple[_
         len(s.segments),
         priors,
     )
-    with _LOCK:
-        entry = _CACHE.get(key)
-        if entry is not None and (
-            entry.compiled is not None or not want_nutpie or entry.compile_error is not None
-        ):
-            return entry, 0.0, False
-        t0 = time.perf_counter()
-        if entry is None:
-            entry = _Entry(model=_build_model(s, priors)[0], compiled=None)
-            _CACHE[key] = entry
-        compiled_now = False
-        if want_nutpie:
-            try:
-                import nutpie
-
-                entry.compiled = nutpie.compile_pymc_model(entry.model)
-                _COMPILATIONS += 1
-                compiled_now = True
-            except Exception as exc:  # noqa: BLE001 - any compile failure falls back to PyMC
-                entry.compile_error = f"{type(exc).__name__}: {exc}"
-        return entry, time.perf_counter() - t0, compiled_now
+    return _CACHE.get(key, lambda: _build_model(s, priors)[0], want_nutpie)
 
 
-def _sample(entry: _Entry, data: dict, ms, use_nutpie: bool, target_accept: float):
+def _sample(entry: sampling.Compiled, data: dict, ms, use_nutpie: bool, target_accept: float):
     # A low-rank mass matrix halves the leapfrog steps here (confounders correlate: measured
     # 44 -> 15 steps per draw on the simulator's 11 default confounders); the matrices are
     # tall and narrow, so BLAS threads only compete with the chains.

@@ -32,7 +32,6 @@ fit of the same structure swaps the data in instead of recompiling.
 from __future__ import annotations
 
 import math
-import threading
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -577,27 +576,17 @@ def _logit_scales(p: LogitPriors) -> dict:
 # --------------------------------------------------------------------------------------------
 # Compile cache and samplers
 # --------------------------------------------------------------------------------------------
-@dataclass
-class _Entry:
-    model: pm.Model
-    compiled: object | None  # nutpie CompiledPyMCModel, or None when nutpie failed
-    compile_error: str | None = None
-
-
-_CACHE: dict[tuple, _Entry] = {}
-_LOCK = threading.Lock()
-_COMPILATIONS = 0
+_CACHE = sampling.ModelCache()
 
 
 def compile_count() -> int:
     """How many times nutpie has compiled a model in this process (cache misses)."""
-    return _COMPILATIONS
+    return _CACHE.compilations
 
 
 def clear_cache() -> None:
     """Forget every cached compiled model (the next fit of each structure compiles again)."""
-    with _LOCK:
-        _CACHE.clear()
+    _CACHE.clear()
 
 
 def _structure_key(c: _Cells, priors) -> tuple:
@@ -606,36 +595,13 @@ def _structure_key(c: _Cells, priors) -> tuple:
     return (kind, len(c.segments), len(c.bands), len(c.arms), priors)
 
 
-def _get_entry(c: _Cells, priors, want_nutpie: bool) -> tuple[_Entry, float, bool]:
+def _get_entry(c: _Cells, priors, want_nutpie: bool) -> tuple[sampling.Compiled, float, bool]:
     """The cached model for this structure; compiles (once) when missing. Returns time spent."""
-    global _COMPILATIONS
-    key = _structure_key(c, priors)
-    with _LOCK:
-        entry = _CACHE.get(key)
-        if entry is not None and (entry.compiled is not None or not want_nutpie):
-            return entry, 0.0, False
-        if entry is not None and entry.compile_error is not None:
-            return entry, 0.0, False
-        t0 = time.perf_counter()
-        if entry is None:
-            model, _ = _build_model(c, priors)
-            entry = _Entry(model=model, compiled=None)
-            _CACHE[key] = entry
-        compiled_now = False
-        if want_nutpie:
-            try:
-                import nutpie
-
-                entry.compiled = nutpie.compile_pymc_model(entry.model)
-                _COMPILATIONS += 1
-                compiled_now = True
-            except Exception as exc:  # noqa: BLE001 - any compile failure falls back to PyMC
-                entry.compile_error = f"{type(exc).__name__}: {exc}"
-        return entry, time.perf_counter() - t0, compiled_now
+    return _CACHE.get(_structure_key(c, priors), lambda: _build_model(c, priors)[0], want_nutpie)
 
 
 def _sample(
-    entry: _Entry, data: dict, est, use_nutpie: bool, target_accept: float
+    entry: sampling.Compiled, data: dict, est, use_nutpie: bool, target_accept: float
 ) -> az.InferenceData:
     seed = est.seed if est.seed is not None else int(np.random.SeedSequence().generate_state(1)[0])
     return sampling.sample(
