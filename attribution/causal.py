@@ -1131,6 +1131,7 @@ class Attribution:
             rows.append(
                 {
                     "experiment_id": None,
+                    "question": None,  # named by a refresh question (cx.toml), not here
                     "intervention": name,
                     "arm": "treatment",
                     "outcome": e.outcome,
@@ -1156,6 +1157,7 @@ class Attribution:
             rows.append(
                 {
                     "experiment_id": None,
+                    "question": None,  # named by a refresh question (cx.toml), not here
                     "intervention": name,
                     "arm": "treatment",
                     "outcome": m["outcome"],
