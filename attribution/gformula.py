@@ -510,6 +510,12 @@ def _data_arrays(s: _Strata) -> dict[str, np.ndarray]:
         "tc": s.cell_t.astype(float),
         "n": s.cell_stats["n"],
     }
+    if not s.coef:
+        for name in ("index", "xbar", "index_c"):
+            del out[name]
+    if not s.mod:
+        for name in ("index_m", "xbar_m", "index_mc"):
+            del out[name]
     if s.outcome == "retention":
         out["n_active"] = s.cell_stats["n_active"]
         return out
@@ -558,19 +564,19 @@ class _Linear:
         ext = pt.concatenate([pt.zeros(1), coefs])
         return ext[index].sum(axis=1) - pt.dot(xbar, coefs)
 
-    def eta(self, index, index_m, xbar, xbar_m, t):
-        """Per row of ``index`` (a cell or a stratum) and arm ``t`` (0/1, a vector or scalar)."""
-        eta = self.intercept + t * self.effect + pt.zeros(index.shape[0])
+    def eta(self, rows, index, index_m, xbar, xbar_m, t):
+        """Per row (``rows`` cells or strata) and arm ``t`` (0/1, a vector or a scalar)."""
+        eta = self.intercept + t * self.effect + pt.zeros(rows)
         if self.beta is not None:
             eta = eta + self._terms(self.beta, index, xbar)
         if self.gamma is not None and not (isinstance(t, float) and t == 0.0):
             eta = eta + t * self._terms(self.gamma, index_m, xbar_m)
         return eta
 
-    def strata(self, index, index_m, xbar, xbar_m):
+    def strata(self, rows, index, index_m, xbar, xbar_m):
         """Per (stratum, arm), both arms everywhere: what the standardization needs."""
-        eta0 = self.eta(index, index_m, xbar, xbar_m, 0.0)
-        eta1 = self.eta(index, index_m, xbar, xbar_m, 1.0)
+        eta0 = self.eta(rows, index, index_m, xbar, xbar_m, 0.0)
+        eta1 = self.eta(rows, index, index_m, xbar, xbar_m, 1.0)
         return pt.stack([eta0, eta1], axis=1)
 
 
@@ -608,6 +614,8 @@ def _build_model(s: _Strata, priors: GFormulaPriors) -> tuple[pm.Model, dict]:
     data = _data_arrays(s)
     P, Q = len(s.coef), len(s.mod)
     with pm.Model(coords=_coords(s)) as model:
+        # Containers only for the terms the model has: nutpie drops unused data, and swapping
+        # data into a container it dropped fails (``modifiers=[]`` has no modifier index).
         d = {
             name: pm.Data(name, data[name], dims=dims)
             for name, dims in (
@@ -620,11 +628,19 @@ def _build_model(s: _Strata, priors: GFormulaPriors) -> tuple[pm.Model, dict]:
                 ("tc", "cell"),
                 ("n", "cell"),
             )
+            if name in data
         }
         W = pm.Data("W", data["W"], dims=("estimand", "segment", "stratum"))
         n, tc = d["n"], d["tc"]
-        design = (d["index"], d["index_m"], d["xbar"], d["xbar_m"])
-        design_c = (d["index_c"], d["index_mc"], d["xbar"], d["xbar_m"], tc)
+        design = (len(s.codes), d.get("index"), d.get("index_m"), d.get("xbar"), d.get("xbar_m"))
+        design_c = (
+            tc.shape[0],
+            d.get("index_c"),
+            d.get("index_mc"),
+            d.get("xbar"),
+            d.get("xbar_m"),
+            tc,
+        )
         logit_scales = (
             priors.intercept_scale,
             priors.confounder_scale,

@@ -367,3 +367,14 @@ def test_negative_revenue_and_non_binary_treatment_are_named():
     two = data.frame.assign(treated=data.frame["treated"].where(data.frame.index != 4, 2))
     with pytest.raises(InputError, match=r"'treated' must be 0 or 1: row 4"):
         gformula.fit_gformula(_with(data, frame=two), "retention")
+
+
+def test_no_modifiers_fits_one_common_effect_and_the_data_swap_skips_unused_containers():
+    # nutpie drops data containers no term uses; the model must not create them (this failed
+    # with "Unknown shared variable: index_m" before).
+    data, truth = _world(5, 4000)
+    fit = gformula.fit_gformula(data, "retention", modifiers=[], config=FAST)
+    assert fit.modifiers == [] and fit.diagnostics_.passed, fit.diagnostics_.reasons
+    assert "gamma" not in fit.idata.posterior and "beta" in fit.idata.posterior
+    row = fit.summary().set_index(["estimand", "metric", "segment"]).loc[("ate", "absolute", "all")]
+    assert row["lo"] < row["mean"] < row["hi"] and np.isfinite(row["mean"])
