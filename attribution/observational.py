@@ -49,6 +49,7 @@ from attribution import store
 from attribution.errors import InputError
 
 __all__ = [
+    "check_intervention",
     "BAD_RESOLUTIONS",
     "DEFAULT_CONFOUNDERS",
     "DERIVED_CONFOUNDERS",
@@ -399,23 +400,37 @@ def _check_confounders(chosen: list[str], customer_cols: dict[str, str]) -> list
 _NOT_CONFOUNDERS = ("customer_id", "signup_date")
 
 
+def check_intervention(
+    con: duckdb.DuckDBPyConnection, intervention: str, *, where: str = ""
+) -> None:
+    """Raise an InputError naming the known interventions when ``intervention`` has no rows.
+
+    Parameters
+    ----------
+    con : duckdb.DuckDBPyConnection
+    intervention : str
+    where : str
+        Prefix of the message naming the setting (e.g. ``"observational 'q': "``).
+    """
+    ((n,),) = con.execute(
+        "SELECT count(*) FROM interventions WHERE intervention = ?", [intervention]
+    ).fetchall()
+    if n:
+        return
+    sql = "SELECT DISTINCT intervention FROM interventions ORDER BY 1"
+    known = [r[0] for r in con.execute(sql).fetchall()]
+    raise InputError(
+        f"{where}intervention {intervention!r} has no rows in interventions; known: {known}"
+    )
+
+
 def _intervention(con, intervention: str, notes: list[str]):
+    check_intervention(con, intervention)
     rows = con.execute(
         "SELECT count(*) FILTER (WHERE experiment_id IS NULL), count(*) "
         "FROM interventions WHERE intervention = ?",
         [intervention],
     ).fetchone()
-    if not rows[1]:
-        known = [
-            r[0]
-            for r in con.execute(
-                "SELECT DISTINCT intervention FROM interventions ORDER BY 1"
-            ).fetchall()
-        ]
-        raise InputError(
-            f"intervention {intervention!r} has no rows in interventions; known: "
-            f"{', '.join(known) or '(none)'}"
-        )
     use_randomized = rows[0] == 0
     if use_randomized:
         notes.append(

@@ -81,7 +81,12 @@ import pandas as pd
 from attribution import runs, store
 from attribution.config import Config, ObservationalQuestion
 from attribution.errors import CxError, InputError, SampleRatioError
-from attribution.observational import DEFAULT_CONFOUNDERS, DERIVED_CONFOUNDERS, valid_confounders
+from attribution.observational import (
+    DEFAULT_CONFOUNDERS,
+    DERIVED_CONFOUNDERS,
+    check_intervention,
+    valid_confounders,
+)
 from attribution.readout import ExperimentReadout, experiment_ids, read_out, srm_record
 
 UNCHANGED = "unchanged"
@@ -498,20 +503,7 @@ def check_question(
     """
     key = f"observational {question.name!r}"
     if question.intervention:
-        ((n,),) = con.execute(
-            "SELECT count(*) FROM interventions WHERE intervention = ?", [question.intervention]
-        ).fetchall()
-        if not n:
-            known = [
-                r[0]
-                for r in con.execute(
-                    "SELECT DISTINCT intervention FROM interventions ORDER BY 1"
-                ).fetchall()
-            ]
-            raise InputError(
-                f"{key}: intervention {question.intervention!r} has no rows in interventions; "
-                f"known: {known}"
-            )
+        check_intervention(con, question.intervention, where=f"{key}: ")
     else:
         column = question.condition.partition("=")[0].strip()
         cols = [c for c in store.columns(con, "interactions") if c not in ("customer_id", "ts")]
