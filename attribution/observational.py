@@ -50,6 +50,7 @@ from attribution.errors import InputError
 
 __all__ = [
     "check_intervention",
+    "confounder_kind",
     "BAD_RESOLUTIONS",
     "DEFAULT_CONFOUNDERS",
     "DERIVED_CONFOUNDERS",
@@ -343,10 +344,7 @@ def observational_frame(
     _check_frame(con, frame, label, params)
     numeric, categorical = [], []
     for name in chosen:
-        kind = DERIVED_CONFOUNDERS.get(name)
-        if kind is None:
-            kind = "numeric" if customer_cols[name].upper() in _NUMERIC_TYPES else "categorical"
-        if kind == "numeric":
+        if confounder_kind(name, customer_cols) == "numeric":
             frame[name] = frame[name].astype(float)
             if frame[name].isna().any():
                 bad = frame.loc[frame[name].isna(), "customer_id"].iloc[0]
@@ -375,6 +373,15 @@ def observational_frame(
         lookback_months=lookback_months,
         notes=tuple(notes),
     )
+
+
+def confounder_kind(name: str, customer_cols: dict[str, str]) -> str:
+    """``"numeric"`` or ``"categorical"``: derived confounders by definition, ``customers``
+    columns by their DuckDB type (``customer_cols``: name -> type, see ``store.columns``)."""
+    kind = DERIVED_CONFOUNDERS.get(name)
+    if kind is not None:
+        return kind
+    return "numeric" if customer_cols[name].upper() in _NUMERIC_TYPES else "categorical"
 
 
 def valid_confounders(con: duckdb.DuckDBPyConnection) -> list[str]:

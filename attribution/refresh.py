@@ -83,8 +83,8 @@ from attribution.config import Config, ObservationalQuestion
 from attribution.errors import CxError, InputError, SampleRatioError
 from attribution.observational import (
     DEFAULT_CONFOUNDERS,
-    DERIVED_CONFOUNDERS,
     check_intervention,
+    confounder_kind,
     valid_confounders,
 )
 from attribution.readout import ExperimentReadout, experiment_ids, read_out, srm_record
@@ -520,15 +520,8 @@ def check_question(
         raise InputError(f"{key}: {where} {unknown} not a confounder the store has; valid: {valid}")
     if question.segment:
         customers = store.columns(con, "customers")
-        numeric = question.segment in DERIVED_CONFOUNDERS or customers.get(
-            question.segment, ""
-        ).upper() in ("TINYINT", "SMALLINT", "INTEGER", "BIGINT", "HUGEINT", "FLOAT", "DOUBLE")
-        if question.segment not in chosen or numeric:
-            categorical = [
-                c
-                for c in chosen
-                if c not in DERIVED_CONFOUNDERS and c in customers and c != question.segment
-            ]
+        categorical = [c for c in chosen if confounder_kind(c, customers) == "categorical"]
+        if question.segment not in categorical:
             raise InputError(
                 f"{key}: segment {question.segment!r} must be one of its categorical "
                 f"confounders: {categorical}"
