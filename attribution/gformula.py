@@ -8,10 +8,12 @@ flag, the confounders of the identified adjustment set and the outcomes
    (cut points computed once over everyone), categorical confounders keep their levels, and each
    (treated, band combination) cell carries the sufficient statistics of ``attribution/cells.py``
    (``n`` and retained count; for revenue and cost-to-serve ``npos``, ``sum``, ``sumlog``,
-   ``sumlog2``);
-2. fits an outcome model with PyMC on the cells, exactly equal to the row-level likelihood:
+   ``sumlog2``) and, per numeric confounder whose values vary inside a band, the cell's mean of
+   ``z = sign(x) ln(1 + |x|)``;
+2. fits an outcome model with PyMC on the cells, exactly equal to the row-level likelihood of a
+   model whose customers share their cell's terms:
 
-   * retention: binomial, ``logit p = a + X beta + t (delta + Xm gamma)``;
+   * retention: binomial, ``logit p = a + X beta + Z lambda + t (delta + Xm gamma)``;
    * revenue / cost-to-serve: a hurdle. ``P(>0)`` logistic in the same terms; the positive values
      gamma with ``log E[Y | Y > 0]`` linear in the same terms and one shape (written with the
      sufficient statistics ``npos``, ``sum`` and ``sumlog``). A gamma GLM with a log link
@@ -22,19 +24,25 @@ flag, the confounders of the identified adjustment set and the outcomes
      customers) and 44.3 [40.9, 47.6] against 17.5 (1M);
 
    ``X`` holds the confounders' bands / levels (reference coding, columns centred on their
-   population mean), ``t`` the treatment, ``Xm`` the columns of the effect modifiers (by default
-   every confounder, so the treated and untreated outcome surfaces may differ; with a segment the
-   segment column is always a modifier). Coefficients get weakly informative normal priors
-   (:class:`GFormulaPriors`), the interactions tighter ones than the main effects;
-3. standardizes per posterior draw: ``E[Y | t, cell]`` averaged over the cell distribution of
-   everyone (ATE) and of the treated (ATT), overall and per segment; the effect is
-   ``E[Y1] - E[Y0]`` (absolute) and ``E[Y1] / E[Y0] - 1`` (relative). For the hurdle,
-   ``E[Y | t, cell] = P(>0) E[Y | Y > 0, t, cell]``.
+   population mean), ``Z`` the cell's within-band position of each numeric confounder (its mean
+   ``z`` minus the band's mean over everyone; one slope per confounder, shared by its bands),
+   ``t`` the treatment, ``Xm`` the columns of the effect modifiers (by default every confounder,
+   so the treated and untreated outcome surfaces may differ; with a segment the segment column is
+   always a modifier). Coefficients get weakly informative normal priors (:class:`GFormulaPriors`),
+   the interactions tighter ones than the main effects. Bands alone leave the variation inside a
+   band unadjusted: when treatment is targeted on a continuous score the treated sit higher
+   inside each band than the untreated, which on the simulator's outreach question (20k) put the
+   revenue ATE at 51.0 [31.3, 71.3] against a truth of 19.7; with the slopes 20.5 [2.7, 40.1];
+3. standardizes per posterior draw: ``E[Y | t, cell]`` at both arms for every observed cell,
+   averaged with the cells' customer counts over everyone (ATE) and over the treated cells
+   (ATT), overall and per segment; the effect is ``E[Y1] - E[Y0]`` (absolute) and
+   ``E[Y1] / E[Y0] - 1`` (relative). For the hurdle, ``E[Y | t, cell] = P(>0) E[Y | Y > 0, t,
+   cell]``.
 
 The standardization happens inside the model, so the posterior holds only a few numbers per draw
 (``effect_abs`` and ``effect_rel`` with dims (estimand, segment)) and the diagnostics gate judges
-exactly the published quantities. Compiled models are cached per shape (cells are padded to a
-power of two), so a refit with the same confounders and segment swaps the data in.
+exactly the published quantities. Compiled models are cached per shape (cells are padded to
+:func:`_padded_size`), so a refit with the same confounders and segment swaps the data in.
 """
 
 from __future__ import annotations
@@ -131,9 +139,12 @@ class _Cells:
     table: pd.DataFrame  # confounder columns (band index or level), treated, statistics
     levels: dict[str, list[str]]  # confounder -> labels of its bands / levels, in code order
     cuts: dict[str, list[float]]  # numeric confounder -> upper edges of its bands but the last
+    slopes: list[str]  # numeric confounders with values varying inside a band (``<col>_z``)
 
 
-def collapse(data: ObservationalData, outcome: str, *, bands: int = 4) -> pd.DataFrame:
+def collapse(
+    data: ObservationalData, outcome: str, *, bands: int = 4, slopes: bool = True
+) -> pd.DataFrame:
     """Collapse an observational frame into (treated, confounder band combination) cells.
 
     Parameters
@@ -144,13 +155,17 @@ def collapse(data: ObservationalData, outcome: str, *, bands: int = 4) -> pd.Dat
         Which sufficient statistics to compute.
     bands : int
         Quantile bands per numeric confounder (fewer when values tie).
+    slopes : bool
+        Add ``<col>_z``, the cell's mean of ``sign(x) ln(1 + |x|)``, for each numeric
+        confounder whose values vary inside a band (what the within-band slopes are fitted on).
 
     Returns
     -------
     pandas.DataFrame
         One row per non-empty cell: each confounder (band label or level), ``treated`` (0/1),
         ``n`` and, for retention, ``n_active``; for revenue / cost-to-serve ``npos``, ``sum``,
-        ``sumlog``, ``sumlog2``. ``attrs["cuts"]`` holds each numeric confounder's cut points.
+        ``sumlog``, ``sumlog2``; with ``slopes`` the ``<col>_z`` means. ``attrs["cuts"]`` holds
+        each numeric confounder's cut points.
 
     Examples
     --------
@@ -161,7 +176,7 @@ def collapse(data: ObservationalData, outcome: str, *, bands: int = 4) -> pd.Dat
     _check_outcome(outcome)
     _check_bands(bands)
     _check_data(data, outcome)
-    c = _collapse(data, outcome, bands)
+    c = _collapse(data, outcome, bands, slopes=bool(slopes))
     out = c.table.copy()
     for col, labels in c.levels.items():
         out[col] = np.asarray(labels, dtype=object)[out[col].to_numpy()]
@@ -258,8 +273,12 @@ def _raise_row(frame: pd.DataFrame, bad: pd.Series, col: str, what: str) -> None
     )
 
 
-def _collapse(data, outcome: str, bands: int) -> _Cells:
-    """Cells via DuckDB: cut points once per numeric confounder, then one GROUP BY."""
+def _collapse(data, outcome: str, bands: int, slopes: bool = True) -> _Cells:
+    """Cells via DuckDB: cut points once per numeric confounder, then one GROUP BY.
+
+    With ``slopes``, each cell also carries the mean of ``sign(x) ln(1 + |x|)`` of every numeric
+    confounder whose values vary inside a band (``<col>_z``), for the within-band slopes.
+    """
     ycol = OUTCOMES[outcome]
     confounders = list(data.confounders)
     numeric = [c for c in confounders if c in data.numeric]
@@ -269,13 +288,17 @@ def _collapse(data, outcome: str, bands: int) -> _Cells:
         con.register(_ROWS, rows)
         probs = [i / bands for i in range(1, bands)]
         cuts: dict[str, list[float]] = {}
+        sloped: list[str] = []
         for col in numeric:
             q = store.quote_identifier(col)
-            got, top = con.execute(
-                f"SELECT quantile_disc({q}::DOUBLE, ?::DOUBLE[]), max({q}::DOUBLE) FROM {_ROWS}",
+            got, top, distinct = con.execute(
+                f"SELECT quantile_disc({q}::DOUBLE, ?::DOUBLE[]), max({q}::DOUBLE), "
+                f"count(DISTINCT {q}) FROM {_ROWS}",
                 [probs],
             ).fetchone()
             cuts[col] = sorted({float(v) for v in got if float(v) < float(top)})
+            if slopes and distinct > len(cuts[col]) + 1:
+                sloped.append(col)
         select, params = [], []
         for i, col in enumerate(confounders):
             q = store.quote_identifier(col)
@@ -287,6 +310,9 @@ def _collapse(data, outcome: str, bands: int) -> _Cells:
                 params += cuts[col]
             else:
                 select.append(f"CAST({q} AS VARCHAR) AS k{i}")
+        for i, col in enumerate(sloped):
+            q = store.quote_identifier(col)
+            select.append(f"sign({q}::DOUBLE) * ln(1 + abs({q}::DOUBLE)) AS z{i}")
         if outcome == "retention":
             stats = "SUM(y) AS n_active"
         else:
@@ -295,6 +321,7 @@ def _collapse(data, outcome: str, bands: int) -> _Cells:
                 "SUM(CASE WHEN y > 0 THEN LN(y) ELSE 0 END) AS sumlog, "
                 "SUM(CASE WHEN y > 0 THEN LN(y) * LN(y) ELSE 0 END) AS sumlog2"
             )
+        stats += "".join(f", AVG(z{i}) AS z{i}" for i in range(len(sloped)))
         keys = "".join(f"k{i}, " for i in range(len(confounders)))
         sql = (
             f"SELECT {keys}treated, COUNT(*) AS n, {stats} FROM ("
@@ -316,11 +343,16 @@ def _collapse(data, outcome: str, bands: int) -> _Cells:
             labels = sorted(table[key].unique().tolist())
             levels[col] = labels
             table[key] = table[key].map({v: j for j, v in enumerate(labels)}).astype("int64")
-    table = table.rename(columns={f"k{i}": col for i, col in enumerate(confounders)})
+    table = table.rename(
+        columns={
+            **{f"k{i}": col for i, col in enumerate(confounders)},
+            **{f"z{i}": f"{col}_z" for i, col in enumerate(sloped)},
+        }
+    )
     for col in ("treated", "n", "n_active", "npos"):
         if col in table:
             table[col] = table[col].astype("int64")
-    return _Cells(table=table, levels=levels, cuts=cuts)
+    return _Cells(table=table, levels=levels, cuts=cuts, slopes=sloped)
 
 
 def _band_labels(cuts: list[float]) -> list[str]:
@@ -333,7 +365,7 @@ def _band_labels(cuts: list[float]) -> list[str]:
 
 
 # --------------------------------------------------------------------------------------------
-# Cells -> strata arrays (one stratum = one confounder band combination, both arms)
+# Cells -> model arrays (one stratum = one confounder band combination, both arms)
 # --------------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class _Strata:
@@ -343,15 +375,16 @@ class _Strata:
     index_m: np.ndarray  # (S, Jm) the same over the effect modifiers' coefficients
     xbar: np.ndarray  # (P,) population mean of each reference-coded column (the centring)
     xbar_m: np.ndarray  # (Q,)
-    stats: dict[str, np.ndarray]  # each (S, 2): untreated, treated
-    W: np.ndarray  # (2, G + 1, S) standardization weights: estimand x segment x stratum
     coef: list[str]
     mod: list[str]
+    slopes: list[str]  # numeric confounders with a within-band slope
     segments: list[str]  # segment labels, then "all"
     counts: np.ndarray  # (G + 1, 2) customers per segment and arm
     cell_stratum: np.ndarray  # (C,) stratum of each observed (stratum, arm) cell
     cell_t: np.ndarray  # (C,) its arm (0 untreated, 1 treated)
+    cell_z: np.ndarray  # (C, K) its mean z of each sloped confounder minus the band's mean
     cell_stats: dict[str, np.ndarray]  # each (C,): the cell's sufficient statistics
+    W: np.ndarray  # (2, G + 1, C) standardization weights: estimand x segment x cell
 
 
 def _stat_names(outcome: str) -> list[str]:
@@ -364,7 +397,6 @@ def _strata(
     c: _Cells, outcome: str, confounders: list[str], modifiers: list[str], segment: str | None
 ) -> _Strata:
     table = c.table
-    stat_names = _stat_names(outcome)
     if confounders:
         keys = table[confounders].to_numpy(dtype=np.int64)
         uniq, inverse = np.unique(keys, axis=0, return_inverse=True)
@@ -373,14 +405,9 @@ def _strata(
         uniq, inverse = np.zeros((1, 0), dtype=np.int64), np.zeros(len(table), dtype=np.int64)
     S = len(uniq)
     arm = table["treated"].to_numpy(dtype=np.int64)
-    stats, cell_stats = {}, {}
-    for name in stat_names:
-        values = table[name].to_numpy(dtype=float)
-        arr = np.zeros((S, 2))
-        np.add.at(arr, (inverse, arm), values)
-        stats[name] = arr
-        cell_stats[name] = values
-    n_s = stats["n"].sum(axis=1)
+    cell_stats = {name: table[name].to_numpy(dtype=float) for name in _stat_names(outcome)}
+    n_c = cell_stats["n"]
+    n_s = np.bincount(inverse, weights=n_c, minlength=S)
 
     def design(cols: list[str]) -> tuple[np.ndarray, np.ndarray, list[str]]:
         # Reference coding without the dense matrix: a stratum's row of it has one 1 per
@@ -402,20 +429,28 @@ def _strata(
 
     index, xbar, coef = design(confounders)
     index_m, xbar_m, mod = design(modifiers)
+    slopes = [col for col in c.slopes if col in confounders]
+    cell_z = np.zeros((len(table), len(slopes)))
+    for k, col in enumerate(slopes):
+        # Centred inside each band, so the slope is what varies within bands and the band
+        # offsets keep the levels (less posterior correlation between the two).
+        z = table[f"{col}_z"].to_numpy(dtype=float)
+        band = table[col].to_numpy(dtype=np.int64)
+        band_mean = np.bincount(band, weights=n_c * z) / np.maximum(np.bincount(band, n_c), 1)
+        cell_z[:, k] = z - band_mean[band]
 
     if segment is None:
-        seg_code = np.zeros(S, dtype=np.int64)
+        seg_code = np.zeros(len(table), dtype=np.int64)
         seg_labels: list[str] = []
     else:
-        seg_code = uniq[:, confounders.index(segment)]
+        seg_code = table[segment].to_numpy(dtype=np.int64)
         seg_labels = list(c.levels[segment])
     G = len(seg_labels)
-    groups = [seg_code == g for g in range(G)] + [np.ones(S, dtype=bool)]
-    W = np.zeros((2, G + 1, S))
+    groups = [seg_code == g for g in range(G)] + [np.ones(len(table), dtype=bool)]
+    W = np.zeros((2, G + 1, len(table)))
     counts = np.zeros((G + 1, 2), dtype=np.int64)
     for g, mask in enumerate(groups):
-        n_g = stats["n"][mask]
-        counts[g] = n_g.sum(axis=0).astype(np.int64)
+        counts[g] = [int(n_c[mask & (arm == t)].sum()) for t in (0, 1)]
         label = "all" if g == G else f"{segment}={seg_labels[g]}"
         if counts[g, 0] == 0 or counts[g, 1] == 0:
             side = "untreated" if counts[g, 0] == 0 else "treated"
@@ -423,8 +458,8 @@ def _strata(
                 f"segment {label} has no {side} customers; its effect cannot be estimated "
                 "(choose another segment column or fewer bands)"
             )
-        W[0, g, mask] = n_s[mask] / n_s[mask].sum()
-        W[1, g, mask] = stats["n"][mask, 1] / counts[g, 1]
+        W[0, g] = np.where(mask, n_c, 0.0) / counts[g].sum()
+        W[1, g] = np.where(mask & (arm == 1), n_c, 0.0) / counts[g, 1]
     if "all" in seg_labels:
         raise InputError(f"segment {segment!r} has a level named 'all', which is reserved")
     return _Strata(
@@ -434,15 +469,16 @@ def _strata(
         index_m=index_m,
         xbar=xbar,
         xbar_m=xbar_m,
-        stats=stats,
-        W=W,
         coef=coef,
         mod=mod,
+        slopes=slopes,
         segments=[*seg_labels, "all"],
         counts=counts,
         cell_stratum=inverse.astype(np.int64),
         cell_t=arm,
+        cell_z=cell_z,
         cell_stats=cell_stats,
+        W=W,
     )
 
 
@@ -455,37 +491,25 @@ def _padded_size(n: int, minimum: int = 16) -> int:
 
 
 def _pad(s: _Strata) -> _Strata:
-    """Strata and cells padded with empty ones so shapes repeat across refits.
+    """Cells padded with empty ones so shapes repeat across refits (:func:`_padded_size`).
 
-    Strata grow to a power of two (at least 16), cells to :func:`_padded_size`. Empty strata and
-    cells carry no customers and zero weight: they add nothing to the likelihood or to the
-    standardized means, and let refits of similar data reuse one compiled model.
+    Empty cells carry no customers and zero weight: they add nothing to the likelihood or to
+    the standardized means, and let refits of similar data reuse one compiled model.
     """
-    S, C = len(s.codes), len(s.cell_t)
-    extra = max(16, 1 << (S - 1).bit_length()) - S
-    extra_c = _padded_size(C) - C
+    extra = _padded_size(len(s.cell_t)) - len(s.cell_t)
 
-    def grow(a: np.ndarray, axis: int = 0, by: int = extra) -> np.ndarray:
+    def grow(a: np.ndarray, axis: int = 0) -> np.ndarray:
         shape = list(a.shape)
-        shape[axis] = by
+        shape[axis] = extra
         return np.concatenate([a, np.zeros(shape, dtype=a.dtype)], axis=axis)
 
-    return _Strata(
-        outcome=s.outcome,
-        codes=grow(s.codes),
-        index=grow(s.index),
-        index_m=grow(s.index_m),
-        xbar=s.xbar,
-        xbar_m=s.xbar_m,
-        stats={k: grow(v) for k, v in s.stats.items()},
+    return dataclasses.replace(
+        s,
+        cell_stratum=grow(s.cell_stratum),
+        cell_t=grow(s.cell_t),
+        cell_z=grow(s.cell_z),
+        cell_stats={k: grow(v) for k, v in s.cell_stats.items()},
         W=grow(s.W, axis=2),
-        coef=s.coef,
-        mod=s.mod,
-        segments=s.segments,
-        counts=s.counts,
-        cell_stratum=grow(s.cell_stratum, by=extra_c),
-        cell_t=grow(s.cell_t, by=extra_c),
-        cell_stats={k: grow(v, by=extra_c) for k, v in s.cell_stats.items()},
     )
 
 
@@ -495,27 +519,27 @@ def _pad(s: _Strata) -> _Strata:
 def _data_arrays(s: _Strata) -> dict[str, np.ndarray]:
     """Everything that changes with the data, by pm.Data name (what nutpie's with_data swaps).
 
-    The likelihood runs over the observed cells only (``index_c``, ``index_mc``, ``tc`` and the
-    cell statistics): strata seen in one arm only cost nothing there. The strata arrays
-    (``index``, ``index_m``, ``W``) serve the standardization, which runs once per draw.
+    Everything is per observed (stratum, arm) cell: the likelihood at the cell's own arm, the
+    standardization at both arms with the weights ``W``.
     """
     out = {
-        "index": s.index,
-        "index_m": s.index_m,
         "xbar": s.xbar,
         "xbar_m": s.xbar_m,
         "W": s.W,
         "index_c": s.index[s.cell_stratum],
         "index_mc": s.index_m[s.cell_stratum],
+        "zc": s.cell_z,
         "tc": s.cell_t.astype(float),
         "n": s.cell_stats["n"],
     }
     if not s.coef:
-        for name in ("index", "xbar", "index_c"):
+        for name in ("xbar", "index_c"):
             del out[name]
     if not s.mod:
-        for name in ("index_m", "xbar_m", "index_mc"):
+        for name in ("xbar_m", "index_mc"):
             del out[name]
+    if not s.slopes:
+        del out["zc"]
     if s.outcome == "retention":
         out["n_active"] = s.cell_stats["n_active"]
         return out
@@ -534,11 +558,11 @@ def _data_arrays(s: _Strata) -> dict[str, np.ndarray]:
 
 def _coords(s: _Strata) -> dict[str, list[str]]:
     return {
-        "stratum": [str(i) for i in range(len(s.codes))],
         "cell": [str(i) for i in range(len(s.cell_t))],
         "t": ["untreated", "treated"],
         "coef": list(s.coef),
         "mod": list(s.mod),
+        "sloped": list(s.slopes),
         "confounder": [str(i) for i in range(s.index.shape[1])],
         "modifier": [str(i) for i in range(s.index_m.shape[1])],
         "estimand": list(ESTIMANDS),
@@ -548,14 +572,16 @@ def _coords(s: _Strata) -> dict[str, list[str]]:
 
 @dataclass(frozen=True)
 class _Linear:
-    """One linear predictor: ``a + (X - xbar) beta + t (delta + (Xm - xbar_m) gamma)``.
+    """One linear predictor: ``a + (X - xbar) beta + z slope + t (delta + (Xm - xbar_m) gamma)``.
 
     ``X`` is reference coded; a row of it is given by its index row (see :func:`_strata`), so
     ``X beta`` is the sum of the gathered coefficients and the centring is one dot product.
+    ``z`` holds the cell's within-band position of each sloped numeric confounder.
     """
 
     intercept: pt.TensorVariable
     beta: pt.TensorVariable | None
+    slope: pt.TensorVariable | None
     effect: pt.TensorVariable
     gamma: pt.TensorVariable | None
 
@@ -564,29 +590,27 @@ class _Linear:
         ext = pt.concatenate([pt.zeros(1), coefs])
         return ext[index].sum(axis=1) - pt.dot(xbar, coefs)
 
-    def eta(self, rows, index, index_m, xbar, xbar_m, t):
-        """Per row (``rows`` cells or strata) and arm ``t`` (0/1, a vector or a scalar)."""
-        eta = self.intercept + t * self.effect + pt.zeros(rows)
+    def arms(self, d: dict, cells) -> tuple[pt.TensorVariable, pt.TensorVariable]:
+        """Per cell: the linear predictor untreated, and the treated one (both arms)."""
+        base = self.intercept + pt.zeros(cells)
         if self.beta is not None:
-            eta = eta + self._terms(self.beta, index, xbar)
-        if self.gamma is not None and not (isinstance(t, float) and t == 0.0):
-            eta = eta + t * self._terms(self.gamma, index_m, xbar_m)
-        return eta
-
-    def strata(self, rows, index, index_m, xbar, xbar_m):
-        """Per (stratum, arm), both arms everywhere: what the standardization needs."""
-        eta0 = self.eta(rows, index, index_m, xbar, xbar_m, 0.0)
-        eta1 = self.eta(rows, index, index_m, xbar, xbar_m, 1.0)
-        return pt.stack([eta0, eta1], axis=1)
+            base = base + self._terms(self.beta, d["index_c"], d["xbar"])
+        if self.slope is not None:
+            base = base + pt.dot(d["zc"], self.slope)
+        effect = self.effect
+        if self.gamma is not None:
+            effect = effect + self._terms(self.gamma, d["index_mc"], d["xbar_m"])
+        return base, base + effect
 
 
-def _linear(prefix: str, scales: tuple[float, float, float, float], P: int, Q: int) -> _Linear:
+def _linear(prefix: str, scales: tuple[float, float, float, float], s: _Strata) -> _Linear:
     s_int, s_conf, s_eff, s_mod = scales
     return _Linear(
         intercept=pm.Normal(f"{prefix}intercept", 0.0, s_int),
-        beta=pm.Normal(f"{prefix}beta", 0.0, s_conf, dims="coef") if P else None,
+        beta=pm.Normal(f"{prefix}beta", 0.0, s_conf, dims="coef") if s.coef else None,
+        slope=pm.Normal(f"{prefix}slope", 0.0, s_conf, dims="sloped") if s.slopes else None,
         effect=pm.Normal(f"{prefix}effect", 0.0, s_eff),
-        gamma=pm.Normal(f"{prefix}gamma", 0.0, s_mod, dims="mod") if Q else None,
+        gamma=pm.Normal(f"{prefix}gamma", 0.0, s_mod, dims="mod") if s.mod else None,
     )
 
 
@@ -610,37 +634,26 @@ def _gamma(k, sum_y, sum_log, log_mean, shape):
 
 
 def _build_model(s: _Strata, priors: GFormulaPriors) -> tuple[pm.Model, dict]:
-    """The PyMC model; returns it and per-(stratum, arm) tensors (for the tests)."""
+    """The PyMC model; returns it and per-(cell, arm) tensors (for the tests)."""
     data = _data_arrays(s)
-    P, Q = len(s.coef), len(s.mod)
     with pm.Model(coords=_coords(s)) as model:
         # Containers only for the terms the model has: nutpie drops unused data, and swapping
         # data into a container it dropped fails (``modifiers=[]`` has no modifier index).
         d = {
             name: pm.Data(name, data[name], dims=dims)
             for name, dims in (
-                ("index", ("stratum", "confounder")),
-                ("index_m", ("stratum", "modifier")),
                 ("xbar", "coef"),
                 ("xbar_m", "mod"),
                 ("index_c", ("cell", "confounder")),
                 ("index_mc", ("cell", "modifier")),
+                ("zc", ("cell", "sloped")),
                 ("tc", "cell"),
                 ("n", "cell"),
             )
             if name in data
         }
-        W = pm.Data("W", data["W"], dims=("estimand", "segment", "stratum"))
-        n, tc = d["n"], d["tc"]
-        design = (len(s.codes), d.get("index"), d.get("index_m"), d.get("xbar"), d.get("xbar_m"))
-        design_c = (
-            tc.shape[0],
-            d.get("index_c"),
-            d.get("index_mc"),
-            d.get("xbar"),
-            d.get("xbar_m"),
-            tc,
-        )
+        W = pm.Data("W", data["W"], dims=("estimand", "segment", "cell"))
+        n, tc, cells = d["n"], d["tc"], len(s.cell_t)
         logit_scales = (
             priors.intercept_scale,
             priors.confounder_scale,
@@ -649,38 +662,45 @@ def _build_model(s: _Strata, priors: GFormulaPriors) -> tuple[pm.Model, dict]:
         )
         if s.outcome == "retention":
             k = pm.Data("n_active", data["n_active"], dims="cell")
-            lin = _linear("", logit_scales, P, Q)
-            pm.Potential("loglik_retained", _binomial(k, n, lin.eta(*design_c)))
-            eta = lin.strata(*design)
-            _publish(pm.math.sigmoid(eta), W)
-            return model, {"eta": eta}
+            eta0, eta1 = _linear("", logit_scales, s).arms(d, cells)
+            pm.Potential("loglik_retained", _binomial(k, n, eta0 + tc * (eta1 - eta0)))
+            _publish(pm.math.sigmoid(eta0), pm.math.sigmoid(eta1), W)
+            return model, {"eta": pt.stack([eta0, eta1], axis=1)}
         k = pm.Data("npos", data["npos"], dims="cell")
         sum_y = pm.Data("sum_positive", data["sum_positive"], dims="cell")
         sum_log = pm.Data("sumlog", data["sumlog"], dims="cell")
         center = pm.Data("log_center", data["log_center"])
         scale = pm.Data("log_scale", data["log_scale"])
-        pos = _linear("positive_", logit_scales, P, Q)
+        eta0, eta1 = _linear("positive_", logit_scales, s).arms(d, cells)
         log_scales = (
             priors.log_intercept_scale,
             priors.log_confounder_scale,
             priors.log_effect_scale,
             priors.log_modifier_scale,
         )
-        logv = _linear("log_", log_scales, P, Q)
+        lv0, lv1 = _linear("log_", log_scales, s).arms(d, cells)
+        log_mean0, log_mean1 = center + scale * lv0, center + scale * lv1
         log_shape = pm.Normal("log_shape", priors.log_shape_loc, priors.log_shape_scale)
         shape = pt.exp(log_shape)
-        log_mean_c = center + scale * logv.eta(*design_c)
-        pm.Potential("loglik_positive", _binomial(k, n, pos.eta(*design_c)))
+        pm.Potential("loglik_positive", _binomial(k, n, eta0 + tc * (eta1 - eta0)))
+        log_mean_c = log_mean0 + tc * (log_mean1 - log_mean0)
         pm.Potential("loglik_values", _gamma(k, sum_y, sum_log, log_mean_c, shape))
-        eta = pos.strata(*design)
-        log_mean = center + scale * logv.strata(*design)
-        _publish(pm.math.sigmoid(eta) * pt.exp(log_mean), W)
-        return model, {"eta": eta, "log_mean": log_mean, "shape": shape}
+        _publish(
+            pm.math.sigmoid(eta0) * pt.exp(log_mean0), pm.math.sigmoid(eta1) * pt.exp(log_mean1), W
+        )
+        return model, {
+            "eta": pt.stack([eta0, eta1], axis=1),
+            "log_mean": pt.stack([log_mean0, log_mean1], axis=1),
+            "shape": shape,
+        }
 
 
-def _publish(cell_mean, W) -> None:
-    """Standardized means and effects from per-(stratum, arm) means and the weights W."""
-    means = pt.tensordot(W, cell_mean, axes=[[2], [0]])  # (estimand, segment, t)
+def _publish(mean0, mean1, W) -> None:
+    """Standardized means and effects from per-cell means at both arms and the weights W."""
+    means = pt.stack(
+        [pt.tensordot(W, mean0, axes=[[2], [0]]), pt.tensordot(W, mean1, axes=[[2], [0]])],
+        axis=-1,
+    )  # (estimand, segment, t)
     pm.Deterministic("potential_mean", means, dims=("estimand", "segment", "t"))
     pm.Deterministic("effect_abs", means[..., 1] - means[..., 0], dims=("estimand", "segment"))
     pm.Deterministic(
@@ -710,12 +730,12 @@ def _get_entry(
     kind = "retention" if s.outcome == "retention" else "spend"
     key = (
         kind,
-        len(s.codes),
         len(s.cell_t),
         s.index.shape[1],
         s.index_m.shape[1],
         len(s.coef),
         len(s.mod),
+        len(s.slopes),
         len(s.segments),
         priors,
     )
@@ -768,6 +788,8 @@ class GFormulaFit:
     cuts : dict
         Numeric confounder -> upper edges of its bands (all but the last).
     confounders, modifiers : list of str
+    slopes : list of str
+        Numeric confounders fitted with a within-band slope.
     n_cells, n_customers : int
     sampler : str
         ``"nutpie"`` or ``"pymc"``.
@@ -791,6 +813,7 @@ class GFormulaFit:
     cuts: dict[str, list[float]]
     confounders: list[str]
     modifiers: list[str]
+    slopes: list[str]
     n_cells: int
     n_customers: int
     sampler: str
@@ -869,6 +892,7 @@ class GFormulaFit:
             "segment_by": self.segment_by,
             "confounders": list(self.confounders),
             "modifiers": list(self.modifiers),
+            "slopes": list(self.slopes),
             "cuts": {k: list(v) for k, v in self.cuts.items()},
             "as_of": None if self.as_of is None else str(self.as_of),
             "horizon_months": self.horizon_months,
@@ -897,6 +921,7 @@ def fit_gformula(
     segment: str | None = None,
     config: Config | None = None,
     modifiers: Sequence[str] | None = None,
+    slopes: bool = True,
     priors: GFormulaPriors | None = None,
     target_accept: float = 0.95,
     retry_target_accept: float | None = 0.99,
@@ -923,6 +948,12 @@ def fit_gformula(
         Confounders whose bands / levels may change the treatment effect (treatment x
         confounder terms). Default: every confounder. ``[]`` gives one common effect on the
         logit / log scale (plus the segment, when given).
+    slopes : bool
+        Give each numeric confounder whose values vary inside its bands a within-band slope on
+        the cell's mean of ``sign(x) ln(1 + |x|)`` (default). Bands alone leave the variation
+        inside a band unadjusted: when treatment is targeted on a continuous score (spend),
+        the treated sit higher inside each band than the untreated, and on the simulator's
+        outreach question four bands alone put the revenue ATE at about 2.5 times the truth.
     priors : GFormulaPriors, optional
     target_accept, retry_target_accept : float
         NUTS target acceptance; on divergences the fit is sampled once more at
@@ -978,7 +1009,7 @@ def fit_gformula(
     mods = [c for c in confounders if c in mods]
 
     t0 = time.perf_counter()
-    c = _collapse(data, outcome, bands)
+    c = _collapse(data, outcome, bands, slopes=bool(slopes))
     collapse_s = time.perf_counter() - t0
     s = _strata(c, outcome, confounders, mods, segment)
     padded = _pad(s)
@@ -1026,6 +1057,7 @@ def fit_gformula(
         cuts={k: list(v) for k, v in c.cuts.items()},
         confounders=confounders,
         modifiers=mods,
+        slopes=list(s.slopes),
         n_cells=len(cells),
         n_customers=int(s.counts[-1].sum()),
         sampler="nutpie" if use_nutpie else "pymc",

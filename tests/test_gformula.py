@@ -114,6 +114,9 @@ def test_cells_keep_every_customer_and_cut_numeric_confounders_into_quantile_ban
     assert len(by_band) == 4 and (abs(by_band / len(f) - 0.25) < 0.01).all()
     # cases ties heavily (0..3): its cut points are actual values below the maximum
     assert set(cells.attrs["cuts"]["cases"]) <= {0.0, 1.0, 2.0}
+    # spend varies inside its bands: each cell carries its mean within-band position
+    z = np.sign(f["spend"]) * np.log1p(np.abs(f["spend"]))
+    assert (cells["n"] * cells["spend_z"]).sum() == pytest.approx(z.sum())
     assert cells.groupby("treated")["n"].sum().to_dict() == f.groupby("treated").size().to_dict()
 
 
@@ -149,13 +152,18 @@ def _cell_and_row_logp(outcome: str, seed: int) -> tuple[float, float]:
     index = {tuple(k): i for i, k in enumerate(s.codes.tolist())}
     stratum = np.array([index[tuple(k)] for k in codes.tolist()])
     arm = rows["treated"].to_numpy()
-    eta = per["eta"][stratum, arm]
+    # The model is per (stratum, arm) cell: every customer of a cell shares its linear predictor
+    # (numeric confounders enter by band and by the cell's mean within-band position).
+    pairs = zip(s.cell_stratum.tolist(), s.cell_t.tolist(), strict=True)
+    cell_of = {pair: i for i, pair in enumerate(pairs)}
+    cell = np.array([cell_of[pair] for pair in zip(stratum.tolist(), arm.tolist(), strict=True)])
+    eta = per["eta"][cell, arm]
     y = rows[gformula.OUTCOMES[outcome]].to_numpy()
     if outcome == "retention":
         return cell_logp, float(pm.logp(pm.Bernoulli.dist(logit_p=eta), y).sum().eval())
     pos = y > 0
     row = pm.logp(pm.Bernoulli.dist(logit_p=eta), pos.astype(int)).sum()
-    mean = np.exp(per["log_mean"][stratum, arm][pos])
+    mean = np.exp(per["log_mean"][cell, arm][pos])
     shape = np.broadcast_to(per["shape"], eta.shape)[pos]
     row += pm.logp(pm.Gamma.dist(alpha=shape, beta=shape / mean), y[pos]).sum()
     return cell_logp, float(row.eval())
@@ -300,6 +308,8 @@ def test_proactive_outreach_ate_and_att_intervals_contain_the_planted_truth():
     naive = f.loc[f.treated == 1, "retained"].mean() - f.loc[f.treated == 0, "retained"].mean()
     row = eff.loc[("att", "absolute", "all")]
     assert not row["lo"] < naive < row["hi"]
+    # Revenue and cost-to-serve on the simulator (with the within-band slopes) are checked on the
+    # 11 default confounders in tests/test_causal.py (slow suite).
 
 
 # ------------------------------------------------------------------------------------------
