@@ -307,7 +307,7 @@ def test_nothing_is_written_to_the_store(small):
     assert np.isfinite(result.get("dowhy_psw", "retention").mean)
 
 
-@pytest.mark.slow  # ~8 min: three cell-route fits on 20k customers with the 11 default confounders
+@pytest.mark.slow  # ~4 min: three cell-route fits on 20k customers with the 11 default confounders
 def test_bayesian_cell_route_contains_the_truth_and_agrees_with_dowhy_regression(world, truth):
     pytest.importorskip("attribution.gformula")
     cfg = config_from_dict({"causal": {"bootstrap": 100}, "model": {"chains": 4, "seed": 1}})

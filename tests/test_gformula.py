@@ -234,7 +234,7 @@ def test_summary_rows_use_the_interval_setting_and_the_draws_feed_the_money_laye
     assert fit.to_dict()["effects"][0]["method"] == gformula.METHOD
 
 
-@pytest.mark.slow  # ~60 s; the hurdle likelihood stays covered by the exactness tests by default
+@pytest.mark.slow  # ~30 s; the hurdle likelihood stays covered by the exactness tests by default
 def test_revenue_hurdle_recovers_the_true_ate_and_att(world):
     data, truth = world
     fit = gformula.fit_gformula(data, "revenue", config=FAST)
