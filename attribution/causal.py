@@ -54,7 +54,7 @@ from attribution.observational import (
     observational_frame,
 )
 from attribution.settings import IntervalSetting
-from attribution.value import money_draws, remaining_value, summarize_money
+from attribution.value import LEVELS, money_draws, summarize_money
 
 __all__ = [
     "ESTIMATORS",
@@ -1564,9 +1564,13 @@ def _gformula_estimates(fit, outcome: str) -> list[Estimate]:
 def _money(result: Attribution, cfg: Config) -> pd.DataFrame:
     """Net value per treated customer from each estimator's ATT draws, overall and per segment.
 
-    Needs all three outcomes. A retained customer is worth the untreated customers' monthly
-    revenue over the value horizon at their monthly retention (:func:`remaining_value`), per
-    segment; the intervention costs its mean unit cost per treated customer.
+    The same formula as a randomized readout (:func:`attribution.value.money_draws`), valued
+    with the treated customers' own levels: their observed retention, revenue and cost-to-serve
+    (and those among the retained) are the treated arm; the treated arm minus the ATT draws is
+    the untreated arm. What the untreated arm's retained customers would have spent is its
+    revenue x the share of revenue that retained customers bring among untreated customers.
+    Window flows are spread evenly over the months. The overall row is the treated-weighted sum
+    of the segment rows, draw by draw; needs all three outcomes.
     """
     if set(result.outcomes) != set(OUTCOME_COLUMNS):
         return pd.DataFrame()
@@ -1576,49 +1580,72 @@ def _money(result: Attribution, cfg: Config) -> pd.DataFrame:
     tables = []
     for estimator in ("dowhy_psw", "bayes_gformula"):
         found = [e for e in result.estimates if e.estimator == estimator and e.estimand == "att"]
-        segments = [
+        have = [
             seg
             for seg in dict.fromkeys(e.segment for e in found)
             if all(any(e.segment == seg and e.outcome == o for e in found) for o in OUTCOME_COLUMNS)
         ]
+        segments = [seg for seg in have if seg != "all"] or [seg for seg in have if seg == "all"]
         if not segments:
             continue
         n = min(len(e.draws) for e in found if e.segment in segments)
-        value, n_treated, n_control = {}, {}, {}
+        treated_levels, control_levels, n_treated, n_control = {}, {}, {}, {}
         for seg in segments:
             rows = frame if seg == "all" else frame[frame[result.segment_by].astype(str) == seg]
-            untreated = rows[rows[_TREATED] == 0]
-            retained = float(untreated["retained"].mean())
-            value[seg] = float(
-                remaining_value(
-                    float(untreated["revenue"].mean()) / window,
-                    retained ** (1.0 / window) if retained > 0 else 0.0,
-                    cfg.money,
-                )
-            )
-            n_treated[seg] = int(rows[_TREATED].sum())
-            n_control[seg] = len(rows) - n_treated[seg]
+            tr, un = rows[rows[_TREATED] == 1], rows[rows[_TREATED] == 0]
+            n_treated[seg], n_control[seg] = len(tr), len(un)
 
-        def arr(outcome: str, found=found, segments=segments, n=n) -> xr.DataArray:
-            stack = [
-                next(e for e in found if e.outcome == outcome and e.segment == seg).draws[:n]
-                for seg in segments
-            ]
-            return xr.DataArray(
-                np.stack(stack, axis=-1)[None],
-                dims=("chain", "draw", "segment"),
-                coords={"segment": segments},
+            def att(outcome: str, seg=seg, found=found, n=n) -> np.ndarray:
+                e = next(e for e in found if e.outcome == outcome and e.segment == seg)
+                return np.asarray(e.draws[:n], dtype=float)
+
+            kept = tr["retained"] == 1
+            p1, r1, c1 = (float(tr[c].mean()) for c in ("retained", "revenue", "cost_to_serve"))
+            t_lv = {
+                "p_active": p1,
+                "revenue": r1,
+                "cost_to_serve": c1,
+                "revenue_retained": float(tr.loc[kept, "revenue"].mean()) if kept.any() else 0.0,
+                "cost_retained": float(tr.loc[kept, "cost_to_serve"].mean()) if kept.any() else 0.0,
+            }
+            p0 = np.clip(p1 - att("retention"), 1e-9, 1.0)
+            r0 = np.maximum(r1 - att("revenue"), 0.0)
+            c0 = np.maximum(c1 - att("cost_to_serve"), 0.0)
+            share_r, share_c = (_retained_share(un, col) for col in ("revenue", "cost_to_serve"))
+            c_lv = {
+                "p_active": p0,
+                "revenue": r0,
+                "cost_to_serve": c0,
+                "revenue_retained": share_r * r0 / p0,
+                "cost_retained": share_c * c0 / p0,
+            }
+            treated_levels[seg] = {k: np.full(n, v) for k, v in t_lv.items()}
+            control_levels[seg] = c_lv
+
+        def stack(levels: dict, segments=segments) -> xr.Dataset:
+            return xr.Dataset(
+                {
+                    k: xr.DataArray(
+                        np.stack([levels[seg][k] for seg in segments], axis=-1)[None],
+                        dims=("chain", "draw", "segment"),
+                        coords={"segment": segments},
+                    )
+                    for k in LEVELS
+                }
             )
 
+        weights = pd.Series(n_treated) if segments != ["all"] else None
         draws = money_draws(
-            arr("retention"),
-            arr("revenue"),
-            arr("cost_to_serve"),
+            stack(control_levels),
+            stack(treated_levels),
             unit_cost=data.unit_cost,
-            retained_value=pd.Series(value),
             window_months=window,
             settings=cfg.money,
+            weights=weights,
         )
+        if weights is not None:
+            n_treated["all"] = int(sum(n_treated.values()))
+            n_control["all"] = int(sum(n_control.values()))
         table = summarize_money(draws, n_treated=pd.Series(n_treated), interval=cfg.interval)
         table["estimator"] = estimator
         table["n_treated"] = table["segment"].map(n_treated)
@@ -1629,6 +1656,14 @@ def _money(result: Attribution, cfg: Config) -> pd.DataFrame:
     if data.unit_cost == 0:
         result.notes.append("no intervention cost is known: net value assumes it cost nothing")
     return pd.concat(tables, ignore_index=True)
+
+
+def _retained_share(rows: pd.DataFrame, col: str) -> float:
+    """Share of a value that customers retained at the horizon bring (1 when nothing is spent)."""
+    total = float(rows[col].sum())
+    if total <= 0:
+        return 1.0
+    return float(rows.loc[rows["retained"] == 1, col].sum()) / total
 
 
 def _drop_constant(data: ObservationalData, notes: list[str]) -> ObservationalData:

@@ -6,11 +6,13 @@ DuckDB reduces millions of outcome rows to a few thousand cells. Each cell carri
 - ``n``: customers; ``n_active``: active at the horizon; ``n_missing``: without an outcome row
   at the horizon;
 - for ``revenue`` and ``cost_to_serve`` (each summed per customer over ``start .. horizon``):
-  ``*_npos`` (customers with a positive total), ``*_sum``, ``*_sumlog`` and ``*_sumlog2`` (sum of
-  log and squared log over the positive totals).
+  ``*_npos`` (customers with a positive total), ``*_sum`` and ``*_sum2`` (sum and sum of squares),
+  ``*_sumlog`` and ``*_sumlog2`` (sum of log and squared log over the positive totals).
 
-That is exactly enough for a binomial retention likelihood and a hurdle-lognormal spend
-likelihood. The SQL lives in ``cells.sql``, portable to Spark SQL.
+That is exactly enough for a binomial retention likelihood and the hurdle likelihoods of the
+spend models. Grouping by ``retained`` (1 when active at the horizon) splits each cell by
+retention status, so spend can be modelled conditional on it (see :mod:`attribution.joint`).
+The SQL lives in ``cells.sql``, portable to Spark SQL.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ from attribution.errors import InputError
 
 VALUE_FAMILIES = ("revenue", "cost_to_serve")
 STAT_COLUMNS = ("n", "n_active", "n_missing") + tuple(
-    f"{f}_{s}" for f in VALUE_FAMILIES for s in ("npos", "sum", "sumlog", "sumlog2")
+    f"{f}_{s}" for f in VALUE_FAMILIES for s in ("npos", "sum", "sum2", "sumlog", "sumlog2")
 )
 _COUNT_COLUMNS = ("n", "n_active", "n_missing", "revenue_npos", "cost_to_serve_npos")
 
@@ -99,8 +101,9 @@ def cells(
     con : duckdb.DuckDBPyConnection
         An open store.
     by : sequence of str
-        Grouping columns: segment columns of ``customers`` and, with an experiment, ``arm``
-        (added automatically when missing) or ``stratum``.
+        Grouping columns: segment columns of ``customers``, ``retained`` (active at the horizon,
+        0 or 1) and, with an experiment, ``arm`` (added automatically when missing) or
+        ``stratum``.
     experiment_id : str, optional
         Restrict to the experiment's assigned customers and group by arm. Without it every
         customer in the store is in the population.
@@ -173,7 +176,7 @@ def _check_groups(
         by = [c.strip() for c in by.split(",") if c.strip()]
     groups = list(dict.fromkeys(by))
     segments = store.segment_columns(con)
-    allowed = segments + (["arm", "stratum"] if experiment_id is not None else [])
+    allowed = segments + ["retained"] + (["arm", "stratum"] if experiment_id is not None else [])
     for col in groups:
         if col not in allowed:
             hint = " (arm and stratum need an experiment_id)" if col in ("arm", "stratum") else ""
@@ -233,7 +236,7 @@ def _render(groups: list[str]) -> str:
     template, blocks = _blocks()
     pre = "pre_band" in groups
     select = []
-    for col in [g for g in groups if g != "pre_band"]:
+    for col in [g for g in groups if g not in ("pre_band", "retained")]:
         source = "a" if col in ("arm", "stratum") else "c"
         quoted = store.quote_identifier(col)
         select.append(f", {source}.{quoted} AS {quoted}")
@@ -270,3 +273,53 @@ def _raise_missing(
         f"(e.g. {ids}); load outcomes for that month, choose an earlier horizon, "
         "or count them as inactive with missing='inactive'"
     )
+
+
+_MONTHLY_SQL = """
+SELECT {segment} AS segment, a.arm AS arm, o.period AS period,
+       SUM(o.revenue) AS revenue, SUM(o.cost_to_serve) AS cost_to_serve
+FROM assignments a
+JOIN customers c ON c.customer_id = a.customer_id
+JOIN outcomes o ON o.customer_id = a.customer_id
+WHERE a.experiment_id = $experiment_id AND o.period >= $start AND o.period <= $horizon
+GROUP BY ALL
+ORDER BY segment, arm, period
+"""
+
+
+def monthly_totals(
+    con: duckdb.DuckDBPyConnection,
+    experiment_id: str,
+    segment: str | None,
+    start: date,
+    horizon: date,
+) -> pd.DataFrame:
+    """Revenue and cost-to-serve summed per segment, arm and month of an experiment's window.
+
+    The monthly shape the money layer spreads the models' window totals over
+    (:func:`attribution.value.window_profile`).
+
+    Parameters
+    ----------
+    con : duckdb.DuckDBPyConnection
+    experiment_id : str
+    segment : str or None
+        A segment column of ``customers``; None: one segment ``"everyone"``.
+    start, horizon : date
+        First and last month of the window.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Columns segment (text), arm, period, revenue, cost_to_serve.
+    """
+    if segment is None:
+        expr = "'everyone'"
+    else:
+        if segment not in store.segment_columns(con):
+            raise InputError(f"segment column {segment!r} is not a column of customers")
+        expr = f"CAST(c.{store.quote_identifier(segment)} AS VARCHAR)"
+    return con.execute(
+        _MONTHLY_SQL.format(segment=expr),
+        {"experiment_id": experiment_id, "start": start, "horizon": horizon},
+    ).df()

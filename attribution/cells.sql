@@ -25,7 +25,8 @@ joined AS (
            COALESCE(pc.revenue, 0)           AS revenue_total,
            COALESCE(pc.cost_to_serve, 0)     AS cost_total,
            COALESCE(pc.seen_at_horizon, 0)   AS seen,
-           COALESCE(pc.active_at_horizon, 0) AS active{pre_select}
+           COALESCE(pc.active_at_horizon, 0) AS active,
+           COALESCE(pc.active_at_horizon, 0) AS retained{pre_select}
     FROM population p
     LEFT JOIN per_customer pc ON pc.customer_id = p.customer_id{pre_join}
 )
@@ -35,11 +36,13 @@ SELECT {group_select_plain}
        SUM(1 - seen)                                                   AS n_missing,
        SUM(CASE WHEN revenue_total > 0 THEN 1 ELSE 0 END)              AS revenue_npos,
        SUM(revenue_total)                                              AS revenue_sum,
+       SUM(revenue_total * revenue_total)                              AS revenue_sum2,
        SUM(CASE WHEN revenue_total > 0 THEN LN(revenue_total) ELSE 0 END) AS revenue_sumlog,
        SUM(CASE WHEN revenue_total > 0
                 THEN LN(revenue_total) * LN(revenue_total) ELSE 0 END) AS revenue_sumlog2,
        SUM(CASE WHEN cost_total > 0 THEN 1 ELSE 0 END)                 AS cost_to_serve_npos,
        SUM(cost_total)                                                 AS cost_to_serve_sum,
+       SUM(cost_total * cost_total)                                    AS cost_to_serve_sum2,
        SUM(CASE WHEN cost_total > 0 THEN LN(cost_total) ELSE 0 END)    AS cost_to_serve_sumlog,
        SUM(CASE WHEN cost_total > 0
                 THEN LN(cost_total) * LN(cost_total) ELSE 0 END)       AS cost_to_serve_sumlog2

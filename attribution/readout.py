@@ -12,9 +12,13 @@ This is the path from the store to a number a finance reviewer can check:
    the horizon (by default the last outcome month observed for its customers);
 2. cells by segment and arm, with pre-period spend bands where history exists (CUPED's Bayesian
    analogue);
-3. three cell models: retention (binomial), revenue and cost-to-serve (hurdle lognormal);
-4. money per posterior draw (:mod:`attribution.value`): net value, ROI, payback, expected loss;
-5. the diagnostics gate over every model: only a readout whose fits all passed is publishable.
+3. three cell models: retention (binomial), and revenue and cost-to-serve (hurdles) conditional on
+   retention status at the horizon, combined draw by draw into one joint posterior
+   (:mod:`attribution.joint`);
+4. money per posterior draw (:mod:`attribution.value`): a monthly cash-flow schedule, net value,
+   ROI, payback, expected loss; the overall row is the weighted sum of the segment rows;
+5. the diagnostics gate over every model and the combined effects: only a readout whose fits all
+   passed is publishable.
 """
 
 from __future__ import annotations
@@ -28,13 +32,14 @@ import duckdb
 import numpy as np
 import pandas as pd
 
-from attribution import runs, store
-from attribution.cells import _add_months, cells
+from attribution import joint, runs, store
+from attribution.cells import _add_months, cells, monthly_totals
 from attribution.config import OUTCOMES as CONFIG_OUTCOMES
 from attribution.config import Config
 from attribution.errors import InputError, SampleRatioError
+from attribution.settings import MoneySettings
 from attribution.uplift import CONTROL, RetentionUplift, SpendUplift
-from attribution.value import money_draws, remaining_value, summarize_money
+from attribution.value import money_draws, payback_reason, summarize_money, window_profile
 from experiments.design import SRM_ALARM_P, SRMCheck, srm_check
 
 #: Every outcome a readout can fit (``[model] outcomes`` picks a subset; money needs all three).
@@ -102,6 +107,7 @@ class ExperimentReadout:
     notes: list[str] = field(default_factory=list)
     srm: SRMCheck | None = None
     srm_arms: tuple[str, ...] = ()
+    money: MoneySettings = field(default_factory=MoneySettings)
 
     @property
     def window_months(self) -> int:
@@ -136,12 +142,15 @@ class ExperimentReadout:
         for (_outcome, seg_by), model in self.models.items():
             if seg_by == first:
                 lines.append(model.describe())
+        t = self.table
         for _, r in self.headline().iterrows():
             if r["outcome"] == "net_value":
+                pay = t[(t["outcome"] == "payback_months") & (t["segment"] == "all")
+                        & (t["arm"] == r["arm"])]  # fmt: skip
                 lines.append(
-                    f"Net value per treated customer ({r['arm']}): {r['mean']:,.2f} "
+                    f"Net value per assigned customer ({r['arm']}): {r['mean']:,.2f} "
                     f"({_pct(r)} interval {r['lo']:,.2f} to {r['hi']:,.2f}), "
-                    f"P(net value > 0) = {r['p_positive']:.2f}."
+                    f"P(net value > 0) = {r['p_positive']:.2f}; " + _payback_words(pay, self)
                 )
         lines.append(
             "Diagnostics passed: publishable."
@@ -151,12 +160,22 @@ class ExperimentReadout:
         return "\n".join(lines + self.notes)
 
     def to_records(self) -> list[dict]:
-        """JSON-ready rows; each carries ``srm_p``, the SRM p-value (null when not checked)."""
+        """JSON-ready rows; each carries ``srm_p``, the SRM p-value (null when not checked).
+
+        A payback row whose mean is null (no payback within the schedule) carries ``reason``.
+        """
         records = json.loads(self.table.to_json(orient="records"))
         srm_p = None if self.srm is None else self.srm.p_value
         for record in records:
             record["srm_p"] = srm_p
+            if record["outcome"] == "payback_months" and record["mean"] is None:
+                record["reason"] = self.payback_reason
         return records
+
+    @property
+    def payback_reason(self) -> str:
+        """Plain words for a payback that does not happen within the window and value horizon."""
+        return payback_reason(self.window_months, self.money)
 
     def srm_dict(self) -> dict:
         """The SRM check as a JSON-ready dict (``checked`` False when there was no allocation)."""
@@ -195,6 +214,16 @@ def _pct(row) -> str:
     from attribution.settings import INTERVAL
 
     return f"{INTERVAL.width:.0%}"
+
+
+def _payback_words(pay: pd.DataFrame, readout: ExperimentReadout) -> str:
+    if pay.empty:
+        return "no intervention cost, so no payback."
+    r = pay.iloc[0]
+    chance = f"P(pays back) = {r['p_positive']:.2f}"
+    if pd.isna(r["mean"]):
+        return f"{readout.payback_reason} ({chance})."
+    return f"pays back in month {int(r['mean'])} of the schedule ({chance})."
 
 
 def read_out(
@@ -268,28 +297,45 @@ def read_out(
     tables = []
     reasons: list[str] = []
     for seg_by in seg_cols or [None]:
-        frame = cells(
+        split = cells(
             con,
-            [seg_by] if seg_by else [],
+            [seg_by, joint.STATUS] if seg_by else [joint.STATUS],
             experiment_id=experiment_id,
             start=start,
             horizon=horizon,
             pre_bands=pre_bands,
         )
         if seg_by is None:
-            frame = frame.assign(**{OVERALL: "everyone"})
+            split = split.assign(**{OVERALL: "everyone"})
         seg_name = seg_by or OVERALL
+        keys = [c for c in split.columns if c in (seg_name, "pre_band", "arm")]
+        stats = [c for c in split.columns if c not in (*keys, joint.STATUS, OVERALL, seg_by)]
+        frame = split.groupby(keys, as_index=False, sort=True)[stats].sum()
         fitted = {}
         for outcome in cfg.model.outcomes:
             model = _model(outcome, exp["intervention"], cfg)
-            model.fit(frame, seg_name)
+            if outcome == "retention" or not cfg.model.money:
+                model.fit(frame, seg_name)
+            else:  # conditional on retention status: one joint posterior (attribution.joint)
+                model.fit(split, [seg_name, joint.STATUS])
             fitted[outcome] = model
             readout_models[(outcome, seg_name)] = model
             if not model.diagnostics_.passed:
                 reasons += [f"{outcome} by {seg_name}: {r}" for r in model.diagnostics_.reasons]
-            tables.append(model.summary())
+            if outcome == "retention" or not cfg.model.money:
+                tables.append(model.summary())
         if cfg.model.money:
-            money = _money(con, experiment_id, frame, seg_by, fitted, start, horizon, cfg, notes)
+            combined = joint.combine(
+                fitted["retention"],
+                {o: fitted[o] for o in ("revenue", "cost_to_serve")},
+                interval=cfg.interval,
+                gate=cfg.gate,
+            )
+            readout_models[("joint", seg_name)] = combined
+            if not combined.diagnostics.passed:
+                reasons += [f"joint by {seg_name}: {r}" for r in combined.diagnostics.reasons]
+            tables.append(combined.effects)
+            money = _money(con, experiment_id, combined, seg_by, start, horizon, cfg, notes)
             tables.append(money)
     if not cfg.model.money:
         notes.append(NO_MONEY_NOTE.format(outcomes=", ".join(cfg.model.outcomes)))
@@ -323,6 +369,7 @@ def read_out(
         notes=notes,
         srm=srm,
         srm_arms=srm_arms,
+        money=cfg.money,
     )
 
 
@@ -527,45 +574,48 @@ def _window(
 def _money(
     con: duckdb.DuckDBPyConnection,
     experiment_id: str,
-    frame: pd.DataFrame,
+    combined: joint.JointFit,
     seg_by: str | None,
-    fitted: dict,
     start: date,
     horizon: date,
     cfg: Config,
     notes: list[str],
 ) -> pd.DataFrame:
-    """Money rows per treatment arm and segment, from the three models' effect draws."""
+    """Money rows per treatment arm and segment from the joint posterior's per-arm levels.
+
+    Money is per assigned customer (intention to treat). The overall row is the
+    population-weighted sum of the segment rows, draw by draw (:func:`money_draws`).
+    """
     window = (horizon.year - start.year) * 12 + horizon.month - start.month + 1
     seg_col = seg_by or OVERALL
-    ret = fitted["retention"]
+    levels = combined.levels
+    segments = [str(x) for x in levels.coords["segment"].values]
     costs = _unit_costs(con, experiment_id, seg_by)
-    value = _retained_value(con, experiment_id, frame, seg_by, start, horizon, window, cfg)
+    totals = monthly_totals(con, experiment_id, seg_by, start, horizon)
+    effects = combined.effects
     out = []
-    for arm in ret.arms_:
-        draws = money_draws(
-            ret.effect_draws("absolute", arm=arm),
-            fitted["revenue"].effect_draws("absolute", arm=arm),
-            fitted["cost_to_serve"].effect_draws("absolute", arm=arm),
-            unit_cost=costs.get(arm, pd.Series(0.0, index=value.index)),
-            retained_value=value,
-            window_months=window,
-            settings=cfg.money,
-        )
+    for arm in [a for a in levels.coords["arm"].values if a != CONTROL]:
         if arm not in costs:
             notes.append(
                 f"No intervention costs recorded for arm {arm!r} of {experiment_id}: "
                 "net value assumes it cost nothing."
             )
-        eff = ret.summary()
-        eff = eff[(eff["arm"] == arm) & (eff["metric"] == "absolute")]
-        n_treated = eff.set_index("segment")["n_treated"]
-        n_control = eff.set_index("segment")["n_control"]
-        table = summarize_money(draws, n_treated=n_treated, interval=cfg.interval)
+        draws = money_draws(
+            levels.sel(arm=CONTROL, drop=True),
+            levels.sel(arm=arm, drop=True),
+            unit_cost=costs.get(arm, pd.Series(0.0, index=segments)),
+            window_months=window,
+            settings=cfg.money,
+            weights=combined.weights,
+            profile=window_profile(totals, CONTROL, arm, segments, window),
+        )
+        eff = effects[(effects["arm"] == arm) & (effects["metric"] == "absolute")]
+        eff = eff.drop_duplicates("segment").set_index("segment")
+        table = summarize_money(draws, n_treated=eff["n_treated"], interval=cfg.interval)
         table["arm"] = arm
         table["segment_by"] = seg_col
-        table["n_treated"] = table["segment"].map(n_treated)
-        table["n_control"] = table["segment"].map(n_control)
+        table["n_treated"] = table["segment"].map(eff["n_treated"])
+        table["n_control"] = table["segment"].map(eff["n_control"])
         out.append(table)
     return pd.concat(out, ignore_index=True)
 
@@ -609,54 +659,3 @@ def _unit_costs(
         series["all"] = per["total"].sum() / per["n"].sum()
         out[arm] = series
     return out
-
-
-def _retained_value(
-    con: duckdb.DuckDBPyConnection,
-    experiment_id: str,
-    frame: pd.DataFrame,
-    seg_by: str | None,
-    start: date,
-    horizon: date,
-    window: int,
-    cfg: Config,
-) -> pd.Series:
-    """Revenue an extra customer retained at the horizon brings afterwards, per segment.
-
-    Taken from the control arm: revenue per active customer-month in the window, kept up for
-    ``value_horizon_months`` at the control arm's monthly retention, discounted.
-    """
-    seg = _segment_expr(seg_by)
-    monthly = (
-        con.execute(
-            f"""
-            SELECT {seg} AS segment,
-                   SUM(o.revenue) / NULLIF(SUM(CASE WHEN o.active THEN 1 ELSE 0 END), 0) AS rev
-            FROM assignments a
-            JOIN customers c ON c.customer_id = a.customer_id
-            JOIN outcomes o ON o.customer_id = a.customer_id
-            WHERE a.experiment_id = $e AND a.arm = 'control'
-              AND o.period >= $start AND o.period <= $horizon
-            GROUP BY ALL
-            """,
-            {"e": experiment_id, "start": start, "horizon": horizon},
-        )
-        .df()
-        .set_index("segment")["rev"]
-        .fillna(0.0)
-    )
-    seg_name = seg_by or OVERALL
-    control = frame[frame["arm"] == CONTROL].groupby(seg_name)[["n", "n_active"]].sum()
-    control.index = control.index.astype(str)
-    all_rev = float((monthly * control["n"].reindex(monthly.index).fillna(0)).sum()) / max(
-        float(control["n"].sum()), 1.0
-    )
-    rate = (control["n_active"] / control["n"]).clip(lower=1e-9) ** (1.0 / window)
-    overall_rate = (control["n_active"].sum() / control["n"].sum()) ** (1.0 / window)
-    values = {
-        s: float(remaining_value(monthly.get(s, 0.0), rate.get(s, overall_rate), cfg.money))
-        for s in control.index
-        if s != "all"
-    }
-    values["all"] = float(remaining_value(all_rev, overall_rate, cfg.money))
-    return pd.Series(values)

@@ -1,4 +1,4 @@
-"""Settings used everywhere: the interval width and the diagnostics gate's thresholds.
+"""Settings used everywhere: the interval width, the diagnostics gate and the money assumptions.
 
 One place, so every number a user sees carries an interval of the same width and kind. A
 configuration file (``cx.toml``) or a caller may override them; nothing else hard-codes them.
@@ -7,6 +7,8 @@ configuration file (``cx.toml``) or a caller may override them; nothing else har
 from __future__ import annotations
 
 from dataclasses import dataclass
+
+import numpy as np
 
 from attribution.errors import InputError
 
@@ -58,6 +60,49 @@ class GateSetting:
             raise InputError("gate ESS thresholds must be >= 0")
         if self.max_divergences < 0:
             raise InputError("gate max_divergences must be >= 0")
+
+
+@dataclass(frozen=True)
+class MoneySettings:
+    """Assumptions that turn effects into money; all come from configuration.
+
+    Shared by the money layer (:mod:`attribution.value`) and the simulator, which plants the true
+    money with the same assumptions.
+
+    Parameters
+    ----------
+    margin_rate : float
+        Gross margin on revenue, in [0, 1]. Default 0.30.
+    value_horizon_months : int
+        Months after the readout horizon over which retained customers are valued. Default 12.
+    discount_rate : float
+        Yearly discount rate; cash flows are discounted monthly from the start month. Default 0.10.
+    """
+
+    margin_rate: float = 0.30
+    value_horizon_months: int = 12
+    discount_rate: float = 0.10
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.margin_rate <= 1.0:
+            raise InputError(f"margin_rate must be in [0, 1], got {self.margin_rate}")
+        if self.value_horizon_months < 0:
+            raise InputError(f"value_horizon_months must be >= 0, got {self.value_horizon_months}")
+        if not -0.99 < self.discount_rate < 10:
+            raise InputError(
+                f"discount_rate must be a yearly rate such as 0.1, got {self.discount_rate}"
+            )
+
+    def discount_factors(self, months: int) -> np.ndarray:
+        """Discount factor of months 0 .. months - 1 counted from the start (month 0 is 1.0).
+
+        Examples
+        --------
+        >>> [round(float(x), 4) for x in MoneySettings(discount_rate=0.1).discount_factors(2)]
+        [1.0, 0.9921]
+        """
+        monthly = (1.0 + self.discount_rate) ** (1.0 / 12.0)
+        return monthly ** -np.arange(months, dtype=float)
 
 
 INTERVAL = IntervalSetting()

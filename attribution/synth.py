@@ -55,6 +55,7 @@ import pyarrow as pa
 
 from attribution import store
 from attribution.errors import InputError
+from attribution.settings import MoneySettings
 
 __all__ = [
     "ARMS",
@@ -79,6 +80,8 @@ SEGMENT_COLUMNS = ("tier", "region", "channel", "tenure_band")
 RESOLUTIONS = ("very_effective", "somewhat_effective", "somewhat_ineffective", "very_ineffective")
 #: Outcomes in the truth table, on the readout scale (see :func:`simulate`).
 OUTCOMES = ("retention", "revenue", "cost_to_serve")
+#: Money in the truth table (see :func:`simulate`): planted with the simulation's MoneySettings.
+MONEY_OUTCOMES = ("net_value", "payback_months")
 #: Cost of one unit of each intervention (one interventions row per treated customer).
 UNIT_COSTS = {"recovery_gift": 20.0, "premium_support": 60.0, "proactive_outreach": 8.0}
 #: Customers per generation chunk; fixed so results do not depend on the machine.
@@ -251,6 +254,7 @@ def simulate(
     seed: int = 0,
     *,
     start: str = "2025-01",
+    money: MoneySettings | None = None,
 ) -> SimSummary:
     """Write a simulated customer base with known intervention effects into the store.
 
@@ -269,6 +273,10 @@ def simulate(
         Non-negative random seed.
     start : str
         First month, ``YYYY-MM``.
+    money : MoneySettings, optional
+        Margin, value horizon and discount rate of the planted money (default
+        ``MoneySettings()``, the configuration's defaults). Stored in each experiment's design
+        record under ``money``.
 
     Returns
     -------
@@ -288,6 +296,15 @@ def simulate(
     the months from the start to the horizon, per customer. The outcomes tables hold the path of
     the arm each customer actually received.
 
+    Money is planted the same way. After the last month, both paths of every customer go on for
+    ``money.value_horizon_months`` more months (with the interventions as they were; these months
+    are not written to ``outcomes``). Each month's cash flow is ``margin_rate x revenue -
+    cost_to_serve``; ``net_value`` is the average over customers of the treated-minus-untreated
+    flows discounted monthly from the start month (month 0), minus the intervention's unit cost;
+    ``payback_months`` is the first month (1 = the start month) in which the cumulative mean
+    discounted flow covers the unit cost, ``inf`` when it does not within the window and the value
+    horizon.
+
     Examples
     --------
     >>> from attribution import store
@@ -300,6 +317,7 @@ def simulate(
     """
     began = time.perf_counter()
     first = _validate(n_customers, months, seed, start)
+    money = MoneySettings() if money is None else money
     t0 = months // 2
     month0 = np.datetime64(first, "M")
     periods = (month0 + np.arange(months)).astype("datetime64[D]")
@@ -309,16 +327,16 @@ def simulate(
     rows = dict.fromkeys(
         ("customers", "interactions", "interventions", "outcomes", "assignments"), 0
     )
-    acc = _TruthAccumulator()
+    acc = _TruthAccumulator(money, months - t0)
     n_chunks = -(-n_customers // CHUNK_SIZE)
     for k, child in enumerate(np.random.SeedSequence(seed).spawn(n_chunks)):
         offset = k * CHUNK_SIZE
         n = min(CHUNK_SIZE, n_customers - offset)
-        chunk = _simulate_chunk(child, offset, n, months, t0, periods, acc)
+        chunk = _simulate_chunk(child, offset, n, months, t0, periods, acc, money)
         for table, frame in chunk.items():
             rows[table] += _append(con, table, frame)
 
-    rows["experiments"] = _append(con, "experiments", _experiments(start_day, periods, seed))
+    rows["experiments"] = _append(con, "experiments", _experiments(start_day, periods, seed, money))
     rows["truth"] = _append(con, "truth", acc.table())
     return SimSummary(
         customers=rows["customers"],
@@ -401,9 +419,10 @@ class _Path:
         self.was_active = active  # active during the last simulated month (before its churn)
         self.revenue_sum = np.zeros(len(active))
         self.cost_sum = np.zeros(len(active))
+        self.flows: list[np.ndarray] = []  # per month: (revenue, cost) of the month
 
 
-def _simulate_chunk(ss, offset, n, months, t0, periods, acc):
+def _simulate_chunk(ss, offset, n, months, t0, periods, acc, money):
     rng_attr, rng_dyn, rng_case = (np.random.default_rng(s) for s in ss.spawn(3))
     seg, signup, cust = _draw_customers(rng_attr, n, periods[0])
     digits = _id_digits(offset + 1, n)
@@ -442,14 +461,26 @@ def _simulate_chunk(ss, offset, n, months, t0, periods, acc):
     last_active = active_hist[-1]
     obs_rev = revenue_hist[t0:].sum(axis=0)
     obs_cost = cost_hist[t0:].sum(axis=0)
+    diffs = {}
     for name, path in flips.items():
         sign = np.where(treat[name][path.idx], 1.0, -1.0)
-        diffs = (
+        diffs[name] = [
             sign * (last_active[path.idx].astype(float) - path.was_active),
             sign * (obs_rev[path.idx] - path.revenue_sum),
             sign * (obs_cost[path.idx] - path.cost_sum),
-        )
-        acc.add(name, seg, path.idx, treat[name][path.idx], diffs)
+        ]
+    # The value horizon: both paths go on, unrecorded, with the same random numbers.
+    for _ in range(money.value_horizon_months):
+        draws = _draw_month(rng_dyn, n)
+        for path in (obs, *flips.values()):
+            _step(path, draws, False, record=False)
+    m = money.margin_rate
+    obs_flows = obs.flows[t0:]
+    for name, path in flips.items():
+        sign = np.where(treat[name][path.idx], 1.0, -1.0)
+        for (r_obs, c_obs), (r_alt, c_alt) in zip(obs_flows, path.flows, strict=True):
+            diffs[name].append(sign * (m * (r_obs[path.idx] - r_alt) - (c_obs[path.idx] - c_alt)))
+        acc.add(name, seg, path.idx, treat[name][path.idx], diffs[name])
 
     return {
         "customers": _customers_table(digits, seg, signup),
@@ -560,6 +591,7 @@ def _step(path, draws, gift_month, record):
     path.active = active & ~churn
     path.revenue_sum += revenue
     path.cost_sum += cost
+    path.flows.append((revenue, cost))
     if record:
         return active, revenue, cost, case, res, minutes
     return None
@@ -639,7 +671,9 @@ def _start_gift(path, winback):
 class _TruthAccumulator:
     """Sums of individual effects and counts per intervention, estimand and segment."""
 
-    def __init__(self) -> None:
+    def __init__(self, money: MoneySettings, window_months: int) -> None:
+        self.money = money
+        self.window_months = window_months
         self.sums: dict[tuple[str, str, str], np.ndarray] = {}
         self.counts: dict[tuple[str, str, str], np.ndarray] = {}
 
@@ -651,7 +685,7 @@ class _TruthAccumulator:
                 size = 1 if col == "all" else len(_SEGMENT_LEVELS[col])
                 key = (name, estimand, col)
                 if key not in self.sums:
-                    self.sums[key] = np.zeros((len(OUTCOMES), size))
+                    self.sums[key] = np.zeros((len(diffs), size))
                     self.counts[key] = np.zeros(size, dtype=np.int64)
                 sel = codes if mask is None else codes[mask]
                 self.counts[key] += np.bincount(sel, minlength=size)
@@ -659,21 +693,33 @@ class _TruthAccumulator:
                     w = d if mask is None else d[mask]
                     self.sums[key][j] += np.bincount(sel, weights=w, minlength=size)
 
+    def _effects(self, name: str, key: tuple, code: int, n: int) -> dict[str, float]:
+        """Mean effects of one group: the outcomes, then net value and payback from the flows."""
+        sums = self.sums[key][:, code] / n
+        out: dict[str, float] = dict(zip(OUTCOMES, map(float, sums[:3]), strict=True))
+        flows = sums[3:] * self.money.discount_factors(len(sums) - 3)
+        cost = UNIT_COSTS[name]
+        out["net_value"] = float(flows.sum() - cost)
+        paid = np.flatnonzero(np.cumsum(flows) >= cost)
+        out["payback_months"] = float(paid[0] + 1) if paid.size else float("inf")
+        return out
+
     def table(self) -> pa.Table:
         rows = []
         for name in INTERVENTIONS:
             for estimand in ("ate", "att"):
-                for j, outcome in enumerate(OUTCOMES):
-                    for col in ("all", *SEGMENT_COLUMNS):
-                        key = (name, estimand, col)
-                        if key not in self.counts:
+                for col in ("all", *SEGMENT_COLUMNS):
+                    key = (name, estimand, col)
+                    if key not in self.counts:
+                        continue
+                    levels = ("all",) if col == "all" else _SEGMENT_LEVELS[col]
+                    for code, level in enumerate(levels):
+                        n = int(self.counts[key][code])
+                        if n == 0:
                             continue
-                        levels = ("all",) if col == "all" else _SEGMENT_LEVELS[col]
-                        for code, level in enumerate(levels):
-                            n = int(self.counts[key][code])
-                            if n == 0:
-                                continue
-                            effect = float(self.sums[key][j, code] / n)
+                        effects = self._effects(name, key, code, n)
+                        for outcome in (*OUTCOMES, *MONEY_OUTCOMES):
+                            effect = effects[outcome]
                             rows.append(
                                 (
                                     _EXPERIMENT_OF.get(name),
@@ -821,7 +867,7 @@ def _assignments_table(digits, seg, treat, population, start_day):
     return pa.concat_tables(parts)
 
 
-def _experiments(start_day, periods, seed):
+def _experiments(start_day, periods, seed, money):
     ended = (periods[-1].astype("datetime64[M]") + 1).astype("datetime64[D]") - 1
     rows = []
     for experiment_id, name in EXPERIMENTS.items():
@@ -837,6 +883,11 @@ def _experiments(start_day, periods, seed):
             "unit_cost": UNIT_COSTS[name],
             "simulated": True,
             "seed": seed,
+            "money": {
+                "margin_rate": money.margin_rate,
+                "value_horizon_months": money.value_horizon_months,
+                "discount_rate": money.discount_rate,
+            },
         }
         rows.append((experiment_id, name, json.dumps(design), start_day, ended))
     ids, names, designs, started, ends = zip(*rows, strict=True)

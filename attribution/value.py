@@ -1,134 +1,252 @@
-"""Turn per-draw effects into money: incremental margin, net value, ROI, payback, expected loss.
+"""Money per posterior draw: a monthly cash-flow schedule, net value, ROI and payback.
 
-Per posterior draw and per treated customer::
+Per draw, per segment and per arm ``a`` (control, treated) the models give five levels per
+customer: ``p_active`` (share active at the horizon), ``revenue`` and ``cost_to_serve`` (summed
+over the readout window of ``W`` months), and ``revenue_retained`` / ``cost_retained`` (the same
+sums among the customers active at the horizon). From them, a schedule of months counted from
+the start (month 0):
 
-    retained value = d_retention x margin_rate x remaining value of a retained customer
-    spend value    = d_revenue x margin_rate
-    net value      = retained value + spend value - d_cost_to_serve - unit cost
-    ROI            = net value / unit cost
-    payback months = unit cost / (monthly incremental margin), when that margin is positive
+* window months ``k = 0 .. W-1``: ``margin x revenue_a x r_ak - cost_to_serve_a x c_ak``, where
+  ``r_ak`` and ``c_ak`` spread the window's totals over its months in the shape observed for the
+  arm (uniform when no shape is given);
+* value-horizon months ``j = 1 .. H`` after the horizon: the arm's retained customers keep
+  bringing what they brought per month in the window, net of their cost to serve,
+  ``p_active_a x rho_a^j x (margin x revenue_retained_a - cost_retained_a) / W``, decaying with
+  the arm's own monthly retention ``rho_a = p_active_a ^ (1 / max(W - 1, 1))`` (the share active
+  at the horizon has lived through ``W - 1`` month ends). This is the assumption a reader must
+  accept: customers the intervention saved behave afterwards like the arm's retained customers.
 
-``d_revenue`` and ``d_cost_to_serve`` are the effects summed over the readout window;
-``d_retention`` is the effect on being active at the horizon, and each extra retained customer is
-worth the discounted margin they bring after the horizon. Net value, ROI and payback are
-distributions: summaries report the mean, the interval from :data:`attribution.settings.INTERVAL`,
-P(net value > 0) and the expected loss of rolling out (the mean of the losses, zero where the draw
-gains). Effect draws from separately fitted models are combined draw by draw.
+The incremental flow (treated minus control) is discounted monthly from the start at the yearly
+``discount_rate``. Net value = the sum of discounted flows minus the intervention's cost per
+customer (paid in month 0); ROI = net value / cost; payback = the first month (1 = the start
+month) in which the cumulative discounted flow covers the cost, ``inf`` when it does not within
+``W + H`` months. The overall row (``segment = "all"``) is the population-weighted sum of the
+segment rows' flows and costs, draw by draw, so it agrees with them by construction.
+
+Summaries give the mean, the interval of :data:`attribution.settings.INTERVAL`, P(> 0) and the
+expected loss of rolling out (the mean of the losses, zero where a draw gains). Payback is
+summarised as the payback month of the posterior-mean flow (NaN when that flow does not pay back
+within the horizon), an interval over the draws (NaN where the quantile does not pay back) and
+P(pays back within the horizon).
 """
 
 from __future__ import annotations
-
-from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 import xarray as xr
 
 from attribution.errors import InputError
-from attribution.settings import INTERVAL, IntervalSetting
+from attribution.settings import INTERVAL, IntervalSetting, MoneySettings
+
+__all__ = [
+    "LEVELS",
+    "MoneySettings",
+    "cash_flows",
+    "money_draws",
+    "payback_month",
+    "summarize_money",
+]
+
+#: Per-customer levels per arm that money needs (see the module docstring).
+LEVELS = ("p_active", "revenue", "cost_to_serve", "revenue_retained", "cost_retained")
+#: The default money assumptions.
+MONEY = MoneySettings()
+#: Money outcomes in a summary table, in order.
+MONEY_OUTCOMES = ("net_value", "total_net_value", "roi", "payback_months")
 
 
-@dataclass(frozen=True)
-class MoneySettings:
-    """Assumptions that turn effects into money; all come from configuration.
-
-    Parameters
-    ----------
-    margin_rate : float
-        Gross margin on revenue, in [0, 1]. Default 0.30.
-    value_horizon_months : int
-        Months after the readout horizon that a retained customer is valued over. Default 12.
-    discount_rate : float
-        Annual discount rate applied to that future margin. Default 0.10.
-    """
-
-    margin_rate: float = 0.30
-    value_horizon_months: int = 12
-    discount_rate: float = 0.10
-
-    def __post_init__(self) -> None:
-        if not 0.0 <= self.margin_rate <= 1.0:
-            raise InputError(f"margin_rate must be in [0, 1], got {self.margin_rate}")
-        if self.value_horizon_months < 0:
-            raise InputError(f"value_horizon_months must be >= 0, got {self.value_horizon_months}")
-        if not -0.99 < self.discount_rate < 10:
-            raise InputError(
-                f"discount_rate must be a yearly rate such as 0.1, got {self.discount_rate}"
-            )
+def _levels(ds: xr.Dataset | dict, role: str) -> dict[str, xr.DataArray]:
+    missing = [v for v in LEVELS if v not in ds]
+    if missing:
+        raise InputError(f"{role} levels miss {missing}; money needs {list(LEVELS)}")
+    return {
+        v: xr.DataArray(ds[v]) if not isinstance(ds[v], xr.DataArray) else ds[v] for v in LEVELS
+    }
 
 
-def remaining_value(
-    monthly_revenue: float | np.ndarray,
-    monthly_retention: float | np.ndarray,
-    settings: MoneySettings = MoneySettings(),
-) -> float | np.ndarray:
-    """Discounted revenue a customer still active at the horizon brings over the value horizon.
-
-    Sum over months t = 1..H of revenue x retention^t / (1 + monthly discount)^t.
-
-    Examples
-    --------
-    >>> round(float(remaining_value(10.0, 1.0, MoneySettings(value_horizon_months=2,
-    ...                                                         discount_rate=0.0))), 6)
-    20.0
-    """
-    monthly_discount = (1.0 + settings.discount_rate) ** (1.0 / 12.0) - 1.0
-    t = np.arange(1, settings.value_horizon_months + 1)
-    survival = np.power.outer(np.asarray(monthly_retention, dtype=float), t)
-    factor = (survival / (1.0 + monthly_discount) ** t).sum(axis=-1)
-    return np.asarray(monthly_revenue, dtype=float) * factor
-
-
-def money_draws(
-    d_retention: xr.DataArray,
-    d_revenue: xr.DataArray,
-    d_cost: xr.DataArray,
+def cash_flows(
+    control: xr.Dataset | dict,
+    treated: xr.Dataset | dict,
     *,
-    unit_cost: float | pd.Series,
-    retained_value: float | pd.Series,
     window_months: int,
-    settings: MoneySettings = MoneySettings(),
+    settings: MoneySettings = MONEY,
+    profile: xr.Dataset | None = None,
 ) -> xr.Dataset:
-    """Per-draw money per treated customer, by segment.
+    """Incremental monthly cash flow per customer (treated minus control), before discounting.
 
     Parameters
     ----------
-    d_retention, d_revenue, d_cost : xarray.DataArray
-        Absolute effect draws with dims (chain, draw, segment): proportion points of retention
-        at the horizon; revenue and cost-to-serve per customer summed over the window.
-    unit_cost : float or Series indexed by segment
-        Intervention cost per treated customer.
-    retained_value : float or Series indexed by segment
-        Revenue an extra retained customer brings after the horizon (:func:`remaining_value`).
+    control, treated : xarray.Dataset or dict of DataArray
+        The :data:`LEVELS` of each arm, any dims (typically (chain, draw, segment)).
     window_months : int
-        Months in the readout window, for payback.
+        ``W``, months in the readout window, the start month included.
     settings : MoneySettings
+    profile : xarray.Dataset, optional
+        ``revenue_share`` and ``cost_share`` with dims (role, [segment,] month), role in
+        (``control``, ``treated``) and ``W`` months, each summing to 1 over month: how each
+        arm's window totals fall on its months. Default: evenly.
 
     Returns
     -------
     xarray.Dataset
-        ``retained_margin``, ``spend_margin``, ``cost_saved``, ``net_value``, ``roi`` and
-        ``payback_months`` with dims (chain, draw, segment).
+        ``flow`` (..., month) over ``W + H`` months and its parts ``window_margin``,
+        ``window_cost`` (both over the window months, zero after) and ``after_horizon``.
     """
-    if window_months < 1:
+    W = int(window_months)
+    if W < 1:
         raise InputError(f"window_months must be >= 1, got {window_months}")
-    arrays = xr.align(d_retention, d_revenue, d_cost, join="exact")
-    segments = arrays[0].coords["segment"].values
-    cost = _by_segment(unit_cost, segments, "unit_cost")
-    value = _by_segment(retained_value, segments, "retained_value")
-    retained_margin = arrays[0] * settings.margin_rate * value
-    spend_margin = arrays[1] * settings.margin_rate
-    cost_saved = -arrays[2]
-    net = retained_margin + spend_margin + cost_saved - cost
-    gross = retained_margin + spend_margin + cost_saved
-    roi = xr.where(cost > 0, net / cost.where(cost > 0), np.nan)
-    monthly = gross / window_months
-    payback = xr.where(monthly > 0, cost / monthly.where(monthly > 0), np.inf)
+    H = settings.value_horizon_months
+    c, t = _levels(control, "control"), _levels(treated, "treated")
+    months = np.arange(W + H)
+    in_window = xr.DataArray((months < W).astype(float), dims="month", coords={"month": months})
+    after = months - (W - 1)  # 1 .. H after the horizon
+    after_da = xr.DataArray(np.where(after > 0, after, 0), dims="month", coords={"month": months})
+    if profile is None:
+        flat = xr.DataArray(np.full(W + H, 1.0 / W) * (months < W), dims="month",
+                            coords={"month": months})  # fmt: skip
+        shares = {(role, kind): flat for role in ("control", "treated") for kind in ("r", "c")}
+    else:
+        shares = {}
+        for role in ("control", "treated"):
+            for kind, var in (("r", "revenue_share"), ("c", "cost_share")):
+                sh = profile[var].sel(role=role, drop=True)
+                if sh.sizes["month"] != W:
+                    raise InputError(f"profile has {sh.sizes['month']} months, the window {W}")
+                sh = sh.assign_coords(month=np.arange(W)).reindex(month=months, fill_value=0.0)
+                shares[role, kind] = sh
+    m = settings.margin_rate
+
+    def window(levels, role):
+        margin = m * levels["revenue"] * shares[role, "r"]
+        cost = levels["cost_to_serve"] * shares[role, "c"]
+        return margin, cost
+
+    def later(levels):
+        p = levels["p_active"].clip(0.0, 1.0)
+        rho = p ** (1.0 / max(W - 1, 1))
+        per_month = (m * levels["revenue_retained"] - levels["cost_retained"]) / W
+        decay = xr.where(after_da > 0, rho**after_da, 0.0)
+        return p * per_month * decay
+
+    mt, ct = window(t, "treated")
+    mc, cc = window(c, "control")
+    window_margin = (mt - mc) * in_window
+    window_cost = -(ct - cc) * in_window
+    after_horizon = later(t) - later(c)
+    flow = window_margin + window_cost + after_horizon
     return xr.Dataset(
         {
-            "retained_margin": retained_margin,
-            "spend_margin": spend_margin,
-            "cost_saved": cost_saved,
+            "flow": flow,
+            "window_margin": window_margin,
+            "window_cost": window_cost,
+            "after_horizon": after_horizon,
+        }
+    )
+
+
+def payback_month(cumulative: np.ndarray, cost: np.ndarray | float) -> np.ndarray:
+    """First month (1-based) whose cumulative flow covers ``cost``; ``inf`` when none does.
+
+    ``cumulative`` has months on its last axis; ``cost`` broadcasts against the other axes. A
+    cost of zero pays back at once: NaN (no payback to speak of).
+
+    Examples
+    --------
+    >>> payback_month(np.array([5.0, 10.0, 15.0]), 9.0).item()
+    2.0
+    >>> payback_month(np.array([5.0, 10.0, 15.0]), 20.0).item()
+    inf
+    """
+    cumulative = np.asarray(cumulative, dtype=float)
+    cost = np.broadcast_to(np.asarray(cost, dtype=float), cumulative.shape[:-1])
+    covered = cumulative >= cost[..., None]
+    first = np.argmax(covered, axis=-1).astype(float) + 1.0
+    out = np.where(covered.any(axis=-1), first, np.inf)
+    return np.where(cost > 0, out, np.nan)
+
+
+def money_draws(
+    control: xr.Dataset | dict,
+    treated: xr.Dataset | dict,
+    *,
+    unit_cost: float | pd.Series,
+    window_months: int,
+    settings: MoneySettings = MONEY,
+    weights: pd.Series | None = None,
+    profile: xr.Dataset | None = None,
+) -> xr.Dataset:
+    """Per-draw money per customer, by segment, from each arm's levels.
+
+    Parameters
+    ----------
+    control, treated : xarray.Dataset or dict of DataArray
+        The :data:`LEVELS` with dims (chain, draw, segment).
+    unit_cost : float or Series indexed by segment
+        Intervention cost per customer (per assigned customer for a randomized test, per
+        treated customer observationally).
+    window_months : int
+        Months in the readout window.
+    settings : MoneySettings
+    weights : Series indexed by segment, optional
+        Customers per segment; adds the segment ``"all"``: flows and costs weighted by them,
+        draw by draw. Leave out when the levels already are a single overall segment.
+    profile : xarray.Dataset, optional
+        Monthly shape of the window totals (see :func:`cash_flows`).
+
+    Returns
+    -------
+    xarray.Dataset
+        ``flow`` (discounted, dims (chain, draw, segment, month)), ``cumulative``,
+        ``window_margin``, ``window_cost``, ``after_horizon`` (discounted sums), ``cost``,
+        ``net_value``, ``roi`` and ``payback_months`` (dims (chain, draw, segment)).
+
+    Examples
+    --------
+    >>> lv = {"p_active": 0.8, "revenue": 100.0, "cost_to_serve": 10.0,
+    ...       "revenue_retained": 110.0, "cost_retained": 11.0}
+    >>> up = dict(lv, revenue=130.0)
+    >>> ds = money_draws({k: xr.DataArray([[[v]]], dims=("chain", "draw", "segment"),
+    ...                   coords={"segment": ["all"]}) for k, v in lv.items()},
+    ...                  {k: xr.DataArray([[[v]]], dims=("chain", "draw", "segment"),
+    ...                   coords={"segment": ["all"]}) for k, v in up.items()},
+    ...                  unit_cost=5.0, window_months=1,
+    ...                  settings=MoneySettings(margin_rate=0.5, value_horizon_months=0))
+    >>> float(ds["net_value"].squeeze())  # 0.5 x 30 - 5
+    10.0
+    """
+    flows = cash_flows(
+        control, treated, window_months=window_months, settings=settings, profile=profile
+    )
+    factors = xr.DataArray(
+        settings.discount_factors(flows.sizes["month"]),
+        dims="month",
+        coords={"month": flows["month"]},
+    )
+    disc = flows * factors
+    segments = [str(s) for s in disc.coords["segment"].values]
+    cost = _by_segment(unit_cost, segments, "unit_cost")
+    if weights is not None:
+        w = _by_segment(weights, segments, "weights")
+        if float(w.sum()) <= 0:
+            raise InputError("weights must have a positive total")
+        w = w / w.sum()
+        overall = (disc * w).sum("segment").expand_dims(segment=["all"])
+        disc = xr.concat([disc, overall], dim="segment")
+        cost = xr.concat([cost, (cost * w).sum("segment").expand_dims(segment=["all"])], "segment")
+    flow = disc["flow"].transpose(..., "month")
+    cumulative = flow.cumsum("month")
+    net = flow.sum("month") - cost
+    roi = xr.where(cost > 0, net / cost.where(cost > 0), np.nan)
+    payback = xr.apply_ufunc(payback_month, cumulative, cost, input_core_dims=[["month"], []])
+    return xr.Dataset(
+        {
+            "flow": flow,
+            "cumulative": cumulative,
+            "window_margin": disc["window_margin"].sum("month"),
+            "window_cost": disc["window_cost"].sum("month"),
+            "after_horizon": disc["after_horizon"].sum("month"),
+            "cost": cost,
             "net_value": net,
             "roi": roi,
             "payback_months": payback,
@@ -148,56 +266,91 @@ def summarize_money(
     draws : xarray.Dataset
         From :func:`money_draws`.
     n_treated : Series indexed by segment, optional
-        Treated customers per segment; adds ``total_net_value`` rows (per-customer value x n).
+        Customers per segment the money is per; adds ``total_net_value`` rows (value x n).
     interval : IntervalSetting
 
     Returns
     -------
     pandas.DataFrame
-        Columns outcome (net_value | roi | payback_months | total_net_value), segment, metric
+        Columns outcome (net_value | total_net_value | roi | payback_months), segment, metric
         (``relative`` for ROI, else ``absolute``), mean, lo, hi, p_positive, expected_loss.
-        Money is per treated customer except ``total_net_value``. For ``payback_months`` the
-        mean column holds the median and the interval is over the draws that pay back at all;
-        ``p_positive`` is then the probability that it pays back.
+        ``payback_months``: mean is the payback month of the posterior-mean cash flow (NaN when
+        it does not pay back within the horizon), lo and hi the quantiles of the draws' payback
+        months (NaN where that quantile does not pay back), p_positive P(pays back).
     """
     lo_q, hi_q = interval.quantiles
     rows = []
-    variables = ["net_value", "roi", "payback_months"]
     for segment in draws.coords["segment"].values:
-        for var in variables + (["total_net_value"] if n_treated is not None else []):
+        d = draws.sel(segment=segment)
+        outcomes = ["net_value", "total_net_value", "roi", "payback_months"]
+        for var in outcomes:
             if var == "total_net_value":
-                x = draws["net_value"].sel(segment=segment).values.ravel() * float(
-                    n_treated[segment]
+                if n_treated is None or str(segment) not in n_treated.index:
+                    continue
+                x = d["net_value"].values.ravel() * float(n_treated[str(segment)])
+            else:
+                x = d[var].values.ravel()
+            row = {"outcome": var, "segment": str(segment)}
+            row["metric"] = "relative" if var == "roi" else "absolute"
+            if var == "payback_months":
+                if np.isnan(x).all():
+                    continue  # no cost: nothing to pay back
+                mean_cum = d["cumulative"].mean(("chain", "draw")).values
+                cost = float(d["cost"].values.ravel()[0])
+                point = float(payback_month(mean_cum, cost))
+                qs = np.quantile(x, [lo_q, hi_q], method="inverted_cdf")
+                row.update(
+                    mean=point if np.isfinite(point) else np.nan,
+                    lo=float(qs[0]) if np.isfinite(qs[0]) else np.nan,
+                    hi=float(qs[1]) if np.isfinite(qs[1]) else np.nan,
+                    p_positive=float(np.mean(np.isfinite(x))),
+                    expected_loss=np.nan,
                 )
             else:
-                x = draws[var].sel(segment=segment).values.ravel()
-            finite = x[np.isfinite(x)]
-            if finite.size == 0:
-                continue
-            rows.append(
-                {
-                    "outcome": var,
-                    "segment": str(segment),
-                    "metric": "relative" if var == "roi" else "absolute",
-                    "mean": float(np.mean(finite))
-                    if var != "payback_months"
-                    else float(np.median(finite)),
-                    "lo": float(np.quantile(finite, lo_q)),
-                    "hi": float(np.quantile(finite, hi_q)),
-                    "p_positive": float(np.mean(x > 0))
-                    if var != "payback_months"
-                    else float(np.mean(np.isfinite(x))),
-                    "expected_loss": float(np.mean(np.maximum(0.0, -x)))
-                    if var in ("net_value", "total_net_value")
+                finite = x[np.isfinite(x)]
+                if finite.size == 0:
+                    continue
+                lo, hi = _interval(finite, interval)
+                row.update(
+                    mean=float(np.mean(finite)),
+                    lo=lo,
+                    hi=hi,
+                    p_positive=float(np.mean(finite > 0)),
+                    expected_loss=float(np.mean(np.maximum(0.0, -finite)))
+                    if var != "roi"
                     else np.nan,
-                }
-            )
-    return pd.DataFrame(rows)
+                )
+            rows.append(row)
+    return pd.DataFrame(
+        rows,
+        columns=["outcome", "segment", "metric", "mean", "lo", "hi", "p_positive", "expected_loss"],
+    )
 
 
-def _by_segment(value: float | pd.Series, segments: np.ndarray, name: str) -> xr.DataArray:
+def payback_reason(window_months: int, settings: MoneySettings) -> str:
+    """Plain words for a payback that did not happen within the schedule."""
+    total = window_months + settings.value_horizon_months
+    return (
+        f"does not pay back within {total} months ({window_months}-month window + "
+        f"{settings.value_horizon_months}-month value horizon)"
+    )
+
+
+def _interval(x: np.ndarray, interval: IntervalSetting) -> tuple[float, float]:
+    if interval.kind == "hdi":
+        import arviz as az
+
+        lo, hi = az.hdi(x, hdi_prob=interval.width)
+    else:
+        lo, hi = np.quantile(x, interval.quantiles)
+    return float(lo), float(hi)
+
+
+def _by_segment(value: float | pd.Series, segments: list[str], name: str) -> xr.DataArray:
     if isinstance(value, pd.Series):
-        missing = [str(s) for s in segments if s not in value.index]
+        value = value.copy()
+        value.index = value.index.astype(str)
+        missing = [s for s in segments if s not in value.index]
         if missing:
             raise InputError(f"{name} has no value for segment(s) {missing}")
         data = value.reindex(segments).to_numpy(dtype=float)
@@ -206,3 +359,46 @@ def _by_segment(value: float | pd.Series, segments: np.ndarray, name: str) -> xr
     if np.any(~np.isfinite(data)) or np.any(data < 0):
         raise InputError(f"{name} must be finite and >= 0, got {data.tolist()}")
     return xr.DataArray(data, coords={"segment": segments}, dims="segment")
+
+
+def window_profile(
+    totals: pd.DataFrame, control: str, treated: str, segments: list[str], window_months: int
+) -> xr.Dataset:
+    """Each arm's monthly share of its window totals, per segment (for :func:`cash_flows`).
+
+    Parameters
+    ----------
+    totals : pandas.DataFrame
+        Columns segment, arm, period, revenue, cost_to_serve
+        (:func:`attribution.cells.monthly_totals`).
+    control, treated : str
+        The arms playing each role.
+    segments : list of str
+    window_months : int
+
+    Returns
+    -------
+    xarray.Dataset
+        ``revenue_share`` and ``cost_share``, dims (role, segment, month); a segment and arm with
+        nothing in the window is spread evenly.
+    """
+    months = sorted(pd.unique(totals["period"]))[:window_months] if len(totals) else []
+    index = {m: i for i, m in enumerate(months)}
+    out = {}
+    for var, col in (("revenue_share", "revenue"), ("cost_share", "cost_to_serve")):
+        arr = np.zeros((2, len(segments), window_months))
+        for r, arm in enumerate((control, treated)):
+            sub = totals[totals["arm"] == arm]
+            for s, seg in enumerate(segments):
+                rows = sub[sub["segment"].astype(str) == seg]
+                for period, value in zip(rows["period"], rows[col], strict=True):
+                    if period in index:
+                        arr[r, s, index[period]] += max(float(value), 0.0)
+        total = arr.sum(axis=-1, keepdims=True)
+        arr = np.where(total > 0, arr / np.where(total > 0, total, 1.0), 1.0 / window_months)
+        out[var] = xr.DataArray(
+            arr,
+            dims=("role", "segment", "month"),
+            coords={"role": ["control", "treated"], "segment": segments},
+        )
+    return xr.Dataset(out)

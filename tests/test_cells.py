@@ -82,6 +82,7 @@ def expected_cells(customers, outcomes, by, start, horizon, assignments=None):
             pos = g[col][g[col] > 0]
             rec[f"{fam}_npos"] = len(pos)
             rec[f"{fam}_sum"] = g[col].sum()
+            rec[f"{fam}_sum2"] = (g[col] ** 2).sum()
             rec[f"{fam}_sumlog"] = np.log(pos).sum()
             rec[f"{fam}_sumlog2"] = (np.log(pos) ** 2).sum()
         out.append(rec)
@@ -122,6 +123,16 @@ def test_experiment_cells_group_by_arm_from_the_experiment_start(con, world):
     want = expected_cells(customers, outcomes, ["tier", "arm"], "2025-03", "2025-06", assignments)
     compare(got, want, ["tier", "arm"])
     assert got["n"].sum() == 300
+
+
+def test_cells_split_by_retention_status_add_up_to_the_unsplit_cells(con, world):
+    split = cells(con, ["tier", "retained"], experiment_id="X1")
+    whole = cells(con, ["tier"], experiment_id="X1")
+    assert set(split["retained"]) == {0, 1}
+    # every customer of a retained cell is active at the horizon, none of the others is
+    assert (split["n_active"] == split["n"] * split["retained"]).all()
+    summed = split.groupby(["tier", "arm"], as_index=False)[list(STAT_COLUMNS)].sum()
+    compare(summed, whole, ["tier", "arm"])
 
 
 def test_missing_horizon_rows_are_an_error_unless_counted_inactive(con, world):

@@ -44,6 +44,7 @@ def _cells(rows: pd.DataFrame, by=("tier", "pre_band", "arm")) -> pd.DataFrame:
         log = np.log(frame[f].where(pos, 1.0))
         frame[f"{f}_npos"] = pos.astype(int)
         frame[f"{f}_sum"] = frame[f]
+        frame[f"{f}_sum2"] = frame[f] ** 2
         frame[f"{f}_sumlog"] = log.where(pos, 0.0)
         frame[f"{f}_sumlog2"] = (log**2).where(pos, 0.0)
     stats = [c for c in frame.columns if c.startswith(("n", "revenue_", "cost_to_serve_"))]
@@ -61,7 +62,7 @@ def _cell_and_row_logp(outcome: str, seed: int) -> tuple[float, float]:
     c = uplift._prepare(_cells(rows), "tier", outcome)
     priors = uplift.LogitPriors() if outcome == "retention" else uplift.SpendPriors()
     model, tensors = uplift._build_model(c, priors)
-    spend = ["loglik_positive", "loglik_log_values"]
+    spend = ["loglik_positive", "loglik_values"]
     names = ["loglik_active"] if outcome == "retention" else spend
     outs = [model[n] for n in names] + [tensors[k] for k in sorted(tensors)]
     outs = model.replace_rvs_by_values(outs)
@@ -82,8 +83,8 @@ def _cell_and_row_logp(outcome: str, seed: int) -> tuple[float, float]:
     y = rows[outcome].to_numpy()
     pos = y > 0
     row_logp = pm.logp(pm.Bernoulli.dist(logit_p=eta), pos.astype(int)).sum()
-    mu, sigma = per_cell["mu"][s, b, a][pos], per_cell["sigma"][s, b, a][pos]
-    row_logp += pm.logp(pm.LogNormal.dist(mu=mu, sigma=sigma), y[pos]).sum()
+    mean, cv = per_cell["mean"][s, b, a][pos], per_cell["cv"][s, b, a][pos]
+    row_logp += pm.logp(pm.Normal.dist(mu=mean, sigma=cv * mean), y[pos]).sum()
     return cell_logp, float(row_logp.eval())
 
 

@@ -1,4 +1,4 @@
-"""Money: per-draw arithmetic a finance reviewer can redo by hand."""
+"""Money: a monthly cash-flow schedule per draw that a finance reviewer can redo by hand."""
 
 from __future__ import annotations
 
@@ -9,92 +9,167 @@ import xarray as xr
 
 from attribution.errors import InputError
 from attribution.settings import IntervalSetting
-from attribution.value import MoneySettings, money_draws, remaining_value, summarize_money
+from attribution.value import (
+    MoneySettings,
+    cash_flows,
+    money_draws,
+    payback_month,
+    summarize_money,
+    window_profile,
+)
+
+# The issue's example: a 6-month window, +0.05 retention, +10 revenue per customer.
+CONTROL = {"p_active": 0.80, "revenue": 60.0, "cost_to_serve": 12.0,
+           "revenue_retained": 70.0, "cost_retained": 13.0}  # fmt: skip
+TREATED = {"p_active": 0.85, "revenue": 70.0, "cost_to_serve": 12.0,
+           "revenue_retained": 78.0, "cost_retained": 13.0}  # fmt: skip
 
 
-def draws(values: np.ndarray, segments=("gold", "all")) -> xr.DataArray:
-    """(chain=1, draw, segment) draws from a (draw, segment) array."""
-    return xr.DataArray(
-        values[None, :, :],
-        dims=("chain", "draw", "segment"),
-        coords={"segment": list(segments)},
+def levels(values: dict, segments=("gold",), draws: int = 1) -> xr.Dataset:
+    """(chain=1, draw, segment) levels, the same value in every draw and segment."""
+    shape = (1, draws, len(segments))
+
+    def arr(v):
+        v = np.asarray(v, dtype=float)
+        return np.broadcast_to(v[:, None] if v.ndim == 1 else v, shape).copy()
+
+    return xr.Dataset(
+        {
+            k: xr.DataArray(
+                arr(v),
+                dims=("chain", "draw", "segment"),
+                coords={"segment": list(segments)},
+            )
+            for k, v in values.items()
+        }
     )
 
 
-def test_net_value_is_margin_on_retention_and_spend_minus_cost():
-    ones = np.ones((4, 2))
-    ds = money_draws(
-        draws(0.05 * ones),  # +5 pp retained
-        draws(12.0 * ones),  # +12 revenue per customer over the window
-        draws(2.0 * ones),  # +2 cost to serve
-        unit_cost=20.0,
-        retained_value=400.0,
-        window_months=6,
-        settings=MoneySettings(margin_rate=0.25),
-    )
-    # 0.05 x 0.25 x 400 = 5; 12 x 0.25 = 3; minus 2; minus 20 -> -14
-    np.testing.assert_allclose(ds["net_value"].values, -14.0)
-    np.testing.assert_allclose(ds["roi"].values, -14.0 / 20.0)
-    # gross monthly margin (5 + 3 - 2) / 6 = 1 per month -> 20 months to pay back
-    np.testing.assert_allclose(ds["payback_months"].values, 20.0)
+def hand_schedule(margin: float, horizon: int, discount: float) -> np.ndarray:
+    """The example's discounted incremental flows, written out month by month."""
+    window = [margin * (70.0 - 60.0) / 6 - (12.0 - 12.0) / 6] * 6
+    after = []
+    for j in range(1, horizon + 1):
+        treated = 0.85 * (0.85 ** (1 / 5)) ** j * (margin * 78.0 - 13.0) / 6
+        control = 0.80 * (0.80 ** (1 / 5)) ** j * (margin * 70.0 - 13.0) / 6
+        after.append(treated - control)
+    flows = np.array(window + after)
+    return flows / (1.0 + discount) ** (np.arange(len(flows)) / 12.0)
 
 
-def test_costs_and_values_may_differ_by_segment():
-    ds = money_draws(
-        draws(np.zeros((3, 2))),
-        draws(np.full((3, 2), 100.0)),
-        draws(np.zeros((3, 2))),
-        unit_cost=pd.Series({"gold": 10.0, "all": 5.0}),
-        retained_value=0.0,
-        window_months=1,
-        settings=MoneySettings(margin_rate=0.5),
+def test_the_six_month_example_matches_a_hand_computed_schedule():
+    settings = MoneySettings(margin_rate=0.3, value_horizon_months=2, discount_rate=0.0)
+    ds = money_draws(levels(CONTROL), levels(TREATED), unit_cost=20.0, window_months=6,
+                     settings=settings)  # fmt: skip
+    hand = hand_schedule(0.3, 2, 0.0)
+    np.testing.assert_allclose(ds["flow"].sel(segment="gold").values.ravel(), hand, rtol=1e-12)
+    # 0.5 a month in the window (3.0), then 0.406 and 0.405 after the horizon: 3.81 - 20
+    assert float(ds["net_value"].squeeze()) == pytest.approx(hand.sum() - 20.0)
+    assert float(ds["net_value"].squeeze()) == pytest.approx(-16.189, abs=1e-3)
+    assert float(ds["roi"].squeeze()) == pytest.approx((hand.sum() - 20.0) / 20.0)
+    # It never covers a cost of 20: no payback month, not "16.6 months".
+    assert np.isinf(float(ds["payback_months"].squeeze()))
+    cheap = money_draws(levels(CONTROL), levels(TREATED), unit_cost=2.0, window_months=6,
+                        settings=settings)  # fmt: skip
+    assert float(cheap["payback_months"].squeeze()) == 4.0  # 0.5 x 4 covers 2
+
+
+def test_flows_are_discounted_monthly_from_the_start_and_after_the_horizon_too():
+    settings = MoneySettings(margin_rate=0.3, value_horizon_months=12, discount_rate=0.10)
+    ds = money_draws(levels(CONTROL), levels(TREATED), unit_cost=20.0, window_months=6,
+                     settings=settings)  # fmt: skip
+    hand = hand_schedule(0.3, 12, 0.10)
+    np.testing.assert_allclose(ds["flow"].sel(segment="gold").values.ravel(), hand, rtol=1e-12)
+    assert float(ds["net_value"].squeeze()) == pytest.approx(hand.sum() - 20.0)
+
+
+def test_value_after_the_horizon_is_net_of_the_retained_customers_cost_to_serve():
+    settings = MoneySettings(margin_rate=0.3, value_horizon_months=12, discount_rate=0.0)
+    costly = dict(TREATED, cost_retained=40.0)  # margin 0.3 x 78 = 23.4 < 40: they cost money
+    flows = cash_flows(levels(CONTROL), levels(costly), window_months=6, settings=settings)
+    assert (flows["after_horizon"].isel(month=slice(6, None)) < 0).all()
+    assert float(flows["window_margin"].sum()) == pytest.approx(0.3 * 10.0)
+
+
+def test_window_flows_follow_each_arms_monthly_shape():
+    settings = MoneySettings(margin_rate=0.5, value_horizon_months=0, discount_rate=0.0)
+    totals = pd.DataFrame(
+        {
+            "segment": "gold",
+            "arm": ["control"] * 2 + ["treatment"] * 2,
+            "period": [1, 2, 1, 2],
+            "revenue": [30.0, 30.0, 70.0, 0.0],  # the treated spend it all in month 1
+            "cost_to_serve": [1.0, 1.0, 1.0, 1.0],
+        }
     )
-    assert ds["net_value"].sel(segment="gold").values.ravel().tolist() == [40.0] * 3
-    assert ds["net_value"].sel(segment="all").values.ravel().tolist() == [45.0] * 3
-    with pytest.raises(InputError, match=r"unit_cost has no value for segment\(s\) \['all'\]"):
-        money_draws(
-            draws(np.zeros((3, 2))),
-            draws(np.zeros((3, 2))),
-            draws(np.zeros((3, 2))),
-            unit_cost=pd.Series({"gold": 1.0}),
-            retained_value=0.0,
-            window_months=1,
+    profile = window_profile(totals, "control", "treatment", ["gold"], 2)
+    c = {"p_active": 1.0, "revenue": 60.0, "cost_to_serve": 2.0, "revenue_retained": 60.0,
+         "cost_retained": 2.0}  # fmt: skip
+    t = dict(c, revenue=70.0, revenue_retained=70.0)
+    flows = cash_flows(levels(c), levels(t), window_months=2, settings=settings, profile=profile)
+    # month 1: 0.5 x (70 - 30) = 20; month 2: 0.5 x (0 - 30) = -15
+    np.testing.assert_allclose(flows["flow"].values.ravel(), [20.0, -15.0])
+
+
+def test_the_overall_row_is_the_weighted_sum_of_the_segment_rows_draw_by_draw():
+    rng = np.random.default_rng(3)
+    c = {k: v * rng.uniform(0.9, 1.1, (50, 2)) for k, v in CONTROL.items()}
+    t = {k: v * rng.uniform(0.9, 1.1, (50, 2)) for k, v in TREATED.items()}
+    c["p_active"] = np.clip(c["p_active"], 0, 1)
+    t["p_active"] = np.clip(t["p_active"], 0, 1)
+    segs = ("gold", "silver")
+    weights = pd.Series({"gold": 300, "silver": 100})
+    cost = pd.Series({"gold": 20.0, "silver": 12.0})
+    ds = money_draws(levels(c, segs, 50), levels(t, segs, 50), unit_cost=cost, window_months=6,
+                     weights=weights)  # fmt: skip
+    w = weights / weights.sum()
+    for var in ("net_value", "window_margin", "after_horizon", "cost"):
+        expect = w["gold"] * ds[var].sel(segment="gold") + w["silver"] * ds[var].sel(
+            segment="silver"
         )
+        np.testing.assert_allclose(ds[var].sel(segment="all"), expect, rtol=1e-12)
+    table = summarize_money(ds, n_treated=pd.Series({"gold": 150, "silver": 50, "all": 200}))
+    net = table[table.outcome == "net_value"].set_index("segment")["mean"]
+    assert net["all"] == pytest.approx(w["gold"] * net["gold"] + w["silver"] * net["silver"])
 
 
-def test_summary_reports_interval_probability_and_expected_loss():
+def test_payback_is_the_first_month_the_cumulative_flow_covers_the_cost():
+    cumulative = np.array([[1.0, 3.0, 6.0], [1.0, 2.0, 2.5]])
+    np.testing.assert_array_equal(payback_month(cumulative, 3.0), [2.0, np.inf])
+    assert np.isnan(payback_month(cumulative[0], 0.0))  # nothing to pay back
+
+
+def test_summaries_give_interval_probability_and_expected_loss():
     rng = np.random.default_rng(0)
-    net = rng.normal(2.0, 4.0, size=(20_000, 1))
-    ds = money_draws(
-        draws(np.zeros_like(net), ["all"]),
-        draws(net / 0.5, ["all"]),
-        draws(np.zeros_like(net), ["all"]),
-        unit_cost=0.0,
-        retained_value=0.0,
-        window_months=3,
-        settings=MoneySettings(margin_rate=0.5),
-    )
-    table = summarize_money(ds, n_treated=pd.Series({"all": 1000}), interval=IntervalSetting(0.9))
-    row = table[table["outcome"] == "net_value"].iloc[0]
-    assert row["mean"] == pytest.approx(2.0, abs=0.1)
-    assert row["lo"] == pytest.approx(2.0 - 1.645 * 4.0, abs=0.15)
-    assert row["hi"] == pytest.approx(2.0 + 1.645 * 4.0, abs=0.15)
-    assert row["p_positive"] == pytest.approx(0.6915, abs=0.01)
-    # E[max(0, -X)] for X ~ N(2, 4^2) = 4 * phi(0.5) - 2 * (1 - Phi(0.5)) = 0.79
-    assert row["expected_loss"] == pytest.approx(0.790, abs=0.03)
-    total = table[table["outcome"] == "total_net_value"].iloc[0]
-    assert total["mean"] == pytest.approx(1000 * row["mean"])
-    assert "roi" not in set(table["outcome"])  # zero cost: ROI undefined, not infinite
+    x = rng.normal(10.0, 5.0, 4000)
+    c = dict(CONTROL, revenue=np.full(4000, 60.0))
+    t = dict(TREATED, revenue=60.0 + x / 0.3, revenue_retained=70.0, cost_to_serve=12.0)
+    settings = MoneySettings(margin_rate=0.3, value_horizon_months=0, discount_rate=0.0)
+    ds = money_draws(levels(c, draws=4000), levels(t, draws=4000), unit_cost=5.0,
+                     window_months=6, settings=settings)  # fmt: skip
+    net = ds["net_value"].values.ravel()
+    np.testing.assert_allclose(net, x - 5.0)
+    table = summarize_money(ds, n_treated=pd.Series({"gold": 1000}), interval=IntervalSetting(0.9))
+    row = table.set_index("outcome").loc["net_value"]
+    assert row["lo"] == pytest.approx(np.quantile(net, 0.05))
+    assert row["hi"] == pytest.approx(np.quantile(net, 0.95))
+    assert row["p_positive"] == pytest.approx((net > 0).mean())
+    assert row["expected_loss"] == pytest.approx(np.maximum(0, -net).mean())
+    total = table.set_index("outcome").loc["total_net_value"]
+    assert total["mean"] == pytest.approx(net.mean() * 1000)
+    pay = table.set_index("outcome").loc["payback_months"]
+    assert pay["p_positive"] == pytest.approx(np.mean(net >= 0), abs=0.01)
+    # the posterior-mean flow (10 - 5 > 0 at the end of the window) pays back within it
+    assert 1 <= pay["mean"] <= 6
 
 
-def test_remaining_value_discounts_and_applies_churn():
-    flat = MoneySettings(value_horizon_months=12, discount_rate=0.0)
-    assert remaining_value(10.0, 1.0, flat) == pytest.approx(120.0)
-    assert remaining_value(10.0, 0.5, MoneySettings(value_horizon_months=2, discount_rate=0.0)) == (
-        pytest.approx(10 * 0.5 + 10 * 0.25)
-    )
-    discounted = remaining_value(10.0, 1.0, MoneySettings(value_horizon_months=12))
-    assert 110 < discounted < 120
+def test_a_programme_that_never_pays_back_has_no_payback_month():
+    settings = MoneySettings(margin_rate=0.3, value_horizon_months=12, discount_rate=0.1)
+    ds = money_draws(levels(CONTROL), levels(TREATED), unit_cost=60.0, window_months=6,
+                     settings=settings)  # fmt: skip
+    row = summarize_money(ds).set_index("outcome").loc["payback_months"]
+    assert np.isnan(row["mean"]) and row["p_positive"] == 0.0
+    assert float(ds["net_value"].squeeze()) < 0
 
 
 @pytest.mark.parametrize(
@@ -108,3 +183,12 @@ def test_remaining_value_discounts_and_applies_churn():
 def test_bad_money_settings_are_named(kwargs, message):
     with pytest.raises(InputError, match=message):
         MoneySettings(**kwargs)
+
+
+def test_levels_and_costs_are_checked():
+    with pytest.raises(InputError, match="control levels miss"):
+        money_draws({"p_active": 1.0}, levels(TREATED), unit_cost=1.0, window_months=6)
+    with pytest.raises(InputError, match="unit_cost must be finite and >= 0"):
+        money_draws(levels(CONTROL), levels(TREATED), unit_cost=-1.0, window_months=6)
+    with pytest.raises(InputError, match="window_months must be >= 1"):
+        money_draws(levels(CONTROL), levels(TREATED), unit_cost=1.0, window_months=0)

@@ -1,0 +1,206 @@
+"""One joint posterior of retention, revenue and cost-to-serve from separate cell fits.
+
+Retention status at the horizon is a cell dimension of the spend fits: revenue and cost-to-serve
+are modelled conditional on it. Because
+
+    p(active, revenue, cost) = p(active) p(revenue | active) p(cost | active)
+
+and the three models have separate parameters and priors, their posteriors are independent given
+the data, and combining their draws index by index gives draws of the joint posterior. Per cell
+(segment, pre-period band, arm) and draw::
+
+    E[revenue] = p x E[revenue | retained] + (1 - p) x E[revenue | churned]
+
+so the revenue and cost effects carry the retention effect inside them, and net value inherits
+the right correlation between its parts. Segment means weight the bands by the segment's customers
+(the same weights as the retention model); the overall mean weights the segments by theirs.
+
+:func:`combine` returns the per-arm levels money needs (:data:`attribution.value.LEVELS`), the
+revenue and cost-to-serve effect rows in the uplift models' schema, and the diagnostics gate run
+on the combined effects.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import arviz as az
+import numpy as np
+import pandas as pd
+import xarray as xr
+
+from attribution import diagnostics as _diagnostics
+from attribution import settings
+from attribution.errors import InputError
+from attribution.settings import GateSetting, IntervalSetting
+from attribution.uplift import CONTROL, RetentionUplift, SpendUplift, _interval
+
+__all__ = ["STATUS", "JointFit", "combine"]
+
+#: The cells column holding retention status at the horizon (1 retained, 0 churned).
+STATUS = "retained"
+_SPEND = ("revenue", "cost_to_serve")
+_RETAINED_LEVEL = {"revenue": "revenue_retained", "cost_to_serve": "cost_retained"}
+
+
+@dataclass(frozen=True)
+class JointFit:
+    """Retention, revenue and cost-to-serve combined draw by draw.
+
+    Attributes
+    ----------
+    levels : xarray.Dataset
+        :data:`attribution.value.LEVELS` per customer, dims (chain, draw, arm, segment); ``arm``
+        holds ``control`` and every treatment arm; segments without ``"all"``.
+    weights : pandas.Series
+        Customers per segment (all arms): the weights of the overall row.
+    effects : pandas.DataFrame
+        Revenue and cost-to-serve effect rows per treatment arm and segment (and ``"all"``), in
+        the schema of :meth:`attribution.uplift.RetentionUplift.summary`.
+    draws : xarray.Dataset
+        ``<outcome>_abs`` / ``<outcome>_rel`` effect draws, dims (chain, draw, arm, segment).
+    diagnostics : attribution.diagnostics.Diagnostics
+        The gate over the combined effects.
+    """
+
+    levels: xr.Dataset
+    weights: pd.Series
+    effects: pd.DataFrame
+    draws: xr.Dataset
+    diagnostics: _diagnostics.Diagnostics
+
+
+def _cell_means(model, name: str) -> xr.DataArray:
+    post = model.idata_.posterior
+    if "cell_mean" not in post:
+        raise InputError(f"the {name} fit has no per-cell means; refit it with this version")
+    return post["cell_mean"]
+
+
+def combine(
+    retention: RetentionUplift,
+    spend: dict[str, SpendUplift],
+    *,
+    interval: IntervalSetting | None = None,
+    gate: GateSetting | None = None,
+) -> JointFit:
+    """Combine a retention fit with spend fits conditional on retention status.
+
+    Parameters
+    ----------
+    retention : RetentionUplift
+        Fitted on cells by (segment, [pre_band], arm).
+    spend : dict
+        ``{"revenue": SpendUplift, "cost_to_serve": SpendUplift}``, each fitted on the same
+        cells split by :data:`STATUS` with segment ``[segment, STATUS]`` (labels
+        ``"<segment>/0"`` and ``"<segment>/1"``). A segment without churned customers uses the
+        retained customers' means for the churned (they carry a weight ``1 - p`` near 0).
+    interval, gate : optional
+        Defaults :data:`attribution.settings.INTERVAL` and :data:`attribution.settings.GATE`.
+
+    Returns
+    -------
+    JointFit
+    """
+    interval = settings.INTERVAL if interval is None else interval
+    missing = [o for o in _SPEND if o not in spend]
+    if missing:
+        raise InputError(f"combine needs spend fits for {list(_SPEND)}; missing {missing}")
+    p = _cell_means(retention, "retention")  # (chain, draw, seg, band, cell_arm)
+    segments = list(retention.segments_)
+    table = retention.cells_
+    n_sb = (
+        table.groupby(["segment", "pre_band"])["n"].sum().unstack("pre_band")
+        .reindex(index=segments, columns=[str(b) for b in p.coords["band"].values])
+        .fillna(0.0)
+    )  # fmt: skip
+    w_band = xr.DataArray(
+        (n_sb.to_numpy() / n_sb.to_numpy().sum(axis=1, keepdims=True)),
+        dims=("seg", "band"),
+        coords={"seg": segments, "band": p.coords["band"].values},
+    )
+    weights = pd.Series(n_sb.to_numpy().sum(axis=1), index=segments)
+
+    levels = {"p_active": (w_band * p).sum("band")}
+    for outcome in _SPEND:
+        means = _cell_means(spend[outcome], outcome)
+        if list(means.coords["band"].values) != list(p.coords["band"].values):
+            raise InputError(
+                f"the {outcome} fit has bands {list(means.coords['band'].values)}, the retention "
+                f"fit {list(p.coords['band'].values)}: fit both on the same cells"
+            )
+        by_status = {}
+        for status in ("0", "1"):
+            picked = []
+            for seg in segments:
+                label = f"{seg}/{status}"
+                if label in means.coords["seg"].values:
+                    picked.append(means.sel(seg=label, drop=True))
+                else:
+                    picked.append(None)
+            by_status[status] = picked
+        rows_1, rows_0 = [], []
+        for i, seg in enumerate(segments):
+            m1, m0 = by_status["1"][i], by_status["0"][i]
+            if m1 is None and m0 is None:
+                raise InputError(f"the {outcome} fit has no customers of segment {seg!r}")
+            rows_1.append(m1 if m1 is not None else m0)
+            rows_0.append(m0 if m0 is not None else m1)
+        m1 = xr.concat(rows_1, dim=pd.Index(segments, name="seg"))
+        m0 = xr.concat(rows_0, dim=pd.Index(segments, name="seg"))
+        cell = p * m1 + (1.0 - p) * m0
+        levels[outcome] = (w_band * cell).sum("band")
+        levels[_RETAINED_LEVEL[outcome]] = (w_band * p * m1).sum("band") / (w_band * p).sum("band")
+    ds = xr.Dataset(levels).rename({"seg": "segment", "cell_arm": "arm"})
+    ds = ds.transpose("chain", "draw", "arm", "segment")
+
+    arms = [a for a in ds.coords["arm"].values if a != CONTROL]
+    w = xr.DataArray(weights / weights.sum(), dims="segment")
+    draws = {}
+    for outcome in _SPEND:
+        level = ds[outcome]
+        level = xr.concat([level, (level * w).sum("segment").expand_dims(segment=["all"])],
+                          dim="segment")  # fmt: skip
+        control = level.sel(arm=CONTROL, drop=True)
+        treated = level.sel(arm=arms)
+        draws[f"{outcome}_abs"] = treated - control
+        draws[f"{outcome}_rel"] = treated / control - 1.0
+    draws = xr.Dataset(draws).transpose("chain", "draw", "arm", "segment")
+    checked = _diagnostics.check(
+        az.InferenceData(posterior=draws), list(draws.data_vars), gate=gate
+    )
+    effects = _effect_rows(draws, retention, interval)
+    return JointFit(levels=ds, weights=weights, effects=effects, draws=draws, diagnostics=checked)
+
+
+def _effect_rows(
+    draws: xr.Dataset, retention: RetentionUplift, interval: IntervalSetting
+) -> pd.DataFrame:
+    counts = retention.summary()
+    counts = counts[(counts["outcome"] == "retention") & (counts["metric"] == "absolute")]
+    counts = counts.set_index(["arm", "segment"])[["n_treated", "n_control"]]
+    rows = []
+    for outcome in _SPEND:
+        for metric, suffix in (("absolute", "abs"), ("relative", "rel")):
+            da = draws[f"{outcome}_{suffix}"]
+            for arm in da.coords["arm"].values:
+                for seg in da.coords["segment"].values:
+                    x = da.sel(arm=arm, segment=seg).to_numpy().ravel()
+                    lo, hi = _interval(x, interval)
+                    n = counts.loc[(arm, seg)]
+                    rows.append(
+                        {
+                            "outcome": outcome,
+                            "arm": str(arm),
+                            "segment_by": retention.segment_by_,
+                            "segment": str(seg),
+                            "metric": metric,
+                            "mean": float(np.mean(x)),
+                            "lo": lo,
+                            "hi": hi,
+                            "p_positive": float(np.mean(x > 0)),
+                            "n_treated": int(n["n_treated"]),
+                            "n_control": int(n["n_control"]),
+                        }
+                    )
+    return pd.DataFrame(rows)
