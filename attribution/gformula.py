@@ -50,7 +50,6 @@ from __future__ import annotations
 import dataclasses
 import math
 import time
-import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import date
@@ -63,14 +62,12 @@ import pandas as pd
 import pymc as pm
 import pytensor.tensor as pt
 import xarray as xr
-from threadpoolctl import threadpool_limits
 
+from attribution import cellmodel, store
 from attribution import diagnostics as _diagnostics
-from attribution import sampling, store
 from attribution.config import Config
 from attribution.errors import InputError
 from attribution.settings import IntervalSetting
-from attribution.uplift import _interval, _p_text, _relabel
 
 if TYPE_CHECKING:  # the data class lives in attribution/observational.py
     from attribution.observational import ObservationalData
@@ -711,7 +708,7 @@ def _publish(mean0, mean1, W) -> None:
 # --------------------------------------------------------------------------------------------
 # Compile cache and sampling
 # --------------------------------------------------------------------------------------------
-_CACHE = sampling.ModelCache()
+_CACHE = cellmodel.ModelCache()
 
 
 def compile_count() -> int:
@@ -724,11 +721,10 @@ def clear_cache() -> None:
     _CACHE.clear()
 
 
-def _get_entry(
-    s: _Strata, priors: GFormulaPriors, want_nutpie: bool
-) -> tuple[sampling.Compiled, float, bool]:
+def _structure_key(s: _Strata, priors: GFormulaPriors) -> tuple:
+    """What the compiled g-formula model depends on."""
     kind = "retention" if s.outcome == "retention" else "spend"
-    key = (
+    return (
         kind,
         len(s.cell_t),
         s.index.shape[1],
@@ -739,26 +735,6 @@ def _get_entry(
         len(s.segments),
         priors,
     )
-    return _CACHE.get(key, lambda: _build_model(s, priors)[0], want_nutpie)
-
-
-def _sample(entry: sampling.Compiled, data: dict, ms, use_nutpie: bool, target_accept: float):
-    # A low-rank mass matrix halves the leapfrog steps here (confounders correlate: measured
-    # 44 -> 15 steps per draw on the simulator's 11 default confounders); the matrices are
-    # tall and narrow, so BLAS threads only compete with the chains.
-    extra = {"low_rank_modified_mass_matrix": True} if use_nutpie else {}
-    with threadpool_limits(limits=1, user_api="blas"):
-        return sampling.sample(
-            entry.model,
-            entry.compiled if use_nutpie else None,
-            data,
-            draws=ms.draws,
-            tune=ms.tune,
-            chains=ms.chains,
-            seed=ms.seed,
-            target_accept=target_accept,
-            **extra,
-        )
 
 
 # --------------------------------------------------------------------------------------------
@@ -865,7 +841,7 @@ class GFormulaFit:
                 f"{self.treatment} {verb} {what[self.outcome]} {who} ({estimand.upper()}) by "
                 f"{fmt(abs(r['mean']))} ({pct}{kind} interval {fmt(r['lo'], False)} to "
                 f"{fmt(r['hi'], False)}; {100 * rel['mean']:+.1f}% relative), "
-                f"{_p_text(r['p_positive'])}."
+                f"{cellmodel.p_text(r['p_positive'])}."
             )
         lines.append(
             f"Bayesian standardization over {len(self.confounders)} confounder(s) on "
@@ -1014,30 +990,34 @@ def fit_gformula(
     s = _strata(c, outcome, confounders, mods, segment)
     padded = _pad(s)
     arrays = _data_arrays(padded)
-    ms = dataclasses.replace(cfg.model, draws=cfg.causal.draws, tune=cfg.causal.tune)
-    want_nutpie = ms.sampler == "nutpie"
-    entry, compile_s, compiled_now = _get_entry(padded, priors, want_nutpie)
-    use_nutpie = want_nutpie and entry.compiled is not None
-    if want_nutpie and not use_nutpie:
-        warnings.warn(
-            f"nutpie could not compile the g-formula model ({entry.compile_error}); sampling "
-            "with PyMC's NUTS instead",
-            RuntimeWarning,
-            stacklevel=2,
-        )
-    report = [rv.name for rv in entry.model.free_RVs]
-    t1 = time.perf_counter()
-    idata, diag = _sample_checked(entry, arrays, padded, ms, use_nutpie, target_accept, cfg, report)
-    if (
-        diag.divergences > 0
-        and retry_target_accept is not None
-        and retry_target_accept > target_accept
-    ):
-        idata, diag = _sample_checked(
-            entry, arrays, padded, ms, use_nutpie, retry_target_accept, cfg, report
-        )
-    sample_s = time.perf_counter() - t1
-
+    ms = cfg.model
+    fitted = cellmodel.fit(
+        _CACHE,
+        _structure_key(padded, priors),
+        lambda: _build_model(padded, priors)[0],
+        arrays,
+        what=f"g-formula of {outcome}",
+        published=PUBLISHED,
+        settings=cellmodel.SamplerSettings(
+            sampler=ms.sampler,
+            draws=cfg.causal.draws,
+            tune=cfg.causal.tune,
+            chains=ms.chains,
+            seed=ms.seed,
+            target_accept=target_accept,
+            retry_target_accept=retry_target_accept,
+            # A low-rank mass matrix halves the leapfrog steps here (confounders correlate:
+            # measured 44 -> 15 steps per draw on the simulator's 11 default confounders); the
+            # matrices are tall and narrow, so BLAS threads only compete with the chains.
+            nutpie_options={"low_rank_modified_mass_matrix": True},
+            single_blas_thread=True,
+        ),
+        gate=cfg.gate,
+        tidy=lambda idata: _drop_strata(cellmodel.relabel(idata, _coords(padded))),
+        report=lambda model: [rv.name for rv in model.free_RVs],
+    )
+    idata, diag = fitted.idata, fitted.diagnostics
+    compile_s, sample_s = fitted.compile_s, fitted.sample_s
     effects = _summarise(idata, s, outcome, segment, cfg.interval)
     post = idata.posterior["effect_abs"]
     draws = {e: post.sel(estimand=e, segment="all").to_numpy().ravel() for e in ESTIMANDS}
@@ -1060,28 +1040,14 @@ def fit_gformula(
         slopes=list(s.slopes),
         n_cells=len(cells),
         n_customers=int(s.counts[-1].sum()),
-        sampler="nutpie" if use_nutpie else "pymc",
-        compiled=compiled_now,
+        sampler=fitted.sampler,
+        compiled=fitted.compiled,
         timings={"collapse_s": collapse_s, "compile_s": compile_s, "sample_s": sample_s},
         interval=cfg.interval,
         as_of=getattr(data, "as_of", None),
         horizon_months=getattr(data, "horizon_months", None),
     )
-    if not diag.passed:
-        warnings.warn(
-            f"g-formula fit of {outcome} failed the diagnostics gate; do not publish: "
-            + "; ".join(diag.reasons),
-            _diagnostics.DiagnosticsWarning,
-            stacklevel=2,
-        )
     return fit
-
-
-def _sample_checked(entry, arrays, padded, ms, use_nutpie, target_accept, cfg, report):
-    idata = _sample(entry, arrays, ms, use_nutpie, target_accept)
-    idata = _relabel(idata, _coords(padded))
-    idata = _drop_strata(idata)
-    return idata, _diagnostics.check(idata, PUBLISHED, gate=cfg.gate, report=report)
 
 
 def _drop_strata(idata: az.InferenceData) -> az.InferenceData:
@@ -1107,7 +1073,7 @@ def _summarise(
         for metric, var in _METRIC_VAR.items():
             for g, label in enumerate(s.segments):
                 d = post[var].sel(estimand=estimand, segment=label).to_numpy().ravel()
-                lo, hi = _interval(d, interval)
+                lo, hi = cellmodel.interval(d, interval)
                 rows.append(
                     {
                         "outcome": outcome,

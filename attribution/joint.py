@@ -31,9 +31,11 @@ import xarray as xr
 
 from attribution import diagnostics as _diagnostics
 from attribution import settings
+from attribution.cellmodel import interval as _interval
+from attribution.cellmodel import p_text as _p_text
 from attribution.errors import InputError
 from attribution.settings import GateSetting, IntervalSetting
-from attribution.uplift import CONTROL, RetentionUplift, SpendUplift, _interval
+from attribution.uplift import CONTROL, RetentionUplift, SpendUplift
 
 __all__ = ["STATUS", "JointFit", "combine"]
 
@@ -68,6 +70,34 @@ class JointFit:
     effects: pd.DataFrame
     draws: xr.Dataset
     diagnostics: _diagnostics.Diagnostics
+    interval: IntervalSetting = settings.INTERVAL
+
+    def summary(self) -> pd.DataFrame:
+        """The revenue and cost-to-serve effect rows (a copy)."""
+        return self.effects.copy()
+
+    def describe(self, intervention: str = "the treatment") -> str:
+        """One plain sentence per outcome and treatment arm on the overall absolute effect."""
+        pct = f"{self.interval.width:.0%}"
+        kind = "" if self.interval.kind == "eti" else " highest-density"
+        eff = self.effects[
+            (self.effects["segment"] == "all") & (self.effects["metric"] == "absolute")
+        ]
+        arms = list(dict.fromkeys(eff["arm"]))
+        lines = []
+        for outcome in _SPEND:
+            for arm in arms:
+                r = eff[(eff["outcome"] == outcome) & (eff["arm"] == arm)].iloc[0]
+                name = intervention if len(arms) == 1 else f"{intervention} ({arm})"
+                verb = "raised" if r["mean"] >= 0 else "lowered"
+                sign = 1.0 if r["mean"] >= 0 else -1.0
+                lo, hi = sorted((sign * r["lo"], sign * r["hi"]))
+                lines.append(
+                    f"{name} {verb} {outcome.replace('_', ' ')} by {abs(r['mean']):,.2f} per "
+                    f"customer ({pct}{kind} interval {lo:,.2f} to {hi:,.2f}), "
+                    f"{_p_text(r['p_positive'])}"
+                )
+        return "\n".join(lines)
 
 
 def _cell_means(model, name: str) -> xr.DataArray:

@@ -77,7 +77,9 @@ class ExperimentReadout:
     arms : dict
         Customers assigned per arm.
     models : dict
-        Fitted uplift models keyed by (outcome, segment column).
+        Fitted uplift models keyed by (outcome, segment column). With money, the revenue and
+        cost-to-serve models are fitted conditional on retention status (segments
+        ``"<segment>/<0|1>"``); their effects on everyone are in :attr:`joints`.
     table : pandas.DataFrame
         Every reported number (see :data:`COLUMNS`).
     passed : bool
@@ -93,6 +95,11 @@ class ExperimentReadout:
     srm_arms : tuple of str
         Arm names of ``srm.counts``: the arms of :attr:`arms`, then any arm of the allocation
         with no customers.
+    money : MoneySettings
+        The money assumptions used.
+    joints : dict
+        :class:`attribution.joint.JointFit` per segment column: retention, revenue and
+        cost-to-serve combined draw by draw (empty when ``[model] outcomes`` is a subset).
     """
 
     experiment_id: str
@@ -108,6 +115,7 @@ class ExperimentReadout:
     srm: SRMCheck | None = None
     srm_arms: tuple[str, ...] = ()
     money: MoneySettings = field(default_factory=MoneySettings)
+    joints: dict = field(default_factory=dict, repr=False)
 
     @property
     def window_months(self) -> int:
@@ -139,9 +147,11 @@ class ExperimentReadout:
         if self.srm is not None:
             lines.append(self.srm.text)
         first = next(iter(self.models))[1]
-        for (_outcome, seg_by), model in self.models.items():
-            if seg_by == first:
+        for (outcome, seg_by), model in self.models.items():
+            if seg_by == first and (outcome == "retention" or first not in self.joints):
                 lines.append(model.describe())
+        if first in self.joints:
+            lines.append(self.joints[first].describe(self.intervention))
         t = self.table
         for _, r in self.headline().iterrows():
             if r["outcome"] == "net_value":
@@ -294,6 +304,7 @@ def read_out(
     first, _ = store.periods(con)
     pre_bands = PRE_BANDS if cfg.model.pre_period and first is not None and first < start else 0
     readout_models: dict = {}
+    joints: dict[str, joint.JointFit] = {}
     tables = []
     reasons: list[str] = []
     for seg_by in seg_cols or [None]:
@@ -331,7 +342,7 @@ def read_out(
                 interval=cfg.interval,
                 gate=cfg.gate,
             )
-            readout_models[("joint", seg_name)] = combined
+            joints[seg_name] = combined
             if not combined.diagnostics.passed:
                 reasons += [f"joint by {seg_name}: {r}" for r in combined.diagnostics.reasons]
             tables.append(combined.effects)
@@ -370,6 +381,7 @@ def read_out(
         srm=srm,
         srm_arms=srm_arms,
         money=cfg.money,
+        joints=joints,
     )
 
 

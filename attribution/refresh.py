@@ -636,6 +636,8 @@ def _fit(con, cfg: Config, selected: list[str], say, step) -> _Fitted:
                 + f" (max R-hat {d.max_rhat:.3f}, min bulk ESS {d.min_ess_bulk:.0f}, "
                 f"{d.divergences} divergences)"
             )
+        for seg, combined in result.joints.items():
+            diagnostics[experiment_id][f"joint by {seg}"] = combined.diagnostics.to_dict()
         verdict = "passed" if result.passed else "FAILED the diagnostics gate"
         say(f"{where}: fitted in {time.perf_counter() - t0:.1f} s, {verdict}")
     if not selected and not cfg.observational:

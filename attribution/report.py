@@ -104,6 +104,19 @@ def fmt_prob(x: float | None) -> str:
     return f"{float(x):.2f}"
 
 
+def fmt_payback(x: float | None) -> str:
+    """A payback month (1 = the start month); ``not within the horizon`` when missing.
+
+    Examples
+    --------
+    >>> fmt_payback(6.0), fmt_payback(float("nan"))
+    ('6', 'not within the horizon')
+    """
+    if not _finite(x):
+        return "not within the horizon"
+    return f"{int(round(float(x)))}"
+
+
 def fmt_months(x: float | None) -> str:
     """Months with one decimal; ``n/a`` when missing (for example, never pays back).
 
@@ -254,7 +267,12 @@ def headline_sentence(row: pd.Series) -> str:
             f"; ROI {fmt_pct(row['roi'])} ({fmt_pct(row['roi_lo'])} to {fmt_pct(row['roi_hi'])})"
         )
     if _finite(row.get("payback_months")):
-        text += f"; payback {fmt_months(row['payback_months'])} months (median)"
+        text += f"; pays back in month {fmt_payback(row['payback_months'])} of its cash flow"
+    elif _finite(row.get("p_payback")):
+        text += (
+            "; does not pay back within the readout window and value horizon "
+            f"(P(pays back) = {fmt_prob(row['p_payback'])})"
+        )
     if row.get("method", RANDOMIZED_METHOD) != RANDOMIZED_METHOD:
         basis = f", from {row['estimator']} ATT draws" if row.get("estimator") else ""
         question = f"question {row['question']}, " if row.get("question") else ""
@@ -306,7 +324,8 @@ def headline(estimates: pd.DataFrame) -> pd.DataFrame:
         money rows carry their question and the route whose draws they use): columns
         ``net_value``, ``net_value_lo``, ``net_value_hi``, ``p_positive`` (P(net value > 0)),
         ``expected_loss``, ``total_net_value`` (+ ``_lo``/``_hi``), ``roi`` (+ ``_lo``/``_hi``),
-        ``payback_months`` (the median, + ``_lo``/``_hi`` over draws that pay back),
+        ``payback_months`` (the payback month of the posterior-mean cash flow, NaN when it
+        does not pay back within the window and value horizon, + ``_lo``/``_hi`` over draws),
         ``p_payback``, ``n_treated``, ``n_control``, ``interval_width``. Money is per treated
         customer except ``total_net_value``; a quantity the run did not publish is NaN.
 

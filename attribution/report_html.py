@@ -23,7 +23,7 @@ from attribution.report import (
     RANDOMIZED_METHOD,
     ReportData,
     fmt_money,
-    fmt_months,
+    fmt_payback,
     fmt_pct,
     fmt_pp,
     fmt_prob,
@@ -126,7 +126,7 @@ def _headline(data: ReportData, width: str) -> list[str]:
         "<th>P(net value &gt; 0)</th>",
         f"<th>Total net value ({width} interval)</th>",
         f"<th>ROI ({width} interval)</th>",
-        "<th>Payback, months (median; interval; P(pays back))</th></tr>",
+        "<th>Payback month of the mean cash flow (interval; P(pays back))</th></tr>",
     ]
     for _, r in head.iterrows():
         out.append(
@@ -138,8 +138,7 @@ def _headline(data: ReportData, width: str) -> list[str]:
             f"<td>{_verdict_prob(r['p_positive'])}</td>"
             f"<td>{_est(_money0, *_triple(r, 'total_net_value'))}</td>"
             f"<td>{_est(fmt_pct, *_triple(r, 'roi'))}</td>"
-            f"<td>{_est(fmt_months, *_triple(r, 'payback_months'))}; "
-            f"P = {_e(fmt_prob(r['p_payback']))}</td></tr>"
+            f"<td>{_payback(r)}</td></tr>"
         )
     out.append("</table>")
     out += [f'<p class="sentence">{_e(headline_sentence(r))}</p>' for _, r in head.iterrows()]
@@ -488,15 +487,24 @@ def _methods(data: ReportData, width: str) -> list[str]:
         "Pre-period spend is adjusted for where history exists.</li>",
         f"<li>Intervals are {width} {kind} credible intervals; P(net value &gt; 0) is the share "
         "of posterior draws in which the intervention made money.</li>",
-        "<li>Money is computed draw by draw: extra retained customers times the margin they "
-        f"bring over the next {m.value_horizon_months} months (gross margin "
-        f"{fmt_pct(m.margin_rate)}, discounted at {fmt_pct(m.discount_rate)} a year), plus the "
-        "margin on extra spend, plus cost-to-serve saved, minus the intervention cost"
-        f"{_e(settings_note)}.</li>",
-        "<li>ROI is net value divided by the intervention cost. Payback is the intervention cost "
-        "divided by the gross monthly gain (all value gained spread over the readout window's "
-        "months); the report shows its median and the interval over the draws that pay back, "
-        "and P(pays back).</li>",
+        "<li>Retention, spend and cost-to-serve come from one joint posterior: spend and "
+        "cost-to-serve are modelled separately for customers still active at the end of the "
+        "window and for those who left, and combined with the retention model draw by draw, so "
+        "a draw with more retained customers also has their spend and their cost.</li>",
+        "<li>Money is a monthly cash-flow schedule per posterior draw, discounted at "
+        f"{fmt_pct(m.discount_rate)} a year from the start month: in the readout window, the "
+        f"extra margin on spend (gross margin {fmt_pct(m.margin_rate)}) minus the extra "
+        "cost-to-serve, month by month as each arm spent it; then, for "
+        f"{m.value_horizon_months} months after the window, each arm's retained customers "
+        "keep bringing their monthly margin net of their cost-to-serve, fewer each month at the "
+        "arm's own retention rate. Assumed: customers the intervention saved behave afterwards "
+        "like the arm's other retained customers. Net value is the sum of the discounted flows "
+        f"minus the intervention cost per customer{_e(settings_note)}.</li>",
+        "<li>ROI is net value divided by the intervention cost. Payback is the first month "
+        "(1 = the start month) in which the cumulative discounted cash flow covers the cost; "
+        "the report shows it for the posterior-mean cash flow, the interval of the draws' "
+        "payback months and P(pays back), or says it does not pay back within the window and "
+        "the value horizon.</li>",
         "<li>Expected loss is the average amount lost per treated customer in the draws where "
         "the intervention loses money: the risk of rolling it out.</li>",
         "<li>Nothing here comes from the simulator's answer key; estimates are what the models "
@@ -838,6 +846,16 @@ def _est(fmt, mean, lo, hi) -> str:
     return f'{text} <span class="interval">({_e(fmt(lo))} to {_e(fmt(hi))})</span>'
 
 
+def _payback(r) -> str:
+    """Payback cell: the month, its interval over the draws, P(pays back)."""
+    if not np.isfinite(r.get("p_payback", np.nan)):
+        return "n/a"
+    text = _e(fmt_payback(r["payback_months"]))
+    lo, hi = r["payback_months_lo"], r["payback_months_hi"]
+    span = f"{_e(fmt_payback(lo))} to {_e(fmt_payback(hi))}"
+    return f'{text} <span class="interval">({span})</span>; P = {_e(fmt_prob(r["p_payback"]))}'
+
+
 def _money0(x) -> str:
     return fmt_money(x, 0)
 
@@ -856,7 +874,7 @@ def _formatter(outcome: str, metric: str):
     if outcome == "retention":
         return fmt_pp
     if outcome == "payback_months":
-        return fmt_months
+        return fmt_payback
     return fmt_money
 
 

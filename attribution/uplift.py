@@ -38,8 +38,6 @@ fit of the same structure swaps the data in instead of recompiling.
 from __future__ import annotations
 
 import math
-import time
-import warnings
 from dataclasses import dataclass, field
 
 import arviz as az
@@ -49,8 +47,7 @@ import pymc as pm
 import pytensor.tensor as pt
 import xarray as xr
 
-from attribution import diagnostics as _diagnostics
-from attribution import sampling, settings
+from attribution import cellmodel, settings
 from attribution.errors import InputError
 from attribution.settings import GateSetting, IntervalSetting
 
@@ -588,7 +585,7 @@ def _logit_scales(p: LogitPriors) -> dict:
 # --------------------------------------------------------------------------------------------
 # Compile cache and samplers
 # --------------------------------------------------------------------------------------------
-_CACHE = sampling.ModelCache()
+_CACHE = cellmodel.ModelCache()
 
 
 def compile_count() -> int:
@@ -607,36 +604,10 @@ def _structure_key(c: _Cells, priors) -> tuple:
     return (kind, len(c.segments), len(c.bands), len(c.arms), priors)
 
 
-def _get_entry(c: _Cells, priors, want_nutpie: bool) -> tuple[sampling.Compiled, float, bool]:
-    """The cached model for this structure; compiles (once) when missing. Returns time spent."""
-    return _CACHE.get(_structure_key(c, priors), lambda: _build_model(c, priors)[0], want_nutpie)
-
-
-def _sample(
-    entry: sampling.Compiled, data: dict, est, use_nutpie: bool, target_accept: float
-) -> az.InferenceData:
-    seed = est.seed if est.seed is not None else int(np.random.SeedSequence().generate_state(1)[0])
-    return sampling.sample(
-        entry.model,
-        entry.compiled if use_nutpie else None,
-        data,
-        draws=est.draws,
-        tune=est.tune,
-        chains=est.chains,
-        cores=est.cores,
-        seed=seed,
-        target_accept=target_accept,
-    )
-
-
-def _relabel(idata: az.InferenceData, coords: dict[str, list[str]]) -> az.InferenceData:
-    """Put this fit's labels on draws sampled with a cached model built for other labels."""
-    for group in idata.groups():
-        ds = idata[group]
-        new = {k: v for k, v in coords.items() if k in ds.dims}
-        if new:
-            idata[group] = ds.assign_coords(new)
-    return idata
+def _hyper(model: pm.Model) -> list[str]:
+    """Variables reported (not gated) by the diagnostics: hyper-parameters and the means."""
+    names = [rv.name for rv in model.free_RVs if not rv.name.endswith("_u")]
+    return names + [d.name for d in model.deterministics if d.name not in PUBLISHED]
 
 
 # --------------------------------------------------------------------------------------------
@@ -716,39 +687,33 @@ class _CellUplift:
         priors = self._validate_params()
         c = _prepare(cells, segment, self._outcome)
         padded = _pad(c)
-        data = _data_arrays(padded)
-        want_nutpie = self.sampler == "nutpie"
-        entry, compile_s, compiled_now = _get_entry(padded, priors, want_nutpie)
-        use_nutpie = want_nutpie and entry.compiled is not None
-        if want_nutpie and not use_nutpie:
-            warnings.warn(
-                f"nutpie could not compile the {self._outcome} model ({entry.compile_error}); "
-                "sampling with PyMC's NUTS instead",
-                RuntimeWarning,
-                stacklevel=2,
-            )
-        hyper = [rv.name for rv in entry.model.free_RVs if not rv.name.endswith("_u")]
-        hyper += [d.name for d in entry.model.deterministics if d.name not in PUBLISHED]
-        t0 = time.perf_counter()
-        target_accept = self.target_accept
-        idata, diagnostics = self._sample_checked(
-            entry, data, c, padded, use_nutpie, target_accept, hyper
+        fitted = cellmodel.fit(
+            _CACHE,
+            _structure_key(padded, priors),
+            lambda: _build_model(padded, priors)[0],
+            _data_arrays(padded),
+            what=f"{self._outcome} uplift",
+            published=PUBLISHED,
+            settings=cellmodel.SamplerSettings(
+                sampler=self.sampler,
+                draws=self.draws,
+                tune=self.tune,
+                chains=self.chains,
+                cores=self.cores,
+                seed=self.seed,
+                target_accept=self.target_accept,
+                retry_target_accept=self.retry_target_accept,
+            ),
+            gate=self.gate,
+            tidy=lambda idata: _trim(cellmodel.relabel(idata, _coords(padded)), c),
+            report=_hyper,
         )
-        retry = self.retry_target_accept
-        if diagnostics.divergences > 0 and retry is not None and retry > target_accept:
-            # Divergences mean the step size was too large for some of the posterior's geometry;
-            # the standard remedy is a smaller step (higher target acceptance). The gate still
-            # applies to the retried fit, so a fit that stays bad is still not published.
-            target_accept = retry
-            idata, diagnostics = self._sample_checked(
-                entry, data, c, padded, use_nutpie, target_accept, hyper
-            )
-        sample_s = time.perf_counter() - t0
+        idata = fitted.idata
         idata.posterior.attrs.update(
             outcome=self._outcome,
             segment_by=c.segment_by,
             intervention=self.intervention or "",
-            target_accept=target_accept,
+            target_accept=fitted.target_accept,
         )
 
         self.cells_ = c.table
@@ -756,26 +721,13 @@ class _CellUplift:
         self.segments_ = list(c.segments)
         self.arms_ = list(c.treatments)
         self.idata_ = idata
-        self.compiled_ = compiled_now
-        self.sampler_ = "nutpie" if use_nutpie else "pymc"
-        self.target_accept_ = target_accept
-        self.timings_ = {"compile_s": compile_s, "sample_s": sample_s}
-        self.diagnostics_ = diagnostics
+        self.compiled_ = fitted.compiled
+        self.sampler_ = fitted.sampler
+        self.target_accept_ = fitted.target_accept
+        self.timings_ = {"compile_s": fitted.compile_s, "sample_s": fitted.sample_s}
+        self.diagnostics_ = fitted.diagnostics
         self.effects_ = self._summarise(c)
-        if not self.diagnostics_.passed:
-            warnings.warn(
-                f"{self._outcome} uplift fit failed the diagnostics gate; do not publish: "
-                + "; ".join(self.diagnostics_.reasons),
-                _diagnostics.DiagnosticsWarning,
-                stacklevel=2,
-            )
         return self
-
-    def _sample_checked(self, entry, data, c, padded, use_nutpie, target_accept, hyper):
-        idata = _sample(entry, data, self, use_nutpie, target_accept)
-        idata = _trim(_relabel(idata, _coords(padded)), c)
-        checked = _diagnostics.check(idata, PUBLISHED, gate=self.gate, report=hyper)
-        return idata, checked
 
     def _summarise(self, c: _Cells) -> pd.DataFrame:
         interval = settings.INTERVAL if self.interval is None else self.interval
@@ -787,7 +739,7 @@ class _CellUplift:
             for metric, var in _METRIC_VAR.items():
                 for s_idx, seg in enumerate([*c.segments, "all"]):
                     draws = post[var].sel(arm=arm, segment=seg).to_numpy().ravel()
-                    lo, hi = _interval(draws, interval)
+                    lo, hi = cellmodel.interval(draws, interval)
                     counts = n_all if seg == "all" else n[s_idx]
                     rows.append(
                         {
@@ -855,7 +807,7 @@ class _CellUplift:
             what, fmt = self._wording()
             lines.append(
                 f"{name} {verb} {what} by {fmt(mean)} ({pct}{kind} interval {fmt(lo, False)} to "
-                f"{fmt(hi, False)}), {_p_text(r['p_positive'])}"
+                f"{fmt(hi, False)}), {cellmodel.p_text(r['p_positive'])}"
             )
         return "\n".join(lines)
 
@@ -1001,17 +953,3 @@ class SpendUplift(_CellUplift):
         return self.family.replace("_", " "), fmt
 
 
-def _interval(draws: np.ndarray, interval: IntervalSetting) -> tuple[float, float]:
-    if interval.kind == "hdi":
-        lo, hi = az.hdi(draws, hdi_prob=interval.width)
-    else:
-        lo, hi = np.quantile(draws, interval.quantiles)
-    return float(lo), float(hi)
-
-
-def _p_text(p: float) -> str:
-    if p > 0.995:
-        return "P(>0) > 0.99"
-    if p < 0.005:
-        return "P(>0) < 0.01"
-    return f"P(>0) = {p:.2f}"

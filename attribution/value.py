@@ -36,6 +36,7 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
+from attribution import cellmodel
 from attribution.errors import InputError
 from attribution.settings import INTERVAL, IntervalSetting, MoneySettings
 
@@ -310,7 +311,7 @@ def summarize_money(
                 finite = x[np.isfinite(x)]
                 if finite.size == 0:
                     continue
-                lo, hi = _interval(finite, interval)
+                lo, hi = cellmodel.interval(finite, interval)
                 row.update(
                     mean=float(np.mean(finite)),
                     lo=lo,
@@ -334,16 +335,6 @@ def payback_reason(window_months: int, settings: MoneySettings) -> str:
         f"does not pay back within {total} months ({window_months}-month window + "
         f"{settings.value_horizon_months}-month value horizon)"
     )
-
-
-def _interval(x: np.ndarray, interval: IntervalSetting) -> tuple[float, float]:
-    if interval.kind == "hdi":
-        import arviz as az
-
-        lo, hi = az.hdi(x, hdi_prob=interval.width)
-    else:
-        lo, hi = np.quantile(x, interval.quantiles)
-    return float(lo), float(hi)
 
 
 def _by_segment(value: float | pd.Series, segments: list[str], name: str) -> xr.DataArray:

@@ -68,8 +68,10 @@ cells(con, ["tier"], experiment_id="exp_recovery_gift")
     md("""
 ## Read out the service-recovery gift test
 
-Retention (binomial), revenue and cost-to-serve (hurdle lognormal) are fitted on cells, then
-turned into money per posterior draw. The diagnostics gate decides whether it may be published.
+Retention (binomial) is fitted on cells; revenue and cost-to-serve (hurdles) on the same cells
+split by whether the customer was still active at the horizon, and the three are combined draw by
+draw into one joint posterior. Money is a monthly cash-flow schedule per draw: net value, ROI and
+payback. The diagnostics gate decides whether it may be published.
 """),
     code("""
 result = read_out(con, "exp_recovery_gift", segments=["tier"])
@@ -269,12 +271,10 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
-import xarray as xr
 
 from attribution import runs, store, synth
 from attribution.config import Config
 from attribution.refresh import refresh
-from attribution.value import money_draws, remaining_value
 
 workdir = Path(tempfile.mkdtemp(prefix="cx-finance-"))
 con = store.connect(workdir / "cx.duckdb")
@@ -303,8 +303,10 @@ runs.list_runs(con)
     md("""
 ## The money, per intervention
 
-Per treated customer unless stated: net value = retained customers' future margin + extra spend
-margin + cost-to-serve saved - the intervention's cost. `total_net_value` multiplies by the
+Per assigned customer unless stated: net value = the discounted monthly cash flow the
+intervention adds (margin on extra spend minus extra cost-to-serve in the window, then the
+retained customers' margin net of their cost-to-serve over the value horizon) minus its cost.
+Payback is the month the cumulative flow covers the cost. `total_net_value` multiplies by the
 customers treated. ROI is net value over cost. Read the interval and P(net value > 0), not the
 mean alone; `expected_loss` is what rolling out costs on average in the worlds where it loses.
 """),
@@ -393,76 +395,59 @@ fig.tight_layout()
     md("""
 ## Against the planted truth: the money
 
-Put the true overall effects through the same money arithmetic
-(`attribution.value.money_draws`) with the same inputs the readout uses: the cost per assigned
-treated customer, and the value of a retained customer (the control arm's revenue per active
-month, kept up at its monthly retention, discounted). The true net value should fall inside the
-published interval.
+The simulator plants the money too: it runs every customer's treated and untreated path on past
+the window for the value horizon (kept out of the outcomes table), values each month's flow as
+margin on revenue minus cost-to-serve, discounts it from the start and subtracts the
+intervention's cost. `truth` holds that net value and the payback month of the mean cash flow
+(`inf`: it does not pay back within the window and value horizon). The published interval should
+hold the true net value, and the published payback should agree with it.
 """),
     code("""
-def truth_money(readout, arm):
-    e, s, h, w = readout.experiment_id, readout.start, readout.horizon, readout.window_months
-    true = truth[
-        (truth["experiment_id"] == e)
-        & (truth["arm"] == arm)
-        & (truth["segment"] == "all")
-        & (truth["metric"] == "absolute")
-    ]
-    effect = true.set_index("outcome")["effect"]
-    ((cost,),) = con.execute(
-        "SELECT COALESCE(SUM(i.unit_cost), 0) / (SELECT count(*) FROM assignments "
-        "WHERE experiment_id = $e AND arm = $arm) FROM interventions i JOIN assignments a "
-        "ON a.customer_id = i.customer_id AND a.experiment_id = i.experiment_id "
-        "WHERE i.experiment_id = $e AND a.arm = $arm",
-        {"e": e, "arm": arm},
-    ).fetchall()
-    ((monthly_revenue, active_at_end),) = con.execute(
-        "SELECT SUM(o.revenue) / SUM(CASE WHEN o.active THEN 1 ELSE 0 END), "
-        "AVG(CASE WHEN o.period = $h AND o.active THEN 1.0 WHEN o.period = $h THEN 0.0 END) "
-        "FROM assignments a JOIN outcomes o USING (customer_id) "
-        "WHERE a.experiment_id = $e AND a.arm = 'control' AND o.period BETWEEN $s AND $h",
-        {"e": e, "s": s, "h": h},
-    ).fetchall()
-    value = float(remaining_value(monthly_revenue, active_at_end ** (1 / w), cfg.money))
+money_truth = truth[truth["outcome"].isin(["net_value", "payback_months"])]
+published = overall[overall["outcome"].isin(["net_value", "payback_months"])]
+check = published.merge(money_truth[[*keys, "effect"]], on=keys, how="inner")
+check["inside"] = np.where(
+    check["outcome"] == "net_value",
+    (check["lo"] <= check["effect"]) & (check["effect"] <= check["hi"]),
+    check["mean"].fillna(np.inf) == check["effect"],
+)
+check[["experiment_id", "outcome", "mean", "lo", "hi", "p_positive", "effect", "inside"]].round(3)
+"""),
+    md("""
+The cash flow behind a net value, month by month (posterior mean and 90% band of the
+cumulative discounted flow, against the intervention's cost): where it crosses the cost is the
+payback month.
+"""),
+    code("""
+from attribution.cells import monthly_totals
+from attribution.value import money_draws, window_profile
 
-    def one(v):
-        return xr.DataArray([[[v]]], dims=("chain", "draw", "segment"), coords={"segment": ["all"]})
-
-    draws = money_draws(
-        one(effect["retention"]),
-        one(effect["revenue"]),
-        one(effect["cost_to_serve"]),
-        unit_cost=float(cost),
-        retained_value=value,
-        window_months=w,
-        settings=cfg.money,
-    )
-    return float(draws["net_value"].values.ravel()[0])
-
-
-rows = []
-for readout in outcome.readouts:
-    for arm in readout.arms:
-        if arm == "control":
-            continue
-        published = overall[
-            (overall["experiment_id"] == readout.experiment_id)
-            & (overall["arm"] == arm)
-            & (overall["outcome"] == "net_value")
-        ].iloc[0]
-        true_value = truth_money(readout, arm)
-        rows.append(
-            {
-                "experiment_id": readout.experiment_id,
-                "arm": arm,
-                "published": published["mean"],
-                "lo": published["lo"],
-                "hi": published["hi"],
-                "at the true effects": true_value,
-                "inside": published["lo"] <= true_value <= published["hi"],
-            }
-        )
-pd.DataFrame(rows).round(3)
+gift = next(r for r in outcome.readouts if r.experiment_id == "exp_recovery_gift")
+joint = gift.joints["tier"]  # retention, revenue and cost-to-serve, one joint posterior
+tiers = [str(s) for s in joint.levels.coords["segment"].values]
+draws = money_draws(
+    joint.levels.sel(arm="control", drop=True),
+    joint.levels.sel(arm="treatment", drop=True),
+    unit_cost=20.0,
+    window_months=gift.window_months,
+    settings=cfg.money,
+    weights=joint.weights,
+    profile=window_profile(
+        monthly_totals(con, "exp_recovery_gift", "tier", gift.start, gift.horizon),
+        "control", "treatment", tiers, gift.window_months,
+    ),
+)
+cum = draws["cumulative"].sel(segment="all")
+months = np.arange(1, cum.sizes["month"] + 1)
+lo, hi = cum.quantile([0.05, 0.95], dim=("chain", "draw")).values
+fig, ax = plt.subplots(figsize=(7, 3.5))
+ax.fill_between(months, lo, hi, alpha=0.3, label="90% band")
+ax.plot(months, cum.mean(("chain", "draw")), label="posterior mean")
+ax.axhline(20.0, color="red", ls="--", label="cost per customer")
+ax.axvline(gift.window_months + 0.5, color="grey", lw=0.8)
+ax.set_xlabel("month from the start (window, then value horizon)")
+ax.set_ylabel("cumulative discounted flow")
+ax.legend();
 """),
     md("""
 ## What to take to the review

@@ -1,0 +1,327 @@
+"""The one cell-model core: compile cache, sampler, divergence retry, diagnostics gate, summaries.
+
+Every Bayesian model of this package (the uplift models on experiment cells, the g-formula on
+observational cells) is a PyMC model over cells of sufficient statistics, and every one is fitted
+the same way by :func:`fit`:
+
+1. the compiled model is taken from a :class:`ModelCache` by structure key (compiled once per
+   process and structure; new data are swapped in);
+2. it is sampled with nutpie when nutpie compiled it, else with PyMC's NUTS (one warning says so);
+3. the draws are relabelled and tidied by the caller's function, and the diagnostics gate
+   (:func:`attribution.diagnostics.check`) judges the published quantities;
+4. divergences trigger one more run at a higher target acceptance, judged by the same gate;
+5. a fit that fails the gate warns with :class:`~attribution.diagnostics.DiagnosticsWarning`.
+
+:func:`interval` and :func:`p_text` summarise draws the same way for every model.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+import time
+import warnings
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import arviz as az
+import numpy as np
+import pymc as pm
+
+from attribution import diagnostics as _diagnostics
+from attribution.settings import GateSetting, IntervalSetting
+
+
+def sample(
+    model: pm.Model,
+    compiled: Any | None,
+    data: dict,
+    *,
+    draws: int,
+    tune: int,
+    chains: int,
+    seed: int,
+    target_accept: float,
+    cores: int | None = None,
+    **nutpie_options: Any,
+) -> az.InferenceData:
+    """Sample ``model`` with new ``data``: nutpie on ``compiled`` when given, else PyMC.
+
+    Parameters
+    ----------
+    model : pymc.Model
+        The model, with ``pm.Data`` containers named as the keys of ``data``.
+    compiled : nutpie compiled model or None
+        ``nutpie.compile_pymc_model(model)``; None samples with PyMC's NUTS.
+    data : dict
+        New values for the data containers.
+    draws, tune, chains, seed, target_accept, cores
+        Sampler settings, the same for both samplers.
+    **nutpie_options
+        Extra keywords for ``nutpie.sample`` (e.g. ``low_rank_modified_mass_matrix``).
+
+    Returns
+    -------
+    arviz.InferenceData
+    """
+    if compiled is not None:
+        import nutpie
+
+        return nutpie.sample(
+            compiled.with_data(**data),
+            draws=draws,
+            tune=tune,
+            chains=chains,
+            cores=cores,
+            seed=seed,
+            save_warmup=False,
+            progress_bar=False,
+            target_accept=target_accept,
+            **nutpie_options,
+        )
+    with model:
+        pm.set_data(data)
+        return pm.sample(
+            draws=draws,
+            tune=tune,
+            chains=chains,
+            cores=cores,
+            random_seed=seed,
+            target_accept=target_accept,
+            progressbar=False,
+            compute_convergence_checks=False,
+        )
+
+
+@dataclass
+class Compiled:
+    """A PyMC model and, when nutpie compiled it, its compiled form (else why it failed)."""
+
+    model: pm.Model
+    compiled: Any | None = None
+    compile_error: str | None = None
+
+
+class ModelCache:
+    """Compiled models by structure key: each structure compiles once per process.
+
+    Thread-safe. ``get(key, build, want_nutpie)`` returns the entry, the seconds spent building
+    and compiling (0.0 on a hit) and whether nutpie compiled it now; a failed nutpie compile is
+    remembered (the caller samples with PyMC) and not retried.
+    """
+
+    def __init__(self) -> None:
+        self._entries: dict[tuple, Compiled] = {}
+        self._lock = threading.Lock()
+        self.compilations = 0
+
+    def get(
+        self, key: tuple, build: Callable[[], pm.Model], want_nutpie: bool
+    ) -> tuple[Compiled, float, bool]:
+        with self._lock:
+            entry = self._entries.get(key)
+            if entry is not None and (
+                entry.compiled is not None or not want_nutpie or entry.compile_error is not None
+            ):
+                return entry, 0.0, False
+            t0 = time.perf_counter()
+            if entry is None:
+                entry = Compiled(model=build())
+                self._entries[key] = entry
+            compiled_now = False
+            if want_nutpie:
+                try:
+                    import nutpie
+
+                    entry.compiled = nutpie.compile_pymc_model(entry.model)
+                    self.compilations += 1
+                    compiled_now = True
+                except Exception as exc:  # noqa: BLE001 - any compile failure falls back to PyMC
+                    entry.compile_error = f"{type(exc).__name__}: {exc}"
+            return entry, time.perf_counter() - t0, compiled_now
+
+    def clear(self) -> None:
+        """Forget every entry (the next fit of each structure compiles again)."""
+        with self._lock:
+            self._entries.clear()
+
+
+@dataclass(frozen=True)
+class SamplerSettings:
+    """How a cell model is sampled (the same for every model of a run).
+
+    ``seed=None`` draws a fresh seed; ``target_accept`` is NUTS' target acceptance and
+    ``retry_target_accept`` the one used once more after divergences (None: never retry).
+    """
+
+    sampler: str = "nutpie"
+    draws: int = 1000
+    tune: int = 1000
+    chains: int = 4
+    cores: int | None = None
+    seed: int | None = None
+    target_accept: float = 0.95
+    retry_target_accept: float | None = 0.99
+    nutpie_options: dict = field(default_factory=dict)
+    single_blas_thread: bool = False
+
+
+@dataclass(frozen=True)
+class Fitted:
+    """What :func:`fit` returns: the tidied draws, the gate's verdict and how they were made."""
+
+    idata: az.InferenceData
+    diagnostics: _diagnostics.Diagnostics
+    sampler: str
+    compiled: bool
+    target_accept: float
+    compile_s: float
+    sample_s: float
+
+
+def fit(
+    cache: ModelCache,
+    key: tuple,
+    build: Callable[[], pm.Model],
+    data: dict,
+    *,
+    what: str,
+    published: Sequence[str],
+    settings: SamplerSettings,
+    gate: GateSetting | None = None,
+    tidy: Callable[[az.InferenceData], az.InferenceData] = lambda idata: idata,
+    report: Callable[[pm.Model], list[str]] = lambda model: [],
+) -> Fitted:
+    """Fit a cell model: cached compile, sample, tidy, gate, retry on divergences.
+
+    Parameters
+    ----------
+    cache : ModelCache
+        Where compiled models of this family live.
+    key : tuple
+        The structure key (what the compiled model depends on).
+    build : callable
+        Builds the PyMC model on a cache miss.
+    data : dict
+        Values for the model's data containers.
+    what : str
+        The model's name in warnings (e.g. ``"retention uplift"``).
+    published : sequence of str
+        Posterior variables the gate judges.
+    settings : SamplerSettings
+    gate : GateSetting, optional
+        Default :data:`attribution.settings.GATE`.
+    tidy : callable
+        Relabels / trims the sampled InferenceData before the gate.
+    report : callable
+        Names of further variables to report (not gate), given the model.
+
+    Returns
+    -------
+    Fitted
+    """
+    want_nutpie = settings.sampler == "nutpie"
+    entry, compile_s, compiled_now = cache.get(key, build, want_nutpie)
+    use_nutpie = want_nutpie and entry.compiled is not None
+    if want_nutpie and not use_nutpie:
+        warnings.warn(
+            f"nutpie could not compile the {what} model ({entry.compile_error}); sampling with "
+            "PyMC's NUTS instead",
+            RuntimeWarning,
+            stacklevel=3,
+        )
+    seed = settings.seed
+    if seed is None:
+        seed = int(np.random.SeedSequence().generate_state(1)[0])
+    hyper = report(entry.model)
+
+    def run(target_accept: float):
+        limit = contextlib.nullcontext()
+        if settings.single_blas_thread:
+            from threadpoolctl import threadpool_limits
+
+            limit = threadpool_limits(limits=1, user_api="blas")
+        with limit:
+            idata = sample(
+                entry.model,
+                entry.compiled if use_nutpie else None,
+                data,
+                draws=settings.draws,
+                tune=settings.tune,
+                chains=settings.chains,
+                cores=settings.cores,
+                seed=seed,
+                target_accept=target_accept,
+                **(settings.nutpie_options if use_nutpie else {}),
+            )
+        idata = tidy(idata)
+        return idata, _diagnostics.check(idata, published, gate=gate, report=hyper)
+
+    t0 = time.perf_counter()
+    target_accept = settings.target_accept
+    idata, checked = run(target_accept)
+    retry = settings.retry_target_accept
+    if checked.divergences > 0 and retry is not None and retry > target_accept:
+        # Divergences mean the step size was too large for some of the posterior's geometry;
+        # the standard remedy is a smaller step (higher target acceptance). The gate still
+        # applies to the retried fit, so a fit that stays bad is still not published.
+        target_accept = retry
+        idata, checked = run(target_accept)
+    sample_s = time.perf_counter() - t0
+    if not checked.passed:
+        warnings.warn(
+            f"{what} fit failed the diagnostics gate; do not publish: "
+            + "; ".join(checked.reasons),
+            _diagnostics.DiagnosticsWarning,
+            stacklevel=3,
+        )
+    return Fitted(
+        idata=idata,
+        diagnostics=checked,
+        sampler="nutpie" if use_nutpie else "pymc",
+        compiled=compiled_now,
+        target_accept=target_accept,
+        compile_s=compile_s,
+        sample_s=sample_s,
+    )
+
+
+def relabel(idata: az.InferenceData, coords: dict[str, list[str]]) -> az.InferenceData:
+    """Put this fit's labels on draws sampled with a cached model built for other labels."""
+    for group in idata.groups():
+        ds = idata[group]
+        new = {k: v for k, v in coords.items() if k in ds.dims}
+        if new:
+            idata[group] = ds.assign_coords(new)
+    return idata
+
+
+def interval(draws: np.ndarray, setting: IntervalSetting) -> tuple[float, float]:
+    """The interval of :data:`attribution.settings.INTERVAL` (or ``setting``) over draws.
+
+    Examples
+    --------
+    >>> [round(x, 6) for x in interval(np.arange(101.0), IntervalSetting(0.9))]
+    [5.0, 95.0]
+    """
+    if setting.kind == "hdi":
+        lo, hi = az.hdi(np.asarray(draws), hdi_prob=setting.width)
+    else:
+        lo, hi = np.quantile(draws, setting.quantiles)
+    return float(lo), float(hi)
+
+
+def p_text(p: float) -> str:
+    """P(effect > 0) in words, clipped at 0.01 / 0.99.
+
+    Examples
+    --------
+    >>> p_text(0.999), p_text(0.5)
+    ('P(>0) > 0.99', 'P(>0) = 0.50')
+    """
+    if p > 0.995:
+        return "P(>0) > 0.99"
+    if p < 0.005:
+        return "P(>0) < 0.01"
+    return f"P(>0) = {p:.2f}"
