@@ -1,5 +1,8 @@
 """Settings used everywhere: the interval width, the diagnostics gate and the money assumptions.
 
+The payback rule lives here too, beside the money assumptions, because the simulator (which
+plants the true payback) and the money layer (which estimates it) must apply the same one.
+
 One place, so every number a user sees carries an interval of the same width and kind. A
 configuration file (``cx.toml``) or a caller may override them; nothing else hard-codes them.
 """
@@ -103,6 +106,34 @@ class MoneySettings:
         """
         monthly = (1.0 + self.discount_rate) ** (1.0 / 12.0)
         return monthly ** -np.arange(months, dtype=float)
+
+
+def payback_month(cumulative: np.ndarray, cost: np.ndarray | float) -> np.ndarray:
+    """First month (1-based) from which the cumulative flow covers ``cost`` to the end.
+
+    A flow that covers the cost and later falls below it again (costs that come after the gains)
+    has not paid back then: payback is the month from which it stays covered, so a schedule
+    pays back exactly when its net value is >= 0. ``inf`` when it does not within the schedule.
+    ``cumulative`` has months on its last axis; ``cost`` broadcasts against the other axes. A
+    cost of zero: NaN (nothing to pay back).
+
+    Examples
+    --------
+    >>> payback_month(np.array([5.0, 10.0, 15.0]), 9.0).item()
+    2.0
+    >>> payback_month(np.array([5.0, 10.0, 8.0]), 9.0).item()
+    inf
+    >>> payback_month(np.array([5.0, 10.0, 15.0]), 20.0).item()
+    inf
+    """
+    cumulative = np.asarray(cumulative, dtype=float)
+    cost = np.broadcast_to(np.asarray(cost, dtype=float), cumulative.shape[:-1])
+    covered = cumulative >= cost[..., None]
+    # covered from this month to the end of the schedule
+    stays = np.logical_and.accumulate(covered[..., ::-1], axis=-1)[..., ::-1]
+    first = np.argmax(stays, axis=-1).astype(float) + 1.0
+    out = np.where(stays.any(axis=-1), first, np.inf)
+    return np.where(cost > 0, out, np.nan)
 
 
 INTERVAL = IntervalSetting()

@@ -55,7 +55,7 @@ import pyarrow as pa
 
 from attribution import store
 from attribution.errors import InputError
-from attribution.settings import MoneySettings
+from attribution.settings import MoneySettings, payback_month
 
 __all__ = [
     "ARMS",
@@ -301,9 +301,9 @@ def simulate(
     are not written to ``outcomes``). Each month's cash flow is ``margin_rate x revenue -
     cost_to_serve``; ``net_value`` is the average over customers of the treated-minus-untreated
     flows discounted monthly from the start month (month 0), minus the intervention's unit cost;
-    ``payback_months`` is the first month (1 = the start month) in which the cumulative mean
-    discounted flow covers the unit cost, ``inf`` when it does not within the window and the value
-    horizon.
+    ``payback_months`` is the first month (1 = the start month) from which the cumulative mean
+    discounted flow covers the unit cost to the end of the value horizon, ``inf`` when it does not
+    (:func:`attribution.settings.payback_month`).
 
     Examples
     --------
@@ -700,8 +700,7 @@ class _TruthAccumulator:
         flows = sums[3:] * self.money.discount_factors(len(sums) - 3)
         cost = UNIT_COSTS[name]
         out["net_value"] = float(flows.sum() - cost)
-        paid = np.flatnonzero(np.cumsum(flows) >= cost)
-        out["payback_months"] = float(paid[0] + 1) if paid.size else float("inf")
+        out["payback_months"] = float(payback_month(np.cumsum(flows), cost))
         return out
 
     def table(self) -> pa.Table:

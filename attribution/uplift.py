@@ -951,5 +951,3 @@ class SpendUplift(_CellUplift):
             return f"{x:,.2f}" + (" per customer" if unit else "")
 
         return self.family.replace("_", " "), fmt
-
-

@@ -19,8 +19,9 @@ the start (month 0):
 The incremental flow (treated minus control) is discounted monthly from the start at the yearly
 ``discount_rate``. Net value = the sum of discounted flows minus the intervention's cost per
 customer (paid in month 0); ROI = net value / cost; payback = the first month (1 = the start
-month) in which the cumulative discounted flow covers the cost, ``inf`` when it does not within
-``W + H`` months. The overall row (``segment = "all"``) is the population-weighted sum of the
+month) from which the cumulative discounted flow covers the cost to the end of the schedule,
+``inf`` when it does not within ``W + H`` months (so a draw pays back exactly when its net value
+is >= 0). The overall row (``segment = "all"``) is the population-weighted sum of the
 segment rows' flows and costs, draw by draw, so it agrees with them by construction.
 
 Summaries give the mean, the interval of :data:`attribution.settings.INTERVAL`, P(> 0) and the
@@ -38,7 +39,7 @@ import xarray as xr
 
 from attribution import cellmodel
 from attribution.errors import InputError
-from attribution.settings import INTERVAL, IntervalSetting, MoneySettings
+from attribution.settings import INTERVAL, IntervalSetting, MoneySettings, payback_month
 
 __all__ = [
     "LEVELS",
@@ -144,27 +145,6 @@ def cash_flows(
             "after_horizon": after_horizon,
         }
     )
-
-
-def payback_month(cumulative: np.ndarray, cost: np.ndarray | float) -> np.ndarray:
-    """First month (1-based) whose cumulative flow covers ``cost``; ``inf`` when none does.
-
-    ``cumulative`` has months on its last axis; ``cost`` broadcasts against the other axes. A
-    cost of zero pays back at once: NaN (no payback to speak of).
-
-    Examples
-    --------
-    >>> payback_month(np.array([5.0, 10.0, 15.0]), 9.0).item()
-    2.0
-    >>> payback_month(np.array([5.0, 10.0, 15.0]), 20.0).item()
-    inf
-    """
-    cumulative = np.asarray(cumulative, dtype=float)
-    cost = np.broadcast_to(np.asarray(cost, dtype=float), cumulative.shape[:-1])
-    covered = cumulative >= cost[..., None]
-    first = np.argmax(covered, axis=-1).astype(float) + 1.0
-    out = np.where(covered.any(axis=-1), first, np.inf)
-    return np.where(cost > 0, out, np.nan)
 
 
 def money_draws(

@@ -166,10 +166,33 @@ def test_leaving_out_the_targeting_confounders_is_flagged_by_the_sensitivity_ref
 
 def test_money_per_treated_customer_from_the_att_draws(outreach):
     money = outreach.money
-    net = money[(money["outcome"] == "net_value") & (money["estimator"] == "dowhy_psw")].iloc[0]
+    money = money[(money["estimator"] == "dowhy_psw") & (money["segment"] == "all")]
+    net = money[money["outcome"] == "net_value"].iloc[0]
     assert net["lo"] < net["mean"] < net["hi"]
     total = money[money["outcome"] == "total_net_value"].iloc[0]
     assert total["mean"] == pytest.approx(net["mean"] * outreach.data.n_treated)
+
+
+def test_net_value_of_the_treated_holds_the_planted_net_value(outreach, world):
+    """One money formula: ATT draws valued with the treated customers' own levels."""
+    planted = dict(
+        world.execute(
+            "SELECT outcome, effect FROM truth WHERE intervention = ? AND segment_by = 'all' "
+            "AND estimand = 'att' AND outcome IN ('net_value', 'payback_months')",
+            [OUTREACH],
+        ).fetchall()
+    )
+    money = outreach.money
+    rows = money[(money["estimator"] == "dowhy_psw") & (money["segment"] == "all")]
+    net = rows[rows["outcome"] == "net_value"].iloc[0]
+    assert net["lo"] <= planted["net_value"] <= net["hi"], (net.to_dict(), planted)
+    pay = rows[rows["outcome"] == "payback_months"].iloc[0]
+    assert net["mean"] > 0 and 1 <= pay["mean"] <= 18
+    # the overall row is the treated-weighted sum of the tier rows
+    by_tier = money[(money["estimator"] == "dowhy_psw") & (money["outcome"] == "net_value")]
+    tiers = by_tier[by_tier["segment"] != "all"]
+    weighted = (tiers["mean"] * tiers["n_treated"]).sum() / tiers["n_treated"].sum()
+    assert net["mean"] == pytest.approx(weighted, rel=1e-9)
 
 
 def test_effects_and_money_by_segment(outreach, world):

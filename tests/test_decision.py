@@ -22,7 +22,6 @@ from attribution.config import Config, DecisionSettings, ModelSettings
 from attribution.diagnostics import DiagnosticsWarning
 from attribution.errors import SampleRatioError
 from attribution.load import load
-from attribution.value import MoneySettings
 from experiments.readout import (
     BALANCE_COLUMNS,
     BALANCE_SMD,
@@ -85,41 +84,6 @@ def _control_cost_margin(con, decision, share: float = 0.05) -> float:
     return share * float(per_customer["cost"].mean())
 
 
-def _true_net_value_bounds(con, decision) -> tuple[float, float]:
-    """Bounds on the true net value per treated customer, from the truth table.
-
-    net = margin x (d_retention x V + d_revenue) - d_cost - unit cost, with V the value of a
-    customer retained at the horizon. V lies between 0 and value_horizon_months x the highest
-    control revenue per active customer-month of any tier (no decay, no discount), so the true
-    net value lies between the bounds whatever the readout's exact V.
-    """
-    truth = _truth(con, decision.experiment_id)
-    money = MoneySettings()
-    unit_cost = con.execute(
-        """
-        SELECT sum(coalesce(i.unit_cost, 0)) / count(DISTINCT a.customer_id)
-        FROM assignments a LEFT JOIN interventions i
-          ON i.customer_id = a.customer_id AND i.experiment_id = a.experiment_id
-        WHERE a.experiment_id = ? AND a.arm = 'treatment'
-        """,
-        [decision.experiment_id],
-    ).fetchone()[0]
-    monthly = con.execute(
-        """
-        SELECT max(rev) FROM (
-            SELECT c.tier, sum(o.revenue) / sum(CASE WHEN o.active THEN 1 ELSE 0 END) AS rev
-            FROM assignments a JOIN customers c USING (customer_id)
-            JOIN outcomes o ON o.customer_id = a.customer_id AND o.period BETWEEN ? AND ?
-            WHERE a.experiment_id = ? AND a.arm = 'control' GROUP BY c.tier)
-        """,
-        [decision.readout.start, decision.readout.horizon, decision.experiment_id],
-    ).fetchone()[0]
-    v_high = money.value_horizon_months * monthly
-    fixed = money.margin_rate * truth["revenue"] - truth["cost_to_serve"] - unit_cost
-    retained = [money.margin_rate * truth["retention"] * v for v in (0.0, v_high)]
-    return fixed + min(retained), fixed + max(retained)
-
-
 def _expected_guardrail(row) -> str:
     """The documented rule, written out again: pass / fail / unclear against the threshold."""
     if row["guardrail"] == "csat":  # lower threshold: -tolerance
@@ -149,17 +113,16 @@ def _expected_verdict(p: float, guards: pd.DataFrame, passed: bool, rules) -> st
 def test_premium_support_is_stopped_as_its_planted_effects_imply(decisions, ro):
     d = decisions["exp_premium_support"]
     truth = _truth(ro, d.experiment_id)
-    low, high = _true_net_value_bounds(ro, d)
     margin = _control_cost_margin(ro, d)
-    # The truth: premium support loses money per customer even at the most generous value of a
-    # retained customer, and it raises cost-to-serve far beyond 5 % of control's cost.
-    assert high < 0
+    # The truth (planted by the simulator): premium support loses money per customer and never
+    # pays back, and it raises cost-to-serve far beyond 5 % of control's cost.
+    assert truth["net_value"] < 0 and truth["payback_months"] == float("inf")
     assert truth["cost_to_serve"] > 10 * margin
     assert d.readout.passed, d.readout.reasons
     assert d.verdicts == {"treatment": "stop"} and d.verdict == "stop"
     money = d.money.set_index("arm").loc["treatment"]
     assert money["p_positive"] <= d.settings.stop_threshold
-    assert money["net_hi"] >= low and money["net_lo"] <= high  # interval meets the true range
+    assert money["net_lo"] <= truth["net_value"] <= money["net_hi"]
     cost = d.guardrails.set_index("guardrail").loc["cost_to_serve"]
     assert cost["lo"] <= truth["cost_to_serve"] <= cost["hi"]
     assert cost["threshold"] == pytest.approx(margin, rel=1e-9)
@@ -169,17 +132,16 @@ def test_premium_support_is_stopped_as_its_planted_effects_imply(decisions, ro):
 def test_recovery_gift_is_not_stopped_because_its_planted_effects_pay(decisions, ro):
     d = decisions["exp_recovery_gift"]
     truth = _truth(ro, d.experiment_id)
-    low, high = _true_net_value_bounds(ro, d)
     margin = _control_cost_margin(ro, d)
-    # The truth: the gift pays even if a retained customer were worth nothing, and it lowers
-    # cost-to-serve, so neither the money nor the cost guardrail may stop it.
-    assert low > 0 and truth["cost_to_serve"] < 0 <= margin
+    # The truth (planted by the simulator): the gift makes money and lowers cost-to-serve, so
+    # neither the money nor the cost guardrail may stop it. (Whether the cost interval holds
+    # the planted cost effect is a question of calibration over many worlds: the slow suite.)
+    assert truth["net_value"] > 0 and truth["cost_to_serve"] < 0 <= margin
     assert d.readout.passed, d.readout.reasons
     money = d.money.set_index("arm").loc["treatment"]
-    assert money["net_hi"] >= low and money["net_lo"] <= high
+    assert money["net_lo"] <= truth["net_value"] <= money["net_hi"]
     assert money["p_positive"] > d.settings.stop_threshold
     guards = d.guardrails.set_index("guardrail")
-    assert guards.loc["cost_to_serve", "lo"] <= truth["cost_to_serve"]
     assert guards.loc["cost_to_serve", "verdict"] != "fail"
     assert d.verdicts["treatment"] != "stop"
     # Roll out or extend is for the rule to say from the intervals (637 customers in all):

@@ -46,9 +46,15 @@ def test_ninety_percent_intervals_of_effects_and_net_value_cover_the_planted_tru
                     effect = truth.query("experiment_id == @experiment and outcome == @q")
                     effect = float(effect["effect"].iloc[0])
                     rows.append(
-                        {"seed": seed, "experiment": experiment, "quantity": q, "truth": effect,
-                         "lo": row["lo"], "hi": row["hi"],
-                         "covered": row["lo"] <= effect <= row["hi"]}  # fmt: skip
+                        {
+                            "seed": seed,
+                            "experiment": experiment,
+                            "quantity": q,
+                            "truth": effect,
+                            "lo": row["lo"],
+                            "hi": row["hi"],
+                            "covered": row["lo"] <= effect <= row["hi"],
+                        }  # fmt: skip
                     )
             con.close()
     table = pd.DataFrame(rows)

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import json
 import math
 from datetime import date
 
+import numpy as np
 import pandas as pd
 import pytest
 
 from attribution import store, synth
 from attribution.errors import InputError
+from attribution.settings import MoneySettings
 
 TABLES = (
     "customers",
@@ -450,3 +453,39 @@ def test_bad_arguments_raise_input_error_naming_the_setting(kwargs, setting):
     with pytest.raises(InputError, match=setting):
         synth.simulate(con, args.pop("n_customers"), args.pop("months"), args.pop("seed"), **args)
     assert store.is_empty(con)
+
+
+def test_planted_net_value_is_the_discounted_cash_flow_of_the_planted_effects():
+    """With no value horizon and no discounting, net value is margin x revenue - cost - unit cost.
+
+    The value horizon runs both paths on past the window; it must not change any table the
+    models read, only the planted money.
+    """
+    plain = MoneySettings(margin_rate=0.3, value_horizon_months=0, discount_rate=0.0)
+    a, b = store.connect(":memory:"), store.connect(":memory:")
+    synth.simulate(a, 3000, months=8, seed=2, money=plain)
+    synth.simulate(b, 3000, months=8, seed=2)  # the default: 12 months, 10% a year
+    wide = a.execute(
+        "PIVOT (SELECT intervention, estimand, segment_by, segment, outcome, effect FROM truth) "
+        "ON outcome USING first(effect)"
+    ).df()
+    cost = wide["intervention"].map(synth.UNIT_COSTS)
+    expected = 0.3 * wide["revenue"] - wide["cost_to_serve"] - cost
+    np.testing.assert_allclose(wide["net_value"], expected, rtol=1e-9, atol=1e-9)
+    paid = wide["payback_months"]
+    assert ((expected < 0) <= np.isinf(paid)).all()  # losing money: never pays back
+    assert paid[np.isfinite(paid)].between(1, 4).all()  # within the 4-month window
+    for table in ("customers", "outcomes", "interactions", "interventions", "assignments"):
+        left = a.execute(f"SELECT * FROM {table} ORDER BY ALL").df()
+        right = b.execute(f"SELECT * FROM {table} ORDER BY ALL").df()
+        pd.testing.assert_frame_equal(left, right)
+    longer = b.execute(
+        "SELECT effect FROM truth WHERE intervention = 'recovery_gift' AND segment_by = 'all' "
+        "AND estimand = 'ate' AND outcome = 'net_value'"
+    ).fetchone()[0]
+    short = wide.query(
+        "intervention == 'recovery_gift' and segment_by == 'all' and estimand == 'ate'"
+    )["net_value"].iloc[0]
+    assert longer != short
+    design = json.loads(b.execute("SELECT design FROM experiments LIMIT 1").fetchone()[0])
+    assert design["money"] == {"margin_rate": 0.3, "value_horizon_months": 12, "discount_rate": 0.1}
