@@ -399,8 +399,10 @@ def drivers(estimates: pd.DataFrame, margin_rate: float | None) -> pd.DataFrame:
     - unit cost = the intervention cost per assigned customer, recovered from the published
       intervals of net value and ROI (ROI = net value / unit cost draw by draw, so the interval
       widths differ by exactly that factor); 0 when no ROI was published (no recorded cost);
-    - retained margin = net value - spend margin - cost saved + unit cost (its mean only: the
-      store does not publish its interval).
+    - retained margin = net value - spend margin - cost saved + unit cost: the value after the
+      window (the arms' retained customers' margin net of their cost-to-serve over the value
+      horizon) and the discounting of every flow (its mean only: the store does not publish its
+      interval).
 
     Parameters
     ----------

@@ -177,7 +177,7 @@ def _drivers(data: ReportData, width: str) -> list[str]:
     ]
     if money:
         out += [
-            "<th>Retained margin (mean)</th>",
+            "<th>Value after the window (mean)</th>",
             f"<th>Spend margin ({width})</th>",
             f"<th>Cost saved ({width})</th>",
             "<th>Intervention cost</th><th>Net value (mean)</th>",
@@ -205,10 +205,12 @@ def _drivers(data: ReportData, width: str) -> list[str]:
         out.append(
             f"<p>Spend margin is the spend effect times the {fmt_pct(m.margin_rate)} gross margin; "
             "cost saved is the fall in cost-to-serve; the intervention cost is per customer "
-            "assigned to the treated arm. Retained margin is what each extra retained customer "
-            f"brings over the next {m.value_horizon_months} months at that margin, discounted at "
-            f"{fmt_pct(m.discount_rate)} a year; the store publishes only its mean, so it has no "
-            "interval here. The means add up to the net value.</p>"
+            "assigned to the treated arm (all three over the readout window, undiscounted). "
+            "Value after the window is what the arms' retained customers bring over the next "
+            f"{m.value_horizon_months} months, net of their cost-to-serve, with every month "
+            f"discounted at {fmt_pct(m.discount_rate)} a year from the start; the store "
+            "publishes only its mean, so it has no interval here. The means add up to the net "
+            "value.</p>"
         )
         for _, r in d.iterrows():
             if np.isfinite(r["retained_margin"]):
@@ -780,7 +782,7 @@ def _roi_plot(rows: pd.DataFrame, width: str) -> Figure:
 
 
 def _drivers_plot(r: pd.Series) -> Figure:
-    names = ["Retained margin", "Spend margin", "Cost saved", "Intervention cost", "Net value"]
+    names = ["After the window", "Spend margin", "Cost saved", "Intervention cost", "Net value"]
     values = [r["retained_margin"], r["spend_margin"], r["cost_saved"], -r["unit_cost"]]
     values.append(r["net_value"])
     fig = Figure(figsize=(8, 2.6), layout="constrained")

@@ -180,7 +180,7 @@ def test_settings_other_than_the_runs_leave_the_money_breakdown_out(world):
     result = build_report(con, root / "other", config=other)
     page = result.html.read_text(encoding="utf-8")
     assert "not the ones run" in page and "money breakdown is left out" in page
-    assert "Retained margin (mean)" not in page
+    assert "Value after the window (mean)" not in page
     assert result.notes and "not the ones run" in result.notes[0]
 
 

@@ -83,8 +83,8 @@ def _cell_and_row_logp(outcome: str, seed: int) -> tuple[float, float]:
     y = rows[outcome].to_numpy()
     pos = y > 0
     row_logp = pm.logp(pm.Bernoulli.dist(logit_p=eta), pos.astype(int)).sum()
-    mean, cv = per_cell["mean"][s, b, a][pos], per_cell["cv"][s, b, a][pos]
-    row_logp += pm.logp(pm.Normal.dist(mu=mean, sigma=cv * mean), y[pos]).sum()
+    mean, sd = per_cell["mean"][s, b, a][pos], per_cell["sd"][s, b, a][pos]
+    row_logp += pm.logp(pm.Normal.dist(mu=mean, sigma=sd), y[pos]).sum()
     return cell_logp, float(row_logp.eval())
 
 
