@@ -26,11 +26,11 @@ Two estimators, one contract (scikit-learn style: ``fit`` returns self, results 
 
 Retention pools segment baselines and per-segment arm effects across segments with non-centred
 hierarchies (``effect_s = mu + tau * z_s``), one effect per treatment arm, and shifts every
-segment alike per pre-period band. Spend pools baselines across (segment, band) cells and gives
-every cell an effect of its own (:func:`_cell_linear`: a post-stratified comparison). Effects are reported per
-segment and for ``"all"`` (weights: each segment's share of the experiment's customers), absolute
-(retention: difference in proportions; spend: currency per customer over the horizon) and
-relative (treated / control - 1), with the interval of :data:`attribution.settings.INTERVAL` and
+segment alike per pre-period band. Spend gives every (segment, band, arm) cell a value of its
+own, partially pooled across cells (:func:`_cell_linear`: a post-stratified comparison).
+Effects are reported per segment and for ``"all"`` (weights: each segment's share of the
+experiment's customers), absolute (retention: difference in proportions; spend: currency per
+customer over the horizon) and relative (treated / control - 1), with the interval of :data:`attribution.settings.INTERVAL` and
 P(effect > 0). Draws are kept per segment as ``effect_abs`` / ``effect_rel`` with dims
 ``(chain, draw, arm, segment)`` in ``idata_.posterior``.
 
@@ -98,26 +98,17 @@ class LogitPriors:
 
 @dataclass(frozen=True)
 class ValuePriors:
-    """Priors of the positive values of a hurdle: their log mean and coefficient of variation.
+    """Priors of the mean of a hurdle's positive values, per (segment, band, arm) cell.
 
     The log mean is relative to the pooled mean of all positive values in the fit (computed
     from the cells and passed in as data), so these defaults are weakly informative whatever the
-    currency. Log mean: pooled ``Normal(0, mean_scale)`` with ``HalfNormal(mean_spread)`` across
-    segments; bands ``Normal(0, band_scale)`` against the first band; arm effects
-    ``Normal(0, effect_scale)`` and ``HalfNormal(effect_spread)`` across cells. Log of the
-    standard deviation of the positive values (relative to the same pooled mean), per
-    (segment, band, arm) cell: ``Normal(log_sd_loc, log_sd_scale)`` pooled,
-    ``HalfNormal(log_sd_spread)`` spread.
+    currency: cells' log means are ``Normal(mu, tau)`` with ``mu ~ Normal(0, mean_scale)`` and
+    ``tau ~ HalfNormal(mean_spread)``. The spread of the values is plugged in from the cells
+    (see :func:`_value_guesses`), not sampled.
     """
 
     mean_scale: float = 1.0
     mean_spread: float = 1.0
-    band_scale: float = 1.0
-    effect_scale: float = 1.0
-    effect_spread: float = 0.5
-    log_sd_loc: float = 0.0
-    log_sd_scale: float = 1.5
-    log_sd_spread: float = 1.0
 
 
 @dataclass(frozen=True)
@@ -400,24 +391,22 @@ def _hier_linear(prefix: str, c: _Cells, pri: dict, d: dict):
 
 
 def _cell_linear(prefix: str, pri: dict, d: dict):
-    """Linear predictor over (segment, band, arm) with one baseline and one effect per cell.
+    """Linear predictor with a value of its own per (segment, band, arm) cell.
 
-    ``baseline_{s,b} ~ Normal(baseline_mu, baseline_sd)`` over every (segment, band) cell,
-    partially pooled (see :func:`_hierarchy`), and ``effect_{s,b,t} ~ Normal(0, effect_scale)``
-    per cell and treatment arm, not pooled: a post-stratified comparison. Measured on 30
-    simulated worlds, any structure that lets cells borrow an effect from each other (a band
-    shifting every segment alike, one effect for every band, or effects partially pooled across
-    cells) bought revenue intervals that held the planted effect only 60-70% of the time at
-    90%: spend effects differ between low and high spenders and between retained and lost
-    customers more than the data in one cell can show.
+    ``value_{s,b,a} ~ Normal(mu, tau)`` over every cell, arms included, partially pooled (see
+    :func:`_hierarchy`; with data, a cell's value is its own): the treated-minus-control
+    difference in each cell is a post-stratified comparison. Measured on 30 simulated worlds,
+    any structure that let cells borrow an effect from each other (a band shifting every
+    segment alike, one effect for every band, effects pooled across cells) bought revenue
+    intervals that held the planted effect only 60-70% of the time at 90%: spend effects differ
+    between low and high spenders and between retained and lost customers more than one cell's
+    data can show. A baseline plus an unpooled effect per cell samples badly (divergences where
+    a control cell is nearly empty); one pooled value per cell does not.
     """
-    base = _hierarchy(
-        f"{prefix}baseline", pri["loc"], pri["scale"], pri["spread"], d["baseline_est"],
-        d["baseline_se"], ("seg", "band"), axis=None,
+    return _hierarchy(
+        f"{prefix}cell", pri["loc"], pri["scale"], pri["spread"], d["cell_est"], d["cell_se"],
+        ("seg", "band", "cell_arm"), axis=None,
     )  # fmt: skip
-    eff = pm.Normal(f"{prefix}effect", 0.0, pri["effect_scale"], dims=("seg", "band", "arm"))
-    eff_full = pt.concatenate([pt.zeros_like(eff[:, :, :1]), eff], axis=2)  # (S, B, A)
-    return base[:, :, None] + eff_full
 
 
 def _binomial_kernel(k, n, eta):
@@ -481,6 +470,8 @@ def _logit_guesses(
     if not per_band:
         k, n = k.sum(axis=1), n.sum(axis=1)  # (S, A)
     arm, arm_se = _logit_guess(k, n)
+    if per_band:
+        return {f"{prefix}cell_est": arm, f"{prefix}cell_se": arm_se}
     return {
         f"{prefix}baseline_est": arm[..., 0],
         f"{prefix}baseline_se": arm_se[..., 0],
@@ -489,25 +480,32 @@ def _logit_guesses(
     }
 
 
+#: Pseudo-values with the segment and arm's coefficient of variation that each cell's spread is
+#: shrunk with (see :func:`_value_guesses`).
+_SD_PSEUDO_VALUES = 5.0
+
+
 def _value_guesses(K, S1, S2, center: float) -> dict[str, np.ndarray]:
-    """Rough per-cell estimates of log-mean baselines and effects (relative to ``center``) and
-    log-sd (relative to ``center``), for `_hierarchy`."""
+    """Per (segment, band, arm) cell: log-mean guesses for `_hierarchy` and the cell's spread.
+
+    The spread of the positive values is plugged in, not sampled: a cell with one or two values
+    leaves a free sd unbounded (the likelihood grows without limit as sd -> 0 at the value), and
+    sampling it gave divergences. Each cell's variance is its within-cell sum of squares shrunk
+    towards the segment and arm's pooled coefficient of variation (times the cell's mean) with
+    :data:`_SD_PSEUDO_VALUES` pseudo-values: ``(SS + nu cv^2 mean^2) / (K - 1 + nu)``.
+    """
     with np.errstate(invalid="ignore", divide="ignore"):
         mean = np.where(K > 0, S1 / np.maximum(K, 1), center)
-        var = np.where(K > 1, (S2 - K * mean**2) / np.maximum(K - 1, 1), np.nan)
-        cv2 = var / mean**2
-        cv2 = np.where(np.isfinite(cv2) & (cv2 > 1e-8), cv2, 1.0)
+        ss = np.maximum(S2 - np.where(K > 0, S1**2 / np.maximum(K, 1), 0.0), 0.0)
+        K_sa, ss_sa = K.sum(axis=1), (ss / np.maximum(mean, 1e-12) ** 2).sum(axis=1)
+        cv2_sa = np.where(K_sa > 1, ss_sa / np.maximum(K_sa - 1, 1), 1.0)  # (S, A)
+        cv2_sa = np.where(np.isfinite(cv2_sa) & (cv2_sa > 1e-8), cv2_sa, 1.0)
+        nu = _SD_PSEUDO_VALUES
+        var = (ss + nu * cv2_sa[:, None, :] * mean**2) / (np.maximum(K - 1, 0) + nu)
+        sd = np.sqrt(np.maximum(var, 1e-12 * center**2))
         log_mean = np.log(np.maximum(mean, 1e-12) / center)
-        log_se = np.where(K > 0, np.sqrt(cv2 / np.maximum(K, 1)), _WEAK_SE)
-        sd_se = np.where(K > 1, np.sqrt(1.0 / np.maximum(K - 1, 1)), _WEAK_SE)
-    return {
-        "log_baseline_est": log_mean[..., 0],
-        "log_baseline_se": log_se[..., 0],
-        "log_effect_est": log_mean[..., 1:] - log_mean[..., :1],
-        "log_effect_se": np.sqrt(log_se[..., 1:] ** 2 + log_se[..., :1] ** 2),
-        "log_sigma_est": log_mean + 0.5 * np.log(cv2),  # log(sd / center)
-        "log_sigma_se": sd_se,
-    }
+        log_se = np.where(K > 0, sd / mean / np.sqrt(np.maximum(K, 1)), _WEAK_SE)
+    return {"log_cell_est": log_mean, "log_cell_se": log_se, "sd_positive": sd}
 
 
 def _data_arrays(c: _Cells) -> dict[str, np.ndarray]:
@@ -528,8 +526,6 @@ def _data_arrays(c: _Cells) -> dict[str, np.ndarray]:
     out.update(npos=k, sum_positive=s1, sum2_positive=s2, value_center=np.array(center))
     out.update(_logit_guesses(k, n, "positive_", per_band=True))
     out.update(_value_guesses(k, s1, s2, center))
-    for prefix in ("positive_", "log_"):  # unpooled effects need no sampling guesses
-        del out[f"{prefix}effect_est"], out[f"{prefix}effect_se"]
     return out
 
 
@@ -539,12 +535,10 @@ _GUESS_DIMS = {
     "effect_est": ("seg", "arm"),
     "effect_se": ("seg", "arm"),
 }
-# Per (segment, band) cell: the spend parts (see `_cell_linear`; its effects are not pooled).
+# Per (segment, band, arm) cell: the spend parts (see `_cell_linear`).
 _CELL_GUESS_DIMS = {
-    "baseline_est": ("seg", "band"),
-    "baseline_se": ("seg", "band"),
-    "sigma_est": ("seg", "band", "cell_arm"),
-    "sigma_se": ("seg", "band", "cell_arm"),
+    "cell_est": ("seg", "band", "cell_arm"),
+    "cell_se": ("seg", "band", "cell_arm"),
 }
 
 
@@ -562,7 +556,8 @@ def _build_model(c: _Cells, priors) -> tuple[pm.Model, dict]:
     """The PyMC model for validated cells; returns the model and its per-cell tensors.
 
     The second value maps names to per-cell tensors over (segment, band, arm): ``eta`` (logit of
-    the retained / positive share) and, for spend, ``mean`` and ``sd`` of the positive values. Tests
+    the retained / positive share) and, for spend, ``mean`` and ``sd`` (plugged in) of the positive
+    values. Tests
     use them to compare the cell likelihood with the row likelihood.
     """
     data = _data_arrays(c)
@@ -592,18 +587,11 @@ def _build_model(c: _Cells, priors) -> tuple[pm.Model, dict]:
             "loc": 0.0,
             "scale": lp.mean_scale,
             "spread": lp.mean_spread,
-            "band_scale": lp.band_scale,
-            "effect_scale": lp.effect_scale,
-            "effect_spread": lp.effect_spread,
         }
         log_data = _guess_data(data, "log_", _CELL_GUESS_DIMS)
         log_rel = _cell_linear("log_", log_pri, log_data)
-        log_sd = _hierarchy(
-            "log_sd", lp.log_sd_loc, lp.log_sd_scale, lp.log_sd_spread,
-            log_data["sigma_est"], log_data["sigma_se"], ("seg", "band", "cell_arm"), axis=None,
-        )  # fmt: skip
+        sd = pm.Data("sd_positive", data["sd_positive"], dims=dims3)
         mean = center * pt.exp(log_rel)
-        sd = center * pt.exp(log_sd)
         pm.Potential("loglik_positive", _binomial_kernel(k, n, eta))
         pm.Potential("loglik_values", _value_kernel(k, s1, s2, mean, sd))
         _publish(pm.math.sigmoid(eta) * mean, w_band, w_seg)
