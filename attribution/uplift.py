@@ -31,8 +31,9 @@ own, partially pooled across cells (:func:`_cell_linear`: a post-stratified comp
 Effects are reported per segment and for ``"all"`` (weights: each segment's share of the
 experiment's customers), absolute (retention: difference in proportions; spend: currency per
 customer over the horizon) and relative (treated / control - 1), with the interval of
-:data:`attribution.settings.INTERVAL` and P(effect > 0). Draws are kept per segment as ``effect_abs`` / ``effect_rel`` with dims
-``(chain, draw, arm, segment)`` in ``idata_.posterior``.
+:data:`attribution.settings.INTERVAL` and P(effect > 0). Draws are kept per segment as
+``effect_abs`` / ``effect_rel`` with dims ``(chain, draw, arm, segment)`` in
+``idata_.posterior``.
 
 The compiled model is cached per structure (outcome, segments, pre-bands, arms, priors); a later
 fit of the same structure swaps the data in instead of recompiling.
