@@ -288,12 +288,13 @@ def test_the_registry_holds_versions_data_hash_and_diagnostics_per_model(world):
     assert record.versions["duckdb"] == metadata.version("duckdb")
     assert record.data_hash == data
     models = record.models()
+    # the three models and their combination into one joint posterior (attribution.joint)
     assert sorted(models["model"]) == [
-        f"{o} by _overall" for o in ("cost_to_serve", "retention", "revenue")
+        f"{o} by _overall" for o in ("cost_to_serve", "joint", "retention", "revenue")
     ]
     assert models["passed"].all() and (models["min_ess_bulk"] >= 400).all()
     assert (models["max_rhat"] <= 1.01).all() and (models["divergences"] == 0).all()
-    assert listed.loc[current, "models"] == 3 and listed.loc[current, "models_failed"] == 0
+    assert listed.loc[current, "models"] == 4 and listed.loc[current, "models_failed"] == 0
     assert json.loads(json.dumps(record.to_dict()))["versions"] == record.versions
     assert "pymc" in record.describe()
 

@@ -165,7 +165,8 @@ def test_diagnostics_show_every_fitted_model_and_its_verdict(world):
         r[0] for r in con.execute("SELECT experiment_id FROM experiments").fetchall()
     )
     assert sorted(diag["experiment_id"].unique()) == experiments
-    assert len(diag) == 3 * len(experiments)  # retention, revenue, cost-to-serve by tier
+    # retention, revenue, cost-to-serve and their joint combination, by tier
+    assert len(diag) == 4 * len(experiments)
     assert diag["passed"].map(bool).all()  # the run was published, so every model passed
     assert (diag["max_rhat"] <= Config().gate.max_rhat).all()
     assert (diag["min_ess_bulk"] >= Config().gate.min_ess_bulk).all()
