@@ -275,6 +275,19 @@ def _raise_missing(
     )
 
 
+def segment_sql(con: duckdb.DuckDBPyConnection, segment: str | None) -> str:
+    """SQL for a customer's segment label as text (``customers`` aliased ``c``).
+
+    The column is checked against the schema and quoted, never pasted from user text; None gives
+    the one segment ``'everyone'``. Labels match the models' segment labels (``str(value)``).
+    """
+    if segment is None:
+        return "'everyone'"
+    if segment not in store.segment_columns(con):
+        raise InputError(f"segment column {segment!r} is not a column of customers")
+    return f"CAST(c.{store.quote_identifier(segment)} AS VARCHAR)"
+
+
 _MONTHLY_SQL = """
 SELECT {segment} AS segment, a.arm AS arm, o.period AS period,
        SUM(o.revenue) AS revenue, SUM(o.cost_to_serve) AS cost_to_serve
@@ -313,13 +326,7 @@ def monthly_totals(
     pandas.DataFrame
         Columns segment (text), arm, period, revenue, cost_to_serve.
     """
-    if segment is None:
-        expr = "'everyone'"
-    else:
-        if segment not in store.segment_columns(con):
-            raise InputError(f"segment column {segment!r} is not a column of customers")
-        expr = f"CAST(c.{store.quote_identifier(segment)} AS VARCHAR)"
     return con.execute(
-        _MONTHLY_SQL.format(segment=expr),
+        _MONTHLY_SQL.format(segment=segment_sql(con, segment)),
         {"experiment_id": experiment_id, "start": start, "horizon": horizon},
     ).df()

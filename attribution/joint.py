@@ -159,23 +159,17 @@ def combine(
                 f"the {outcome} fit has bands {list(means.coords['band'].values)}, the retention "
                 f"fit {list(p.coords['band'].values)}: fit both on the same cells"
             )
-        by_status = {}
-        for status in ("0", "1"):
-            picked = []
-            for seg in segments:
-                label = f"{seg}/{status}"
-                if label in means.coords["seg"].values:
-                    picked.append(means.sel(seg=label, drop=True))
-                else:
-                    picked.append(None)
-            by_status[status] = picked
+        labels = set(means.coords["seg"].values)
         rows_1, rows_0 = [], []
-        for i, seg in enumerate(segments):
-            m1, m0 = by_status["1"][i], by_status["0"][i]
-            if m1 is None and m0 is None:
+        for seg in segments:
+            kept, lost = (
+                means.sel(seg=f"{seg}/{st}", drop=True) if f"{seg}/{st}" in labels else None
+                for st in ("1", "0")
+            )
+            if kept is None and lost is None:
                 raise InputError(f"the {outcome} fit has no customers of segment {seg!r}")
-            rows_1.append(m1 if m1 is not None else m0)
-            rows_0.append(m0 if m0 is not None else m1)
+            rows_1.append(kept if kept is not None else lost)
+            rows_0.append(lost if lost is not None else kept)
         m1 = xr.concat(rows_1, dim=pd.Index(segments, name="seg"))
         m0 = xr.concat(rows_0, dim=pd.Index(segments, name="seg"))
         cell = p * m1 + (1.0 - p) * m0

@@ -33,7 +33,7 @@ import numpy as np
 import pandas as pd
 
 from attribution import joint, runs, store
-from attribution.cells import _add_months, cells, monthly_totals
+from attribution.cells import _add_months, cells, monthly_totals, segment_sql
 from attribution.config import OUTCOMES as CONFIG_OUTCOMES
 from attribution.config import Config
 from attribution.errors import InputError, SampleRatioError
@@ -632,10 +632,6 @@ def _money(
     return pd.concat(out, ignore_index=True)
 
 
-def _segment_expr(seg_by: str | None) -> str:
-    return f"CAST(c.{store.quote_identifier(seg_by)} AS VARCHAR)" if seg_by else "'everyone'"
-
-
 def _unit_costs(
     con: duckdb.DuckDBPyConnection, experiment_id: str, seg_by: str | None
 ) -> dict[str, pd.Series]:
@@ -645,7 +641,7 @@ def _unit_costs(
     assigned to the arm: customers who were assigned but never treated count at zero cost, as
     the effect estimates are intention-to-treat.
     """
-    seg = _segment_expr(seg_by)
+    seg = segment_sql(con, seg_by)
     frame = con.execute(
         f"""
         WITH cost AS (

@@ -35,12 +35,12 @@ from attribution import runs, store
 from attribution.config import Config
 from attribution.errors import InputError
 from attribution.readout import srm_gate, srm_record
+from attribution.value import MONEY_OUTCOMES
 
 #: ``method`` of estimates from the Bayesian cell models of randomized tests.
 RANDOMIZED_METHOD = "bayesian_cells"
 HTML_NAME, CSV_NAME, PARQUET_NAME = "report.html", "estimates.csv", "estimates.parquet"
 #: Money outcomes of the headline, in the order the report shows them.
-MONEY_OUTCOMES = ("net_value", "total_net_value", "roi", "payback_months")
 #: Effect outcomes that drive the money.
 DRIVERS = ("retention", "revenue", "cost_to_serve")
 _NO_RUN = "no published estimates: run cx refresh first"

@@ -263,8 +263,7 @@ def summarize_money(
     rows = []
     for segment in draws.coords["segment"].values:
         d = draws.sel(segment=segment)
-        outcomes = ["net_value", "total_net_value", "roi", "payback_months"]
-        for var in outcomes:
+        for var in MONEY_OUTCOMES:
             if var == "total_net_value":
                 if n_treated is None or str(segment) not in n_treated.index:
                     continue
