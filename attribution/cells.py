@@ -33,6 +33,8 @@ STAT_COLUMNS = ("n", "n_active", "n_missing") + tuple(
     f"{f}_{s}" for f in VALUE_FAMILIES for s in ("npos", "sum", "sum2", "sumlog", "sumlog2")
 )
 _COUNT_COLUMNS = ("n", "n_active", "n_missing", "revenue_npos", "cost_to_serve_npos")
+#: Label of the customers without a value in a segment column.
+MISSING_SEGMENT = "(missing)"
 
 
 @dataclass(frozen=True)
@@ -125,7 +127,9 @@ def cells(
     -------
     pandas.DataFrame
         One row per cell: the grouping columns, then :data:`STAT_COLUMNS`. Empty cells do not
-        appear. ``attrs`` holds ``start``, ``horizon`` and ``experiment_id``.
+        appear. Segment columns come back as text labels (integers too), customers without a
+        value in the segment :data:`MISSING_SEGMENT`. ``attrs`` holds ``start``, ``horizon``
+        and ``experiment_id``.
 
     Examples
     --------
@@ -237,9 +241,13 @@ def _render(groups: list[str]) -> str:
     pre = "pre_band" in groups
     select = []
     for col in [g for g in groups if g not in ("pre_band", "retained")]:
-        source = "a" if col in ("arm", "stratum") else "c"
         quoted = store.quote_identifier(col)
-        select.append(f", {source}.{quoted} AS {quoted}")
+        if col in ("arm", "stratum"):
+            select.append(f", a.{quoted} AS {quoted}")
+        else:  # a segment label: text, missing values labelled (as segment_sql does)
+            select.append(
+                f", COALESCE(CAST(c.{quoted} AS STRING), '{MISSING_SEGMENT}') AS {quoted}"
+            )
     quoted = [store.quote_identifier(c) for c in groups]
     return template.format(
         pre_cte=blocks["pre_cte"] if pre else "",
@@ -279,13 +287,14 @@ def segment_sql(con: duckdb.DuckDBPyConnection, segment: str | None) -> str:
     """SQL for a customer's segment label as text (``customers`` aliased ``c``).
 
     The column is checked against the schema and quoted, never pasted from user text; None gives
-    the one segment ``'everyone'``. Labels match the models' segment labels (``str(value)``).
+    the one segment ``'everyone'``. Labels match the models' segment labels (the cells'
+    segment columns): the value as text, :data:`MISSING_SEGMENT` for a customer without one.
     """
     if segment is None:
         return "'everyone'"
     if segment not in store.segment_columns(con):
         raise InputError(f"segment column {segment!r} is not a column of customers")
-    return f"CAST(c.{store.quote_identifier(segment)} AS VARCHAR)"
+    return f"COALESCE(CAST(c.{store.quote_identifier(segment)} AS VARCHAR), '{MISSING_SEGMENT}')"
 
 
 _MONTHLY_SQL = """

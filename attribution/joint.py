@@ -43,6 +43,10 @@ __all__ = ["STATUS", "JointFit", "combine"]
 STATUS = "retained"
 _SPEND = ("revenue", "cost_to_serve")
 _RETAINED_LEVEL = {"revenue": "revenue_retained", "cost_to_serve": "cost_retained"}
+_EFFECT_COLUMNS = [
+    "outcome", "arm", "segment_by", "segment", "metric", "mean", "lo", "hi", "p_positive",
+    "n_treated", "n_control",
+]  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -85,7 +89,7 @@ class JointFit:
         ]
         arms = list(dict.fromkeys(eff["arm"]))
         lines = []
-        for outcome in _SPEND:
+        for outcome in [o for o in _SPEND if o in set(eff["outcome"])]:
             for arm in arms:
                 r = eff[(eff["outcome"] == outcome) & (eff["arm"] == arm)].iloc[0]
                 name = intervention if len(arms) == 1 else f"{intervention} ({arm})"
@@ -123,8 +127,10 @@ def combine(
     spend : dict
         ``{"revenue": SpendUplift, "cost_to_serve": SpendUplift}``, each fitted on the same
         cells split by :data:`STATUS` with segment ``[segment, STATUS]`` (labels
-        ``"<segment>/0"`` and ``"<segment>/1"``). A segment without churned customers uses the
-        retained customers' means for the churned (they carry a weight ``1 - p`` near 0).
+        ``"<segment>/0"`` and ``"<segment>/1"``). An outcome left out was not measured: its
+        levels are 0 in every arm (no change) and it has no effect rows. A segment without
+        churned customers uses the retained customers' means for the churned (they carry a
+        weight ``1 - p`` near 0).
     interval, gate : optional
         Defaults :data:`attribution.settings.INTERVAL` and :data:`attribution.settings.GATE`.
 
@@ -133,9 +139,9 @@ def combine(
     JointFit
     """
     interval = settings.INTERVAL if interval is None else interval
-    missing = [o for o in _SPEND if o not in spend]
-    if missing:
-        raise InputError(f"combine needs spend fits for {list(_SPEND)}; missing {missing}")
+    unknown = [o for o in spend if o not in _SPEND]
+    if unknown:
+        raise InputError(f"combine takes spend fits for {list(_SPEND)}; got {unknown}")
     p = _cell_means(retention, "retention")  # (chain, draw, seg, band, cell_arm)
     segments = list(retention.segments_)
     table = retention.cells_
@@ -153,6 +159,9 @@ def combine(
 
     levels = {"p_active": (w_band * p).sum("band")}
     for outcome in _SPEND:
+        if outcome not in spend:  # not measured: no change, and nothing to add to the flows
+            levels[outcome] = levels[_RETAINED_LEVEL[outcome]] = xr.zeros_like(levels["p_active"])
+            continue
         means = _cell_means(spend[outcome], outcome)
         if list(means.coords["band"].values) != list(p.coords["band"].values):
             raise InputError(
@@ -181,7 +190,7 @@ def combine(
     arms = [a for a in ds.coords["arm"].values if a != CONTROL]
     w = xr.DataArray(weights / weights.sum(), dims="segment")
     draws = {}
-    for outcome in _SPEND:
+    for outcome in [o for o in _SPEND if o in spend]:
         level = ds[outcome]
         level = xr.concat([level, (level * w).sum("segment").expand_dims(segment=["all"])],
                           dim="segment")  # fmt: skip
@@ -189,10 +198,13 @@ def combine(
         treated = level.sel(arm=arms)
         draws[f"{outcome}_abs"] = treated - control
         draws[f"{outcome}_rel"] = treated / control - 1.0
-    draws = xr.Dataset(draws).transpose("chain", "draw", "arm", "segment")
-    checked = _diagnostics.check(
-        az.InferenceData(posterior=draws), list(draws.data_vars), gate=gate
-    )
+    if draws:
+        draws = xr.Dataset(draws).transpose("chain", "draw", "arm", "segment")
+        checked = _diagnostics.check(
+            az.InferenceData(posterior=draws), list(draws.data_vars), gate=gate
+        )
+    else:  # retention only: nothing combined, so the retention fit's own gate is the verdict
+        draws, checked = xr.Dataset(), retention.diagnostics_
     effects = _effect_rows(draws, retention, interval)
     return JointFit(levels=ds, weights=weights, effects=effects, draws=draws, diagnostics=checked)
 
@@ -204,7 +216,7 @@ def _effect_rows(
     counts = counts[(counts["outcome"] == "retention") & (counts["metric"] == "absolute")]
     counts = counts.set_index(["arm", "segment"])[["n_treated", "n_control"]]
     rows = []
-    for outcome in _SPEND:
+    for outcome in [o for o in _SPEND if f"{o}_abs" in draws]:
         for metric, suffix in (("absolute", "abs"), ("relative", "rel")):
             da = draws[f"{outcome}_{suffix}"]
             for arm in da.coords["arm"].values:
@@ -227,4 +239,4 @@ def _effect_rows(
                             "n_control": int(n["n_control"]),
                         }
                     )
-    return pd.DataFrame(rows)
+    return pd.DataFrame(rows, columns=_EFFECT_COLUMNS)

@@ -33,13 +33,20 @@ import numpy as np
 import pandas as pd
 
 from attribution import joint, runs, store
-from attribution.cells import _add_months, cells, monthly_totals, segment_sql
+from attribution.cells import MISSING_SEGMENT, _add_months, cells, monthly_totals, segment_sql
 from attribution.config import OUTCOMES as CONFIG_OUTCOMES
-from attribution.config import Config
+from attribution.config import Config, ModelSettings
 from attribution.errors import InputError, SampleRatioError
 from attribution.settings import MoneySettings
 from attribution.uplift import CONTROL, RetentionUplift, SpendUplift
-from attribution.value import money_draws, payback_reason, summarize_money, window_profile
+from attribution.value import (
+    MONEY_OUTCOMES,
+    assumption,
+    money_draws,
+    payback_reason,
+    summarize_money,
+    window_profile,
+)
 from experiments.design import SRM_ALARM_P, SRMCheck, srm_check
 
 #: Every outcome a readout can fit (``[model] outcomes`` picks a subset; money needs all three).
@@ -53,6 +60,10 @@ NO_MONEY_NOTE = (
     "No net value, ROI or payback: [model] outcomes fits only {outcomes}, and money needs "
     "retention, revenue and cost_to_serve."
 )
+#: Outcomes measured in money (revenue and cost to serve); one without data is assumed unchanged.
+SPEND_OUTCOMES = ("revenue", "cost_to_serve")
+#: The default segment columns: skipped with a note where the store has no values for them.
+DEFAULT_SEGMENTS = ModelSettings().segments
 #: Pre-period bands used when history exists: no pre-period revenue, then three equal tiles.
 PRE_BANDS = 4
 #: Segment column used when effects are wanted overall only (one segment, "everyone").
@@ -100,6 +111,10 @@ class ExperimentReadout:
     joints : dict
         :class:`attribution.joint.JointFit` per segment column: retention, revenue and
         cost-to-serve combined draw by draw (empty when ``[model] outcomes`` is a subset).
+    assumed : tuple of str
+        Outcomes not measured in this store (no positive value in the window): not fitted, and
+        money assumes the intervention did not change them
+        (:func:`attribution.value.assumption`).
     """
 
     experiment_id: str
@@ -116,6 +131,7 @@ class ExperimentReadout:
     srm_arms: tuple[str, ...] = ()
     money: MoneySettings = field(default_factory=MoneySettings)
     joints: dict = field(default_factory=dict, repr=False)
+    assumed: tuple[str, ...] = ()
 
     @property
     def window_months(self) -> int:
@@ -150,7 +166,7 @@ class ExperimentReadout:
         for (outcome, seg_by), model in self.models.items():
             if seg_by == first and (outcome == "retention" or first not in self.joints):
                 lines.append(model.describe())
-        if first in self.joints:
+        if first in self.joints and self.joints[first].describe(self.intervention):
             lines.append(self.joints[first].describe(self.intervention))
         t = self.table
         for _, r in self.headline().iterrows():
@@ -173,11 +189,15 @@ class ExperimentReadout:
         """JSON-ready rows; each carries ``srm_p``, the SRM p-value (null when not checked).
 
         A payback row whose mean is null (no payback within the schedule) carries ``reason``.
+        Money rows carry ``assumed_unchanged``: the outcomes not measured in this store, which
+        the money assumes the intervention did not change (empty when all were measured).
         """
         records = json.loads(self.table.to_json(orient="records"))
         srm_p = None if self.srm is None else self.srm.p_value
         for record in records:
             record["srm_p"] = srm_p
+            if record["outcome"] in MONEY_OUTCOMES:
+                record["assumed_unchanged"] = list(self.assumed)
             if record["outcome"] == "payback_months" and record["mean"] is None:
                 record["reason"] = self.payback_reason
         return records
@@ -295,18 +315,20 @@ def read_out(
     arms = _arms(con, experiment_id, exp["design"])
     notes: list[str] = []
     srm, srm_arms = srm_gate(experiment_id, arms, exp["design"], check_srm=check_srm, notes=notes)
-    seg_cols = list(cfg.model.segments if segments is None else segments)
-    known = store.segment_columns(con)
-    for col in seg_cols:
-        if col not in known:
-            raise InputError(f"segment column {col!r} is not a column of customers; have {known}")
+    seg_cols = _segment_columns(con, experiment_id, segments, cfg, notes)
     start, horizon = _window(con, experiment_id, exp["started"], horizon_months)
     first, _ = store.periods(con)
     pre_bands = PRE_BANDS if cfg.model.pre_period and first is not None and first < start else 0
+    if cfg.model.pre_period and not pre_bands:
+        notes.append(
+            f"No outcome months before {start:%Y-%m} in this store: effects are not adjusted "
+            "for pre-period spend (load earlier months to narrow the intervals)."
+        )
     readout_models: dict = {}
     joints: dict[str, joint.JointFit] = {}
     tables = []
     reasons: list[str] = []
+    assumed: tuple[str, ...] = ()
     for seg_by in seg_cols or [None]:
         split = cells(
             con,
@@ -318,12 +340,15 @@ def read_out(
         )
         if seg_by is None:
             split = split.assign(**{OVERALL: "everyone"})
+            assumed = _unmeasured(split, experiment_id, start, horizon, cfg, notes)
+        elif seg_by == seg_cols[0]:
+            assumed = _unmeasured(split, experiment_id, start, horizon, cfg, notes)
         seg_name = seg_by or OVERALL
         keys = [c for c in split.columns if c in (seg_name, "pre_band", "arm")]
         stats = [c for c in split.columns if c not in (*keys, joint.STATUS, OVERALL, seg_by)]
         frame = split.groupby(keys, as_index=False, sort=True)[stats].sum()
         fitted = {}
-        for outcome in cfg.model.outcomes:
+        for outcome in [o for o in cfg.model.outcomes if o not in assumed]:
             model = _model(outcome, exp["intervention"], cfg)
             if outcome == "retention" or not cfg.model.money:
                 model.fit(frame, seg_name)
@@ -338,7 +363,7 @@ def read_out(
         if cfg.model.money:
             combined = joint.combine(
                 fitted["retention"],
-                {o: fitted[o] for o in ("revenue", "cost_to_serve")},
+                {o: fitted[o] for o in ("revenue", "cost_to_serve") if o in fitted},
                 interval=cfg.interval,
                 gate=cfg.gate,
             )
@@ -346,7 +371,8 @@ def read_out(
             if not combined.diagnostics.passed:
                 reasons += [f"joint by {seg_name}: {r}" for r in combined.diagnostics.reasons]
             tables.append(combined.effects)
-            money = _money(con, experiment_id, combined, seg_by, start, horizon, cfg, notes)
+            counts = fitted["retention"].summary()
+            money = _money(con, experiment_id, combined, counts, seg_by, start, horizon, cfg, notes)
             tables.append(money)
     if not cfg.model.money:
         notes.append(NO_MONEY_NOTE.format(outcomes=", ".join(cfg.model.outcomes)))
@@ -382,7 +408,86 @@ def read_out(
         srm_arms=srm_arms,
         money=cfg.money,
         joints=joints,
+        assumed=assumed,
     )
+
+
+def _segment_columns(
+    con: duckdb.DuckDBPyConnection,
+    experiment_id: str,
+    segments: list[str] | tuple[str, ...] | None,
+    cfg: Config,
+    notes: list[str],
+) -> list[str]:
+    """The segment columns to break effects down by: the requested ones that have values.
+
+    Asked for by name (``segments``, or a ``[model] segments`` other than the default), a column
+    that is not in the store or has no value for the experiment's customers is an error naming
+    the columns that do have values. The default (``tier``) adapts: a column without values is
+    skipped with a note. Customers without a value in a used column form the segment
+    :data:`attribution.cells.MISSING_SEGMENT` (a note counts them).
+    """
+    explicit = segments is not None or tuple(cfg.model.segments) != DEFAULT_SEGMENTS
+    asked = list(cfg.model.segments if segments is None else segments)
+    profile = store.segment_profile(con, experiment_id).set_index("column")
+    with_values = [c for c in profile.index if profile.at[c, "values"] > 0]
+    have = ", ".join(with_values) if with_values else "none"
+    keep = []
+    for col in asked:
+        if col in with_values:
+            keep.append(col)
+            missing = int(profile.at[col, "missing"])
+            if missing:
+                notes.append(
+                    f"{col} is missing for {missing:,} of {experiment_id}'s "
+                    f"{int(profile.at[col, 'customers']):,} customers: they are the segment "
+                    f"{MISSING_SEGMENT!r}."
+                )
+            continue
+        what = (
+            "is not a column of customers"
+            if col not in profile.index
+            else (f"has no value for any customer of {experiment_id}")
+        )
+        if explicit:
+            raise InputError(
+                f"segment column {col!r} {what}; columns with values: {have} "
+                "(--segments COL,COL, or --segments '' for overall effects only)"
+            )
+        notes.append(f"No {col} in this store: effects are not broken down by it.")
+    if asked and not keep:
+        notes[-1] = notes[-1][:-1] + (
+            f", overall only; --segments COL to break them down (columns with values: {have})."
+        )
+    return keep
+
+
+def _unmeasured(
+    split: pd.DataFrame,
+    experiment_id: str,
+    start: date,
+    horizon: date,
+    cfg: Config,
+    notes: list[str],
+) -> tuple[str, ...]:
+    """Outcomes asked for whose values are all zero in the window: not measured in this store.
+
+    They are not fitted; money (when asked for) assumes the intervention did not change them,
+    and a note says so.
+    """
+    out = tuple(
+        o for o in SPEND_OUTCOMES if o in cfg.model.outcomes and split[f"{o}_npos"].sum() == 0
+    )
+    for outcome in out:
+        words = outcome.replace("_", " ")
+        note = (
+            f"{words.capitalize()} not measured in this store (no customer of {experiment_id} "
+            f"has a positive {outcome} from {start:%Y-%m} to {horizon:%Y-%m})"
+        )
+        if cfg.model.money:
+            note += f": {assumption(outcome)}"
+        notes.append(note + ".")
+    return out
 
 
 def experiment_ids(con: duckdb.DuckDBPyConnection) -> list[str]:
@@ -587,6 +692,7 @@ def _money(
     con: duckdb.DuckDBPyConnection,
     experiment_id: str,
     combined: joint.JointFit,
+    counts: pd.DataFrame,
     seg_by: str | None,
     start: date,
     horizon: date,
@@ -596,7 +702,8 @@ def _money(
     """Money rows per treatment arm and segment from the joint posterior's per-arm levels.
 
     Money is per assigned customer (intention to treat). The overall row is the
-    population-weighted sum of the segment rows, draw by draw (:func:`money_draws`).
+    population-weighted sum of the segment rows, draw by draw (:func:`money_draws`). ``counts``
+    are the retention fit's effect rows (customers per arm and segment).
     """
     window = (horizon.year - start.year) * 12 + horizon.month - start.month + 1
     seg_col = seg_by or OVERALL
@@ -604,7 +711,7 @@ def _money(
     segments = [str(x) for x in levels.coords["segment"].values]
     costs = _unit_costs(con, experiment_id, seg_by)
     totals = monthly_totals(con, experiment_id, seg_by, start, horizon)
-    effects = combined.effects
+    effects = counts[(counts["outcome"] == "retention")]
     out = []
     for arm in [a for a in levels.coords["arm"].values if a != CONTROL]:
         if arm not in costs:

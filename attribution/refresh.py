@@ -781,7 +781,13 @@ def _finish(
             time.sleep(sleep)
 
     reasons, kinds = list(fitted.reasons), set(fitted.kinds)
-    record = {"models": fitted.diagnostics, "srm": fitted.srm, "reasons": reasons}
+    record = {
+        "models": fitted.diagnostics,
+        "srm": fitted.srm,
+        "reasons": reasons,
+        "notes": {r.experiment_id: list(r.notes) for r in fitted.readouts},
+        "assumed_unchanged": {r.experiment_id: list(r.assumed) for r in fitted.readouts},
+    }
     if cfg.observational:
         record["observational"] = fitted.observational
         record["data_tables"] = list(data_tables(cfg))

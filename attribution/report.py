@@ -168,6 +168,14 @@ class ReportData:
     config_matches : bool
         True when ``config`` hashes to the run's configuration hash, so its money settings are
         the ones the run used.
+    notes : list of str
+        Caveats about the report as a whole.
+    readout_notes : dict
+        Per experiment, the readout's notes as the run recorded them (what was skipped or
+        assumed: a segment column without values, no history, an outcome not measured).
+    assumed : dict
+        Per experiment, the outcomes not measured in the store, which the money assumes
+        unchanged.
     """
 
     run: dict
@@ -180,6 +188,8 @@ class ReportData:
     config: Config
     config_matches: bool
     notes: list[str] = field(default_factory=list)
+    readout_notes: dict = field(default_factory=dict)
+    assumed: dict = field(default_factory=dict)
 
     @property
     def interval_width(self) -> float:
@@ -688,6 +698,8 @@ def gather(con: duckdb.DuckDBPyConnection, *, config: Config | None = None) -> R
             "not reflect the latest data until cx refresh publishes a new run."
         )
     ids = sorted({str(e) for e in estimates["experiment_id"].dropna()})
+    recorded = run["diagnostics"].get("notes") or {}
+    assumed = run["diagnostics"].get("assumed_unchanged") or {}
     return ReportData(
         run=run,
         estimates=estimates,
@@ -702,6 +714,8 @@ def gather(con: duckdb.DuckDBPyConnection, *, config: Config | None = None) -> R
         config=cfg,
         config_matches=matches,
         notes=notes,
+        readout_notes={e: list(recorded.get(e) or []) for e in ids},
+        assumed={e: list(assumed.get(e) or []) for e in ids},
     )
 
 

@@ -30,6 +30,7 @@ from attribution.report import (
     headline_sentence,
     missing_money,
 )
+from attribution.value import assumption
 from experiments.design import SRM_ALARM_P
 
 _CSP = "default-src 'none'; img-src data:; style-src 'unsafe-inline'"
@@ -142,6 +143,12 @@ def _headline(data: ReportData, width: str) -> list[str]:
         )
     out.append("</table>")
     out += [f'<p class="sentence">{_e(headline_sentence(r))}</p>' for _, r in head.iterrows()]
+    for experiment_id in dict.fromkeys(head["experiment_id"]):
+        for outcome in data.assumed.get(experiment_id, []):
+            out.append(
+                f'<p class="note assumed">{_e(experiment_id)}: {_e(_words(outcome))} is not '
+                f"measured in this store: {_e(assumption(outcome))}.</p>"
+            )
     if len(data.observational):
         out.append(_weak_pointer(data))
     out.append("</section>")
@@ -184,11 +191,18 @@ def _drivers(data: ReportData, width: str) -> list[str]:
         ]
     out.append("</tr>")
     for _, r in d.iterrows():
+        unmeasured = data.assumed.get(r["experiment_id"], [])
+
+        def effect(outcome: str, r=r, unmeasured=unmeasured) -> str:
+            if outcome in unmeasured:
+                return "not measured (assumed unchanged)"
+            return _est(fmt_money, *_triple(r, outcome))
+
         cells = [
             f'<td class="text">{_e(r["intervention"])} ({_e(r["arm"])})</td>',
             f"<td>{_est(fmt_pp, *_triple(r, 'retention'))}</td>",
-            f"<td>{_est(fmt_money, *_triple(r, 'revenue'))}</td>",
-            f"<td>{_est(fmt_money, *_triple(r, 'cost_to_serve'))}</td>",
+            f"<td>{effect('revenue')}</td>",
+            f"<td>{effect('cost_to_serve')}</td>",
         ]
         if money:
             cells += [
@@ -373,8 +387,19 @@ def _design(data: ReportData) -> list[str]:
             f'<td class="text">{_e(arms)}</td>'
             f'<td class="text">{_srm_text(r["srm"], r["srm_source"])}</td></tr>'
         )
-    out.append("</table></section>")
+    out.append("</table>")
+    for experiment_id, notes in data.readout_notes.items():
+        if notes:
+            out.append(
+                f'<p class="meta">What the readout of {_e(experiment_id)} skipped or '
+                "assumed:</p><ul>" + "".join(f"<li>{_e(n)}</li>" for n in notes) + "</ul>"
+            )
+    out.append("</section>")
     return out
+
+
+def _words(outcome: str) -> str:
+    return outcome.replace("_", " ").capitalize()
 
 
 def _srm_text(srm: dict | None, source: str) -> str:

@@ -517,3 +517,47 @@ def connect_waiting(
             if time.monotonic() - started >= wait:
                 raise
             time.sleep(LOCK_POLL_S)
+
+
+def segment_profile(
+    con: duckdb.DuckDBPyConnection, experiment_id: str | None = None
+) -> pd.DataFrame:
+    """Per segment column of ``customers``: how many distinct values and missing values it has.
+
+    Parameters
+    ----------
+    con : duckdb.DuckDBPyConnection
+    experiment_id : str, optional
+        Count over the experiment's assigned customers only (default: every customer).
+
+    Returns
+    -------
+    pandas.DataFrame
+        ``column``, ``values`` (distinct non-missing values), ``missing`` (customers without a
+        value) and ``customers``, one row per column of :func:`segment_columns`.
+    """
+    cols = segment_columns(con)
+    if not cols:
+        return pd.DataFrame(columns=["column", "values", "missing", "customers"])
+    counts = ", ".join(
+        f"COUNT(DISTINCT c.{quote_identifier(col)}), COUNT(*) - COUNT(c.{quote_identifier(col)})"
+        for col in cols
+    )
+    sql = (
+        f"SELECT COUNT(*), {counts} FROM customers c "
+        "WHERE $e IS NULL OR c.customer_id IN "
+        "(SELECT customer_id FROM assignments WHERE experiment_id = $e)"
+    )
+    row = con.execute(sql, {"e": experiment_id}).fetchone()
+    total = int(row[0])
+    return pd.DataFrame(
+        [
+            {
+                "column": col,
+                "values": int(row[1 + 2 * i]),
+                "missing": int(row[2 + 2 * i]),
+                "customers": total,
+            }
+            for i, col in enumerate(cols)
+        ]  # fmt: skip
+    )

@@ -44,6 +44,7 @@ from attribution.settings import INTERVAL, IntervalSetting, MoneySettings, payba
 __all__ = [
     "LEVELS",
     "MoneySettings",
+    "assumption",
     "cash_flows",
     "money_draws",
     "payback_month",
@@ -56,6 +57,15 @@ LEVELS = ("p_active", "revenue", "cost_to_serve", "revenue_retained", "cost_reta
 MONEY = MoneySettings()
 #: Money outcomes in a summary table, in order.
 MONEY_OUTCOMES = ("net_value", "total_net_value", "roi", "payback_months")
+
+
+def assumption(outcome: str) -> str:
+    """What money assumes about an outcome the store does not measure, in words.
+
+    >>> assumption("cost_to_serve")
+    'net value assumes no change in cost to serve'
+    """
+    return f"net value assumes no change in {outcome.replace('_', ' ')}"
 
 
 def _levels(ds: xr.Dataset | dict, role: str) -> dict[str, xr.DataArray]:

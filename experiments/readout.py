@@ -11,10 +11,12 @@
    is reported as a warning among the reasons; it does not stop the readout.
 3. **Effects and money** from :func:`attribution.readout.read_out`: net value per treated
    customer with its interval, P(net value > 0) and the expected loss of rolling out.
-4. **Guardrails**, each with a verdict ``pass``, ``fail`` or ``unclear`` (see
+4. **Guardrails**, each with a verdict ``pass``, ``fail``, ``unclear`` or ``not measured`` (see
    :func:`csat_guardrail` and :func:`cost_guardrail`). The rule is the same for both: *pass*
    when the whole interval is on the acceptable side of the threshold, *fail* when the whole
-   interval is beyond it, *unclear* when the interval straddles it (the data cannot tell yet).
+   interval is beyond it, *unclear* when the interval straddles it (the data cannot tell yet),
+   *not measured* when the store has no such data at all (no CSAT rating anywhere, no
+   cost-to-serve): it is not checked, and the reasons say so.
 
    - CSAT must not fall by more than ``decision.csat_tolerance`` points (non-inferiority):
      pass when ``lo >= -tolerance``, fail when ``hi < -tolerance``.
@@ -74,6 +76,9 @@ __all__ = [
 
 ROLL_OUT, STOP, EXTEND = "roll out", "stop", "extend"
 PASS, FAIL, UNCLEAR = "pass", "fail", "unclear"
+#: A guardrail on data the store does not have (no CSAT ratings at all, no cost-to-serve): it
+#: is not checked, and the decision says so instead of waiting for data that will not come.
+NOT_MEASURED = "not measured"
 #: A covariate whose standardized mean difference between arms exceeds this (in absolute value)
 #: is flagged as imbalanced (the common rule of thumb for randomized and matched comparisons).
 BALANCE_SMD = 0.1
@@ -271,7 +276,13 @@ def decide(
         interval=cfg.interval,
     )
     margin, margin_text = _cost_margin(con, experiment_id, readout, rules)
-    cost = cost_guardrail(readout.table, margin, margin_text=margin_text, interval=cfg.interval)
+    cost = cost_guardrail(
+        readout.table,
+        margin,
+        margin_text=margin_text,
+        interval=cfg.interval,
+        measured="cost_to_serve" not in readout.assumed,
+    )
     guardrails = pd.concat([csat, cost], ignore_index=True)
     guardrails = guardrails.sort_values(["arm", "guardrail"], kind="stable").reset_index(drop=True)
     money = _money(readout, arms)
@@ -285,6 +296,13 @@ def decide(
         verdicts[arm] = verdict
         prefix = f"{arm}: " if len(arms) > 1 else ""
         reasons += [prefix + w for w in why]
+    reasons += _unmeasured_words(guardrails)
+    if "revenue" in readout.assumed:
+        reasons.append(
+            "Revenue is not measured in this store: a change in retention is worth nothing in "
+            "this net value, which is the intervention's cost and any cost-to-serve change "
+            "only. Load revenue to put money on retention."
+        )
     flagged = bal[bal["flagged"]] if len(bal) else bal
     if len(flagged):
         worst = flagged.reindex(flagged["smd"].abs().sort_values(ascending=False).index)
@@ -355,6 +373,14 @@ def _verdict(
         names = ", ".join(unclear["guardrail"])
         why.append(f"Guardrail(s) unclear: {names}; more data is needed to rule out harm.")
     return EXTEND, why
+
+
+def _unmeasured_words(guards: pd.DataFrame) -> list[str]:
+    missing = guards[guards["verdict"] == NOT_MEASURED]
+    if missing.empty:
+        return []
+    names = ", ".join(dict.fromkeys(missing["guardrail"]))
+    return [f"Guardrail(s) not measured in this store, so not checked: {names}."]
 
 
 def _money(readout: ExperimentReadout, arms: list[str]) -> pd.DataFrame:
@@ -441,7 +467,7 @@ def csat_guardrail(
     Verdict (non-inferiority with margin ``tolerance``): ``pass`` when ``lo >= -tolerance``
     (a fall beyond the tolerance is ruled out), ``fail`` when ``hi < -tolerance`` (CSAT fell by
     more than the tolerance), ``unclear`` otherwise, and ``unclear`` without ratings (fewer than
-    two rated customers in an arm).
+    two rated customers in an arm); ``not measured`` when the store has no CSAT rating at all.
 
     Parameters
     ----------
@@ -484,12 +510,25 @@ def csat_guardrail(
     ]
     per_arm = con.execute(_CSAT_SQL, {"e": experiment_id, "start": start, "end": end}).df()
     per_arm = per_arm.set_index("arm")
+    rated = con.execute("SELECT count(*) FROM interactions WHERE csat IS NOT NULL").fetchone()[0]
     window = f"from {start:%Y-%m-%d} to before {end:%Y-%m-%d}"
     rows = []
     for arm in arms:
         row = {"arm": arm, "guardrail": "csat", "threshold": -tolerance}
         n_t = int(per_arm["n"].get(arm, 0))
         n_c = int(per_arm["n"].get(CONTROL, 0))
+        if rated == 0:
+            rows.append(
+                {
+                    **row,
+                    "estimate": math.nan,
+                    "lo": math.nan,
+                    "hi": math.nan,
+                    "verdict": NOT_MEASURED,
+                    "reason": "No CSAT ratings anywhere in this store: not checked.",
+                }
+            )
+            continue
         if min(n_t, n_c) < 2:
             reason = (
                 "No CSAT ratings"
@@ -535,6 +574,7 @@ def cost_guardrail(
     *,
     margin_text: str = "",
     interval: IntervalSetting | None = None,
+    measured: bool = True,
 ) -> pd.DataFrame:
     """Cost-to-serve must not rise beyond ``margin``, per treatment arm.
 
@@ -553,6 +593,9 @@ def cost_guardrail(
         How the margin was set, for the reason sentence.
     interval : IntervalSetting, optional
         Only for the wording (the readout's intervals are already computed).
+    measured : bool
+        False when the store has no cost-to-serve data (the readout's ``assumed``): every arm's
+        verdict is :data:`NOT_MEASURED`.
 
     Returns
     -------
@@ -577,15 +620,17 @@ def cost_guardrail(
     for arm in arms:
         row = {"arm": arm, "guardrail": "cost_to_serve", "threshold": margin}
         mine = overall[overall["arm"] == arm]
-        if mine.empty:
+        if mine.empty or not measured:
             rows.append(
                 {
                     **row,
                     "estimate": math.nan,
                     "lo": math.nan,
                     "hi": math.nan,
-                    "verdict": UNCLEAR,
-                    "reason": "No cost-to-serve effect in the readout: cannot tell.",
+                    "verdict": UNCLEAR if measured else NOT_MEASURED,
+                    "reason": "No cost-to-serve effect in the readout: cannot tell."
+                    if measured
+                    else "No cost-to-serve data in this store: not checked.",
                 }
             )
             continue
