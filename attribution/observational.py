@@ -70,6 +70,9 @@ DERIVED_CONFOUNDERS = {
     "prior_cases": "numeric",
     "prior_bad_cases": "numeric",
 }
+#: Derived confounders measured over the months before ``as_of`` (all but ``tenure_months``):
+#: without an outcome month before ``as_of`` they cannot be measured.
+HISTORY_CONFOUNDERS = tuple(c for c in DERIVED_CONFOUNDERS if c != "tenure_months")
 #: Months before ``as_of`` that ``history_revenue`` (the customer's spend level) is averaged over.
 HISTORY_MONTHS = 12
 #: The default adjustment set.
@@ -307,7 +310,7 @@ def observational_frame(
         raise InputError("the store has no outcomes: load or simulate data first")
     customer_cols = store.columns(con, "customers")
     chosen = list(DEFAULT_CONFOUNDERS if confounders is None else confounders)
-    extra = _check_confounders(chosen, customer_cols)
+    _check_confounders(chosen, customer_cols)
     notes: list[str] = []
 
     params: dict = {}
@@ -320,6 +323,15 @@ def observational_frame(
         label = f"condition={condition}"
     as_of_d = store.parse_period(as_of) if as_of is not None else start
     horizon = _horizon(as_of_d, horizon_months, first, last)
+    chosen = _measurable(con, chosen, defaults=confounders is None, as_of=as_of_d, first=first,
+                         notes=notes)  # fmt: skip
+    extra = _check_confounders(chosen, customer_cols)
+    if horizon == 1:
+        notes.append(
+            f"The outcome window is {as_of_d:%Y-%m} alone, the month the population is defined "
+            "as active in: retention cannot differ between treated and untreated (load later "
+            "months to measure it)"
+        )
     lookback_start = _add_months(as_of_d, -lookback_months)
     params |= {
         "as_of": as_of_d,
@@ -476,11 +488,52 @@ def _condition(con, condition: str, first: date, last: date):
     return sql, {"values": values}, start
 
 
-def _horizon(as_of: date, horizon_months: int | None, first: date, last: date) -> int:
+def _measurable(
+    con, chosen: list[str], *, defaults: bool, as_of: date, first: date, notes: list[str]
+) -> list[str]:
+    """The confounders the store can measure at ``as_of``.
+
+    Without an outcome month before ``as_of`` the history confounders
+    (:data:`HISTORY_CONFOUNDERS`) cannot be measured: left out of the defaults with a note, an
+    error when asked for by name. Default customer columns without any value (``tier`` in a
+    store that has none) are left out with a note.
+    """
+    keep = list(chosen)
     if as_of <= first:
+        needs = [c for c in keep if c in HISTORY_CONFOUNDERS]
+        if needs and not defaults:
+            raise InputError(
+                f"as_of {as_of:%Y-%m} leaves no history before it (the first outcome period is "
+                f"{first:%Y-%m}): confounders {', '.join(needs)} are measured over earlier "
+                "months; leave them out (customer columns and tenure_months need no history) "
+                "or choose a later as_of"
+            )
+        if needs:
+            keep = [c for c in keep if c not in HISTORY_CONFOUNDERS]
+            notes.append(
+                f"No outcome months before {as_of:%Y-%m}: the history confounders "
+                f"({', '.join(needs)}) are left out of the defaults; the adjustment is for "
+                "customer attributes and tenure only, so hidden differences in past spend are "
+                "not adjusted for"
+            )
+    if defaults:
+        profile = store.segment_profile(con).set_index("column")
+        empty = [c for c in keep if c in profile.index and profile.at[c, "values"] == 0]
+        if empty:
+            keep = [c for c in keep if c not in empty]
+            notes.append(f"No {', '.join(empty)} in this store: left out of the confounders")
+    if not keep:
         raise InputError(
-            f"as_of {as_of:%Y-%m} leaves no history before it (the first outcome period is "
-            f"{first:%Y-%m}): confounders need at least one earlier month"
+            f"no confounder can be measured at {as_of:%Y-%m}: name customer columns with "
+            "--confounders, or choose a later as_of with history before it"
+        )
+    return keep
+
+
+def _horizon(as_of: date, horizon_months: int | None, first: date, last: date) -> int:
+    if as_of < first:
+        raise InputError(
+            f"as_of {as_of:%Y-%m} is before the first outcome period in the store ({first:%Y-%m})"
         )
     available = (last.year - as_of.year) * 12 + last.month - as_of.month + 1
     if available < 1:

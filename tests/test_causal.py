@@ -303,13 +303,29 @@ def test_an_outcome_column_with_nulls_is_named_with_customer_and_period(small):
         ({"intervention": None, "condition": "mood=happy"}, "not an interactions column"),
         ({"intervention": OUTREACH, "condition": "resolution=x"}, "exactly one"),
         ({"intervention": OUTREACH, "horizon_months": 9}, "horizon_months must be 1 to 3"),
-        ({"intervention": OUTREACH, "as_of": "2025-01"}, "no history before it"),
+        (
+            {"intervention": OUTREACH, "as_of": "2025-01", "confounders": ["tier", "prior_cost"]},
+            "no history before it.*prior_cost are measured over earlier months",
+        ),
+        ({"intervention": OUTREACH, "as_of": "2024-12"}, "before the first outcome period"),
     ],
 )
 def test_bad_questions_are_clear_errors(small, kwargs, message):
     intervention = kwargs.pop("intervention")
     with pytest.raises(InputError, match=message):
         observational_frame(small, intervention, **kwargs)
+
+
+def test_without_history_the_defaults_adapt_and_customer_columns_need_none(small):
+    """At the first outcome month the history confounders cannot be measured: the defaults drop
+    them and say so; customer columns and tenure, asked for by name, need no history."""
+    data = observational_frame(small, OUTREACH, as_of="2025-01")
+    assert not set(data.confounders) & {"prior_revenue", "prior_cost", "history_revenue"}
+    assert "tier" in data.confounders
+    assert any("No outcome months before 2025-01" in n for n in data.notes)
+    named = observational_frame(small, OUTREACH, as_of="2025-01", confounders=["tier", "region"])
+    assert named.confounders == ["tier", "region"]
+    assert named.n_treated > 0
 
 
 def test_bad_outcome_and_causal_settings_are_rejected(small):
