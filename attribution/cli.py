@@ -77,6 +77,12 @@ def _parser() -> argparse.ArgumentParser:
     )
     p.set_defaults(func=_cmd_simulate)
 
+    p = sub.add_parser(
+        "check", parents=[s, j], help="what the store can answer, before any model runs"
+    )
+    p.add_argument("--config", default=None, metavar="FILE", help="cx.toml settings")
+    p.set_defaults(func=_cmd_check)
+
     p = sub.add_parser("summary", parents=[s, j], help="what is in the store")
     p.add_argument(
         "--by", default="tier", metavar="COL,COL", help="segment columns (default: tier)"
@@ -360,6 +366,17 @@ def _table_text(frame) -> str:
         shown[col] = shown[col].map(lambda v: f"{v:,.4g}")
     shown["p_positive"] = shown["p_positive"].map(lambda v: f"{v:.2f}")
     return shown.to_string(index=False)
+
+
+def _cmd_check(args: argparse.Namespace) -> int:
+    from attribution.check import check_store
+    from attribution.config import load_config
+
+    cfg = load_config(args.config)
+    with store.opened(args.store or cfg.store, create=False, read_only=True) as con:
+        result = check_store(con, cfg)
+    _emit(args, result.to_dict(), result.describe())
+    return EXIT_OK if result.ok else EXIT_INPUT
 
 
 def _cmd_readout(args: argparse.Namespace) -> int:

@@ -311,19 +311,13 @@ def read_out(
     attribution.errors.SampleRatioError: experiment 'exp_recovery_gift' fails the sample-ratio...
     """
     cfg = config or Config()
-    exp = _experiment(con, experiment_id)
-    arms = _arms(con, experiment_id, exp["design"])
-    notes: list[str] = []
-    srm, srm_arms = srm_gate(experiment_id, arms, exp["design"], check_srm=check_srm, notes=notes)
-    seg_cols = _segment_columns(con, experiment_id, segments, cfg, notes)
-    start, horizon = _window(con, experiment_id, exp["started"], horizon_months)
-    first, _ = store.periods(con)
-    pre_bands = PRE_BANDS if cfg.model.pre_period and first is not None and first < start else 0
-    if cfg.model.pre_period and not pre_bands:
-        notes.append(
-            f"No outcome months before {start:%Y-%m} in this store: effects are not adjusted "
-            "for pre-period spend (load earlier months to narrow the intervals)."
-        )
+    pre = preflight(
+        con, experiment_id, segments=segments, horizon_months=horizon_months, config=cfg,
+        check_srm=check_srm,
+    )  # fmt: skip
+    exp, arms, srm, srm_arms = pre.experiment, pre.arms, pre.srm, pre.srm_arms
+    seg_cols, start, horizon, pre_bands = list(pre.segments), pre.start, pre.horizon, pre.pre_bands
+    notes = list(pre.notes)
     readout_models: dict = {}
     joints: dict[str, joint.JointFit] = {}
     tables = []
@@ -340,9 +334,9 @@ def read_out(
         )
         if seg_by is None:
             split = split.assign(**{OVERALL: "everyone"})
-            assumed = _unmeasured(split, experiment_id, start, horizon, cfg, notes)
+            assumed = unmeasured(split, experiment_id, start, horizon, cfg, notes)
         elif seg_by == seg_cols[0]:
-            assumed = _unmeasured(split, experiment_id, start, horizon, cfg, notes)
+            assumed = unmeasured(split, experiment_id, start, horizon, cfg, notes)
         seg_name = seg_by or OVERALL
         keys = [c for c in split.columns if c in (seg_name, "pre_band", "arm")]
         stats = [c for c in split.columns if c not in (*keys, joint.STATUS, OVERALL, seg_by)]
@@ -412,6 +406,118 @@ def read_out(
     )
 
 
+@dataclass(frozen=True)
+class Preflight:
+    """What a readout of one experiment will use, settled before any cells or models.
+
+    Attributes
+    ----------
+    experiment_id : str
+    experiment : dict
+        ``intervention``, ``started`` (first day of the start month) and ``design`` (dict).
+    arms : dict
+        Customers per arm, control first.
+    srm : SRMCheck or None
+        The sample-ratio check (None without an allocation).
+    srm_arms : tuple of str
+    segments : tuple of str
+        Segment columns effects are broken down by (see :func:`read_out`).
+    start, horizon : date
+        The outcome window.
+    pre_bands : int
+        Pre-period spend bands (0 without history before ``start``).
+    notes : tuple of str
+        What was skipped or overridden, in words.
+    """
+
+    experiment_id: str
+    experiment: dict
+    arms: dict
+    srm: SRMCheck | None
+    srm_arms: tuple[str, ...]
+    segments: tuple[str, ...]
+    start: date
+    horizon: date
+    pre_bands: int
+    notes: tuple[str, ...]
+
+    @property
+    def window_months(self) -> int:
+        return (
+            (self.horizon.year - self.start.year) * 12 + self.horizon.month - self.start.month + 1
+        )
+
+
+def preflight(
+    con: duckdb.DuckDBPyConnection,
+    experiment_id: str,
+    *,
+    segments: list[str] | tuple[str, ...] | None = None,
+    horizon_months: int | None = None,
+    config: Config | None = None,
+    check_srm: bool = True,
+) -> Preflight:
+    """Every check :func:`read_out` makes before it computes cells: the same rules, no models.
+
+    Parameters and errors are those of :func:`read_out` (``check_srm=False`` records an alarm
+    in the notes instead of raising). ``cx check`` runs this for every experiment.
+    """
+    cfg = config or Config()
+    exp = _experiment(con, experiment_id)
+    arms = _arms(con, experiment_id, exp["design"])
+    notes: list[str] = []
+    srm, srm_arms = srm_gate(experiment_id, arms, exp["design"], check_srm=check_srm, notes=notes)
+    seg_cols = _segment_columns(con, experiment_id, segments, cfg, notes)
+    start, horizon = _window(con, experiment_id, exp["started"], horizon_months)
+    first, _ = store.periods(con)
+    pre_bands = PRE_BANDS if cfg.model.pre_period and first is not None and first < start else 0
+    if cfg.model.pre_period and not pre_bands:
+        notes.append(
+            f"No outcome months before {start:%Y-%m} in this store: effects are not adjusted "
+            "for pre-period spend (load earlier months to narrow the intervals)."
+        )
+    return Preflight(
+        experiment_id=experiment_id,
+        experiment=exp,
+        arms=arms,
+        srm=srm,
+        srm_arms=tuple(srm_arms),
+        segments=tuple(seg_cols),
+        start=start,
+        horizon=horizon,
+        pre_bands=pre_bands,
+        notes=tuple(notes),
+    )
+
+
+def unmeasured(
+    split: pd.DataFrame,
+    experiment_id: str,
+    start: date,
+    horizon: date,
+    cfg: Config,
+    notes: list[str],
+) -> tuple[str, ...]:
+    """Outcomes asked for whose values are all zero in the window: not measured in this store.
+
+    ``split`` is any cells frame of the experiment's window. The outcomes are not fitted; money
+    (when asked for) assumes the intervention did not change them, and a note says so.
+    """
+    out = tuple(
+        o for o in SPEND_OUTCOMES if o in cfg.model.outcomes and split[f"{o}_npos"].sum() == 0
+    )
+    for outcome in out:
+        words = outcome.replace("_", " ")
+        note = (
+            f"{words.capitalize()} not measured in this store (no customer of {experiment_id} "
+            f"has a positive {outcome} from {start:%Y-%m} to {horizon:%Y-%m})"
+        )
+        if cfg.model.money:
+            note += f": {assumption(outcome)}"
+        notes.append(note + ".")
+    return out
+
+
 def _segment_columns(
     con: duckdb.DuckDBPyConnection,
     experiment_id: str,
@@ -460,34 +566,6 @@ def _segment_columns(
             f", overall only; --segments COL to break them down (columns with values: {have})."
         )
     return keep
-
-
-def _unmeasured(
-    split: pd.DataFrame,
-    experiment_id: str,
-    start: date,
-    horizon: date,
-    cfg: Config,
-    notes: list[str],
-) -> tuple[str, ...]:
-    """Outcomes asked for whose values are all zero in the window: not measured in this store.
-
-    They are not fitted; money (when asked for) assumes the intervention did not change them,
-    and a note says so.
-    """
-    out = tuple(
-        o for o in SPEND_OUTCOMES if o in cfg.model.outcomes and split[f"{o}_npos"].sum() == 0
-    )
-    for outcome in out:
-        words = outcome.replace("_", " ")
-        note = (
-            f"{words.capitalize()} not measured in this store (no customer of {experiment_id} "
-            f"has a positive {outcome} from {start:%Y-%m} to {horizon:%Y-%m})"
-        )
-        if cfg.model.money:
-            note += f": {assumption(outcome)}"
-        notes.append(note + ".")
-    return out
 
 
 def experiment_ids(con: duckdb.DuckDBPyConnection) -> list[str]:

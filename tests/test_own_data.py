@@ -1,0 +1,172 @@
+"""A user's own first data: the minimal store of data/README.md's guide, read out end to end.
+
+No tier, region or channel; one outcome month; cost-to-serve 0 (not tracked); an integer segment
+column of the company's own; no cx.toml. The guide's commands run verbatim, then a refresh and a
+report; the published intervals are checked against the difference in means computed directly
+from the CSV rows. A second store has no revenue either (retention only).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import duckdb
+import pandas as pd
+import pytest
+from conftest import ROOT, run_cx
+
+from attribution import load, store
+from attribution.check import check_store
+from attribution.readout import read_out
+from experiments.readout import NOT_MEASURED, decide
+
+EXAMPLE = ROOT / "data" / "example"
+
+
+def _guide_commands() -> list[str]:
+    text = (ROOT / "data" / "README.md").read_text()
+    section = text.split("## Mapping your data", 1)[1].split("\n## ", 1)[0]
+    block = re.search(r"```sh\n(.*?)```", section, re.S)
+    assert block, "the data guide has no sh block"
+    return [line for line in block.group(1).splitlines() if line.strip()]
+
+
+@pytest.fixture(scope="module")
+def guide(tmp_path_factory):
+    """The guide's block run verbatim in a scratch folder holding data/example."""
+    work = tmp_path_factory.mktemp("guide")
+    shutil.copytree(EXAMPLE, work / "data" / "example")
+    env = dict(os.environ)
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
+    env.pop("CX_STORE", None)
+    outputs = []
+    for command in _guide_commands():
+        done = subprocess.run(
+            command, shell=True, cwd=work, env=env, capture_output=True, text=True, timeout=900
+        )
+        assert done.returncode == 0, (command, done.stdout, done.stderr)
+        assert "Traceback" not in done.stderr, (command, done.stderr)
+        outputs.append((command, done.stdout))
+    return work, dict(outputs)
+
+
+def _raw_effects() -> dict[str, float]:
+    """Treated minus control, straight from the CSV rows."""
+    rows = pd.read_csv(EXAMPLE / "outcomes.csv").merge(
+        pd.read_csv(EXAMPLE / "assignments.csv"), on="customer_id"
+    )
+    means = rows.groupby("arm")[["active", "revenue"]].mean()
+    diff = means.loc["treatment"] - means.loc["control"]
+    return {"retention": float(diff["active"]), "revenue": float(diff["revenue"])}
+
+
+def _command(outputs: dict, verb: str) -> str:
+    return next(out for cmd, out in outputs.items() if f"cx {verb} " in cmd)
+
+
+def test_the_data_guide_runs_verbatim_and_says_what_it_skipped_and_assumed(guide):
+    _, outputs = guide
+    checked = _command(outputs, "check")
+    assert "welcome_call (welcome_call): can be read out." in checked
+    assert "plan 3" in checked and "cost_to_serve no" in checked
+    readout = _command(outputs, "readout")
+    assert "No tier in this store" in readout
+    assert "Cost to serve not measured in this store" in readout
+    assert "net value assumes no change in cost to serve" in readout
+    assert "No outcome months before 2025-03" in readout
+    decision = _command(outputs, "decide")
+    assert "cost_to_serve: not measured" in decision and "csat: not measured" in decision
+
+
+def test_refresh_and_report_of_the_minimal_store_publish_intervals_holding_the_raw_effects(guide):
+    work, _ = guide
+    db = str(work / "my.duckdb")
+    refreshed = run_cx("refresh", "--store", db, "--json", cwd=work)
+    assert refreshed.returncode == 0, refreshed.stderr
+    assert json.loads(refreshed.stdout)["status"] == "published"
+    con = duckdb.connect(db, read_only=True)
+    est = con.execute(
+        "SELECT outcome, mean, lo, hi FROM estimates WHERE segment = 'all' AND metric = 'absolute'"
+    ).df()
+    record = json.loads(con.execute("SELECT diagnostics FROM runs").fetchone()[0])
+    con.close()
+    est = est.set_index("outcome")
+    assert "cost_to_serve" not in est.index  # not measured: not published as an effect
+    for outcome, raw in _raw_effects().items():
+        assert est.loc[outcome, "lo"] <= raw <= est.loc[outcome, "hi"], (outcome, raw, est)
+    assert record["assumed_unchanged"] == {"welcome_call": ["cost_to_serve"]}
+    report = run_cx("report", "--store", db, "--out", str(work / "reports"), cwd=work)
+    assert report.returncode == 0, report.stderr
+    page = (work / "reports" / "report.html").read_text()
+    assert "Cost to serve is not measured in this store" in page
+    assert "not measured (assumed unchanged)" in page
+    assert "No tier in this store" in page
+
+
+@pytest.fixture(scope="module")
+def retention_only(tmp_path_factory):
+    """The example without revenue either: retention is all the store measures."""
+    path = tmp_path_factory.mktemp("retention") / "r.duckdb"
+    con = store.connect(path)
+    for table in ("customers", "experiments", "assignments", "outcomes", "interventions"):
+        frame = pd.read_csv(EXAMPLE / f"{table}.csv")
+        if table == "outcomes":
+            frame["revenue"] = 0.0
+        load.load(con, table, frame, name=f"{table}.csv")
+    yield con
+    con.close()
+
+
+def test_a_retention_only_store_reads_out_and_its_money_says_what_it_assumed(retention_only):
+    result = read_out(retention_only, "welcome_call")
+    assert result.passed, result.reasons
+    assert result.assumed == ("revenue", "cost_to_serve")
+    assert set(result.table["outcome"]) == {
+        "retention", "net_value", "total_net_value", "roi", "payback_months",
+    }  # fmt: skip
+    net = result.table.query("outcome == 'net_value' and segment == 'all'").iloc[0]
+    assert net["mean"] == pytest.approx(-2.5)  # every treated customer's call cost 2.50
+    money = [r for r in result.to_records() if r["outcome"] == "net_value"]
+    assert money[0]["assumed_unchanged"] == ["revenue", "cost_to_serve"]
+    raw = _raw_effects()["retention"]
+    ret = result.table.query("outcome == 'retention' and metric == 'absolute'").iloc[0]
+    assert ret["lo"] <= raw <= ret["hi"]
+    decision = decide(retention_only, "welcome_call")
+    assert set(decision.guardrails["verdict"]) == {NOT_MEASURED}
+    assert any("Revenue is not measured" in r for r in decision.reasons)
+
+
+def test_check_exits_2_naming_what_stops_a_readout(tmp_path):
+    db = tmp_path / "s.duckdb"
+    con = store.connect(db)
+    for table in ("customers", "experiments", "outcomes"):
+        load.load(con, table, pd.read_csv(EXAMPLE / f"{table}.csv"), name=f"{table}.csv")
+    arms = pd.read_csv(EXAMPLE / "assignments.csv")
+    arms["arm"] = arms["arm"].replace({"control": "holdout"})
+    load.load(con, "assignments", arms, name="assignments.csv")
+    result = check_store(con)
+    con.close()
+    assert not result.ok
+    [exp] = result.experiments
+    assert exp.arms == {"holdout": int((arms["arm"] == "holdout").sum()),
+                        "treatment": int((arms["arm"] == "treatment").sum())}  # fmt: skip
+    assert "no arm named 'control'" in exp.problems[0]
+    out = run_cx("check", "--store", str(db), "--json")
+    assert out.returncode == 2, out.stderr
+    payload = json.loads(out.stdout)
+    assert payload["ok"] is False and "control" in payload["experiments"][0]["problems"][0]
+
+
+def test_an_asked_for_segment_without_values_is_an_error_naming_the_columns_with_values(
+    retention_only,
+):
+    from attribution.errors import InputError
+
+    with pytest.raises(InputError, match=r"'tier' has no value.*columns with values: plan"):
+        read_out(retention_only, "welcome_call", segments=["tier"])
