@@ -66,6 +66,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import signal
 import sys
 import tempfile
 import threading
@@ -94,6 +95,41 @@ UNCHANGED = "unchanged"
 PUBLISH_WAIT_S = 60.0
 #: Test hook (see the module docstring): seconds to sleep inside the publish transaction.
 PUBLISH_SLEEP_ENV = "CX_TEST_PUBLISH_SLEEP"
+#: Test hook: the refresh kills its own process (SIGKILL) on reaching the named checkpoint.
+KILL_AT_ENV = "CX_TEST_KILL_AT"
+#: The checkpoints of a refresh of a store file, in the order it passes them (the kill test
+#: kills a refresh at each): before, while and after fitting, inside the publish transaction
+#: and after it.
+KILL_POINTS = (
+    "lock taken",
+    "store opened",
+    "configuration checked",
+    "data hashed",
+    "stale runs abandoned",
+    "run registered",
+    "snapshot: first table copied",
+    "snapshot taken",
+    "store closed for fitting",
+    "fitting an experiment",
+    "experiment fitted",
+    "everything fitted",
+    "store reopened to publish",
+    "publish: transaction begun",
+    "publish: data hash checked",
+    "publish: estimates written",
+    "publish: run updated",
+    "publish: committed",
+    "store closed after publishing",
+    "refresh finished",
+)
+
+
+def _checkpoint(name: str) -> None:
+    """The kill-test hook: SIGKILL this process at checkpoint ``name`` when asked to."""
+    if os.environ.get(KILL_AT_ENV) == name:
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
 EXIT_OK, EXIT_RETRY, EXIT_INPUT, EXIT_GATE, EXIT_SRM = 0, 1, 2, 3, 4
 #: Why a run failed, by kind, to the exit code it gives (first match wins, in this order).
 _EXIT_BY_KIND = (("srm", EXIT_SRM), ("input", EXIT_INPUT), ("gate", EXIT_GATE))
@@ -343,11 +379,13 @@ def _refresh_store(target, cfg, force, wait, say, bar, before_publish) -> Refres
     step("waiting for the refresh lock")
     with store.refresh_lock(target, wait=wait, on_wait=say) as waited:
         say(f"refresh lock {store.lock_path(target)} taken (waited {waited:.1f} s)")
+        _checkpoint("lock taken")
         with tempfile.TemporaryDirectory(prefix="cx-refresh-") as tmp:
             step("reading the store")
             t0 = time.perf_counter()
             con = store.connect_waiting(target, wait=wait, create=False)
             try:
+                _checkpoint("store opened")
                 prepared = _prepare(con, cfg, force, say, abandon=True)
                 if isinstance(prepared, RefreshOutcome):
                     return prepared
@@ -357,14 +395,17 @@ def _refresh_store(target, cfg, force, wait, say, bar, before_publish) -> Refres
                 except BaseException:
                     _fail_quietly(con, run_id, "the snapshot of the store could not be taken")
                     raise
+                _checkpoint("snapshot taken")
             finally:
                 con.close()
             say(f"snapshot of {rows:,} rows read in {time.perf_counter() - t0:.1f} s; store closed")
+            _checkpoint("store closed for fitting")
             try:
                 try:
                     fitted = _fit(snap, cfg, selected, say, step)
                 finally:
                     snap.close()
+                _checkpoint("everything fitted")
                 if before_publish is not None:
                     before_publish()
             except BaseException as exc:
@@ -374,11 +415,14 @@ def _refresh_store(target, cfg, force, wait, say, bar, before_publish) -> Refres
             t0 = time.perf_counter()
             con = store.connect_waiting(target, wait=max(wait, PUBLISH_WAIT_S), create=False)
             try:
+                _checkpoint("store reopened to publish")
                 outcome = _finish(con, cfg, run_id, data, fitted, say, started)
             finally:
                 con.close()
             say(f"publish step took {time.perf_counter() - t0:.1f} s; store closed")
-            return outcome
+            _checkpoint("store closed after publishing")
+        _checkpoint("refresh finished")
+        return outcome
 
 
 def refresh(
@@ -533,7 +577,9 @@ def _prepare(con, cfg: Config, force: bool, say, *, abandon: bool):
     """Checks, hash, unchanged test and run registration; an outcome when there is nothing to do."""
     t0 = time.perf_counter()
     selected = check_config(con, cfg)
+    _checkpoint("configuration checked")
     data = runs.data_hash(con, data_tables(cfg))
+    _checkpoint("data hashed")
     say(f"data hash {data}, config hash {cfg.hash} ({time.perf_counter() - t0:.1f} s)")
     current = runs.current_run(con)
     if (
@@ -548,7 +594,9 @@ def _prepare(con, cfg: Config, force: bool, say, *, abandon: bool):
         stale = runs.abandon_stale(con)
         if stale:
             say(f"marked {len(stale)} run(s) left running by a killed refresh as abandoned")
+        _checkpoint("stale runs abandoned")
     run_id = runs.start_run(con, cfg.hash, data)
+    _checkpoint("run registered")
     questions = [q.name for q in cfg.observational]
     say(
         f"run {run_id} started: {len(selected)} experiment(s) {selected}"
@@ -578,6 +626,7 @@ def _snapshot(
             writer.execute(f"INSERT INTO {table} BY NAME SELECT * FROM _cx_snapshot")
             rows += writer.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
             writer.close()
+            _checkpoint("snapshot: first table copied")
     except BaseException:
         snap.close()
         raise
@@ -602,6 +651,7 @@ def _fit(con, cfg: Config, selected: list[str], say, step) -> _Fitted:
         where = f"{experiment_id} [{i}/{len(selected)}]"
         step(f"fitting {where}")
         say(f"{where}: fitting")
+        _checkpoint("fitting an experiment")
         t0 = time.perf_counter()
         try:
             result = read_out(con, experiment_id, config=cfg)
@@ -617,6 +667,7 @@ def _fit(con, cfg: Config, selected: list[str], say, step) -> _Fitted:
             say(f"{where}: failed: {exc}")
             continue
         readouts.append(result)
+        _checkpoint("experiment fitted")
         srm[experiment_id] = result.srm_dict()
         if not result.passed:
             kinds.add("gate")
@@ -801,6 +852,7 @@ def _finish(
         expect_data_hash=data,
         data_tables=data_tables(cfg),
         before_commit=hook,
+        checkpoint=_checkpoint,
     )
     if status == runs.FAILED and not reasons:
         kinds.add("data_changed")

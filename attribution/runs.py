@@ -125,6 +125,7 @@ def finish_run(
     expect_data_hash: str | None = None,
     data_tables: tuple[str, ...] | list[str] = DATA_TABLES,
     before_commit: Callable[[], None] | None = None,
+    checkpoint: Callable[[str], None] | None = None,
 ) -> str:
     """End a run in one transaction: publish its estimates, or record why it failed.
 
@@ -143,6 +144,10 @@ def finish_run(
         The tables ``expect_data_hash`` was computed over (see :func:`data_hash`).
     before_commit : callable, optional
         Called inside the transaction just before the commit (a test hook).
+    checkpoint : callable, optional
+        Called with the name of each step of the transaction (``publish: transaction begun``,
+        ``publish: data hash checked``, ``publish: estimates written``, ``publish: run
+        updated``, ``publish: committed``): the refresh's kill-test hook.
 
     Returns
     -------
@@ -150,8 +155,10 @@ def finish_run(
         The run's final status.
     """
     status = PUBLISHED if publish else FAILED
+    mark = checkpoint or (lambda _name: None)
     con.execute("BEGIN TRANSACTION")
     try:
+        mark("publish: transaction begun")
         if expect_data_hash is not None:
             now = data_hash(con, data_tables)
             if now != expect_data_hash:
@@ -165,6 +172,7 @@ def finish_run(
                         "run the refresh again",
                     ],
                 }
+        mark("publish: data hash checked")
         if publish and estimates is not None and len(estimates):
             frame = estimates.copy()
             frame["run_id"] = run_id
@@ -180,16 +188,19 @@ def finish_run(
             con.register("_cx_estimates", frame)
             con.execute("INSERT INTO estimates BY NAME SELECT * FROM _cx_estimates")
             con.unregister("_cx_estimates")
+        mark("publish: estimates written")
         con.execute(
             "UPDATE runs SET finished = ?, status = ?, diagnostics = ? WHERE run_id = ?",
             [_now(), status, json.dumps(diagnostics, default=str), run_id],
         )
+        mark("publish: run updated")
         if before_commit is not None:
             before_commit()
         con.execute("COMMIT")
     except BaseException:
         con.execute("ROLLBACK")
         raise
+    mark("publish: committed")
     return status
 
 
