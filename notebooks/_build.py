@@ -45,6 +45,36 @@ con.execute("COMMIT")
 print(summarize(con, ["tier"]).to_text())
 """),
     md("""
+## What the store can answer, before any model runs
+
+`check_store` (`cx check` on the command line) runs the readout's own checks for every
+experiment: arms and their sizes, the outcome window, history for the pre-period adjustment,
+segment columns and their numbers of values, which outcomes have data, and what money will
+assume. It fits nothing.
+"""),
+    code("""
+from attribution.check import check_store
+
+print(check_store(con).describe())
+"""),
+    md("""
+### Your own data
+
+Most first data have no tier, one outcome month and no cost-to-serve. `data/example/` holds the
+smallest files that read out (see "Mapping your data" in `data/README.md`); loaded into a
+scratch store, the check says what a readout will skip and assume.
+"""),
+    code("""
+import attribution
+from attribution import load
+
+example = Path(attribution.__file__).resolve().parents[1] / "data" / "example"
+mine = store.connect(":memory:")
+for table in ("customers", "experiments", "assignments", "outcomes", "interventions"):
+    load.load(mine, table, example / f"{table}.csv")
+print(check_store(mine).describe())
+"""),
+    md("""
 ## The planted truth
 
 The simulator draws both potential outcomes for every customer, so each intervention's true
