@@ -224,14 +224,8 @@ def _experiment(con: duckdb.DuckDBPyConnection, experiment_id: str, cfg: Config)
         "SELECT intervention FROM experiments WHERE experiment_id = ?", [experiment_id]
     ).fetchone()
     facts["intervention"] = row[0] if row else None
-    arms = dict(
-        con.execute(
-            "SELECT arm, count(*) FROM assignments WHERE experiment_id = ? GROUP BY arm "
-            "ORDER BY arm",
-            [experiment_id],
-        ).fetchall()
-    )
-    facts["arms"] = {str(a): int(n) for a, n in arms.items()}
+    arms = store.arm_counts(con, experiment_id)
+    facts["arms"] = arms
     facts["has_control"] = "control" in arms
     profile = store.segment_profile(con, experiment_id)
     facts["segments"] = dict(zip(profile["column"], profile["values"].astype(int), strict=True))

@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import csv
 import hashlib
+import json
 import os
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -30,6 +31,10 @@ from attribution.errors import InputError, LoadError
 
 MAX_PROBLEMS = 20
 RESOLUTIONS = ("very_effective", "somewhat_effective", "somewhat_ineffective", "very_ineffective")
+#: What a CSV header line may be separated by, in words for messages.
+DELIMITERS = {",": "comma", ";": "semicolon", "\t": "tab"}
+#: The staged row number; a file column of this name would shadow it.
+ROW = "_row"
 
 
 @dataclass(frozen=True)
@@ -148,17 +153,37 @@ SPECS: dict[str, TableSpec] = {
     ),
 }
 
+# The written forms of dates and times the casts below may read: a four-digit year from 1000, a
+# month, a day, then optionally a time and a UTC offset. Without this check DuckDB's casts also
+# read 'infinity', 'epoch', '2024-01-01 (BC)' and five-digit years.
+_DAY_RE = "[1-9][0-9][0-9][0-9]-[0-9][0-9]?-[0-9][0-9]?"
+_OFFSET_RE = "( ?(Z|[+-][0-9][0-9](:?[0-9][0-9])?))?"
+_TIME_RE = f"([ T][0-9][0-9]?:[0-9][0-9](:[0-9][0-9]([.][0-9]+)?)?{_OFFSET_RE})?"
+_DATE_TEXT = f"regexp_full_match({{v}}, '{_DAY_RE}{_TIME_RE}')"
+_MONTH_TEXT = "regexp_full_match({v}, '[1-9][0-9][0-9][0-9]-[0-9][0-9]?')"
+_INTEGER_TEXT = "regexp_full_match({v}, '[-+]?[0-9]+')"
+# Digits in groups split by ',', '.', a space or a non-breaking space are not a number ('1,234.50',
+# '12,5', '1 234'); the message for such a value adds _SEPARATOR_HINT (an SQL string literal).
+_GROUPED_DIGITS = "regexp_full_match({v}, '[-+]?[0-9]+([,. \u00a0\u202f][0-9]+)+')"
+_SEPARATOR_HINT = "' (write numbers without thousands separators, with ''.'' as the decimal mark)'"
+
 # How each kind turns a text value v into a typed value (NULL when it cannot).
 _CONVERT = {
     "text": "{v}",
-    "integer": "TRY_CAST(TRY_CAST({v} AS DOUBLE) AS BIGINT)",
-    "number": "TRY_CAST({v} AS DOUBLE)",
-    "bool01": "CASE lower({v}) WHEN '1' THEN true WHEN 'true' THEN true "
-    "WHEN '0' THEN false WHEN 'false' THEN false END",
-    "date": "COALESCE(TRY_CAST({v} AS DATE), CAST(TRY_CAST({v} AS TIMESTAMP) AS DATE))",
-    "period": "CAST(date_trunc('month', COALESCE(try_strptime({v}, '%Y-%m'), "
-    "TRY_CAST({v} AS TIMESTAMP))) AS DATE)",
-    "timestamp": "TRY_CAST({v} AS TIMESTAMP)",
+    # Digits alone are cast exactly (a detour through DOUBLE rounds beyond 2**53).
+    "integer": f"CASE WHEN {_INTEGER_TEXT} THEN TRY_CAST({{v}} AS BIGINT) "
+    "ELSE TRY_CAST(TRY_CAST({v} AS DOUBLE) AS BIGINT) END",
+    # 'nan', 'inf' and overflowing values ('1e400') are not numbers.
+    "number": "CASE WHEN isfinite(TRY_CAST({v} AS DOUBLE)) THEN TRY_CAST({v} AS DOUBLE) END",
+    # 1.0 and 0.0 are what a DataFrame's float column (0/1 with gaps) holds.
+    "bool01": "CASE WHEN lower({v}) IN ('1', 'true') THEN true "
+    "WHEN lower({v}) IN ('0', 'false') THEN false "
+    "WHEN TRY_CAST({v} AS DOUBLE) = 1 THEN true WHEN TRY_CAST({v} AS DOUBLE) = 0 THEN false END",
+    "date": f"CASE WHEN {_DATE_TEXT} THEN COALESCE(TRY_CAST({{v}} AS DATE), "
+    "CAST(TRY_CAST({v} AS TIMESTAMP) AS DATE)) END",
+    "period": f"CASE WHEN {_MONTH_TEXT} THEN CAST(try_strptime({{v}}, '%Y-%m') AS DATE) "
+    f"WHEN {_DATE_TEXT} THEN CAST(date_trunc('month', TRY_CAST({{v}} AS TIMESTAMP)) AS DATE) END",
+    "timestamp": f"CASE WHEN {_DATE_TEXT} THEN TRY_CAST({{v}} AS TIMESTAMP) END",
     "json": "CASE WHEN json_valid({v}) THEN {v} END",
 }
 _EXPECTED = {
@@ -291,11 +316,11 @@ def _read(
     """Return (all-text Arrow table with a _row column, label, content hash, is_csv)."""
     if isinstance(source, pd.DataFrame):
         label = name or "DataFrame"
+        table = _frame_table(source, label)
         frame = source.copy()
         frame.columns = [str(c) for c in frame.columns]
         hashed = pd.util.hash_pandas_object(frame.astype(str), index=False).to_numpy()
         digest = hashlib.sha256(hashed.tobytes() + "|".join(frame.columns).encode()).hexdigest()
-        table = pa.Table.from_pandas(frame, preserve_index=False)
         return _as_text(table, label), label, digest, False
     path = Path(source)
     label = name or path.name
@@ -326,47 +351,153 @@ def _file_hash(path: Path) -> str:
     return h.hexdigest()
 
 
+def _frame_table(frame: pd.DataFrame, label: str) -> pa.Table:
+    """Arrow columns of a DataFrame, one by one, so one odd column cannot stop the others.
+
+    A column Arrow cannot type (an object column mixing numbers and text, say) becomes text value
+    by value; pandas periods become their text ('2025-03'), not Arrow's month ordinals.
+    """
+    names = [str(c) for c in frame.columns]
+    _check_names(names, label)
+    arrays = []
+    for position, name in enumerate(names):
+        series = frame.iloc[:, position]
+        if isinstance(series.dtype, pd.PeriodDtype):
+            series = pd.Series([None if pd.isna(v) else str(v) for v in series], dtype=object)
+        try:
+            arrays.append(pa.array(series, from_pandas=True))
+        except (pa.ArrowException, TypeError, ValueError):
+            arrays.append(_objects_as_text(series.tolist(), name, label))
+    return pa.Table.from_arrays(arrays, names=names)
+
+
+def _objects_as_text(values: list[object], name: str, label: str) -> pa.Array:
+    """Text of Python values: missing ones null, lists and dicts as JSON, floats in full."""
+    texts: list[str | None] = []
+    for row, value in enumerate(values, start=1):
+        if value is None or (pd.api.types.is_scalar(value) and pd.isna(value)):
+            texts.append(None)
+            continue
+        if isinstance(value, dict | list | tuple):
+            text = json.dumps(value, default=str, ensure_ascii=False)
+        elif isinstance(value, float | np.floating):
+            text = repr(float(value))
+        else:
+            text = str(value)
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:
+            raise LoadError(
+                label, [f"row {row}, column {name!r}: {text!r} is not valid Unicode text"]
+            ) from None
+        texts.append(text)
+    return pa.array(texts, pa.string())
+
+
+def _delimiter(header_line: str, label: str) -> str:
+    """The delimiter of a CSV file, told from its header line: a comma unless there is none."""
+    if "," in header_line:
+        return ","
+    found = [d for d in (";", "\t") if d in header_line]
+    if len(found) > 1:
+        raise LoadError(
+            label,
+            [
+                "cannot tell how the columns are separated: the header line has semicolons and "
+                "tabs but no commas; separate columns with one of comma, semicolon or tab"
+            ],
+        )
+    return found[0] if found else ","
+
+
 def _read_csv(path: Path, label: str) -> pa.Table:
-    with path.open(newline="", encoding="utf-8-sig") as fh:
-        header = next(csv.reader(fh), [])
+    try:
+        with path.open(newline="", encoding="utf-8-sig") as fh:
+            delimiter = _delimiter(fh.readline(), label)
+        with path.open(newline="", encoding="utf-8-sig") as fh:
+            header = next(csv.reader(fh, delimiter=delimiter), [])
+    except UnicodeDecodeError:
+        raise LoadError(label, [_encoding_problem(path)]) from None
+    except csv.Error as exc:
+        raise LoadError(label, [f"the header row cannot be parsed as CSV: {exc}"]) from exc
     names = [h.strip() for h in header]
     if not any(names):
         raise LoadError(label, ["the file has no header row"])
+    _check_names(names, label)
     try:
         table = pacsv.read_csv(
             path,
             read_options=pacsv.ReadOptions(column_names=names, skip_rows=1),
+            # newlines_in_values: a quoted value may span lines (Excel writes cells with line
+            # breaks so); without it, such a file loads when small and fails when large.
+            parse_options=pacsv.ParseOptions(delimiter=delimiter, newlines_in_values=True),
             convert_options=pacsv.ConvertOptions(
                 column_types={n: pa.string() for n in names},
                 strings_can_be_null=True,
                 null_values=[""],
             ),
         )
-    except pa.ArrowInvalid as exc:
-        raise LoadError(label, [_csv_problem(path, len(names), exc)]) from exc
+    except (pa.ArrowException, OSError) as exc:
+        raise LoadError(label, [_csv_problem(path, len(names), delimiter, exc)]) from exc
     return _as_text(table, label)
 
 
-def _csv_problem(path: Path, width: int, exc: Exception) -> str:
-    with path.open(newline="", encoding="utf-8-sig") as fh:
-        for line_no, row in enumerate(csv.reader(fh), start=1):
-            if line_no > 1 and len(row) != width:
-                return (
-                    f"row {line_no - 1} (line {line_no}): has {len(row)} fields, "
-                    f"the header has {width}"
-                )
+def _csv_problem(path: Path, width: int, delimiter: str, exc: Exception) -> str:
+    """Say where a CSV file Arrow could not parse goes wrong: a row of the wrong width, text
+    that is not UTF-8, or else Arrow's own words."""
+    try:
+        with path.open(newline="", encoding="utf-8-sig") as fh:
+            reader = csv.reader(fh, delimiter=delimiter)
+            next(reader, None)
+            row_no = 0
+            for row in reader:
+                if not row:  # a blank line, which Arrow skips too
+                    continue
+                row_no += 1
+                if len(row) != width:
+                    return (
+                        f"row {row_no} (line {reader.line_num}): has {len(row)} fields, "
+                        f"the header has {width}"
+                    )
+    except UnicodeDecodeError:
+        return _encoding_problem(path)
+    except csv.Error as err:
+        return f"cannot be parsed as CSV: {err}"
     return f"cannot be parsed as CSV: {exc}"
+
+
+def _encoding_problem(path: Path) -> str:
+    line_no = 1
+    with path.open("rb") as fh:
+        for n, line in enumerate(fh, start=1):
+            try:
+                line.decode("utf-8")
+            except UnicodeDecodeError:
+                line_no = n
+                break
+    return (
+        f"line {line_no}: the file is not UTF-8 text (in Excel, save it as 'CSV UTF-8'; "
+        "elsewhere, export it with the UTF-8 encoding)"
+    )
+
+
+def _check_names(names: list[str], label: str) -> None:
+    """Reject repeated column names (after trimming and lower-casing) and the loader's own."""
+    clean = [str(n).strip().lower() for n in names]
+    dupes = sorted({n for n in clean if clean.count(n) > 1})
+    if dupes:
+        raise LoadError(label, [f"column {d!r} appears more than once" for d in dupes])
+    if ROW in clean:
+        raise LoadError(label, [f"column {ROW!r}: the name is reserved by the loader; rename it"])
 
 
 def _as_text(table: pa.Table, label: str) -> pa.Table:
     names = [str(n).strip().lower() for n in table.column_names]
-    dupes = sorted({n for n in names if names.count(n) > 1})
-    if dupes:
-        raise LoadError(label, [f"column {d!r} appears more than once" for d in dupes])
+    _check_names(names, label)
     if table.num_rows == 0:
         raise LoadError(label, ["the file has no data rows"])
     arrays = []
-    for col in table.columns:
+    for name, col in zip(names, table.columns, strict=True):
         if pa.types.is_string(col.type) or pa.types.is_large_string(col.type):
             arrays.append(col.cast(pa.string()))
         elif pa.types.is_floating(col.type):
@@ -376,10 +507,17 @@ def _as_text(table: pa.Table, label: str) -> pa.Table:
             arrays.append(pa.array(text, pa.string()))
         elif pa.types.is_null(col.type):
             arrays.append(pa.nulls(table.num_rows, pa.string()))
+        elif pa.types.is_nested(col.type):  # lists, structs, maps: as JSON text
+            arrays.append(_objects_as_text(col.to_pylist(), name, label))
         else:
-            arrays.append(col.cast(pa.string()))
+            try:
+                arrays.append(col.cast(pa.string()))
+            except pa.ArrowException as exc:
+                raise LoadError(
+                    label, [f"column {name!r}: {col.type} values cannot be read as text ({exc})"]
+                ) from exc
     arrays.append(pa.array(np.arange(1, table.num_rows + 1, dtype=np.int64)))
-    return pa.Table.from_arrays(arrays, names=[*names, "_row"])
+    return pa.Table.from_arrays(arrays, names=[*names, ROW])
 
 
 # --- validating ------------------------------------------------------------------------------
@@ -477,14 +615,18 @@ def _value_checks(spec: TableSpec, cols: list[Column]) -> list[str]:
         v = _q(col.name)
         conv = _convert(col)
         label = col.name.replace("'", "''")
+        quoted = _quoted(col.name)
         if not col.nullable:
             checks.append((order, f"{v} IS NULL", f"'column ''{label}'': value is missing'"))
         expected = _EXPECTED[col.kind]
+        hint = ""
+        if col.kind in ("integer", "number"):
+            hint = f" || CASE WHEN {_GROUPED_DIGITS.format(v=v)} THEN {_SEPARATOR_HINT} ELSE '' END"
         checks.append(
             (
                 order,
                 f"{v} IS NOT NULL AND ({conv}) IS NULL",
-                f"'column ''{label}'': ' || quote_value || ' is not {expected}'",
+                f"'column ''{label}'': ' || {quoted} || ' is not {expected}'{hint}",
             )
         )
         if col.kind == "integer":
@@ -493,7 +635,7 @@ def _value_checks(spec: TableSpec, cols: list[Column]) -> list[str]:
                     order,
                     f"TRY_CAST({v} AS DOUBLE) IS NOT NULL "
                     f"AND TRY_CAST({v} AS DOUBLE) <> floor(TRY_CAST({v} AS DOUBLE))",
-                    f"'column ''{label}'': ' || quote_value || ' is not a whole number'",
+                    f"'column ''{label}'': ' || {quoted} || ' is not a whole number'",
                 )
             )
         if col.minimum is not None:
@@ -501,7 +643,7 @@ def _value_checks(spec: TableSpec, cols: list[Column]) -> list[str]:
                 (
                     order,
                     f"({conv}) < {float(col.minimum)!r}",
-                    f"'column ''{label}'': ' || quote_value || ' is below the minimum "
+                    f"'column ''{label}'': ' || {quoted} || ' is below the minimum "
                     f"{col.minimum:g}'",
                 )
             )
@@ -510,7 +652,7 @@ def _value_checks(spec: TableSpec, cols: list[Column]) -> list[str]:
                 (
                     order,
                     f"({conv}) > {float(col.maximum)!r}",
-                    f"'column ''{label}'': ' || quote_value || ' is above the maximum "
+                    f"'column ''{label}'': ' || {quoted} || ' is above the maximum "
                     f"{col.maximum:g}'",
                 )
             )
@@ -520,7 +662,7 @@ def _value_checks(spec: TableSpec, cols: list[Column]) -> list[str]:
                 (
                     order,
                     f"{v} IS NOT NULL AND {v} NOT IN ({allowed_sql})",
-                    f"'column ''{label}'': ' || quote_value || ' is not one of "
+                    f"'column ''{label}'': ' || {quoted} || ' is not one of "
                     f"{', '.join(col.allowed)}'",
                 )
             )
@@ -529,16 +671,19 @@ def _value_checks(spec: TableSpec, cols: list[Column]) -> list[str]:
         if all(n in by_name for n in needs):
             typed = bad_sql.format(**{n: f"({_convert(by_name[n])})" for n in needs})
             order = cols.index(by_name[column])
-            checks.append((order, typed, f"'column ''{column}'': ' || quote_value || ' {message}'"))
-    parts = []
-    for order, bad, message in checks:
-        col_name = cols[order].name
-        parts.append(
-            f"SELECT _row, {order} AS col_order, {message} AS problem "
-            f"FROM (SELECT *, '''' || coalesce({_q(col_name)}, 'NULL') || '''' AS quote_value "
-            f"FROM _cx_raw) WHERE {bad}"
-        )
-    return parts
+            quoted = _quoted(column)
+            checks.append((order, typed, f"'column ''{column}'': ' || {quoted} || ' {message}'"))
+    # Only _row and the columns are selected: a file column named like a helper column
+    # ('quote_value', say) cannot take its place in a message.
+    return [
+        f"SELECT _row, {order} AS col_order, {message} AS problem FROM _cx_raw WHERE {bad}"
+        for order, bad, message in checks
+    ]
+
+
+def _quoted(name: str) -> str:
+    """SQL for a column's raw value in single quotes, as messages show it ('NULL' if missing)."""
+    return f"('''' || coalesce({_q(name)}, 'NULL') || '''')"
 
 
 def _collect(
@@ -592,11 +737,13 @@ def _key_and_reference_checks(spec: TableSpec, cols: list[Column]) -> list[str]:
 
 
 def _infer_kind(con: duckdb.DuckDBPyConnection, name: str) -> str:
+    # Counted with the conversions the column will be typed with, so no value is lost to them.
     v = _q(name)
+    digits = _INTEGER_TEXT.format(v=v)
     n_values, n_int, n_num = con.execute(
         f"""SELECT count({v}),
-                   count(CASE WHEN regexp_full_match({v}, '[-+]?[0-9]+') THEN 1 END),
-                   count(TRY_CAST({v} AS DOUBLE))
+                   count(CASE WHEN {digits} THEN TRY_CAST({v} AS BIGINT) END),
+                   count({_CONVERT["number"].format(v=v)})
             FROM _cx_raw"""
     ).fetchone()
     if n_values and n_int == n_values:

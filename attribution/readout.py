@@ -714,13 +714,7 @@ def _experiment(con: duckdb.DuckDBPyConnection, experiment_id: str) -> dict:
 
 
 def _arms(con: duckdb.DuckDBPyConnection, experiment_id: str, design: dict) -> dict[str, int]:
-    counts = dict(
-        con.execute(
-            "SELECT arm, count(*) FROM assignments WHERE experiment_id = ? GROUP BY arm "
-            "ORDER BY arm",
-            [experiment_id],
-        ).fetchall()
-    )
+    counts = store.arm_counts(con, experiment_id)
     if not counts:
         raise InputError(f"experiment {experiment_id!r} has no assignments")
     if CONTROL not in counts:

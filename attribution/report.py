@@ -500,13 +500,7 @@ def experiments_table(con: duckdb.DuckDBPyConnection, run: dict, ids: list[str])
             "SELECT intervention, started, ended, design FROM experiments WHERE experiment_id = ?",
             [experiment_id],
         ).fetchone()
-        arms = dict(
-            con.execute(
-                "SELECT arm, count(*) FROM assignments WHERE experiment_id = ? GROUP BY arm "
-                "ORDER BY arm",
-                [experiment_id],
-            ).fetchall()
-        )
+        arms = store.arm_counts(con, experiment_id)
         design = _json(exp[3]) if exp else {}
         design = design if isinstance(design, dict) else {"design": design}
         srm = recorded.get(experiment_id)

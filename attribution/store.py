@@ -561,3 +561,12 @@ def segment_profile(
             for i, col in enumerate(cols)
         ]  # fmt: skip
     )
+
+
+def arm_counts(con: duckdb.DuckDBPyConnection, experiment_id: str) -> dict[str, int]:
+    """Customers assigned per arm of an experiment, by arm name (empty when none)."""
+    rows = con.execute(
+        "SELECT arm, count(*) FROM assignments WHERE experiment_id = ? GROUP BY arm ORDER BY arm",
+        [experiment_id],
+    ).fetchall()
+    return {str(arm): int(n) for arm, n in rows}

@@ -189,7 +189,11 @@ class Decision:
         return "\n".join(lines)
 
     def to_dict(self) -> dict:
-        """JSON-ready: verdicts, money, guardrails, SRM, balance, reasons, settings, headline."""
+        """JSON-ready: verdicts, money, guardrails, SRM, balance, reasons, settings, headline.
+
+        ``assumed_unchanged`` lists the outcomes the store does not measure, which the money
+        assumes the intervention did not change.
+        """
         return _clean(
             {
                 "experiment_id": self.experiment_id,
@@ -206,6 +210,7 @@ class Decision:
                 "balance": _records(self.balance),
                 "reasons": list(self.reasons),
                 "notes": list(self.readout.notes),
+                "assumed_unchanged": list(self.readout.assumed),
                 "settings": asdict(self.settings),
                 "headline": self.readout.headline().to_dict(orient="records"),
             }

@@ -139,6 +139,7 @@ def test_a_retention_only_store_reads_out_and_its_money_says_what_it_assumed(ret
     assert ret["lo"] <= raw <= ret["hi"]
     decision = decide(retention_only, "welcome_call")
     assert set(decision.guardrails["verdict"]) == {NOT_MEASURED}
+    assert decision.to_dict()["assumed_unchanged"] == ["revenue", "cost_to_serve"]
     assert any("Revenue is not measured" in r for r in decision.reasons)
 
 

@@ -27,20 +27,36 @@ def main() -> None:
         {"customer_id": ids, "signup_date": signup.strftime("%Y-%m-%d"), "plan": plan}
     ).to_csv(HERE / "customers.csv", index=False)
     pd.DataFrame(
-        {"experiment_id": ["welcome_call"], "intervention": ["welcome_call"],
-         "started": ["2025-03-01"]}
+        {
+            "experiment_id": ["welcome_call"],
+            "intervention": ["welcome_call"],
+            "started": ["2025-03-01"],
+        }
     ).to_csv(HERE / "experiments.csv", index=False)
     pd.DataFrame(
-        {"experiment_id": "welcome_call", "customer_id": ids,
-         "arm": np.where(treated, "treatment", "control")}
+        {
+            "experiment_id": "welcome_call",
+            "customer_id": ids,
+            "arm": np.where(treated, "treatment", "control"),
+        }
     ).to_csv(HERE / "assignments.csv", index=False)
     pd.DataFrame(
-        {"customer_id": ids, "period": "2025-03", "active": active.astype(int),
-         "revenue": revenue, "cost_to_serve": 0}
+        {
+            "customer_id": ids,
+            "period": "2025-03",
+            "active": active.astype(int),
+            "revenue": revenue,
+            "cost_to_serve": 0,
+        }
     ).to_csv(HERE / "outcomes.csv", index=False)
     pd.DataFrame(
-        {"customer_id": np.array(ids)[treated], "intervention": "welcome_call",
-         "ts": "2025-03-02 10:00:00", "unit_cost": 2.5, "experiment_id": "welcome_call"}
+        {
+            "customer_id": np.array(ids)[treated],
+            "intervention": "welcome_call",
+            "ts": "2025-03-02 10:00:00",
+            "unit_cost": 2.5,
+            "experiment_id": "welcome_call",
+        }
     ).to_csv(HERE / "interventions.csv", index=False)
 
 
