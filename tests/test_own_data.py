@@ -171,3 +171,20 @@ def test_an_asked_for_segment_without_values_is_an_error_naming_the_columns_with
 
     with pytest.raises(InputError, match=r"'tier' has no value.*columns with values: plan"):
         read_out(retention_only, "welcome_call", segments=["tier"])
+
+
+def test_an_outcome_with_a_handful_of_positive_values_still_fits(tmp_path):
+    """Cost-to-serve recorded for 6 of 3,000 customers: measured, fitted, gate passed."""
+    con = store.connect(":memory:")
+    for table in ("customers", "experiments", "assignments", "outcomes", "interventions"):
+        frame = pd.read_csv(EXAMPLE / f"{table}.csv")
+        if table == "outcomes":
+            frame["cost_to_serve"] = 0.0
+            frame.loc[frame.index[:6], "cost_to_serve"] = [3.0, 5.0, 1.0, 2.0, 8.0, 4.0]
+        load.load(con, table, frame, name=f"{table}.csv")
+    result = read_out(con, "welcome_call")
+    con.close()
+    assert result.passed, result.reasons
+    assert result.assumed == ()
+    cost = result.table.query("outcome == 'cost_to_serve' and metric == 'absolute'").iloc[0]
+    assert cost["lo"] < 0.0 < cost["hi"]  # 6 values, nothing to tell the arms apart
