@@ -37,7 +37,7 @@ from attribution.cells import MISSING_SEGMENT, _add_months, cells, monthly_total
 from attribution.config import OUTCOMES as CONFIG_OUTCOMES
 from attribution.config import Config, ModelSettings
 from attribution.errors import InputError, SampleRatioError
-from attribution.settings import MoneySettings
+from attribution.settings import IntervalSetting, MoneySettings
 from attribution.uplift import CONTROL, RetentionUplift, SpendUplift
 from attribution.value import (
     MONEY_OUTCOMES,
@@ -111,6 +111,8 @@ class ExperimentReadout:
     joints : dict
         :class:`attribution.joint.JointFit` per segment column: retention, revenue and
         cost-to-serve combined draw by draw (empty when ``[model] outcomes`` is a subset).
+    interval : IntervalSetting
+        The interval setting every interval of the readout was computed with.
     assumed : tuple of str
         Outcomes not measured in this store (no positive value in the window): not fitted, and
         money assumes the intervention did not change them
@@ -132,6 +134,7 @@ class ExperimentReadout:
     money: MoneySettings = field(default_factory=MoneySettings)
     joints: dict = field(default_factory=dict, repr=False)
     assumed: tuple[str, ...] = ()
+    interval: IntervalSetting = field(default_factory=IntervalSetting)
 
     @property
     def window_months(self) -> int:
@@ -175,7 +178,7 @@ class ExperimentReadout:
                         & (t["arm"] == r["arm"])]  # fmt: skip
                 lines.append(
                     f"Net value per assigned customer ({r['arm']}): {r['mean']:,.2f} "
-                    f"({_pct(r)} interval {r['lo']:,.2f} to {r['hi']:,.2f}), "
+                    f"({self.interval.width:.0%} interval {r['lo']:,.2f} to {r['hi']:,.2f}), "
                     f"P(net value > 0) = {r['p_positive']:.2f}; " + _payback_words(pay, self)
                 )
         lines.append(
@@ -238,12 +241,6 @@ def srm_record(check: SRMCheck | None, arms: tuple[str, ...] | list[str]) -> dic
         "p_value": check.p_value,
         "alarm": check.alarm,
     }
-
-
-def _pct(row) -> str:
-    from attribution.settings import INTERVAL
-
-    return f"{INTERVAL.width:.0%}"
 
 
 def _payback_words(pay: pd.DataFrame, readout: ExperimentReadout) -> str:
@@ -403,6 +400,7 @@ def read_out(
         money=cfg.money,
         joints=joints,
         assumed=assumed,
+        interval=cfg.interval,
     )
 
 

@@ -17,6 +17,7 @@ from attribution.errors import CxError, InputError, SampleRatioError
 from attribution.load import load
 from attribution.readout import read_out, srm_gate, srm_record
 from attribution.refresh import refresh
+from attribution.settings import IntervalSetting
 
 
 @pytest.fixture(scope="module")
@@ -323,12 +324,17 @@ def test_refresh_fails_on_a_sample_ratio_mismatch_and_keeps_the_published_estima
 # only sampling runs, with a short chain: diagnostics are not what this test is about.
 def test_check_srm_false_overrides_the_alarm_and_the_note_says_so(published, con):
     con.execute(_DROP_TREATED)
-    quick = Config(model=ModelSettings(draws=200, tune=200, chains=2))
+    quick = Config(
+        model=ModelSettings(draws=200, tune=200, chains=2), interval=IntervalSetting(width=0.8)
+    )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DiagnosticsWarning)
         result = read_out(con, "exp_recovery_gift", config=quick, check_srm=False)
     assert result.srm.alarm and result.arms == {"control": 324, "treatment": 193}
     assert any(n.startswith("SRM alarm overridden (check_srm=False)") for n in result.notes)
     assert "sample ratio mismatch: stop and find the cause" in result.describe()
+    # the configured interval width labels every interval, net value's included
+    net = next(line for line in result.describe().splitlines() if line.startswith("Net value"))
+    assert "(80% interval" in net, net
     assert {r["srm_p"] for r in result.to_records()} == {result.srm.p_value}
     assert not result.table.empty
