@@ -27,6 +27,7 @@ import pandas as pd
 
 from attribution import store
 from attribution.errors import InputError
+from attribution.store import add_months
 
 VALUE_FAMILIES = ("revenue", "cost_to_serve")
 STAT_COLUMNS = ("n", "n_active", "n_missing") + tuple(
@@ -156,7 +157,7 @@ def cells(
                 f"no outcome months before {start_d:%Y-%m}: a pre-period adjustment needs "
                 "history; use pre_bands=0"
             )
-        params["pre_start"] = max(first, _add_months(start_d, -pre_months))
+        params["pre_start"] = max(first, add_months(start_d, -pre_months))
         params["pre_bands"] = pre_bands
         groups = [*groups, "pre_band"]
     sql = _render(groups)
@@ -216,11 +217,6 @@ def _window(
             f"({last:%Y-%m})"
         )
     return start_d, horizon_d
-
-
-def _add_months(d: date, months: int) -> date:
-    index = d.year * 12 + d.month - 1 + months
-    return date(index // 12, index % 12 + 1, 1)
 
 
 def _blocks() -> tuple[str, dict[str, str]]:

@@ -47,6 +47,7 @@ import pandas as pd
 
 from attribution import store
 from attribution.errors import InputError
+from attribution.store import add_months
 
 __all__ = [
     "check_intervention",
@@ -231,7 +232,7 @@ class ObservationalData:
     @property
     def horizon(self) -> date:
         """First day of the window's last month."""
-        return _add_months(self.as_of, self.horizon_months - 1)
+        return add_months(self.as_of, self.horizon_months - 1)
 
     @property
     def n_treated(self) -> int:
@@ -332,13 +333,13 @@ def observational_frame(
             "as active in: retention cannot differ between treated and untreated (load later "
             "months to measure it)"
         )
-    lookback_start = _add_months(as_of_d, -lookback_months)
+    lookback_start = add_months(as_of_d, -lookback_months)
     params |= {
         "as_of": as_of_d,
         "lookback_start": lookback_start,
-        "history_start": _add_months(as_of_d, -HISTORY_MONTHS),
-        "window_end": _add_months(as_of_d, horizon - 1),
-        "window_stop": _add_months(as_of_d, horizon),
+        "history_start": add_months(as_of_d, -HISTORY_MONTHS),
+        "window_end": add_months(as_of_d, horizon - 1),
+        "window_stop": add_months(as_of_d, horizon),
         "first_period": first,
         "bad": list(BAD_RESOLUTIONS),
     }
@@ -483,7 +484,7 @@ def _condition(con, condition: str, first: date, last: date):
     if not values:
         raise InputError(f"condition {condition!r}: no value after '='")
     months = (last.year - first.year) * 12 + last.month - first.month + 1
-    start = _add_months(first, months // 2)
+    start = add_months(first, months // 2)
     sql = _CONDITION_TREATMENT.format(column=store.quote_identifier(column))
     return sql, {"values": values}, start
 
@@ -594,8 +595,3 @@ def _check_frame(con, frame: pd.DataFrame, label: str, params: dict) -> None:
 def _used(sql: str, params: dict) -> dict:
     """The named parameters that a statement uses (DuckDB rejects unused ones)."""
     return {k: v for k, v in params.items() if f"${k}" in sql}
-
-
-def _add_months(d: date, months: int) -> date:
-    index = d.year * 12 + d.month - 1 + months
-    return date(index // 12, index % 12 + 1, 1)

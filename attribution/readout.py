@@ -33,11 +33,12 @@ import numpy as np
 import pandas as pd
 
 from attribution import joint, runs, store
-from attribution.cells import MISSING_SEGMENT, _add_months, cells, monthly_totals, segment_sql
+from attribution.cells import MISSING_SEGMENT, cells, monthly_totals, segment_sql
 from attribution.config import OUTCOMES as CONFIG_OUTCOMES
 from attribution.config import Config, ModelSettings
 from attribution.errors import InputError, SampleRatioError
 from attribution.settings import IntervalSetting, MoneySettings
+from attribution.store import add_months
 from attribution.uplift import CONTROL, RetentionUplift, SpendUplift
 from attribution.value import (
     MONEY_OUTCOMES,
@@ -748,7 +749,7 @@ def _window(
         return start, last
     if horizon_months < 1:
         raise InputError(f"horizon must be >= 1 month, got {horizon_months}")
-    horizon = _add_months(start, horizon_months - 1)
+    horizon = add_months(start, horizon_months - 1)
     if horizon > last:
         raise InputError(
             f"experiment {experiment_id!r}: outcomes are missing for the horizon {horizon:%Y-%m} "

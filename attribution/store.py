@@ -367,6 +367,16 @@ def parse_period(value: str | date | datetime | pd.Timestamp) -> date:
     return date(ts.year, ts.month, 1)
 
 
+def add_months(day: date, months: int) -> date:
+    """The first day of the month ``months`` after (or before, negative) ``day``'s month.
+
+    >>> add_months(date(2025, 11, 17), 3)
+    datetime.date(2026, 2, 1)
+    """
+    index = day.year * 12 + day.month - 1 + months
+    return date(index // 12, index % 12 + 1, 1)
+
+
 def periods(con: duckdb.DuckDBPyConnection) -> tuple[date | None, date | None]:
     """Return the first and last outcome period in the store (None when empty)."""
     first, last = con.execute("SELECT min(period), max(period) FROM outcomes").fetchone()

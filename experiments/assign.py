@@ -60,6 +60,7 @@ from scipy import stats
 import attribution
 from attribution import load, store
 from attribution.errors import InputError
+from attribution.store import add_months
 from experiments.design import SRMCheck, _finite, _open_unit, srm_check
 
 #: Name and version of the hashing rule, stored in every design record.
@@ -932,15 +933,10 @@ def store_balance(
     if pre:
         history = con.execute(
             _PRE_PERIOD_SQL,
-            [_add_months(start, -1), _add_months(start, -PRE_MONTHS), start, experiment_id],
+            [add_months(start, -1), add_months(start, -PRE_MONTHS), start, experiment_id],
         ).df()
         frame = frame.merge(history, on="customer_id", how="left")
     return balance_report(frame, wanted)
-
-
-def _add_months(day: date, months: int) -> date:
-    index = day.year * 12 + day.month - 1 + months
-    return date(index // 12, index % 12 + 1, 1)
 
 
 # --------------------------------------------------------------------------------------------

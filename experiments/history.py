@@ -40,6 +40,7 @@ import pandas as pd
 
 from attribution import store
 from attribution.errors import InputError
+from attribution.store import add_months
 
 # --------------------------------------------------------------------------------------------
 # SQL. Parameters: $as_of (first day of the reference month), $after (first day of the month
@@ -518,7 +519,7 @@ def design_inputs(
                 f"{observed} months ({first:%Y-%m} .. {last:%Y-%m}) and at least one month of "
                 "history must precede the horizon"
             )
-        ref = _add_months(last, -(h - 1))
+        ref = add_months(last, -(h - 1))
     else:
         ref = store.parse_period(as_of)
         if ref <= first:
@@ -526,13 +527,13 @@ def design_inputs(
                 f"as_of={as_of!r}: at least one month of history must precede it and the "
                 f"store's outcomes start {first:%Y-%m}"
             )
-        if _add_months(ref, h - 1) > last:
+        if add_months(ref, h - 1) > last:
             raise InputError(
-                f"horizon_months={h} from as_of {ref:%Y-%m} ends {_add_months(ref, h - 1):%Y-%m}, "
+                f"horizon_months={h} from as_of {ref:%Y-%m} ends {add_months(ref, h - 1):%Y-%m}, "
                 f"after the last observed period {last:%Y-%m}"
             )
-    pre_start = max(first, _add_months(ref, -k))
-    h_end = _add_months(ref, h - 1)
+    pre_start = max(first, add_months(ref, -k))
+    h_end = add_months(ref, h - 1)
 
     eligible_conds = parse_eligible(eligible)
     trigger_conds = parse_eligible(trigger)
@@ -552,9 +553,9 @@ def design_inputs(
         cluster_select = ""
     params = dict(filter_params, as_of=ref, pre_start=pre_start, h_end=h_end)
     if trigger_conds:
-        params["after"] = _add_months(ref, 1)
+        params["after"] = add_months(ref, 1)
     else:
-        params["before"] = _add_months(ref, -1)
+        params["before"] = add_months(ref, -1)
     fill = {"cluster_select": cluster_select, "eligible": eligible_sql, "entry": entry}
 
     moments = _moments(con, fill, params)
@@ -564,7 +565,7 @@ def design_inputs(
         how = (
             f"triggered by {trigger!r} during {ref:%Y-%m}"
             if trigger_conds
-            else f"active in {_add_months(ref, -1):%Y-%m}"
+            else f"active in {add_months(ref, -1):%Y-%m}"
         )
         raise InputError(f"no customers in the population: {who}, {how}")
     baseline = float(moments["avg_y_retention"])
@@ -693,10 +694,10 @@ def _eligible_rate(
 ) -> tuple[float, int]:
     """Distinct triggered eligible customers per week over the last up-to-6 complete months."""
     earliest = con.execute(_FIRST_INTERACTION_SQL).fetchone()[0]
-    start = _add_months(last, -(RATE_MONTHS - 1))
+    start = add_months(last, -(RATE_MONTHS - 1))
     start = max(start, first, store.parse_period(earliest) if earliest is not None else last)
     start = min(start, last)
-    end = _add_months(last, 1)
+    end = add_months(last, 1)
     rate_params = dict(params, rate_start=start, rate_end=end)
     sql = _RATE_SQL.format(eligible=eligible_sql, trigger=trigger_sql)
     counts = con.execute(sql, rate_params).fetchall()
@@ -716,11 +717,6 @@ def _whole(name: str, value: object) -> int:
 
 def _sd(variance: float | None) -> float:
     return math.sqrt(max(float(variance), 0.0)) if variance is not None else 0.0
-
-
-def _add_months(d: date, months: int) -> date:
-    index = d.year * 12 + d.month - 1 + months
-    return date(index // 12, index % 12 + 1, 1)
 
 
 def _months_between(a: date, b: date) -> int:

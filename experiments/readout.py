@@ -56,10 +56,10 @@ import pandas as pd
 from scipy import stats
 
 from attribution import store
-from attribution.cells import _add_months
 from attribution.config import OUTCOMES, Config, DecisionSettings
 from attribution.readout import ExperimentReadout, read_out, srm_record
 from attribution.settings import IntervalSetting
+from attribution.store import add_months
 from attribution.uplift import CONTROL
 from experiments.design import SRMCheck
 
@@ -270,7 +270,7 @@ def decide(
         check_srm=check_srm,
     )
     bal = balance(con, experiment_id)
-    end = _add_months(readout.horizon, 1)
+    end = add_months(readout.horizon, 1)
     arms = [a for a in readout.arms if a != CONTROL]
     csat = csat_guardrail(
         con,
