@@ -48,6 +48,7 @@ from threadpoolctl import threadpool_limits
 
 from attribution.config import CausalSettings, Config
 from attribution.errors import InputError
+from attribution.jsonready import json_ready
 from attribution.observational import (
     OUTCOME_COLUMNS,
     ObservationalData,
@@ -792,7 +793,7 @@ class Refutation:
             "new_effect": self.new_effect,
             "verdict": self.verdict,
             "text": self.text,
-            "details": _json_ready(self.details),
+            "details": json_ready(self.details),
         }
 
 
@@ -1178,7 +1179,7 @@ class Attribution:
                     "verdict": money_verdict,
                 }
             )
-        return [_json_ready(r) for r in rows]
+        return [json_ready(r) for r in rows]
 
     def verdict_words(self, outcomes: Sequence[str] | None = None) -> str:
         """The refutations of some outcomes (default all) in words, led by ``pass`` or ``warn``.
@@ -1723,18 +1724,6 @@ def _fmt(outcome: str, x: float | None, unit: bool = True) -> str:
     if outcome == "retention":
         return f"{100 * x:+.2f}" + (" pp" if unit else "")
     return f"{x:+,.2f}"
-
-
-def _json_ready(value):
-    if isinstance(value, dict):
-        return {k: _json_ready(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_json_ready(v) for v in value]
-    if isinstance(value, np.generic):
-        value = value.item()
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value
 
 
 class _Quiet:

@@ -60,6 +60,7 @@ from scipy import stats
 import attribution
 from attribution import load, store
 from attribution.errors import InputError
+from attribution.jsonready import json_ready
 from attribution.store import add_months
 from experiments.design import SRMCheck, _finite, _open_unit, srm_check
 
@@ -197,7 +198,7 @@ class Assignment:
 
     def to_dict(self) -> dict:
         """JSON-ready summary: counts, salt, re-randomization, balance rows, SRM and the record."""
-        return _json_ready(
+        return json_ready(
             {
                 "salt_used": self.salt_used,
                 "attempts": self.attempts,
@@ -1031,7 +1032,7 @@ def _design_record(
         "package": "cx-attribution",
         "version": attribution.__version__,
     }
-    return _json_ready(record)
+    return json_ready(record)
 
 
 def _srm_dict(srm: SRMCheck) -> dict:
@@ -1042,21 +1043,6 @@ def _srm_dict(srm: SRMCheck) -> dict:
         "counts": list(srm.counts),
         "expected": list(srm.expected),
     }
-
-
-def _json_ready(obj):
-    """Plain Python values only: numpy scalars unwrapped, NaN and infinities as None."""
-    if isinstance(obj, dict):
-        return {str(k): _json_ready(v) for k, v in obj.items()}
-    if isinstance(obj, list | tuple):
-        return [_json_ready(v) for v in obj]
-    if isinstance(obj, np.generic):
-        obj = obj.item()
-    if isinstance(obj, float) and not math.isfinite(obj):
-        return None
-    if obj is pd.NA or obj is pd.NaT:
-        return None
-    return obj
 
 
 def _text_setting(name: str, value: str) -> str:

@@ -57,6 +57,7 @@ from scipy import stats
 
 from attribution import store
 from attribution.config import OUTCOMES, Config, DecisionSettings
+from attribution.jsonready import json_ready
 from attribution.readout import ExperimentReadout, read_out, srm_record
 from attribution.settings import IntervalSetting
 from attribution.store import add_months
@@ -194,7 +195,7 @@ class Decision:
         ``assumed_unchanged`` lists the outcomes the store does not measure, which the money
         assumes the intervention did not change.
         """
-        return _clean(
+        return json_ready(
             {
                 "experiment_id": self.experiment_id,
                 "intervention": self.intervention,
@@ -838,18 +839,3 @@ def _present(value) -> bool:
 # --------------------------------------------------------------------------------------------
 def _records(frame: pd.DataFrame) -> list[dict]:
     return frame.astype(object).where(frame.notna(), None).to_dict(orient="records")
-
-
-def _clean(value):
-    """Non-finite floats to None, numpy scalars to Python, recursively: strict JSON."""
-    if isinstance(value, dict):
-        return {str(k): _clean(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_clean(v) for v in value]
-    if isinstance(value, np.generic):
-        value = value.item()
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, date):
-        return str(value)
-    return value
