@@ -1,9 +1,12 @@
 """A user's own first data: the minimal store of data/README.md's guide, read out end to end.
 
 No tier, region or channel; one outcome month; cost-to-serve 0 (not tracked); an integer segment
-column of the company's own; no cx.toml. The guide's commands run verbatim, then a refresh and a
-report; the published intervals are checked against the difference in means computed directly
-from the CSV rows. A second store has no revenue either (retention only).
+column of the company's own; no cx.toml. The store is built from the example CSV files with
+``cx load``; check, readout, decision and refresh run in this process with default settings
+(compiling each model structure once), the report through ``cx report``; the intervals are
+checked against the difference in means computed directly from the CSV rows. A second store has
+no revenue either (retention only). The slow suite also runs the guide's block verbatim, each
+command in its own process.
 """
 
 from __future__ import annotations
@@ -23,7 +26,9 @@ from conftest import ROOT, run_cx
 
 from attribution import load, store
 from attribution.check import check_store
+from attribution.config import Config
 from attribution.readout import read_out
+from attribution.refresh import refresh_store
 from experiments.readout import NOT_MEASURED, decide
 
 EXAMPLE = ROOT / "data" / "example"
@@ -39,7 +44,8 @@ def _guide_commands() -> list[str]:
 
 @pytest.fixture(scope="module")
 def guide(tmp_path_factory):
-    """The guide's block run verbatim in a scratch folder holding data/example."""
+    """The guide's block run verbatim in a scratch folder holding data/example (slow: the
+    readout and the decision each run in a new process, which compiles its models)."""
     work = tmp_path_factory.mktemp("guide")
     shutil.copytree(EXAMPLE, work / "data" / "example")
     env = dict(os.environ)
@@ -70,6 +76,7 @@ def _command(outputs: dict, verb: str) -> str:
     return next(out for cmd, out in outputs.items() if f"cx {verb} " in cmd)
 
 
+@pytest.mark.slow
 def test_the_data_guide_runs_verbatim_and_says_what_it_skipped_and_assumed(guide):
     _, outputs = guide
     checked = _command(outputs, "check")
@@ -84,29 +91,42 @@ def test_the_data_guide_runs_verbatim_and_says_what_it_skipped_and_assumed(guide
     assert "cost_to_serve: not measured" in decision and "csat: not measured" in decision
 
 
-def test_refresh_and_report_of_the_minimal_store_publish_intervals_holding_the_raw_effects(guide):
-    work, _ = guide
+@pytest.fixture(scope="module")
+def minimal(tmp_path_factory):
+    """The guide's store, loaded from the example CSV files with ``cx load``."""
+    work = tmp_path_factory.mktemp("minimal")
     db = str(work / "my.duckdb")
-    refreshed = run_cx("refresh", "--store", db, "--json", cwd=work)
-    assert refreshed.returncode == 0, refreshed.stderr
-    assert json.loads(refreshed.stdout)["status"] == "published"
-    con = duckdb.connect(db, read_only=True)
-    est = con.execute(
-        "SELECT outcome, mean, lo, hi FROM estimates WHERE segment = 'all' AND metric = 'absolute'"
-    ).df()
-    record = json.loads(con.execute("SELECT diagnostics FROM runs").fetchone()[0])
-    con.close()
-    est = est.set_index("outcome")
-    assert "cost_to_serve" not in est.index  # not measured: not published as an effect
+    assert run_cx("init", "--store", db).returncode == 0
+    for table in ("customers", "experiments", "assignments", "outcomes", "interventions"):
+        done = run_cx("load", table, str(EXAMPLE / f"{table}.csv"), "--store", db)
+        assert done.returncode == 0, done.stderr
+    return work, db
+
+
+def test_check_readout_and_decide_of_the_minimal_store_say_what_they_skipped_and_assumed(
+    minimal,
+):
+    """Default settings, no cx.toml: what ``cx check``, ``cx readout`` and ``cx decide`` run."""
+    _, db = minimal
+    with store.opened(db, read_only=True) as con:
+        checked = check_store(con)
+        result = read_out(con, "welcome_call")
+        decision = decide(con, "welcome_call")
+    assert checked.ok and checked.experiments[0].segments["plan"] == 3
+    assert checked.experiments[0].outcomes == {
+        "retention": True, "revenue": True, "cost_to_serve": False,
+    }  # fmt: skip
+    assert result.passed, result.reasons
+    said = result.describe()
+    assert "No tier in this store" in said and "No outcome months before 2025-03" in said
+    assert "Cost to serve not measured in this store" in said
+    assert result.assumed == ("cost_to_serve",)
+    rows = result.table.query("segment == 'all' and metric == 'absolute'").set_index("outcome")
     for outcome, raw in _raw_effects().items():
-        assert est.loc[outcome, "lo"] <= raw <= est.loc[outcome, "hi"], (outcome, raw, est)
-    assert record["assumed_unchanged"] == {"welcome_call": ["cost_to_serve"]}
-    report = run_cx("report", "--store", db, "--out", str(work / "reports"), cwd=work)
-    assert report.returncode == 0, report.stderr
-    page = (work / "reports" / "report.html").read_text()
-    assert "Cost to serve is not measured in this store" in page
-    assert "not measured (assumed unchanged)" in page
-    assert "No tier in this store" in page
+        assert rows.loc[outcome, "lo"] <= raw <= rows.loc[outcome, "hi"], (outcome, raw)
+    guards = decision.guardrails.set_index("guardrail")["verdict"]
+    assert guards.to_dict() == {"cost_to_serve": NOT_MEASURED, "csat": NOT_MEASURED}
+    assert decision.to_dict()["assumed_unchanged"] == ["cost_to_serve"]
 
 
 @pytest.fixture(scope="module")
@@ -188,3 +208,30 @@ def test_an_outcome_with_a_handful_of_positive_values_still_fits(tmp_path):
     assert result.assumed == ()
     cost = result.table.query("outcome == 'cost_to_serve' and metric == 'absolute'").iloc[0]
     assert cost["lo"] < 0.0 < cost["hi"]  # 6 values, nothing to tell the arms apart
+
+
+def test_refresh_and_report_of_the_minimal_store_publish_intervals_holding_the_raw_effects(
+    minimal,
+):
+    """In this process, after the fits above compiled the same model structures; default
+    settings, no cx.toml (what ``cx refresh`` with no flags runs); then ``cx report``."""
+    work, db = minimal
+    refreshed = refresh_store(db, Config())
+    assert refreshed.status == "published", refreshed.reasons
+    con = duckdb.connect(db, read_only=True)
+    est = con.execute(
+        "SELECT outcome, mean, lo, hi FROM estimates WHERE segment = 'all' AND metric = 'absolute'"
+    ).df()
+    record = json.loads(con.execute("SELECT diagnostics FROM runs").fetchone()[0])
+    con.close()
+    est = est.set_index("outcome")
+    assert "cost_to_serve" not in est.index  # not measured: not published as an effect
+    for outcome, raw in _raw_effects().items():
+        assert est.loc[outcome, "lo"] <= raw <= est.loc[outcome, "hi"], (outcome, raw, est)
+    assert record["assumed_unchanged"] == {"welcome_call": ["cost_to_serve"]}
+    report = run_cx("report", "--store", db, "--out", str(work / "reports"), cwd=work)
+    assert report.returncode == 0, report.stderr
+    page = (work / "reports" / "report.html").read_text()
+    assert "Cost to serve is not measured in this store" in page
+    assert "not measured (assumed unchanged)" in page
+    assert "No tier in this store" in page

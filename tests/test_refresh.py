@@ -22,9 +22,16 @@ import pytest
 from conftest import ROOT
 
 from attribution import runs, store, synth
-from attribution.config import load_config
+from attribution.config import config_from_dict, load_config
 from attribution.errors import InputError
-from attribution.refresh import PUBLISH_SLEEP_ENV, TerminalProgress, refresh, refresh_store
+from attribution.refresh import (
+    KILL_AT_ENV,
+    KILL_POINTS,
+    PUBLISH_SLEEP_ENV,
+    TerminalProgress,
+    refresh,
+    refresh_store,
+)
 from attribution.store import RefreshRunningError
 
 TOML = """
@@ -355,3 +362,95 @@ def test_the_progress_line_is_drawn_on_a_terminal_only(tmp_path):
     # The status line is cleared before a log line (the terminal turns "\n" into "\r\n").
     assert "\r\x1b[2Kexp_a: fitted in 0.3 s\r\n" in out
     assert logged == ["exp_a: fitted in 0.3 s"]
+
+
+# ------------------------------------------------------------------------------------------
+# kill -9 at every checkpoint
+# ------------------------------------------------------------------------------------------
+#: From this checkpoint on, the new run has committed: it is the published one.
+_COMMITTED = KILL_POINTS.index("publish: committed")
+#: From this checkpoint on, a run has been registered (and left running by the kill).
+_REGISTERED = KILL_POINTS.index("run registered")
+
+
+def _published_run(path) -> tuple[str, pd.DataFrame, pd.DataFrame]:
+    with store.opened(path, read_only=True) as con:
+        current = runs.current_run(con)["run_id"]
+        estimates = runs.current_estimates(con)
+        listed = runs.list_runs(con).set_index("run_id")
+    return current, estimates, listed
+
+
+# The same model structures as ``published`` (compiled there), shorter chains and a lenient
+# gate: what is tested is the store after a kill, not the fits.
+_KILL_CONFIG = {
+    "model": {"segments": [], "chains": 4, "draws": 150, "tune": 200},
+    "gate": {"min_ess_bulk": 100, "min_ess_tail": 100, "max_rhat": 1.05, "max_divergences": 5},
+    "experiments": {"include": ["exp_recovery_gift"]},
+}
+
+
+def _refresh_killed_at(path, point: str) -> None:  # runs in a forked child
+    os.environ[KILL_AT_ENV] = point
+    refresh_store(path, config_from_dict(_KILL_CONFIG), force=True)
+    os._exit(0)  # not reached when the checkpoint is passed
+
+
+_KEYS = ["experiment_id", "arm", "outcome", "segment_by", "segment", "metric"]
+
+
+def _key(frame: pd.DataFrame) -> pd.DataFrame:
+    return frame.sort_values(_KEYS).reset_index(drop=True)
+
+
+def test_kill_9_at_twenty_checkpoints_never_leaves_a_mix_and_the_next_refresh_cleans_up(
+    world, config_file, published, tmp_path
+):
+    """``kill -9`` at each of the refresh's 20 checkpoints (:data:`KILL_POINTS`: before, while
+    and after fitting, each step of the publish transaction, after it), on a copy of the world.
+
+    After each kill the store opens and holds either the previous run's estimates, untouched,
+    or (killed once the transaction committed) the new run's, complete: never a mix. The next
+    refresh marks every run a kill left ``running`` as ``abandoned``. The children are forked
+    after ``published`` compiled the models, so each samples without compiling.
+    """
+    assert len(KILL_POINTS) == 20
+    path = tmp_path / "kill.duckdb"
+    path.write_bytes(world.read_bytes())
+    context = multiprocessing.get_context("fork")
+    killed_running = []
+    for i, point in enumerate(KILL_POINTS):
+        before_id, before, listed_before = _published_run(path)
+        child = context.Process(target=_refresh_killed_at, args=(path, point))
+        child.start()
+        child.join(timeout=600)
+        assert child.exitcode == -signal.SIGKILL, (point, child.exitcode)
+        after_id, after, listed = _published_run(path)  # the store opens and reads
+        new = [r for r in listed.index if r not in listed_before.index]
+        assert len(new) == (1 if i >= _REGISTERED else 0), (point, new)
+        if i >= _COMMITTED:  # the new run is the published one, with every estimate
+            assert listed.loc[new[0], "status"] == "published", (point, listed.loc[new[0]])
+            assert after_id == new[0] != before_id, point
+            assert set(after["run_id"]) == {after_id} and len(after) == len(before), point
+            pd.testing.assert_frame_equal(_key(after)[_KEYS], _key(before)[_KEYS])
+        else:  # the previous run is still current, its estimates untouched
+            assert after_id == before_id, point
+            pd.testing.assert_frame_equal(after, before)
+            if new:
+                assert listed.loc[new[0], "status"] == "running", point
+                assert listed.loc[new[0], "estimates"] == 0, point
+                killed_running.append(new[0])
+        # every published run has all its estimates, every other run none: never a mix
+        with store.opened(path, read_only=True) as con:
+            counts = con.execute(
+                "SELECT r.run_id, r.status, count(e.run_id) FROM runs r "
+                "LEFT JOIN estimates e USING (run_id) GROUP BY ALL"
+            ).fetchall()
+        for run_id, status, n in counts:
+            assert n == (len(before) if status == "published" else 0), (point, run_id, status)
+    final = refresh_store(path, config_from_dict(_KILL_CONFIG), force=True)
+    assert final.status == "published"
+    _, _, listed = _published_run(path)
+    assert "running" not in set(listed["status"])
+    assert set(listed.loc[killed_running, "status"]) == {"abandoned"}
+    assert len(killed_running) == _COMMITTED - _REGISTERED
