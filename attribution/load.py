@@ -31,8 +31,6 @@ from attribution.errors import InputError, LoadError
 
 MAX_PROBLEMS = 20
 RESOLUTIONS = ("very_effective", "somewhat_effective", "somewhat_ineffective", "very_ineffective")
-#: What a CSV header line may be separated by, in words for messages.
-DELIMITERS = {",": "comma", ";": "semicolon", "\t": "tab"}
 #: The staged row number; a file column of this name would shadow it.
 ROW = "_row"
 
@@ -334,6 +332,8 @@ def _read(
     suffix = path.suffix.lower()
     if suffix == ".parquet" or suffix == ".pq":
         try:
+            # Repeated column names first: Arrow's own message for them names its internals.
+            _check_names(pq.read_schema(path).names, label)
             table = pq.read_table(path)
         except (pa.ArrowException, OSError) as exc:
             raise LoadError(label, [f"cannot be read as Parquet: {exc}"]) from exc
@@ -365,9 +365,14 @@ def _frame_table(frame: pd.DataFrame, label: str) -> pa.Table:
         if isinstance(series.dtype, pd.PeriodDtype):
             series = pd.Series([None if pd.isna(v) else str(v) for v in series], dtype=object)
         try:
-            arrays.append(pa.array(series, from_pandas=True))
+            array = pa.array(series, from_pandas=True)
         except (pa.ArrowException, TypeError, ValueError):
-            arrays.append(_objects_as_text(series.tolist(), name, label))
+            array = None
+        if array is None or pa.types.is_nested(array.type):
+            # Dicts become JSON as they are: Arrow would merge them into one struct, adding
+            # the keys a dict lacks as nulls.
+            array = _objects_as_text(series.tolist(), name, label)
+        arrays.append(array)
     return pa.Table.from_arrays(arrays, names=names)
 
 
@@ -443,8 +448,10 @@ def _read_csv(path: Path, label: str) -> pa.Table:
 
 
 def _csv_problem(path: Path, width: int, delimiter: str, exc: Exception) -> str:
-    """Say where a CSV file Arrow could not parse goes wrong: a row of the wrong width, text
-    that is not UTF-8, or else Arrow's own words."""
+    """Where a CSV file Arrow could not parse goes wrong, in words.
+
+    A row of the wrong width, text that is not UTF-8, or else Arrow's own message.
+    """
     try:
         with path.open(newline="", encoding="utf-8-sig") as fh:
             reader = csv.reader(fh, delimiter=delimiter)
@@ -467,6 +474,7 @@ def _csv_problem(path: Path, width: int, delimiter: str, exc: Exception) -> str:
 
 
 def _encoding_problem(path: Path) -> str:
+    """The first line of a file that is not UTF-8, and what to do about it."""
     line_no = 1
     with path.open("rb") as fh:
         for n, line in enumerate(fh, start=1):
