@@ -708,7 +708,13 @@ def _experiment(con: duckdb.DuckDBPyConnection, experiment_id: str) -> dict:
     if row is None:
         known = [r[0] for r in con.execute("SELECT experiment_id FROM experiments").fetchall()]
         raise InputError(f"experiment {experiment_id!r} is not in the store; known: {known}")
-    design = json.loads(row[2]) if row[2] else {}
+    try:
+        design = json.loads(row[2]) if row[2] else {}
+    except ValueError as exc:  # DuckDB's JSON type accepts more than strict JSON
+        raise InputError(
+            f"experiment {experiment_id!r}: its design record is not strict JSON ({exc}); "
+            "reload the experiments row with a valid design"
+        ) from None
     return {"intervention": row[0], "started": store.parse_period(row[1]), "design": design}
 
 

@@ -235,3 +235,16 @@ def test_refresh_and_report_of_the_minimal_store_publish_intervals_holding_the_r
     assert "Cost to serve is not measured in this store" in page
     assert "not measured (assumed unchanged)" in page
     assert "No tier in this store" in page
+
+
+def test_a_design_record_that_is_not_strict_json_is_a_clear_error(tmp_path):
+    """DuckDB's JSON type takes a trailing comma; the readout names the record, no traceback."""
+    from attribution.errors import InputError
+
+    con = store.connect(":memory:")
+    for table in ("customers", "experiments", "assignments", "outcomes"):
+        load.load(con, table, pd.read_csv(EXAMPLE / f"{table}.csv"), name=f"{table}.csv")
+    con.execute("UPDATE experiments SET design = '{\"allocation\": 1,}'")
+    with pytest.raises(InputError, match="'welcome_call': its design record is not strict JSON"):
+        read_out(con, "welcome_call")
+    con.close()
