@@ -139,9 +139,7 @@ class ExperimentReadout:
 
     @property
     def window_months(self) -> int:
-        return (
-            (self.horizon.year - self.start.year) * 12 + self.horizon.month - self.start.month + 1
-        )
+        return window_months(self.start, self.horizon)
 
     def summary(self) -> pd.DataFrame:
         """Every reported number, one row each."""
@@ -332,8 +330,7 @@ def read_out(
         )
         if seg_by is None:
             split = split.assign(**{OVERALL: "everyone"})
-            assumed = unmeasured(split, experiment_id, start, horizon, cfg, notes)
-        elif seg_by == seg_cols[0]:
+        if seg_by == (seg_cols or [None])[0]:  # once: the first breakdown's cells say it
             assumed = unmeasured(split, experiment_id, start, horizon, cfg, notes)
         seg_name = seg_by or OVERALL
         keys = [c for c in split.columns if c in (seg_name, "pre_band", "arm")]
@@ -442,9 +439,12 @@ class Preflight:
 
     @property
     def window_months(self) -> int:
-        return (
-            (self.horizon.year - self.start.year) * 12 + self.horizon.month - self.start.month + 1
-        )
+        return window_months(self.start, self.horizon)
+
+
+def window_months(start: date, horizon: date) -> int:
+    """Months in an outcome window, both ends counted (first days of months)."""
+    return (horizon.year - start.year) * 12 + horizon.month - start.month + 1
 
 
 def preflight(
@@ -782,7 +782,7 @@ def _money(
     population-weighted sum of the segment rows, draw by draw (:func:`money_draws`). ``counts``
     are the retention fit's effect rows (customers per arm and segment).
     """
-    window = (horizon.year - start.year) * 12 + horizon.month - start.month + 1
+    window = window_months(start, horizon)
     seg_col = seg_by or OVERALL
     levels = combined.levels
     segments = [str(x) for x in levels.coords["segment"].values]
