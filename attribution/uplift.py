@@ -26,8 +26,15 @@ Two estimators, one contract (scikit-learn style: ``fit`` returns self, results 
 
 Retention pools segment baselines and per-segment arm effects across segments with non-centred
 hierarchies (``effect_s = mu + tau * z_s``), one effect per treatment arm, and shifts every
-segment alike per pre-period band. Spend gives every (segment, band, arm) cell a value of its
-own, partially pooled across cells (:func:`_cell_linear`: a post-stratified comparison).
+segment alike per pre-period band. Spend gives every (segment, band, arm) cell a positive share
+of its own, partially pooled across cells (:func:`_cell_linear`), and a mean of the positive
+values of its own under a weak prior centred on the (segment, band)'s mean over all arms
+(:func:`_cell_means`): the treated-minus-control difference in each cell is a post-stratified
+comparison. Measured over 30 simulated worlds, pooling the means on the log scale read premium
+support's small control cells about 5% low (its revenue effect's 90% intervals held the planted
+effect 77% of the time; 90% with the means unpooled), and independent shares under a weak beta
+prior sampled badly where every customer of a cell spends.
+
 Effects are reported per segment and for ``"all"`` (weights: each segment's share of the
 experiment's customers), absolute (retention: difference in proportions; spend: currency per
 customer over the horizon) and relative (treated / control - 1), with the interval of
@@ -61,7 +68,6 @@ __all__ = [
     "RetentionUplift",
     "SpendPriors",
     "SpendUplift",
-    "ValuePriors",
     "clear_cache",
     "compile_count",
 ]
@@ -98,26 +104,23 @@ class LogitPriors:
 
 
 @dataclass(frozen=True)
-class ValuePriors:
-    """Priors of the mean of a hurdle's positive values, per (segment, band, arm) cell.
+class SpendPriors:
+    """Priors of :class:`SpendUplift`: the positive share (logit) and the positive values' mean.
 
-    The log mean is relative to the pooled mean of all positive values in the fit (computed
-    from the cells and passed in as data), so these defaults are weakly informative whatever the
-    currency: cells' log means are ``Normal(mu, tau)`` with ``mu ~ Normal(0, mean_scale)`` and
-    ``tau ~ HalfNormal(mean_spread)``. The spread of the values is plugged in from the cells
-    (see :func:`_value_guesses`), not sampled.
+    The positive share of every (segment, band, arm) cell is partially pooled across cells
+    (``positive``, see :func:`_cell_linear`). The mean of the positive values is a cell's own
+    (:func:`_cell_means`), ``Normal(centre, value_relative_sd x centre)``, ``centre`` being the
+    (segment, band)'s mean positive value over all arms: weak whatever the currency. The spread
+    of the values is plugged in from the cells (see :func:`_value_guesses`), not sampled.
     """
 
-    mean_scale: float = 1.0
-    mean_spread: float = 1.0
-
-
-@dataclass(frozen=True)
-class SpendPriors:
-    """Priors of :class:`SpendUplift`: the positive share (logit) and the positive values."""
-
     positive: LogitPriors = field(default_factory=LogitPriors)
-    value: ValuePriors = field(default_factory=ValuePriors)
+    value_relative_sd: float = 2.0
+
+    def __post_init__(self):
+        v = self.value_relative_sd
+        if not (isinstance(v, int | float) and math.isfinite(v) and v > 0):
+            raise InputError(f"SpendPriors.value_relative_sd must be a positive number, got {v!r}")
 
 
 # --------------------------------------------------------------------------------------------
@@ -410,6 +413,30 @@ def _cell_linear(prefix: str, pri: dict, d: dict):
     )  # fmt: skip
 
 
+def _cell_means(p: SpendPriors, d: dict):
+    """Mean of the positive values, one of its own per (segment, band, arm) cell.
+
+    Prior: ``mean ~ Normal(centre, value_relative_sd x centre)``, ``centre`` being the (segment,
+    band)'s mean over all arms (data): weak, and flat on the currency scale where the data are,
+    so a cell's posterior mean is its own mean. Not pooled across cells and not on the log
+    scale: measured over 30 simulated worlds, a log-scale hierarchy pulled the means of small
+    cells down (a prior locally flat in ``log mean`` is ``1 / mean`` in the mean, and a cell's
+    pull towards the pooled centre grows with its standard error, which grows with its mean),
+    so premium support's small control arm read revenue about 5% low and its revenue effect's
+    90% intervals held the planted effect 77% of the time; pooling towards each arm's own level
+    in the segment (on the currency scale) did worse (57-67%). Not truncated at zero either: in
+    cells of a few customers a truncated posterior's mean sits above the cell's mean, more so
+    in the arm with less spend, and shrank the recovery gift's revenue effect. Like the normal
+    likelihood, the prior is a statement about a mean, not about spend: a near-empty cell may
+    draw a negative mean, which only its (small) share of the population carries. The sampler
+    moves ``u`` with ``mean = est + se u`` (the cell's mean and standard error).
+    """
+    mean = d["est"] + d["se"] * pm.Flat("value_u", dims=("seg", "band", "cell_arm"))
+    prior = pm.logp(pm.Normal.dist(d["centre"], p.value_relative_sd * d["centre"]), mean)
+    pm.Potential("value_prior", pt.sum(prior))
+    return pm.Deterministic("value_mean", mean, dims=("seg", "band", "cell_arm"))
+
+
 def _binomial_kernel(k, n, eta):
     """Sum over cells of k*log(p) + (n-k)*log(1-p), p = sigmoid(eta).
 
@@ -461,18 +488,9 @@ def _logit_guess(k: np.ndarray, n: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return np.log(a / b), np.where(n > 0, np.sqrt(1.0 / a + 1.0 / b), _WEAK_SE)
 
 
-def _logit_guesses(
-    k: np.ndarray, n: np.ndarray, prefix: str, per_band: bool = False
-) -> dict[str, np.ndarray]:
-    """Rough estimates of control baselines and arm effects, for `_hierarchy`.
-
-    Per segment with the bands pooled, or per (segment, band) cell with ``per_band``.
-    """
-    if not per_band:
-        k, n = k.sum(axis=1), n.sum(axis=1)  # (S, A)
-    arm, arm_se = _logit_guess(k, n)
-    if per_band:
-        return {f"{prefix}cell_est": arm, f"{prefix}cell_se": arm_se}
+def _logit_guesses(k: np.ndarray, n: np.ndarray, prefix: str) -> dict[str, np.ndarray]:
+    """Rough estimates of control baselines and arm effects per segment, for `_hierarchy`."""
+    arm, arm_se = _logit_guess(k.sum(axis=1), n.sum(axis=1))  # (S, A), bands pooled
     return {
         f"{prefix}baseline_est": arm[..., 0],
         f"{prefix}baseline_se": arm_se[..., 0],
@@ -481,13 +499,20 @@ def _logit_guesses(
     }
 
 
+def _share_guesses(k: np.ndarray, n: np.ndarray) -> dict[str, np.ndarray]:
+    """Per (segment, band, arm) cell: empirical logit of the positive share and its standard
+    error, for `_hierarchy` (see `_cell_linear`)."""
+    est, se = _logit_guess(k, n)
+    return {"positive_cell_est": est, "positive_cell_se": se}
+
+
 #: Pseudo-values with the segment and arm's coefficient of variation that each cell's spread is
 #: shrunk with (see :func:`_value_guesses`).
 _SD_PSEUDO_VALUES = 5.0
 
 
 def _value_guesses(K, S1, S2, center: float) -> dict[str, np.ndarray]:
-    """Per (segment, band, arm) cell: log-mean guesses for `_hierarchy` and the cell's spread.
+    """Per (segment, band, arm) cell: the sampler's coordinates, the prior's centre, the spread.
 
     The spread of the positive values is plugged in, not sampled: a cell with one or two values
     leaves a free sd unbounded (the likelihood grows without limit as sd -> 0 at the value), and
@@ -504,9 +529,19 @@ def _value_guesses(K, S1, S2, center: float) -> dict[str, np.ndarray]:
         nu = _SD_PSEUDO_VALUES
         var = (ss + nu * cv2_sa[:, None, :] * mean**2) / (np.maximum(K - 1, 0) + nu)
         sd = np.sqrt(np.maximum(var, 1e-12 * center**2))
-        log_mean = np.log(np.maximum(mean, 1e-12) / center)
-        log_se = np.where(K > 0, sd / mean / np.sqrt(np.maximum(K, 1)), _WEAK_SE)
-    return {"log_cell_est": log_mean, "log_cell_se": log_se, "sd_positive": sd}
+        se = np.where(K > 0, sd / np.sqrt(np.maximum(K, 1)), _WEAK_SE * center)
+        # the prior's centre: the (segment, band)'s mean over its arms, else the segment's
+        K_sb, S1_sb = K.sum(axis=2), S1.sum(axis=2)
+        K_s, S1_s = K_sb.sum(axis=1), S1_sb.sum(axis=1)
+        seg = np.where(K_s > 0, S1_s / np.maximum(K_s, 1), center)
+        prior = np.where(K_sb > 0, S1_sb / np.maximum(K_sb, 1), seg[:, None])
+        prior = np.broadcast_to(prior[:, :, None], K.shape).copy()
+    return {
+        "value_est": np.where(K > 0, mean, prior),
+        "value_se": np.where(K > 0, se, 2.0 * prior),
+        "value_centre": prior,
+        "sd_positive": sd,
+    }
 
 
 def _data_arrays(c: _Cells) -> dict[str, np.ndarray]:
@@ -524,8 +559,8 @@ def _data_arrays(c: _Cells) -> dict[str, np.ndarray]:
     if total == 0:
         raise InputError(f"no customer has a positive {f}; its values cannot be modelled")
     center = s1.sum() / total
-    out.update(npos=k, sum_positive=s1, sum2_positive=s2, value_center=np.array(center))
-    out.update(_logit_guesses(k, n, "positive_", per_band=True))
+    out.update(npos=k, sum_positive=s1, sum2_positive=s2)
+    out.update(_share_guesses(k, n))
     out.update(_value_guesses(k, s1, s2, center))
     return out
 
@@ -536,10 +571,15 @@ _GUESS_DIMS = {
     "effect_est": ("seg", "arm"),
     "effect_se": ("seg", "arm"),
 }
-# Per (segment, band, arm) cell: the spend parts (see `_cell_linear`).
+# Per (segment, band, arm) cell: the positive share (`_cell_linear`) and mean (`_cell_means`).
 _CELL_GUESS_DIMS = {
     "cell_est": ("seg", "band", "cell_arm"),
     "cell_se": ("seg", "band", "cell_arm"),
+}
+_VALUE_DIMS = {
+    "est": ("seg", "band", "cell_arm"),
+    "se": ("seg", "band", "cell_arm"),
+    "centre": ("seg", "band", "cell_arm"),
 }
 
 
@@ -574,25 +614,16 @@ def _build_model(c: _Cells, priors) -> tuple[pm.Model, dict]:
             _publish(pm.math.sigmoid(eta), w_band, w_seg)
             return model, {"eta": eta}
 
-        lp = priors.value
         k = pm.Data("npos", data["npos"], dims=dims3)
         s1 = pm.Data("sum_positive", data["sum_positive"], dims=dims3)
         s2 = pm.Data("sum2_positive", data["sum2_positive"], dims=dims3)
-        center = pm.Data("value_center", data["value_center"])
         eta = _cell_linear(
             "positive_",
             _logit_scales(priors.positive),
             _guess_data(data, "positive_", _CELL_GUESS_DIMS),
         )
-        log_pri = {
-            "loc": 0.0,
-            "scale": lp.mean_scale,
-            "spread": lp.mean_spread,
-        }
-        log_data = _guess_data(data, "log_", _CELL_GUESS_DIMS)
-        log_rel = _cell_linear("log_", log_pri, log_data)
+        mean = _cell_means(priors, _guess_data(data, "value_", _VALUE_DIMS))
         sd = pm.Data("sd_positive", data["sd_positive"], dims=dims3)
-        mean = center * pt.exp(log_rel)
         pm.Potential("loglik_positive", _binomial_kernel(k, n, eta))
         pm.Potential("loglik_values", _value_kernel(k, s1, s2, mean, sd))
         _publish(pm.math.sigmoid(eta) * mean, w_band, w_seg)
