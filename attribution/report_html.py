@@ -524,8 +524,9 @@ def _methods(data: ReportData, width: str) -> list[str]:
         "cost-to-serve, month by month as each arm spent it; then, for "
         f"{m.value_horizon_months} months after the window, each arm's retained customers "
         "keep bringing their monthly margin net of their cost-to-serve, fewer each month at the "
-        "arm's own retention rate. Assumed: customers the intervention saved behave afterwards "
-        "like the arm's other retained customers. Net value is the sum of the discounted flows "
+        "control arm's retention rate. Assumed: customers the intervention saved behave "
+        "afterwards like the arm's other retained customers, and the intervention's effect on "
+        "churn is not extrapolated past the window. Net value is the sum of the discounted flows "
         f"minus the intervention cost per customer{_e(settings_note)}.</li>",
         "<li>ROI is net value divided by the intervention cost. Payback is the first month "
         "(1 = the start month) in which the cumulative discounted cash flow covers the cost; "

@@ -11,10 +11,14 @@ the start (month 0):
   arm (uniform when no shape is given);
 * value-horizon months ``j = 1 .. H`` after the horizon: the arm's retained customers keep
   bringing what they brought per month in the window, net of their cost to serve,
-  ``p_active_a x rho_a^j x (margin x revenue_retained_a - cost_retained_a) / W``, decaying with
-  the arm's own monthly retention ``rho_a = p_active_a ^ (1 / max(W - 1, 1))`` (the share active
-  at the horizon has lived through ``W - 1`` month ends). This is the assumption a reader must
-  accept: customers the intervention saved behave afterwards like the arm's retained customers.
+  ``p_active_a x rho^j x (margin x revenue_retained_a - cost_retained_a) / W``, decaying with
+  the control arm's monthly retention ``rho = p_active_control ^ (1 / max(W - 1, 1))`` (the
+  share active at the horizon has lived through ``W - 1`` month ends). These are the
+  assumptions a reader must accept: customers the intervention saved behave afterwards like the
+  arm's retained customers, and after the window they leave at the control arm's rate (the
+  intervention's effect on churn is not extrapolated past what the window showed). Measured on
+  30 simulated worlds, letting each arm decay at its own rate overstated net value by about 0.6
+  of its standard error (a recovery gift's effect on churn fades after the window).
 
 The incremental flow (treated minus control) is discounted monthly from the start at the yearly
 ``discount_rate``. Net value = the sum of discounted flows minus the intervention's cost per
@@ -134,11 +138,13 @@ def cash_flows(
         cost = levels["cost_to_serve"] * shares[role, "c"]
         return margin, cost
 
+    # both arms' retained customers leave at the control arm's monthly rate after the horizon
+    rho = c["p_active"].clip(0.0, 1.0) ** (1.0 / max(W - 1, 1))
+    decay = xr.where(after_da > 0, rho**after_da, 0.0)
+
     def later(levels):
         p = levels["p_active"].clip(0.0, 1.0)
-        rho = p ** (1.0 / max(W - 1, 1))
         per_month = (m * levels["revenue_retained"] - levels["cost_retained"]) / W
-        decay = xr.where(after_da > 0, rho**after_da, 0.0)
         return p * per_month * decay
 
     mt, ct = window(t, "treated")
