@@ -7,7 +7,8 @@ experiment's population, which is the intention-to-treat effect: every assigned 
 treated), and the payback month (planted: of the mean cash flow, ``inf`` when it does not pay
 back; estimated: the interval of the draws' payback months). 30 worlds x 2 experiments = 60
 intervals per quantity; a calibrated 90% interval covers 54 of them on average (binomial 5-95%:
-51 to 57), so the band 82-97% fails a model whose intervals are clearly too narrow or too wide.
+51 to 57), so the band 82-97% fails a model whose intervals are clearly too narrow or too wide;
+each experiment must also hold at least 23 of its 30.
 About 6-9 minutes on 2 cores.
 """
 
@@ -69,6 +70,17 @@ def test_ninety_percent_intervals_of_effects_and_net_value_cover_the_planted_tru
     print(coverage.to_string())
     for q in QUANTITIES:
         assert 0.82 <= coverage[q] <= 0.97, (q, coverage[q])
+    # Per experiment (30 intervals each) the binomial noise is wide: a calibrated 90% interval
+    # holds 23 of 30 or more with probability 0.992; premium support's net value held 22 of 30
+    # before its cell means were unpooled and money stopped extrapolating the churn effect.
+    by_experiment = table.groupby(["quantity", "experiment"])["covered"].mean()
+    for q in QUANTITIES:
+        for experiment in EXPERIMENTS:
+            assert by_experiment[q, experiment] >= 23 / 30, (
+                q,
+                experiment,
+                by_experiment[q, experiment],
+            )
     # Payback is a whole month with an atom at "never": its equal-tailed interval is conservative
     # by construction (measured 2026-12-03: 100% of 60), so only too-narrow intervals fail here.
     assert coverage["payback_months"] >= 0.82, coverage["payback_months"]
