@@ -363,3 +363,14 @@ def test_bayesian_cell_route_contains_the_truth_and_agrees_with_dowhy_regression
     regression = result.get("dowhy_regression", "retention", "ate")
     assert regression.lo <= bayes.mean <= regression.hi
     assert bayes.lo <= regression.mean <= bayes.hi
+    # the cell route's money: the same formula as the randomized readout, on its ATT draws
+    planted = truth[("att", "net_value")][0]
+    money = result.money
+    net = money[
+        (money["estimator"] == "bayes_gformula")
+        & (money["segment"] == "all")
+        & (money["outcome"] == "net_value")
+    ]
+    assert len(net) == 1, money[["estimator", "segment", "outcome"]].drop_duplicates()
+    net = net.iloc[0]
+    assert net["lo"] <= planted <= net["hi"], (net.to_dict(), planted)
