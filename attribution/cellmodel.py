@@ -32,6 +32,11 @@ import pymc as pm
 from attribution import diagnostics as _diagnostics
 from attribution.settings import GateSetting, IntervalSetting
 
+# PyTensor says once per process that it found no BLAS library (pip installs): advice for its own
+# developers, not for a user; the cell models are compiled by numba (nutpie) and too small to
+# need one. Set here, where models are built, so scripts, notebooks and `cx` all stay quiet.
+warnings.filterwarnings("ignore", message="PyTensor could not link to a BLAS")
+
 
 def sample(
     model: pm.Model,
@@ -310,6 +315,19 @@ def interval(draws: np.ndarray, setting: IntervalSetting) -> tuple[float, float]
     else:
         lo, hi = np.quantile(draws, setting.quantiles)
     return float(lo), float(hi)
+
+
+def summarise_draws(draws: np.ndarray, setting: IntervalSetting) -> dict[str, float]:
+    """Mean, interval (``lo``, ``hi``) and P(> 0) of draws: the numbers of every summary row.
+
+    Examples
+    --------
+    >>> summarise_draws(np.arange(-50.0, 51.0), IntervalSetting(0.9))
+    {'mean': 0.0, 'lo': -45.0, 'hi': 45.0, 'p_positive': 0.49504950495049505}
+    """
+    x = np.asarray(draws, dtype=float).ravel()
+    lo, hi = interval(x, setting)
+    return {"mean": float(x.mean()), "lo": lo, "hi": hi, "p_positive": float((x > 0).mean())}
 
 
 def p_text(p: float) -> str:

@@ -1072,8 +1072,7 @@ def _summarise(
     for estimand in ESTIMANDS:
         for metric, var in _METRIC_VAR.items():
             for g, label in enumerate(s.segments):
-                d = post[var].sel(estimand=estimand, segment=label).to_numpy().ravel()
-                lo, hi = cellmodel.interval(d, interval)
+                d = post[var].sel(estimand=estimand, segment=label).to_numpy()
                 rows.append(
                     {
                         "outcome": outcome,
@@ -1081,10 +1080,7 @@ def _summarise(
                         "segment": label,
                         "metric": metric,
                         "estimand": estimand,
-                        "mean": float(d.mean()),
-                        "lo": lo,
-                        "hi": hi,
-                        "p_positive": float((d > 0).mean()),
+                        **cellmodel.summarise_draws(d, interval),
                         "n_treated": int(s.counts[g, 1]),
                         "n_control": int(s.counts[g, 0]),
                         "method": METHOD,

@@ -25,14 +25,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import arviz as az
-import numpy as np
 import pandas as pd
 import xarray as xr
 
 from attribution import diagnostics as _diagnostics
 from attribution import settings
-from attribution.cellmodel import interval as _interval
 from attribution.cellmodel import p_text as _p_text
+from attribution.cellmodel import summarise_draws
 from attribution.errors import InputError
 from attribution.settings import GateSetting, IntervalSetting
 from attribution.uplift import CONTROL, RetentionUplift, SpendUplift
@@ -221,8 +220,7 @@ def _effect_rows(
             da = draws[f"{outcome}_{suffix}"]
             for arm in da.coords["arm"].values:
                 for seg in da.coords["segment"].values:
-                    x = da.sel(arm=arm, segment=seg).to_numpy().ravel()
-                    lo, hi = _interval(x, interval)
+                    x = da.sel(arm=arm, segment=seg).to_numpy()
                     n = counts.loc[(arm, seg)]
                     rows.append(
                         {
@@ -231,10 +229,7 @@ def _effect_rows(
                             "segment_by": retention.segment_by_,
                             "segment": str(seg),
                             "metric": metric,
-                            "mean": float(np.mean(x)),
-                            "lo": lo,
-                            "hi": hi,
-                            "p_positive": float(np.mean(x > 0)),
+                            **summarise_draws(x, interval),
                             "n_treated": int(n["n_treated"]),
                             "n_control": int(n["n_control"]),
                         }

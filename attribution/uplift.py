@@ -797,8 +797,7 @@ class _CellUplift:
         for a_idx, arm in enumerate(c.treatments, start=1):
             for metric, var in _METRIC_VAR.items():
                 for s_idx, seg in enumerate([*c.segments, "all"]):
-                    draws = post[var].sel(arm=arm, segment=seg).to_numpy().ravel()
-                    lo, hi = cellmodel.interval(draws, interval)
+                    draws = post[var].sel(arm=arm, segment=seg).to_numpy()
                     counts = n_all if seg == "all" else n[s_idx]
                     rows.append(
                         {
@@ -807,10 +806,7 @@ class _CellUplift:
                             "segment_by": c.segment_by,
                             "segment": seg,
                             "metric": metric,
-                            "mean": float(draws.mean()),
-                            "lo": lo,
-                            "hi": hi,
-                            "p_positive": float((draws > 0).mean()),
+                            **cellmodel.summarise_draws(draws, interval),
                             "n_treated": int(counts[a_idx]),
                             "n_control": int(counts[0]),
                         }
