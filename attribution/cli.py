@@ -19,7 +19,6 @@ import os
 import sys
 import time
 import traceback
-import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import asdict
 
@@ -608,9 +607,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SystemExit as exc:  # argparse: usage errors exit 2, --help exits 0
         return int(exc.code or 0)
     func: Callable[[argparse.Namespace], int] = args.func
-    # PyTensor says once per process that it found no BLAS library (pip installs): advice for
-    # its own developers, not for a user of cx; the cell models are too small to need one.
-    warnings.filterwarnings("ignore", message="PyTensor could not link to a BLAS")
     try:
         return func(args)
     except CxError as exc:
