@@ -529,7 +529,7 @@ def _value_guesses(K, S1, S2, center: float) -> dict[str, np.ndarray]:
         nu = _SD_PSEUDO_VALUES
         var = (ss + nu * cv2_sa[:, None, :] * mean**2) / (np.maximum(K - 1, 0) + nu)
         sd = np.sqrt(np.maximum(var, 1e-12 * center**2))
-        se = np.where(K > 0, sd / np.sqrt(np.maximum(K, 1)), _WEAK_SE * center)
+        se = sd / np.sqrt(np.maximum(K, 1))
         # the prior's centre: the (segment, band)'s mean over its arms, else the segment's
         K_sb, S1_sb = K.sum(axis=2), S1.sum(axis=2)
         K_s, S1_s = K_sb.sum(axis=1), S1_sb.sum(axis=1)
@@ -538,7 +538,8 @@ def _value_guesses(K, S1, S2, center: float) -> dict[str, np.ndarray]:
         prior = np.broadcast_to(prior[:, :, None], K.shape).copy()
     return {
         "value_est": np.where(K > 0, mean, prior),
-        "value_se": np.where(K > 0, se, 2.0 * prior),
+        # a cell without positive values is its prior: moved on the prior's (default) scale
+        "value_se": np.where(K > 0, se, SpendPriors().value_relative_sd * prior),
         "value_centre": prior,
         "sd_positive": sd,
     }
