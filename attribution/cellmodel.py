@@ -5,7 +5,8 @@ observational cells) is a PyMC model over cells of sufficient statistics, and ev
 the same way by :func:`fit`:
 
 1. the compiled model is taken from a :class:`ModelCache` by structure key (compiled once per
-   process and structure; new data are swapped in);
+   structure and kept in the process and on disk, :mod:`attribution.compiledcache`, so a new
+   process loads it in a fraction of a second; new data are swapped in);
 2. it is sampled with nutpie when nutpie compiled it, else with PyMC's NUTS (one warning says so);
 3. the draws are relabelled and tidied by the caller's function, and the diagnostics gate
    (:func:`attribution.diagnostics.check`) judges the published quantities;
@@ -29,6 +30,7 @@ import arviz as az
 import numpy as np
 import pymc as pm
 
+from attribution import compiledcache
 from attribution import diagnostics as _diagnostics
 from attribution.settings import GateSetting, IntervalSetting
 
@@ -109,45 +111,57 @@ class Compiled:
 
 
 class ModelCache:
-    """Compiled models by structure key: each structure compiles once per process.
+    """Compiled models by structure key: in this process, and on disk across processes.
 
     Thread-safe. ``get(key, build, want_nutpie)`` returns the entry, the seconds spent building
-    and compiling (0.0 on a hit) and whether nutpie compiled it now; a failed nutpie compile is
-    remembered (the caller samples with PyMC) and not retried.
+    and compiling or loading (0.0 on an in-process hit) and where the compiled model came from:
+    ``"memory"`` (compiled earlier in this process), ``"disk"`` (a new process loading what an
+    earlier one compiled, :mod:`attribution.compiledcache`), ``"compiled"`` (nutpie compiled it
+    now; it is then stored on disk) or ``"none"`` (no nutpie: PyMC samples). A failed nutpie
+    compile is remembered (the caller samples with PyMC) and not retried.
     """
 
     def __init__(self) -> None:
         self._entries: dict[tuple, Compiled] = {}
         self._lock = threading.Lock()
         self.compilations = 0
+        self.disk_loads = 0
 
     def get(
         self, key: tuple, build: Callable[[], pm.Model], want_nutpie: bool
-    ) -> tuple[Compiled, float, bool]:
+    ) -> tuple[Compiled, float, str]:
         with self._lock:
             entry = self._entries.get(key)
             if entry is not None and (
                 entry.compiled is not None or not want_nutpie or entry.compile_error is not None
             ):
-                return entry, 0.0, False
+                return entry, 0.0, "memory" if entry.compiled is not None else "none"
             t0 = time.perf_counter()
             if entry is None:
                 entry = Compiled(model=build())
                 self._entries[key] = entry
-            compiled_now = False
+            source = "none"
             if want_nutpie:
-                try:
-                    import nutpie
+                fp = compiledcache.fingerprint(entry.model, key)
+                entry.compiled, _ = compiledcache.load(entry.model, fp)
+                if entry.compiled is not None:
+                    self.disk_loads += 1
+                    source = "disk"
+                else:
+                    try:
+                        import nutpie
 
-                    entry.compiled = nutpie.compile_pymc_model(entry.model)
-                    self.compilations += 1
-                    compiled_now = True
-                except Exception as exc:  # noqa: BLE001 - any compile failure falls back to PyMC
-                    entry.compile_error = f"{type(exc).__name__}: {exc}"
-            return entry, time.perf_counter() - t0, compiled_now
+                        entry.compiled = nutpie.compile_pymc_model(entry.model)
+                        self.compilations += 1
+                        source = "compiled"
+                    except Exception as exc:  # noqa: BLE001 - any failure falls back to PyMC
+                        entry.compile_error = f"{type(exc).__name__}: {exc}"
+                    if entry.compiled is not None:
+                        compiledcache.save(entry.compiled, fp)
+            return entry, time.perf_counter() - t0, source
 
     def clear(self) -> None:
-        """Forget every entry (the next fit of each structure compiles again)."""
+        """Forget every in-process entry (the next fit of each structure loads or compiles)."""
         with self._lock:
             self._entries.clear()
 
@@ -180,6 +194,7 @@ class Fitted:
     diagnostics: _diagnostics.Diagnostics
     sampler: str
     compiled: bool
+    cache: str
     target_accept: float
     compile_s: float
     sample_s: float
@@ -227,7 +242,7 @@ def fit(
     Fitted
     """
     want_nutpie = settings.sampler == "nutpie"
-    entry, compile_s, compiled_now = cache.get(key, build, want_nutpie)
+    entry, compile_s, source = cache.get(key, build, want_nutpie)
     use_nutpie = want_nutpie and entry.compiled is not None
     if want_nutpie and not use_nutpie:
         warnings.warn(
@@ -285,7 +300,8 @@ def fit(
         idata=idata,
         diagnostics=checked,
         sampler="nutpie" if use_nutpie else "pymc",
-        compiled=compiled_now,
+        compiled=source == "compiled",
+        cache=source,
         target_accept=target_accept,
         compile_s=compile_s,
         sample_s=sample_s,

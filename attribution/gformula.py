@@ -771,6 +771,9 @@ class GFormulaFit:
         ``"nutpie"`` or ``"pymc"``.
     compiled : bool
         Whether this fit compiled its model (False: a cached one was reused).
+    cache : str
+        Where the compiled model came from: ``"memory"``, ``"disk"``, ``"compiled"`` or
+        ``"none"`` (PyMC sampled).
     timings : dict
         ``collapse_s``, ``compile_s``, ``sample_s``.
     interval : IntervalSetting
@@ -794,6 +797,7 @@ class GFormulaFit:
     n_customers: int
     sampler: str
     compiled: bool
+    cache: str
     timings: dict[str, float]
     interval: IntervalSetting = field(default_factory=IntervalSetting)
     as_of: date | None = None
@@ -879,6 +883,7 @@ class GFormulaFit:
             "diagnostics": self.diagnostics_.to_dict(),
             "sampler": self.sampler,
             "compiled": self.compiled,
+            "cache": self.cache,
             "timings": {k: round(v, 3) for k, v in self.timings.items()},
         }
 
@@ -1042,6 +1047,7 @@ def fit_gformula(
         n_customers=int(s.counts[-1].sum()),
         sampler=fitted.sampler,
         compiled=fitted.compiled,
+        cache=fitted.cache,
         timings={"collapse_s": collapse_s, "compile_s": compile_s, "sample_s": sample_s},
         interval=cfg.interval,
         as_of=getattr(data, "as_of", None),

@@ -132,6 +132,14 @@ def _checkpoint(name: str) -> None:
 
 EXIT_OK, EXIT_RETRY, EXIT_INPUT, EXIT_GATE, EXIT_SRM = 0, 1, 2, 3, 4
 #: Why a run failed, by kind, to the exit code it gives (first match wins, in this order).
+# How a fit got its compiled model, in the progress lines (cellmodel.ModelCache sources).
+_CACHE_WORDS = {
+    "compiled": "compile",
+    "disk": "compiled model loaded from disk in",
+    "memory": "compiled model reused,",
+    "none": "PyMC model built in",
+}
+
 _EXIT_BY_KIND = (("srm", EXIT_SRM), ("input", EXIT_INPUT), ("gate", EXIT_GATE))
 
 
@@ -679,9 +687,11 @@ def _fit(con, cfg: Config, selected: list[str], say, step) -> _Fitted:
                 **d.to_dict(),
                 "timings": {k: round(v, 2) for k, v in model.timings_.items()},
                 "sampler": model.sampler_,
+                "compiled_model": model.cache_,
             }
             say(
-                f"{where}: {outcome} by {seg}: compile {model.timings_['compile_s']:.1f} s, "
+                f"{where}: {outcome} by {seg}: "
+                f"{_CACHE_WORDS[model.cache_]} {model.timings_['compile_s']:.1f} s, "
                 f"sample {model.timings_['sample_s']:.1f} s, "
                 + ("passed" if d.passed else "FAILED")
                 + f" (max R-hat {d.max_rhat:.3f}, min bulk ESS {d.min_ess_bulk:.0f}, "
@@ -752,7 +762,8 @@ def _fit_question(con, cfg: Config, q: ObservationalQuestion, fitted: _Fitted, s
         g = fit.diagnostics_
         timings = fit.timings
         say(
-            f"{where} {outcome}: g-formula compile {timings.get('compile_s', 0):.1f} s, "
+            f"{where} {outcome}: g-formula {_CACHE_WORDS[fit.cache]} "
+            f"{timings.get('compile_s', 0):.1f} s, "
             f"sample {timings.get('sample_s', 0):.1f} s, "
             + ("passed" if g.passed else "FAILED")
             + f" (max R-hat {g.max_rhat:.3f}, min bulk ESS {g.min_ess_bulk:.0f}, "

@@ -742,7 +742,9 @@ class _CellUplift:
         -------
         self
             With ``idata_``, ``effects_``, ``diagnostics_``, ``cells_``, ``segments_``, ``arms_``,
-            ``compiled_`` (whether this fit compiled), ``sampler_`` and ``timings_``.
+            ``compiled_`` (whether this fit compiled), ``cache_`` (where the compiled model came
+            from: ``"memory"``, ``"disk"``, ``"compiled"`` or ``"none"``), ``sampler_`` and
+            ``timings_``.
         """
         priors = self._validate_params()
         c = _prepare(cells, segment, self._outcome)
@@ -782,6 +784,7 @@ class _CellUplift:
         self.arms_ = list(c.treatments)
         self.idata_ = idata
         self.compiled_ = fitted.compiled
+        self.cache_ = fitted.cache
         self.sampler_ = fitted.sampler
         self.target_accept_ = fitted.target_accept
         self.timings_ = {"compile_s": fitted.compile_s, "sample_s": fitted.sample_s}

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pandas as pd
@@ -13,6 +15,29 @@ import pytest
 from attribution import store
 
 ROOT = Path(__file__).resolve().parents[1]
+_OWN_MODEL_CACHE = "CX_TEST_OWN_MODEL_CACHE"
+
+
+def pytest_configure(config):
+    """One compiled-model cache per test run, shared by the xdist workers and subprocesses.
+
+    Set by the controller before the workers start (they inherit the environment), so each
+    model structure compiles once per run; a run never reads the user's cache, and a clean
+    run measures compiling as CI sees it. A cache given in ``CX_MODEL_CACHE`` is used as is.
+    """
+    if hasattr(config, "workerinput") or os.environ.get("CX_MODEL_CACHE"):
+        return
+    os.environ["CX_MODEL_CACHE"] = tempfile.mkdtemp(prefix="cx-test-models-")
+    os.environ[_OWN_MODEL_CACHE] = os.environ["CX_MODEL_CACHE"]
+
+
+def pytest_unconfigure(config):
+    if hasattr(config, "workerinput"):
+        return
+    own = os.environ.pop(_OWN_MODEL_CACHE, None)
+    if own:
+        shutil.rmtree(own, ignore_errors=True)
+        os.environ.pop("CX_MODEL_CACHE", None)
 
 
 @pytest.fixture

@@ -1,0 +1,210 @@
+"""Compiled models survive the process: a second process loads, never compiles, same numbers.
+
+Real parts throughout: nutpie compiles real PyMC models, the entries are real files, the
+two-process test runs the real readout on a simulated store in two fresh Python processes.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import pickle
+import subprocess
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import pymc as pm
+import pytest
+from conftest import ROOT
+
+from attribution import cellmodel, compiledcache, store, synth
+
+
+def _tiny_model() -> pm.Model:
+    with pm.Model(coords={"g": ["a", "b", "c"]}) as model:
+        y = pm.Data("y", np.array([0.5, 1.5, -0.2]), dims="g")
+        mu = pm.Normal("mu", 0.0, 1.0, dims="g")
+        sigma = pm.HalfNormal("sigma", 1.0)
+        pm.Normal("obs", mu, sigma, observed=y, dims="g")
+        pm.Deterministic("twice", 2 * mu, dims="g")
+    return model
+
+
+KEY = ("tiny", 3)
+
+
+def _get(tmp: Path) -> tuple[cellmodel.Compiled, str]:
+    """A new process's view: an empty in-process cache over the disk cache in ``tmp``."""
+    entry, _, source = cellmodel.ModelCache().get(KEY, _tiny_model, want_nutpie=True)
+    return entry, source
+
+
+def _draws(entry: cellmodel.Compiled, y) -> np.ndarray:
+    idata = cellmodel.sample(
+        entry.model,
+        entry.compiled,
+        {"y": y},
+        draws=100,
+        tune=100,
+        chains=2,
+        seed=3,
+        target_accept=0.9,
+    )
+    return idata.posterior["twice"].to_numpy()
+
+
+@pytest.fixture
+def folder(tmp_path, monkeypatch) -> Path:
+    monkeypatch.setenv("CX_MODEL_CACHE", str(tmp_path / "models"))
+    return tmp_path / "models"
+
+
+@pytest.fixture(scope="module")
+def stored(tmp_path_factory) -> bytes:
+    """One entry compiled for the tiny model (the bytes of its file)."""
+    folder = tmp_path_factory.mktemp("models")
+    model = _tiny_model()
+    import nutpie
+
+    compiled = nutpie.compile_pymc_model(model)
+    path = compiledcache.save(compiled, compiledcache.fingerprint(model, KEY), folder)
+    assert path is not None and path.exists()
+    return path.read_bytes()
+
+
+def _entry_path(folder: Path) -> Path:
+    return folder / f"{compiledcache.fingerprint(_tiny_model(), KEY)[:40]}.nutpie"
+
+
+def test_a_loaded_model_samples_exactly_as_the_compiled_one(folder, stored):
+    path = _entry_path(folder)
+    folder.mkdir()
+    path.write_bytes(stored)
+    loaded, source = _get(folder)
+    assert source == "disk"
+    y = np.array([2.0, -1.0, 0.3])
+    import nutpie
+
+    fresh = cellmodel.Compiled(loaded.model, nutpie.compile_pymc_model(loaded.model))
+    np.testing.assert_array_equal(_draws(loaded, y), _draws(fresh, y))
+    # the new data reached the loaded model: the posterior of 2 mu follows y's signs
+    assert np.sign(_draws(loaded, y).mean(axis=(0, 1))).tolist() == [1.0, -1.0, 1.0]
+
+
+def test_a_miss_compiles_and_stores_and_the_next_process_loads(folder):
+    entry, source = _get(folder)
+    assert source == "compiled" and entry.compiled is not None
+    assert [p.name for p in folder.iterdir()] == [_entry_path(folder).name]
+    _, again = _get(folder)
+    assert again == "disk"
+
+
+def _tamper(path: Path, change) -> None:
+    entry = pickle.loads(path.read_bytes())
+    change(entry)
+    path.write_bytes(pickle.dumps(entry))
+
+
+@pytest.mark.parametrize(
+    ("damage", "reason"),
+    [
+        (lambda p: p.write_bytes(p.read_bytes()[:5000]), "unusable"),
+        (
+            lambda p: _tamper(p, lambda e: e["versions"].update(numba="0.1.0")),
+            "other package versions: numba 0.1.0 -> ",
+        ),
+        (
+            lambda p: _tamper(p, lambda e: e.update(payload=e["payload"][:-9] + b"x" * 9)),
+            "do not match their checksum",
+        ),
+        (lambda p: _tamper(p, lambda e: e.update(fingerprint="0" * 64)), "another model"),
+    ],
+    ids=["truncated", "other-versions", "altered", "other-structure"],
+)
+def test_an_unusable_entry_is_rebuilt_with_one_log_line_never_used(
+    folder, stored, caplog, damage, reason
+):
+    path = _entry_path(folder)
+    folder.mkdir()
+    path.write_bytes(stored)
+    damage(path)
+    with caplog.at_level(logging.WARNING, logger="attribution.compiledcache"):
+        _, source = _get(folder)
+    assert source == "compiled"
+    lines = [r.getMessage() for r in caplog.records if r.name == "attribution.compiledcache"]
+    assert len(lines) == 1 and reason in lines[0] and "compiling again" in lines[0]
+    # the rebuilt entry replaced the bad one and is used by the next process
+    caplog.clear()
+    _, again = _get(folder)
+    assert again == "disk" and not caplog.records
+
+
+def test_concurrent_writers_leave_one_whole_entry(folder):
+    import nutpie
+
+    model = _tiny_model()
+    fp = compiledcache.fingerprint(model, KEY)
+    compiled = nutpie.compile_pymc_model(model)
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        paths = list(pool.map(lambda _: compiledcache.save(compiled, fp, folder), range(16)))
+    assert len(set(paths)) == 1
+    assert not [p for p in folder.iterdir() if p.name.startswith(".tmp-")]
+    loaded, status = compiledcache.load(model, fp, folder)
+    assert status == "hit" and loaded.n_dim == compiled.n_dim
+
+
+def test_the_cache_can_be_turned_off(monkeypatch, tmp_path):
+    monkeypatch.setenv("CX_MODEL_CACHE", "off")
+    assert compiledcache.directory() is None
+    monkeypatch.setenv("CX_MODEL_CACHE", str(tmp_path / "x"))
+    assert compiledcache.directory() == tmp_path / "x"
+    monkeypatch.delenv("CX_MODEL_CACHE")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert compiledcache.directory() == tmp_path / "xdg" / "cx-attribution" / "models"
+
+
+READOUT = """
+import json, sys, time
+t0 = time.perf_counter()
+from attribution import store
+from attribution.config import Config, ModelSettings
+from attribution.readout import read_out
+cfg = Config(model=ModelSettings(seed=5))
+with store.opened(sys.argv[1], read_only=True) as con:
+    r = read_out(con, "exp_recovery_gift", config=cfg)
+print(json.dumps({
+    "cache": sorted({m.cache_ for m in r.models.values()}),
+    "compile_s": sum(m.timings_["compile_s"] for m in r.models.values()),
+    "wall_s": time.perf_counter() - t0,
+    "table": r.table.to_json(orient="split", double_precision=15),
+}))
+"""
+
+
+def test_a_readout_in_a_second_process_compiles_nothing_and_gives_the_same_numbers(tmp_path):
+    path = tmp_path / "world.duckdb"
+    with store.opened(path) as con:
+        synth.simulate(con, 4_000, months=8, seed=21)
+    env = {**os.environ, "CX_MODEL_CACHE": str(tmp_path / "models")}
+
+    def run() -> dict:
+        done = subprocess.run(
+            [sys.executable, "-c", READOUT, str(path)],
+            capture_output=True,
+            text=True,
+            env=env,
+            cwd=ROOT,
+            timeout=600,
+        )
+        assert done.returncode == 0, done.stderr
+        return json.loads(done.stdout.strip().splitlines()[-1])
+
+    first, second = run(), run()
+    # revenue and cost-to-serve share one spend model: the second fit of it is "memory"
+    assert first["cache"] == ["compiled", "memory"]
+    assert second["cache"] == ["disk", "memory"]
+    assert second["table"] == first["table"]
+    assert second["compile_s"] < 5.0 < first["compile_s"]
