@@ -18,6 +18,7 @@ per_customer AS (
            MAX(CASE WHEN o.period = $horizon AND o.active THEN 1 ELSE 0 END) AS active_at_horizon
     FROM outcomes o
     WHERE o.period >= $start AND o.period <= $horizon
+      AND o.customer_id IN (SELECT customer_id FROM population)
     GROUP BY o.customer_id
 ),
 joined AS (
@@ -57,6 +58,7 @@ pre_revenue AS (
     SELECT o.customer_id, SUM(o.revenue) AS pre_revenue
     FROM outcomes o
     WHERE o.period >= $pre_start AND o.period < $start
+      AND o.customer_id IN (SELECT customer_id FROM population)
     GROUP BY o.customer_id
 ),
 pre_band AS (

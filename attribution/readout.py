@@ -307,12 +307,84 @@ def read_out(
     attribution.errors.SampleRatioError: experiment 'exp_recovery_gift' fails the sample-ratio...
     """
     cfg = config or Config()
+    inputs = gather(
+        con, experiment_id, segments=segments, horizon_months=horizon_months, config=cfg,
+        check_srm=check_srm,
+    )  # fmt: skip
+    return fit_inputs(inputs, cfg)
+
+
+@dataclass(frozen=True)
+class ReadoutInputs:
+    """Everything a readout of one experiment reads from the store, and nothing more.
+
+    What :func:`gather` returns and :func:`fit_inputs` fits: the preflight, and per segment
+    column (None: overall) the cells split by retention status, the intervention costs per
+    assigned customer and the monthly totals of the money profile. Thousands of rows whatever
+    the number of customers, so a refresh reads them and closes the store before sampling.
+    """
+
+    preflight: Preflight
+    splits: dict[str | None, pd.DataFrame]
+    unit_costs: dict[str | None, dict[str, pd.Series]]
+    totals: dict[str | None, pd.DataFrame]
+
+
+def gather(
+    con: duckdb.DuckDBPyConnection,
+    experiment_id: str,
+    *,
+    segments: list[str] | tuple[str, ...] | None = None,
+    horizon_months: int | None = None,
+    config: Config | None = None,
+    check_srm: bool = True,
+) -> ReadoutInputs:
+    """Read what :func:`read_out` fits from the store: checks first, then cells and money inputs.
+
+    Parameters and errors are those of :func:`read_out`.
+    """
+    cfg = config or Config()
     pre = preflight(
         con, experiment_id, segments=segments, horizon_months=horizon_months, config=cfg,
         check_srm=check_srm,
     )  # fmt: skip
+    splits, costs, totals = {}, {}, {}
+    for seg_by in list(pre.segments) or [None]:
+        split = cells(
+            con,
+            [seg_by, joint.STATUS] if seg_by else [joint.STATUS],
+            experiment_id=experiment_id,
+            start=pre.start,
+            horizon=pre.horizon,
+            pre_bands=pre.pre_bands,
+        )
+        if seg_by is None:
+            split = split.assign(**{OVERALL: "everyone"})
+        splits[seg_by] = split
+        if cfg.model.money:
+            costs[seg_by] = _unit_costs(con, experiment_id, seg_by)
+            totals[seg_by] = monthly_totals(con, experiment_id, seg_by, pre.start, pre.horizon)
+    return ReadoutInputs(preflight=pre, splits=splits, unit_costs=costs, totals=totals)
+
+
+def fit_inputs(inputs: ReadoutInputs, config: Config | None = None) -> ExperimentReadout:
+    """Fit the models of one experiment on what :func:`gather` read (no store needed).
+
+    Parameters
+    ----------
+    inputs : ReadoutInputs
+    config : Config, optional
+        The settings ``inputs`` were gathered with (default :class:`Config()`).
+
+    Returns
+    -------
+    ExperimentReadout
+    """
+    cfg = config or Config()
+    pre = inputs.preflight
+    experiment_id = pre.experiment_id
     exp, arms, srm, srm_arms = pre.experiment, pre.arms, pre.srm, pre.srm_arms
-    seg_cols, start, horizon, pre_bands = list(pre.segments), pre.start, pre.horizon, pre.pre_bands
+    seg_cols, start, horizon = list(pre.segments), pre.start, pre.horizon
     notes = list(pre.notes)
     readout_models: dict = {}
     joints: dict[str, joint.JointFit] = {}
@@ -320,16 +392,7 @@ def read_out(
     reasons: list[str] = []
     assumed: tuple[str, ...] = ()
     for seg_by in seg_cols or [None]:
-        split = cells(
-            con,
-            [seg_by, joint.STATUS] if seg_by else [joint.STATUS],
-            experiment_id=experiment_id,
-            start=start,
-            horizon=horizon,
-            pre_bands=pre_bands,
-        )
-        if seg_by is None:
-            split = split.assign(**{OVERALL: "everyone"})
+        split = inputs.splits[seg_by]
         if seg_by == (seg_cols or [None])[0]:  # once: the first breakdown's cells say it
             assumed = unmeasured(split, experiment_id, start, horizon, cfg, notes)
         seg_name = seg_by or OVERALL
@@ -361,7 +424,7 @@ def read_out(
                 reasons += [f"joint by {seg_name}: {r}" for r in combined.diagnostics.reasons]
             tables.append(combined.effects)
             counts = fitted["retention"].summary()
-            money = _money(con, experiment_id, combined, counts, seg_by, start, horizon, cfg, notes)
+            money = _money(inputs, combined, counts, seg_by, cfg, notes)
             tables.append(money)
     if not cfg.model.money:
         notes.append(NO_MONEY_NOTE.format(outcomes=", ".join(cfg.model.outcomes)))
@@ -766,13 +829,10 @@ def _window(
 
 
 def _money(
-    con: duckdb.DuckDBPyConnection,
-    experiment_id: str,
+    inputs: ReadoutInputs,
     combined: joint.JointFit,
     counts: pd.DataFrame,
     seg_by: str | None,
-    start: date,
-    horizon: date,
     cfg: Config,
     notes: list[str],
 ) -> pd.DataFrame:
@@ -782,12 +842,13 @@ def _money(
     population-weighted sum of the segment rows, draw by draw (:func:`money_draws`). ``counts``
     are the retention fit's effect rows (customers per arm and segment).
     """
-    window = window_months(start, horizon)
+    experiment_id = inputs.preflight.experiment_id
+    window = inputs.preflight.window_months
     seg_col = seg_by or OVERALL
     levels = combined.levels
     segments = [str(x) for x in levels.coords["segment"].values]
-    costs = _unit_costs(con, experiment_id, seg_by)
-    totals = monthly_totals(con, experiment_id, seg_by, start, horizon)
+    costs = inputs.unit_costs[seg_by]
+    totals = inputs.totals[seg_by]
     effects = counts[(counts["outcome"] == "retention")]
     out = []
     for arm in [a for a in levels.coords["arm"].values if a != CONTROL]:

@@ -33,8 +33,11 @@ open for that long would block every other ``cx`` command (``cx report``, ``cx s
 2. opens the store briefly: checks the configuration against it (segment columns, experiments)
    before any work, hashes the data, stops if nothing changed, marks runs left ``running`` by a
    killed refresh as ``abandoned`` (safe: the lock says none is running), registers the run and
-   copies the tables the models read into a private snapshot (a temporary DuckDB file); closes;
-3. fits on the snapshot, with the store closed;
+   reads what the experiment models fit: their cells and money inputs
+   (:func:`attribution.readout.gather`, thousands of rows whatever the number of customers);
+   only when observational questions are declared, whose routes read customer rows, it also
+   copies those tables into a private snapshot (a temporary DuckDB file); closes;
+3. fits with the store closed;
 4. reopens the store and, in one transaction, re-hashes the data and publishes: if the data
    changed while fitting the run fails with that reason (estimates are never published for data
    they were not fitted on); otherwise the estimates are inserted and the run marked published.
@@ -88,7 +91,14 @@ from attribution.observational import (
     confounder_kind,
     valid_confounders,
 )
-from attribution.readout import ExperimentReadout, experiment_ids, read_out, srm_record
+from attribution.readout import (
+    ExperimentReadout,
+    ReadoutInputs,
+    experiment_ids,
+    fit_inputs,
+    gather,
+    srm_record,
+)
 
 UNCHANGED = "unchanged"
 #: Seconds a refresh waits for the store at publish time when another process has it open.
@@ -107,8 +117,8 @@ KILL_POINTS = (
     "data hashed",
     "stale runs abandoned",
     "run registered",
-    "snapshot: first table copied",
-    "snapshot taken",
+    "fit inputs: first part read",
+    "fit inputs read",
     "store closed for fitting",
     "fitting an experiment",
     "experiment fitted",
@@ -398,21 +408,34 @@ def _refresh_store(target, cfg, force, wait, say, bar, before_publish) -> Refres
                 if isinstance(prepared, RefreshOutcome):
                     return prepared
                 run_id, data, selected = prepared
+                snap = None
                 try:
-                    snap, rows = _snapshot(con, Path(tmp) / "snapshot.duckdb", data_tables(cfg))
+                    inputs = _gather(con, cfg, selected)
+                    if cfg.observational:  # the observational routes read customer rows
+                        path = Path(tmp) / "snapshot.duckdb"
+                        snap, rows = _snapshot(con, path, data_tables(cfg))
                 except BaseException:
-                    _fail_quietly(con, run_id, "the snapshot of the store could not be taken")
+                    _fail_quietly(con, run_id, "the store could not be read")
                     raise
-                _checkpoint("snapshot taken")
+                _checkpoint("fit inputs read")
             finally:
                 con.close()
-            say(f"snapshot of {rows:,} rows read in {time.perf_counter() - t0:.1f} s; store closed")
+            cell_rows = sum(
+                len(split) for i in inputs.values() if isinstance(i, ReadoutInputs)
+                for split in i.splits.values()
+            )  # fmt: skip
+            say(
+                f"cells of {len(selected)} experiment(s) ({cell_rows:,} rows)"
+                + (f" and a snapshot of {rows:,} rows" if snap is not None else "")
+                + f" read in {time.perf_counter() - t0:.1f} s; store closed"
+            )
             _checkpoint("store closed for fitting")
             try:
                 try:
-                    fitted = _fit(snap, cfg, selected, say, step)
+                    fitted = _fit(inputs, snap, cfg, selected, say, step)
                 finally:
-                    snap.close()
+                    if snap is not None:
+                        snap.close()
                 _checkpoint("everything fitted")
                 if before_publish is not None:
                     before_publish()
@@ -484,7 +507,7 @@ def _refresh_open(con, cfg, force, say, started, *, abandon: bool) -> RefreshOut
         return prepared
     run_id, data, selected = prepared
     try:
-        fitted = _fit(con, cfg, selected, say, lambda _t: None)
+        fitted = _fit(_gather(con, cfg, selected), con, cfg, selected, say, lambda _t: None)
     except BaseException as exc:
         _fail_quietly(con, run_id, f"interrupted while fitting: {type(exc).__name__}")
         raise
@@ -634,7 +657,7 @@ def _snapshot(
             writer.execute(f"INSERT INTO {table} BY NAME SELECT * FROM _cx_snapshot")
             rows += writer.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
             writer.close()
-            _checkpoint("snapshot: first table copied")
+            _checkpoint("fit inputs: first part read")
     except BaseException:
         snap.close()
         raise
@@ -653,7 +676,21 @@ class _Fitted:
     rows: list[pd.DataFrame] = field(default_factory=list)
 
 
-def _fit(con, cfg: Config, selected: list[str], say, step) -> _Fitted:
+def _gather(con, cfg: Config, selected: list[str]) -> dict[str, ReadoutInputs | CxError]:
+    """Each selected experiment's readout inputs (cells, costs, totals), or why it can't be read."""
+    out: dict[str, ReadoutInputs | CxError] = {}
+    for experiment_id in selected:
+        try:
+            out[experiment_id] = gather(con, experiment_id, config=cfg)
+        except CxError as exc:  # reported by _fit, in the experiment's turn
+            out[experiment_id] = exc
+        _checkpoint("fit inputs: first part read")
+    return out
+
+
+def _fit(inputs: dict, con, cfg: Config, selected: list[str], say, step) -> _Fitted:
+    """Fit the experiments from their gathered ``inputs``, then the observational questions
+    on ``con`` (a snapshot of the store, or the open store in-process)."""
     readouts, reasons, kinds, diagnostics, srm = [], [], set(), {}, {}
     for i, experiment_id in enumerate(selected, start=1):
         where = f"{experiment_id} [{i}/{len(selected)}]"
@@ -662,7 +699,10 @@ def _fit(con, cfg: Config, selected: list[str], say, step) -> _Fitted:
         _checkpoint("fitting an experiment")
         t0 = time.perf_counter()
         try:
-            result = read_out(con, experiment_id, config=cfg)
+            gathered = inputs[experiment_id]
+            if isinstance(gathered, CxError):
+                raise gathered
+            result = fit_inputs(gathered, cfg)
         except SampleRatioError as exc:
             reasons.append(f"{experiment_id}: {exc}")
             kinds.add("srm")
