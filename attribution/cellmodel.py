@@ -19,11 +19,16 @@ the same way by :func:`fit`:
 from __future__ import annotations
 
 import contextlib
+import logging
+import multiprocessing
+import os
 import threading
 import time
 import warnings
 from collections.abc import Callable, Sequence
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import arviz as az
@@ -38,6 +43,10 @@ from attribution.settings import GateSetting, IntervalSetting
 # developers, not for a user; the cell models are compiled by numba (nutpie) and too small to
 # need one. Set here, where models are built, so scripts, notebooks and `cx` all stay quiet.
 warnings.filterwarnings("ignore", message="PyTensor could not link to a BLAS")
+
+_LOG = logging.getLogger(__name__)
+#: Set to 0 to compile missing models one after another in this process (see ModelCache.prefetch).
+PARALLEL_ENV = "CX_PARALLEL_COMPILE"
 
 
 def sample(
@@ -126,6 +135,56 @@ class ModelCache:
         self._lock = threading.Lock()
         self.compilations = 0
         self.disk_loads = 0
+        self.helper_compilations = 0
+        self._helper_seconds: dict[tuple, float] = {}
+
+    def prefetch(self, jobs: Sequence[tuple[tuple, Callable[..., pm.Model], tuple]]) -> int:
+        """Compile the missing ones of several structures at once, one helper process each.
+
+        Compiling is single-threaded Python (numba's typing) and costs far more than sampling,
+        so the first run on a machine compiles the models it will need side by side, on as many
+        cores as there are models (at most ``os.cpu_count()``); each helper stores its model in
+        the disk cache and :meth:`get` then loads it, reporting the helper's compile time.
+
+        Parameters
+        ----------
+        jobs : sequence of (key, build, args)
+            Structure key, a module-level function and its (picklable) arguments that build
+            the PyMC model. Does nothing when fewer than two are missing, with one core, with
+            the disk cache off or ``CX_PARALLEL_COMPILE=0``; a helper that fails leaves its
+            model to :meth:`get`, which compiles it in this process.
+
+        Returns
+        -------
+        int
+            How many models the helpers compiled.
+        """
+        folder = compiledcache.directory()
+        cores = os.cpu_count() or 1
+        if folder is None or cores < 2 or os.environ.get(PARALLEL_ENV, "1").strip() == "0":
+            return 0
+        missing = []
+        for key, build, args in jobs:
+            with self._lock:
+                if key in self._entries or any(key == k for k, _, _ in missing):
+                    continue
+            if not compiledcache.stored(compiledcache.fingerprint(build(*args), key), folder):
+                missing.append((key, build, args))
+        if len(missing) < 2:
+            return 0
+        context = multiprocessing.get_context("spawn")
+        with ProcessPoolExecutor(min(len(missing), cores), mp_context=context) as pool:
+            futures = {
+                key: pool.submit(_compile_and_store, build, args, key, str(folder))
+                for key, build, args in missing
+            }
+            for key, future in futures.items():
+                try:
+                    self._helper_seconds[key] = future.result()
+                    self.helper_compilations += 1
+                except Exception as exc:  # noqa: BLE001 - get() compiles it here instead
+                    _LOG.info("a helper could not compile %s (%s)", key, exc)
+        return len(self._helper_seconds)
 
     def get(
         self, key: tuple, build: Callable[[], pm.Model], want_nutpie: bool
@@ -144,7 +203,12 @@ class ModelCache:
             if want_nutpie:
                 fp = compiledcache.fingerprint(entry.model, key)
                 entry.compiled, _ = compiledcache.load(entry.model, fp)
-                if entry.compiled is not None:
+                helper_s = self._helper_seconds.pop(key, None)
+                if entry.compiled is not None and helper_s is not None:
+                    self.compilations += 1
+                    source = "compiled"  # by a helper process, just now
+                    t0 -= helper_s
+                elif entry.compiled is not None:
                     self.disk_loads += 1
                     source = "disk"
                 else:
@@ -164,6 +228,18 @@ class ModelCache:
         """Forget every in-process entry (the next fit of each structure loads or compiles)."""
         with self._lock:
             self._entries.clear()
+
+
+def _compile_and_store(build: Callable[..., pm.Model], args: tuple, key: tuple, folder: str):
+    """In a helper process: build, compile with nutpie, store on disk; returns the seconds."""
+    import nutpie
+
+    t0 = time.perf_counter()
+    model = build(*args)
+    compiled = nutpie.compile_pymc_model(model)
+    if compiledcache.save(compiled, compiledcache.fingerprint(model, key), Path(folder)) is None:
+        raise RuntimeError("the compiled model could not be stored")
+    return time.perf_counter() - t0
 
 
 @dataclass(frozen=True)

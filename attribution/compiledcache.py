@@ -116,6 +116,12 @@ def _path(folder: Path, fp: str) -> Path:
     return folder / f"{fp[:40]}.nutpie"
 
 
+def stored(fp: str, folder: Path | None = None) -> bool:
+    """Whether an entry for fingerprint ``fp`` exists (it may still prove unusable on load)."""
+    folder = directory() if folder is None else folder
+    return folder is not None and _path(folder, fp).exists()
+
+
 def load(model: Any, fp: str, folder: Path | None = None) -> tuple[Any | None, str]:
     """nutpie's compiled model for ``model`` from the disk cache, if a usable entry exists.
 

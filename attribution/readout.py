@@ -32,7 +32,7 @@ import duckdb
 import numpy as np
 import pandas as pd
 
-from attribution import joint, runs, store
+from attribution import joint, runs, store, uplift
 from attribution.cells import MISSING_SEGMENT, cells, monthly_totals, segment_sql
 from attribution.config import OUTCOMES as CONFIG_OUTCOMES
 from attribution.config import Config, ModelSettings
@@ -391,21 +391,16 @@ def fit_inputs(inputs: ReadoutInputs, config: Config | None = None) -> Experimen
     tables = []
     reasons: list[str] = []
     assumed: tuple[str, ...] = ()
-    for seg_by in seg_cols or [None]:
-        split = inputs.splits[seg_by]
-        if seg_by == (seg_cols or [None])[0]:  # once: the first breakdown's cells say it
-            assumed = unmeasured(split, experiment_id, start, horizon, cfg, notes)
+    assumed = unmeasured(
+        inputs.splits[(seg_cols or [None])[0]], experiment_id, start, horizon, cfg, notes
+    )
+    plan = _plan(inputs, cfg, assumed)
+    uplift.precompile([fit for fits in plan.values() for _, *fit in fits])
+    for seg_by, fits in plan.items():
         seg_name = seg_by or OVERALL
-        keys = [c for c in split.columns if c in (seg_name, "pre_band", "arm")]
-        stats = [c for c in split.columns if c not in (*keys, joint.STATUS, OVERALL, seg_by)]
-        frame = split.groupby(keys, as_index=False, sort=True)[stats].sum()
         fitted = {}
-        for outcome in [o for o in cfg.model.outcomes if o not in assumed]:
-            model = _model(outcome, exp["intervention"], cfg)
-            if outcome == "retention" or not cfg.model.money:
-                model.fit(frame, seg_name)
-            else:  # conditional on retention status: one joint posterior (attribution.joint)
-                model.fit(split, [seg_name, joint.STATUS])
+        for outcome, model, data, segment in fits:
+            model.fit(data, segment)
             fitted[outcome] = model
             readout_models[(outcome, seg_name)] = model
             if not model.diagnostics_.passed:
@@ -463,6 +458,46 @@ def fit_inputs(inputs: ReadoutInputs, config: Config | None = None) -> Experimen
         assumed=assumed,
         interval=cfg.interval,
     )
+
+
+def _plan(inputs: ReadoutInputs, cfg: Config, assumed: tuple[str, ...]) -> dict:
+    """Per segment column: (outcome, estimator, cells, segment) of each fit, in fitting order.
+
+    Retention is fitted on cells summed over retention status; with money, revenue and
+    cost-to-serve are fitted conditional on it, for one joint posterior (attribution.joint).
+    """
+    plan = {}
+    for seg_by, split in inputs.splits.items():
+        seg_name = seg_by or OVERALL
+        keys = [c for c in split.columns if c in (seg_name, "pre_band", "arm")]
+        stats = [c for c in split.columns if c not in (*keys, joint.STATUS, OVERALL, seg_by)]
+        frame = split.groupby(keys, as_index=False, sort=True)[stats].sum()
+        fits = []
+        for outcome in [o for o in cfg.model.outcomes if o not in assumed]:
+            model = _model(outcome, inputs.preflight.experiment["intervention"], cfg)
+            if outcome == "retention" or not cfg.model.money:
+                fits.append((outcome, model, frame, seg_name))
+            else:
+                fits.append((outcome, model, split, [seg_name, joint.STATUS]))
+        plan[seg_by] = fits
+    return plan
+
+
+def precompile(inputs: list[ReadoutInputs], config: Config | None = None) -> int:
+    """Compile the models several readouts will need, side by side, before fitting any.
+
+    Worth it on the first run on a machine (nothing in the compiled-model cache): each model
+    compiles in its own helper process (:func:`attribution.uplift.precompile`). Returns how
+    many models were compiled.
+    """
+    cfg = config or Config()
+    fits = []
+    for one in inputs:
+        first = one.splits[(list(one.preflight.segments) or [None])[0]]
+        assumed = unmeasured(first, one.preflight.experiment_id, one.preflight.start,
+                             one.preflight.horizon, cfg, [])  # fmt: skip
+        fits += [fit for fits_ in _plan(one, cfg, assumed).values() for _, *fit in fits_]
+    return uplift.precompile(fits)
 
 
 @dataclass(frozen=True)

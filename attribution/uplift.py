@@ -49,6 +49,7 @@ fit of the same structure swaps the data in instead of recompiling.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import arviz as az
@@ -70,6 +71,7 @@ __all__ = [
     "SpendUplift",
     "clear_cache",
     "compile_count",
+    "precompile",
 ]
 
 CONTROL = "control"
@@ -656,6 +658,34 @@ def compile_count() -> int:
 def clear_cache() -> None:
     """Forget every cached compiled model (the next fit of each structure compiles again)."""
     _CACHE.clear()
+
+
+def _model_only(c: _Cells, priors) -> pm.Model:
+    return _build_model(c, priors)[0]
+
+
+def precompile(fits: Sequence[tuple[_CellUplift, pd.DataFrame, str | list[str]]]) -> int:
+    """Compile the models that these fits will need, side by side (first run on a machine).
+
+    Parameters
+    ----------
+    fits : sequence of (estimator, cells, segment)
+        What will be passed to each estimator's :meth:`fit`. Models already compiled in this
+        process or on disk are skipped (:meth:`attribution.cellmodel.ModelCache.prefetch`).
+
+    Returns
+    -------
+    int
+        How many models were compiled.
+    """
+    jobs = []
+    for est, cells, segment in fits:
+        if est.sampler != "nutpie":
+            continue
+        priors = est._validate_params()
+        padded = _pad(_prepare(cells, segment, est._outcome))
+        jobs.append((_structure_key(padded, priors), _model_only, (padded, priors)))
+    return _CACHE.prefetch(jobs)
 
 
 def _structure_key(c: _Cells, priors) -> tuple:

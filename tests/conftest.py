@@ -25,7 +25,12 @@ def pytest_configure(config):
     model structure compiles once per run; a run never reads the user's cache, and a clean
     run measures compiling as CI sees it. A cache given in ``CX_MODEL_CACHE`` is used as is.
     """
-    if hasattr(config, "workerinput") or os.environ.get("CX_MODEL_CACHE"):
+    if hasattr(config, "workerinput"):
+        return
+    # the xdist workers already use both cores: no helper processes compiling beside them
+    # (tests/test_compiledcache.py turns them on where it tests them)
+    os.environ.setdefault("CX_PARALLEL_COMPILE", "0")
+    if os.environ.get("CX_MODEL_CACHE"):
         return
     os.environ["CX_MODEL_CACHE"] = tempfile.mkdtemp(prefix="cx-test-models-")
     os.environ[_OWN_MODEL_CACHE] = os.environ["CX_MODEL_CACHE"]

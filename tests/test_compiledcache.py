@@ -172,11 +172,13 @@ t0 = time.perf_counter()
 from attribution import store
 from attribution.config import Config, ModelSettings
 from attribution.readout import read_out
+from attribution.uplift import _CACHE
 cfg = Config(model=ModelSettings(seed=5))
 with store.opened(sys.argv[1], read_only=True) as con:
     r = read_out(con, "exp_recovery_gift", config=cfg)
 print(json.dumps({
     "cache": sorted({m.cache_ for m in r.models.values()}),
+    "helpers": _CACHE.helper_compilations,
     "compile_s": sum(m.timings_["compile_s"] for m in r.models.values()),
     "wall_s": time.perf_counter() - t0,
     "table": r.table.to_json(orient="split", double_precision=15),
@@ -188,7 +190,8 @@ def test_a_readout_in_a_second_process_compiles_nothing_and_gives_the_same_numbe
     path = tmp_path / "world.duckdb"
     with store.opened(path) as con:
         synth.simulate(con, 4_000, months=8, seed=21)
-    env = {**os.environ, "CX_MODEL_CACHE": str(tmp_path / "models")}
+    # the first process compiles its two models side by side in helper processes
+    env = {**os.environ, "CX_MODEL_CACHE": str(tmp_path / "models"), "CX_PARALLEL_COMPILE": "1"}
 
     def run() -> dict:
         done = subprocess.run(
@@ -203,8 +206,10 @@ def test_a_readout_in_a_second_process_compiles_nothing_and_gives_the_same_numbe
         return json.loads(done.stdout.strip().splitlines()[-1])
 
     first, second = run(), run()
+    assert len(list((tmp_path / "models").glob("*.nutpie"))) == 2
     # revenue and cost-to-serve share one spend model: the second fit of it is "memory"
     assert first["cache"] == ["compiled", "memory"]
     assert second["cache"] == ["disk", "memory"]
+    assert first["helpers"] == 2 and second["helpers"] == 0
     assert second["table"] == first["table"]
     assert second["compile_s"] < 5.0 < first["compile_s"]
