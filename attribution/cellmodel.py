@@ -20,13 +20,15 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import multiprocessing
 import os
+import pickle
+import subprocess
+import sys
+import tempfile
 import threading
 import time
 import warnings
 from collections.abc import Callable, Sequence
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -172,19 +174,18 @@ class ModelCache:
                 missing.append((key, build, args))
         if len(missing) < 2:
             return 0
-        context = multiprocessing.get_context("spawn")
-        with ProcessPoolExecutor(min(len(missing), cores), mp_context=context) as pool:
-            futures = {
-                key: pool.submit(_compile_and_store, build, args, key, str(folder))
-                for key, build, args in missing
-            }
-            for key, future in futures.items():
-                try:
-                    self._helper_seconds[key] = future.result()
-                    self.helper_compilations += 1
-                except Exception as exc:  # noqa: BLE001 - get() compiles it here instead
-                    _LOG.info("a helper could not compile %s (%s)", key, exc)
-        return len(self._helper_seconds)
+        before = self.helper_compilations
+        with tempfile.TemporaryDirectory(prefix="cx-compile-") as tmp:
+            running = []
+            for i, (key, build, args) in enumerate(missing):
+                job = Path(tmp) / f"job{i}.pkl"
+                job.write_bytes(pickle.dumps((build, args, key, str(folder))))
+                running.append((key, _helper(job)))
+                if len(running) >= cores:  # at most one helper per core
+                    self._collect(*running.pop(0))
+            for key, proc in running:
+                self._collect(key, proc)
+        return self.helper_compilations - before
 
     def get(
         self, key: tuple, build: Callable[[], pm.Model], want_nutpie: bool
@@ -224,22 +225,53 @@ class ModelCache:
                         compiledcache.save(entry.compiled, fp)
             return entry, time.perf_counter() - t0, source
 
+    def _collect(self, key: tuple, proc: subprocess.Popen) -> None:
+        out, _ = proc.communicate()
+        try:
+            seconds = float(out.strip().splitlines()[-1])
+        except (ValueError, IndexError):  # get() compiles it in this process instead
+            err = Path(proc.args[-1]).with_suffix(".err").read_text()[-2000:]
+            _LOG.info("a helper could not compile %s: %s", key, err)
+            return
+        self._helper_seconds[key] = seconds
+        self.helper_compilations += 1
+
     def clear(self) -> None:
         """Forget every in-process entry (the next fit of each structure loads or compiles)."""
         with self._lock:
             self._entries.clear()
 
 
-def _compile_and_store(build: Callable[..., pm.Model], args: tuple, key: tuple, folder: str):
-    """In a helper process: build, compile with nutpie, store on disk; returns the seconds."""
+def _helper(job: Path) -> subprocess.Popen:
+    """Start a helper process compiling the model described in ``job`` (see helper_main).
+
+    Its messages go to a file beside the job (read only when it fails), never to the user.
+    """
+    code = "from attribution.cellmodel import helper_main; helper_main()"
+    with open(job.with_suffix(".err"), "w") as err:
+        return subprocess.Popen(
+            [sys.executable, "-c", code, str(job)],
+            stdout=subprocess.PIPE,
+            stderr=err,
+            text=True,
+        )
+
+
+def helper_main() -> None:
+    """In a helper process: build, compile with nutpie, store on disk; print the seconds.
+
+    A plain child process (not multiprocessing), so it works whatever started the parent: a
+    script, ``python -c``, stdin or a notebook kernel.
+    """
     import nutpie
 
+    build, args, key, folder = pickle.loads(Path(sys.argv[1]).read_bytes())
     t0 = time.perf_counter()
     model = build(*args)
     compiled = nutpie.compile_pymc_model(model)
     if compiledcache.save(compiled, compiledcache.fingerprint(model, key), Path(folder)) is None:
-        raise RuntimeError("the compiled model could not be stored")
-    return time.perf_counter() - t0
+        raise SystemExit("the compiled model could not be stored")
+    print(time.perf_counter() - t0)
 
 
 @dataclass(frozen=True)

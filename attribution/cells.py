@@ -295,7 +295,8 @@ def segment_sql(con: duckdb.DuckDBPyConnection, segment: str | None) -> str:
 
 _MONTHLY_SQL = """
 SELECT {segment} AS segment, a.arm AS arm, o.period AS period,
-       SUM(o.revenue) AS revenue, SUM(o.cost_to_serve) AS cost_to_serve
+       SUM(CAST(o.revenue AS DECIMAL(18, 6))) AS revenue,
+       SUM(CAST(o.cost_to_serve AS DECIMAL(18, 6))) AS cost_to_serve
 FROM assignments a
 JOIN customers c ON c.customer_id = a.customer_id
 JOIN outcomes o ON o.customer_id = a.customer_id

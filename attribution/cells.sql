@@ -1,5 +1,8 @@
 -- Collapse customers into cells of sufficient statistics. The one heavy data step.
--- Portable SQL (DuckDB and Spark SQL): CTEs, CASE, SUM, COUNT, LN, LEFT JOIN only.
+-- Portable SQL (DuckDB and Spark SQL): CTEs, CASE, SUM, COUNT, LN, CAST, LEFT JOIN only.
+-- Money is summed as DECIMAL (exact, to 1e-6; logs to 1e-12): a float sum depends on the order
+-- the engine's threads add partial sums in, so the same store could give cells differing in the
+-- last bits, and a readout of the same data with the same seed different numbers.
 -- The brace placeholders are filled with schema-checked, quoted column names (never user text)
 -- and with the optional pre-period blocks at the end of this file. Values are bound parameters:
 --   $experiment_id (NULL: every customer), $start and $horizon (first days of months).
@@ -12,8 +15,8 @@ WITH population AS (
 ),{pre_cte}
 per_customer AS (
     SELECT o.customer_id,
-           SUM(o.revenue)       AS revenue,
-           SUM(o.cost_to_serve) AS cost_to_serve,
+           SUM(CAST(o.revenue AS DECIMAL(18, 6)))       AS revenue,
+           SUM(CAST(o.cost_to_serve AS DECIMAL(18, 6))) AS cost_to_serve,
            MAX(CASE WHEN o.period = $horizon THEN 1 ELSE 0 END) AS seen_at_horizon,
            MAX(CASE WHEN o.period = $horizon AND o.active THEN 1 ELSE 0 END) AS active_at_horizon
     FROM outcomes o
@@ -38,15 +41,19 @@ SELECT {group_select_plain}
        SUM(CASE WHEN revenue_total > 0 THEN 1 ELSE 0 END)              AS revenue_npos,
        SUM(revenue_total)                                              AS revenue_sum,
        SUM(revenue_total * revenue_total)                              AS revenue_sum2,
-       SUM(CASE WHEN revenue_total > 0 THEN LN(revenue_total) ELSE 0 END) AS revenue_sumlog,
        SUM(CASE WHEN revenue_total > 0
-                THEN LN(revenue_total) * LN(revenue_total) ELSE 0 END) AS revenue_sumlog2,
+                THEN CAST(LN(revenue_total) AS DECIMAL(18, 12)) ELSE 0 END) AS revenue_sumlog,
+       SUM(CASE WHEN revenue_total > 0
+                THEN CAST(LN(revenue_total) * LN(revenue_total) AS DECIMAL(18, 12))
+                ELSE 0 END)                                            AS revenue_sumlog2,
        SUM(CASE WHEN cost_total > 0 THEN 1 ELSE 0 END)                 AS cost_to_serve_npos,
        SUM(cost_total)                                                 AS cost_to_serve_sum,
        SUM(cost_total * cost_total)                                    AS cost_to_serve_sum2,
-       SUM(CASE WHEN cost_total > 0 THEN LN(cost_total) ELSE 0 END)    AS cost_to_serve_sumlog,
        SUM(CASE WHEN cost_total > 0
-                THEN LN(cost_total) * LN(cost_total) ELSE 0 END)       AS cost_to_serve_sumlog2
+                THEN CAST(LN(cost_total) AS DECIMAL(18, 12)) ELSE 0 END) AS cost_to_serve_sumlog,
+       SUM(CASE WHEN cost_total > 0
+                THEN CAST(LN(cost_total) * LN(cost_total) AS DECIMAL(18, 12))
+                ELSE 0 END)                                            AS cost_to_serve_sumlog2
 FROM joined
 {group_by}
 {order_by}
@@ -55,7 +62,7 @@ FROM joined
 -- Pre-period spend band (the Bayesian analogue of CUPED): band 0 = no revenue in the pre-period
 -- window [$pre_start, $start), bands 1..$pre_bands - 1 = equal-count tiles of positive revenue.
 pre_revenue AS (
-    SELECT o.customer_id, SUM(o.revenue) AS pre_revenue
+    SELECT o.customer_id, SUM(CAST(o.revenue AS DECIMAL(18, 6))) AS pre_revenue
     FROM outcomes o
     WHERE o.period >= $pre_start AND o.period < $start
       AND o.customer_id IN (SELECT customer_id FROM population)

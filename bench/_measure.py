@@ -12,18 +12,19 @@ from pathlib import Path
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
-def step(module: str, *args: str, timeout: int = 3600) -> dict:
+def step(module: str, *args: str, timeout: int = 3600, env: dict | None = None) -> dict:
     """Run ``python -m module args`` in a child process; it prints one JSON line on stdout.
 
     The child measures its own wall time and peak resident memory (ru_maxrss), so DuckDB's and
-    NumPy's memory both count, and one step's memory does not leak into the next.
+    NumPy's memory both count, and one step's memory does not leak into the next. ``env``
+    adds to the environment (e.g. a fresh compiled-model cache).
     """
     proc = subprocess.run(
         [sys.executable, "-m", module, *args],
         capture_output=True,
         text=True,
         timeout=timeout,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})},
     )
     if proc.returncode != 0:
         raise RuntimeError(f"{module} {' '.join(args)} failed:\n{proc.stderr[-4000:]}")
