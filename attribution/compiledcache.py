@@ -225,6 +225,23 @@ def _rebuild(model: Any, state: dict) -> Any:
     )
 
 
+def _serialise(compiled: Any) -> bytes | None:
+    """The callbacks' machine code and what rebuilding needs; None when it holds addresses."""
+    callbacks = (compiled.compiled_logp_func, compiled.compiled_expand_func)
+    if any(cb._library.has_dynamic_globals for cb in callbacks):
+        return None
+    state = {
+        "logp": (callbacks[0]._library.serialize_using_object_code(), callbacks[0]._wrapper_name),
+        "expand": (callbacks[1]._library.serialize_using_object_code(), callbacks[1]._wrapper_name),
+        "dtype": compiled.user_data.dtype,
+        "shared": list(compiled.shared_data),
+        "n_dim": compiled.n_dim,
+        "n_expanded": compiled.n_expanded,
+        "shape_info": compiled.shape_info,
+    }
+    return pickle.dumps(state, protocol=pickle.HIGHEST_PROTOCOL)
+
+
 class _Callback:
     """A C callback loaded from stored object code: what nutpie's sampler reads is ``address``."""
 
@@ -246,20 +263,14 @@ def save(compiled: Any, fp: str, folder: Path | None = None) -> Path | None:
     folder = directory() if folder is None else folder
     if folder is None:
         return None
-    callbacks = (compiled.compiled_logp_func, compiled.compiled_expand_func)
-    if any(cb._library.has_dynamic_globals for cb in callbacks):
+    try:
+        payload = _serialise(compiled)
+    except Exception as exc:  # noqa: BLE001 - e.g. another nutpie's internals: compile each time
+        _LOG.warning("compiled model cache: this compiled model cannot be stored (%s)", exc)
+        return None
+    if payload is None:
         _LOG.info("compiled model cache: callbacks hold process addresses; not stored")
         return None
-    state = {
-        "logp": (callbacks[0]._library.serialize_using_object_code(), callbacks[0]._wrapper_name),
-        "expand": (callbacks[1]._library.serialize_using_object_code(), callbacks[1]._wrapper_name),
-        "dtype": compiled.user_data.dtype,
-        "shared": list(compiled.shared_data),
-        "n_dim": compiled.n_dim,
-        "n_expanded": compiled.n_expanded,
-        "shape_info": compiled.shape_info,
-    }
-    payload = pickle.dumps(state, protocol=pickle.HIGHEST_PROTOCOL)
     entry = {
         "format": FORMAT,
         "versions": versions(),

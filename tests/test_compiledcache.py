@@ -213,3 +213,13 @@ def test_a_readout_in_a_second_process_compiles_nothing_and_gives_the_same_numbe
     assert first["helpers"] == 2 and second["helpers"] == 0
     assert second["table"] == first["table"]
     assert second["compile_s"] < 5.0 < first["compile_s"]
+
+
+def test_a_compiled_model_that_cannot_be_stored_is_used_and_said_once(folder, caplog):
+    class Other:  # what another nutpie's compiled model could look like
+        compiled_logp_func = object()
+
+    with caplog.at_level(logging.WARNING, logger="attribution.compiledcache"):
+        assert compiledcache.save(Other(), "0" * 64, folder) is None
+    assert len(caplog.records) == 1 and "cannot be stored" in caplog.records[0].getMessage()
+    assert not folder.exists() or not list(folder.iterdir())
