@@ -36,11 +36,12 @@ import pickle
 import re
 import sys
 import tempfile
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from attribution.versions import installed
 
 _LOG = logging.getLogger(__name__)
 
@@ -78,13 +79,7 @@ def directory() -> Path | None:
 
 def versions() -> dict[str, str]:
     """The package versions and platform an entry must match to be used."""
-    out = {"python": sys.version.split()[0], "format": str(FORMAT)}
-    for name in _PACKAGES:
-        try:
-            out[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            out[name] = "absent"
-    return out
+    return {"python": sys.version.split()[0], "format": str(FORMAT), **installed(_PACKAGES)}
 
 
 def _cpu() -> str:

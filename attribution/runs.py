@@ -17,7 +17,6 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from importlib import metadata
 
 import duckdb
 import pandas as pd
@@ -25,6 +24,7 @@ import pandas as pd
 from attribution import store
 from attribution.errors import InputError
 from attribution.settings import INTERVAL, IntervalSetting
+from attribution.versions import installed
 
 PUBLISHED, FAILED, RUNNING, ABANDONED = "published", "failed", "running", "abandoned"
 #: The tables models read: hashed by :func:`data_hash` and copied by a refresh's snapshot.
@@ -69,13 +69,7 @@ _PACKAGES = ("cx-attribution", "pymc", "pytensor", "arviz", "nutpie", "duckdb", 
 
 def versions() -> dict[str, str]:
     """Installed versions of the packages a result depends on."""
-    out = {}
-    for name in _PACKAGES:
-        try:
-            out[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            out[name] = "not installed"
-    return out
+    return installed(_PACKAGES)
 
 
 def _now() -> datetime:
