@@ -31,7 +31,7 @@ class SampleRatioError(CxError):
     ----------
     experiment_id : str
         The experiment that failed the check.
-    srm : experiments.design.SRMCheck or None
+    srm : attribution.srm.SRMCheck or None
         The check itself: counts, expected counts, chi2, p-value.
     arms : tuple of str
         Arm names in the order of ``srm.counts``.

@@ -4,8 +4,8 @@ This is the path from the store to a number a finance reviewer can check:
 
 0. the sample-ratio-mismatch gate, before anything else: the arm counts against the designed
    shares in the experiment's design record (``design["allocation"] = {arm: share}``), a
-   chi-square test (:func:`experiments.design.srm_check`) that raises
-   :class:`~attribution.errors.SampleRatioError` at ``p <`` :data:`experiments.design.SRM_ALARM_P`
+   chi-square test (:func:`attribution.srm.srm_check`) that raises
+   :class:`~attribution.errors.SampleRatioError` at ``p <`` :data:`attribution.srm.SRM_ALARM_P`
    unless the caller overrides it (``check_srm=False``); without an allocation it is skipped and
    a note says so;
 1. the experiment's arms (one named ``control``) and its outcome window: from the start month to
@@ -38,6 +38,7 @@ from attribution.config import OUTCOMES as CONFIG_OUTCOMES
 from attribution.config import Config, ModelSettings
 from attribution.errors import InputError, SampleRatioError
 from attribution.settings import IntervalSetting, MoneySettings
+from attribution.srm import SRM_ALARM_P, SRMCheck, srm_check
 from attribution.store import add_months
 from attribution.uplift import CONTROL, RetentionUplift, SpendUplift
 from attribution.value import (
@@ -48,7 +49,6 @@ from attribution.value import (
     summarize_money,
     window_profile,
 )
-from experiments.design import SRM_ALARM_P, SRMCheck, srm_check
 
 #: Every outcome a readout can fit (``[model] outcomes`` picks a subset; money needs all three).
 OUTCOMES = CONFIG_OUTCOMES
@@ -100,7 +100,7 @@ class ExperimentReadout:
         Why the gate failed, in plain words.
     notes : list of str
         Caveats in plain words (a skipped or overridden SRM check, missing intervention costs).
-    srm : experiments.design.SRMCheck or None
+    srm : attribution.srm.SRMCheck or None
         The sample-ratio-mismatch check run before any fitting; None when the design record has
         no allocation to check against. Its counts and expected counts are in the order of
         :attr:`srm_arms`.
@@ -219,7 +219,7 @@ def srm_record(check: SRMCheck | None, arms: tuple[str, ...] | list[str]) -> dic
 
     Parameters
     ----------
-    check : experiments.design.SRMCheck or None
+    check : attribution.srm.SRMCheck or None
         The check, or None when it was skipped.
     arms : sequence of str
         Arm names in the order of ``check.counts``.
@@ -291,7 +291,7 @@ def read_out(
         the design record, an unknown segment column, or outcomes missing for the horizon.
     SampleRatioError
         The arm counts do not match the designed shares (``p <``
-        :data:`experiments.design.SRM_ALARM_P`), or arms in the data and in the allocation
+        :data:`attribution.srm.SRM_ALARM_P`), or arms in the data and in the allocation
         differ; raised before any cells or models are computed.
 
     Examples

@@ -12,16 +12,15 @@ import base64
 import html
 import io
 from datetime import date, datetime
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
-from attribution.report import (
+from attribution.formatting import (
     DRIVERS,
-    MONEY_OUTCOMES,
     RANDOMIZED_METHOD,
-    ReportData,
     fmt_money,
     fmt_payback,
     fmt_pct,
@@ -30,8 +29,11 @@ from attribution.report import (
     headline_sentence,
     missing_money,
 )
-from attribution.value import assumption
-from experiments.design import SRM_ALARM_P
+from attribution.srm import SRM_ALARM_P
+from attribution.value import MONEY_OUTCOMES, assumption
+
+if TYPE_CHECKING:  # the page renders what attribution.report gathered; it never imports it
+    from attribution.report import ReportData
 
 _CSP = "default-src 'none'; img-src data:; style-src 'unsafe-inline'"
 _CSS = """
