@@ -94,7 +94,6 @@ DEFAULT_CONFOUNDERS = (
 BAD_RESOLUTIONS = ("somewhat_ineffective", "very_ineffective")
 #: Outcome columns of :attr:`ObservationalData.frame` and their names on the readout scale.
 OUTCOME_COLUMNS = {"retention": "retained", "revenue": "revenue", "cost_to_serve": "cost_to_serve"}
-_NUMERIC_TYPES = ("TINYINT", "SMALLINT", "INTEGER", "BIGINT", "HUGEINT", "FLOAT", "DOUBLE")
 _MISSING = "(missing)"
 
 # --- the SQL, in one place ----------------------------------------------------------------------
@@ -394,7 +393,7 @@ def confounder_kind(name: str, customer_cols: dict[str, str]) -> str:
     kind = DERIVED_CONFOUNDERS.get(name)
     if kind is not None:
         return kind
-    return "numeric" if customer_cols[name].upper() in _NUMERIC_TYPES else "categorical"
+    return "numeric" if store.is_numeric_type(customer_cols[name]) else "categorical"
 
 
 def valid_confounders(con: duckdb.DuckDBPyConnection) -> list[str]:

@@ -518,7 +518,7 @@ def _refresh_open(con, cfg, force, say, started, *, abandon: bool) -> RefreshOut
 def data_tables(cfg: Config) -> tuple[str, ...]:
     """The tables a refresh with these settings reads: hashed, and copied into its snapshot.
 
-    :data:`attribution.runs.DATA_TABLES`, plus ``interactions`` when observational questions are
+    :data:`attribution.runs.MODEL_TABLES`, plus ``interactions`` when observational questions are
     declared (their confounders and conditions read it).
 
     Examples
@@ -527,7 +527,7 @@ def data_tables(cfg: Config) -> tuple[str, ...]:
     False
     """
     extra = ("interactions",) if cfg.observational else ()
-    return (*runs.DATA_TABLES, *extra)
+    return (*runs.MODEL_TABLES, *extra)
 
 
 def check_config(con: duckdb.DuckDBPyConnection, cfg: Config) -> list[str]:
@@ -638,7 +638,7 @@ def _prepare(con, cfg: Config, force: bool, say, *, abandon: bool):
 
 
 def _snapshot(
-    con: duckdb.DuckDBPyConnection, path: Path, tables: tuple[str, ...] = runs.DATA_TABLES
+    con: duckdb.DuckDBPyConnection, path: Path, tables: tuple[str, ...] = runs.MODEL_TABLES
 ) -> tuple[duckdb.DuckDBPyConnection, int]:
     """Copy the tables the models read into a private store file; returns it open and its rows."""
     snap = store.connect(path)

@@ -465,8 +465,8 @@ def _stat(frame: pd.DataFrame, col: str, how) -> float:
 def freshness(con: duckdb.DuckDBPyConnection, run: dict) -> dict:
     """How current the data are: outcome months, the latest load per table, changed since run."""
     first, last = store.periods(con)
-    tables = (run.get("diagnostics") or {}).get("data_tables") or runs.DATA_TABLES
-    tables = [t for t in tables if t in runs.DATA_TABLES or t == "interactions"]
+    tables = (run.get("diagnostics") or {}).get("data_tables") or runs.MODEL_TABLES
+    tables = [t for t in tables if t in runs.MODEL_TABLES or t == "interactions"]
     loads = con.execute(
         """
         SELECT table_name, max(loaded_at) AS last_loaded,

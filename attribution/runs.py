@@ -27,8 +27,9 @@ from attribution.settings import INTERVAL, IntervalSetting
 from attribution.versions import installed
 
 PUBLISHED, FAILED, RUNNING, ABANDONED = "published", "failed", "running", "abandoned"
-#: The tables models read: hashed by :func:`data_hash` and copied by a refresh's snapshot.
-DATA_TABLES = ("customers", "outcomes", "interventions", "experiments", "assignments")
+#: The tables models read (:data:`attribution.store.DATA_TABLES` are every data table): hashed by
+#: :func:`data_hash`.
+MODEL_TABLES = ("customers", "outcomes", "interventions", "experiments", "assignments")
 #: Columns of the ``estimates`` table, in its order (attribution/schema.sql): the one list that
 #: publishing, readers and :data:`attribution.readout.COLUMNS` derive from.
 ESTIMATE_COLUMNS = [
@@ -77,11 +78,11 @@ def _now() -> datetime:
 
 
 def data_hash(
-    con: duckdb.DuckDBPyConnection, tables: tuple[str, ...] | list[str] = DATA_TABLES
+    con: duckdb.DuckDBPyConnection, tables: tuple[str, ...] | list[str] = MODEL_TABLES
 ) -> str:
     """A fingerprint of the data models read: row counts and content checksums of each table.
 
-    ``tables`` defaults to :data:`DATA_TABLES`; a refresh with observational questions adds
+    ``tables`` defaults to :data:`MODEL_TABLES`; a refresh with observational questions adds
     ``interactions`` (their confounders and conditions read it).
     """
     parts = []
@@ -117,7 +118,7 @@ def finish_run(
     interval: IntervalSetting = INTERVAL,
     method: str = "bayesian_cells",
     expect_data_hash: str | None = None,
-    data_tables: tuple[str, ...] | list[str] = DATA_TABLES,
+    data_tables: tuple[str, ...] | list[str] = MODEL_TABLES,
     before_commit: Callable[[], None] | None = None,
     checkpoint: Callable[[str], None] | None = None,
 ) -> str:

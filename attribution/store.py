@@ -367,6 +367,24 @@ def parse_period(value: str | date | datetime | pd.Timestamp) -> date:
     return date(ts.year, ts.month, 1)
 
 
+#: DuckDB numeric type names (``DECIMAL(p, s)`` matches by its name; list types do not).
+NUMERIC_TYPES = (
+    "TINYINT", "SMALLINT", "INTEGER", "BIGINT", "HUGEINT", "UTINYINT", "USMALLINT", "UINTEGER",
+    "UBIGINT", "UHUGEINT", "FLOAT", "DOUBLE", "REAL", "DECIMAL",
+)  # fmt: skip
+
+
+def is_numeric_type(type_name: str) -> bool:
+    """Whether a DuckDB column type (as :func:`columns` gives it) holds numbers.
+
+    Examples
+    --------
+    >>> [is_numeric_type(t) for t in ("DECIMAL(18,3)", "ubigint", "INTEGER[]", "VARCHAR")]
+    [True, True, False, False]
+    """
+    return type_name.upper().split("(")[0].strip() in NUMERIC_TYPES
+
+
 def add_months(day: date, months: int) -> date:
     """The first day of the month ``months`` after (or before, negative) ``day``'s month.
 

@@ -85,8 +85,6 @@ NOT_MEASURED = "not measured"
 BALANCE_SMD = 0.1
 BALANCE_COLUMNS = ["arm", "covariate", "level", "mean_control", "mean_arm", "smd", "flagged"]
 GUARDRAIL_COLUMNS = ["arm", "guardrail", "estimate", "lo", "hi", "threshold", "verdict", "reason"]
-_NUMERIC_TYPES = ("TINYINT", "SMALLINT", "INTEGER", "BIGINT", "HUGEINT", "UTINYINT", "USMALLINT")
-_NUMERIC_TYPES += ("UINTEGER", "UBIGINT", "FLOAT", "DOUBLE", "REAL", "DECIMAL")
 
 
 @dataclass
@@ -743,9 +741,8 @@ def _store_balance(con: duckdb.DuckDBPyConnection, experiment_id: str) -> pd.Dat
     ]
     rows = []
     for col in store.segment_columns(con):
-        kind = types[col].upper()
         quoted = store.quote_identifier(col)
-        if kind.startswith(_NUMERIC_TYPES):
+        if store.is_numeric_type(types[col]):
             frame = con.execute(
                 f"""
                 SELECT a.arm, avg(CAST(c.{quoted} AS DOUBLE)) AS mean,
@@ -772,7 +769,7 @@ def _store_balance(con: duckdb.DuckDBPyConnection, experiment_id: str) -> pd.Dat
                         stats_.loc[arm, "var"],
                     )
                 )
-        elif kind in ("VARCHAR", "BOOLEAN"):
+        elif types[col].upper() in ("VARCHAR", "BOOLEAN"):
             frame = con.execute(
                 f"""
                 SELECT a.arm, coalesce(CAST(c.{quoted} AS VARCHAR), '(missing)') AS level,

@@ -6,6 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from attribution import store
 from attribution.cells import STAT_COLUMNS, BinomialStats, PositiveLogStats, cells
 from attribution.errors import InputError
 from attribution.load import load
@@ -204,3 +205,16 @@ def test_pre_period_bands_split_zero_and_equal_count_tiles(con, world):
     compare(got, want, ["tier", "arm", "pre_band"])
     with pytest.raises(InputError, match="needs history"):
         cells(con, ["tier"], start="2025-01", pre_bands=3)
+
+
+def test_one_rule_says_which_column_types_hold_numbers():
+    # observational confounders and decision balance checks both ask store.is_numeric_type
+    from attribution.observational import confounder_kind
+
+    numeric = ["DECIMAL(18,3)", "ubigint", "DOUBLE", "INTEGER", "HUGEINT"]
+    other = ["INTEGER[]", "VARCHAR", "BOOLEAN", "DATE"]
+    assert all(store.is_numeric_type(t) for t in numeric)
+    assert not any(store.is_numeric_type(t) for t in other)
+    cols = {"spend_band": "DECIMAL(10,2)", "tier": "VARCHAR"}
+    assert confounder_kind("spend_band", cols) == "numeric"
+    assert confounder_kind("tier", cols) == "categorical"
