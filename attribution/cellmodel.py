@@ -135,6 +135,7 @@ class ModelCache:
     def __init__(self) -> None:
         self._entries: dict[tuple, Compiled] = {}
         self._lock = threading.Lock()
+        self.requests = 0  # every fit asks once: work done, countable in tests
         self.compilations = 0
         self.disk_loads = 0
         self.helper_compilations = 0
@@ -191,6 +192,7 @@ class ModelCache:
         self, key: tuple, build: Callable[[], pm.Model], want_nutpie: bool
     ) -> tuple[Compiled, float, str]:
         with self._lock:
+            self.requests += 1
             entry = self._entries.get(key)
             if entry is not None and (
                 entry.compiled is not None or not want_nutpie or entry.compile_error is not None

@@ -130,7 +130,7 @@ class GFormulaPriors:
 # Rows -> cells (DuckDB)
 # --------------------------------------------------------------------------------------------
 @dataclass(frozen=True)
-class _Cells:
+class _StrataCells:
     """Cells of one outcome and how the confounders were coded."""
 
     table: pd.DataFrame  # confounder columns (band index or level), treated, statistics
@@ -270,7 +270,7 @@ def _raise_row(frame: pd.DataFrame, bad: pd.Series, col: str, what: str) -> None
     )
 
 
-def _collapse(data, outcome: str, bands: int, slopes: bool = True) -> _Cells:
+def _collapse(data, outcome: str, bands: int, slopes: bool = True) -> _StrataCells:
     """Cells via DuckDB: cut points once per numeric confounder, then one GROUP BY.
 
     With ``slopes``, each cell also carries the mean of ``sign(x) ln(1 + |x|)`` of every numeric
@@ -349,7 +349,7 @@ def _collapse(data, outcome: str, bands: int, slopes: bool = True) -> _Cells:
     for col in ("treated", "n", "n_active", "npos"):
         if col in table:
             table[col] = table[col].astype("int64")
-    return _Cells(table=table, levels=levels, cuts=cuts, slopes=sloped)
+    return _StrataCells(table=table, levels=levels, cuts=cuts, slopes=sloped)
 
 
 def _band_labels(cuts: list[float]) -> list[str]:
@@ -391,7 +391,7 @@ def _stat_names(outcome: str) -> list[str]:
 
 
 def _strata(
-    c: _Cells, outcome: str, confounders: list[str], modifiers: list[str], segment: str | None
+    c: _StrataCells, outcome: str, confounders: list[str], modifiers: list[str], segment: str | None
 ) -> _Strata:
     table = c.table
     if confounders:

@@ -14,6 +14,7 @@ import numpy as np
 from scipy import stats
 
 from attribution.errors import InputError
+from attribution.validation import open_unit
 
 #: p-value below which :func:`srm_check` raises the sample-ratio-mismatch alarm.
 SRM_ALARM_P = 0.001
@@ -82,9 +83,7 @@ def srm_check(
             raise InputError(f"expected_shares must be > 0, got {shares.tolist()}")
         if not math.isclose(float(shares.sum()), 1.0, abs_tol=1e-6):
             raise InputError(f"expected_shares must sum to 1, got {shares.tolist()}")
-    t = float(threshold)
-    if not (math.isfinite(t) and 0.0 < t < 1.0):
-        raise InputError(f"threshold must be in (0, 1), got {threshold!r}")
+    t = open_unit("threshold", threshold)
     expected = shares * obs.sum()
     chi2, p = stats.chisquare(obs, expected)
     return SRMCheck(

@@ -71,6 +71,7 @@ __all__ = [
     "SpendUplift",
     "clear_cache",
     "compile_count",
+    "fit_count",
     "precompile",
 ]
 
@@ -653,6 +654,11 @@ _CACHE = cellmodel.ModelCache()
 def compile_count() -> int:
     """How many times nutpie has compiled a model in this process (cache misses)."""
     return _CACHE.compilations
+
+
+def fit_count() -> int:
+    """How many uplift models this process has fitted (or started to fit)."""
+    return _CACHE.requests
 
 
 def clear_cache() -> None:

@@ -61,8 +61,10 @@ import attribution
 from attribution import load, store
 from attribution.errors import InputError
 from attribution.jsonready import json_ready
+from attribution.srm import SRMCheck, srm_check
 from attribution.store import add_months
-from experiments.design import SRMCheck, _finite, _open_unit, srm_check
+from attribution.validation import finite as _finite
+from attribution.validation import open_unit as _open_unit
 
 #: Name and version of the hashing rule, stored in every design record.
 HASH_ALGORITHM = "sha256(salt:customer_id)[:8]/2^64 v1"

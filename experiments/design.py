@@ -38,6 +38,10 @@ from attribution.settings import INTERVAL, IntervalSetting
 
 # The sample-ratio check lives with the readouts that run it (attribution.srm); designs use it too.
 from attribution.srm import SRM_ALARM_P, SRMCheck, srm_check  # noqa: F401
+from attribution.validation import finite as _finite
+from attribution.validation import non_negative as _non_negative
+from attribution.validation import open_unit as _open_unit
+from attribution.validation import positive as _positive
 
 #: Fewer clusters than this per arm and the normal approximation behind the cluster design effect
 #: is not trusted: a common rule of thumb for cluster-randomised trials (with fewer, analyse with
@@ -110,37 +114,6 @@ class SampleSize:
 
 # --------------------------------------------------------------------------------------------
 # Validation
-
-
-def _finite(name: str, value: float) -> float:
-    try:
-        x = float(value)
-    except (TypeError, ValueError):
-        raise InputError(f"{name} must be a number, got {value!r}") from None
-    if not math.isfinite(x):
-        raise InputError(f"{name} must be a finite number, got {value!r}")
-    return x
-
-
-def _open_unit(name: str, value: float) -> float:
-    x = _finite(name, value)
-    if not 0.0 < x < 1.0:
-        raise InputError(f"{name} must be in (0, 1), got {value!r}")
-    return x
-
-
-def _positive(name: str, value: float) -> float:
-    x = _finite(name, value)
-    if x <= 0.0:
-        raise InputError(f"{name} must be > 0, got {value!r}")
-    return x
-
-
-def _non_negative(name: str, value: float) -> float:
-    x = _finite(name, value)
-    if x < 0.0:
-        raise InputError(f"{name} must be >= 0, got {value!r}")
-    return x
 
 
 def _alpha_power(alpha: float, power: float) -> tuple[float, float]:

@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import math
 import re
-import time
 import warnings
 
 import numpy as np
@@ -252,12 +251,10 @@ def test_a_sample_ratio_mismatch_stops_decide_before_fitting(world, tmp_path):
             "ORDER BY customer_id LIMIT 120)"
         )
         before = snapshot(con)
-        compiles = uplift.compile_count()
-        t0 = time.perf_counter()
+        fits = uplift.fit_count()
         with pytest.raises(SampleRatioError, match="nothing was fitted or published") as info:
             decide(con, "exp_recovery_gift")
-        assert time.perf_counter() - t0 < 5
-        assert uplift.compile_count() == compiles
+        assert uplift.fit_count() == fits  # stopped before any model
         assert info.value.exit_code == 4 and info.value.srm.p_value < 0.001
         assert info.value.srm.counts == (324, 313 - 120)
         assert_unchanged(before, con)

@@ -2,7 +2,7 @@
 
 Low to high (README, "Layout"):
 
-0. foundation: errors, settings, versions, JSON helpers;
+0. foundation: errors, settings, versions, JSON helpers, validation of settings;
 1. the store and what reads it: store, cells, loader, simulator, summaries, the runs registry,
    observational frames, the assignment history;
 2. models and checks on cells: the cell-model core and its compiled-model cache, uplift, joint,
@@ -29,7 +29,7 @@ PACKAGES = ("attribution", "experiments")
 
 LAYERS = {
     0: ["attribution", "attribution.errors", "attribution.settings", "attribution.versions",
-        "attribution.jsonready", "experiments"],
+        "attribution.jsonready", "attribution.validation", "experiments"],
     1: ["attribution.store", "attribution.cells", "attribution.load", "attribution.synth",
         "attribution.summary", "attribution.runs", "attribution.observational",
         "experiments.history"],

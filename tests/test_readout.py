@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import time
 import warnings
 
 import pandas as pd
@@ -224,12 +223,10 @@ _DROP_TREATED = (
 def test_a_sample_ratio_mismatch_stops_the_readout_before_anything_is_fitted(con):
     con.execute(_DROP_TREATED)  # 324 control against 193 treated, designed 50/50
     before = snapshot(con)
-    compiles = uplift.compile_count()
-    t0 = time.perf_counter()
+    fits = uplift.fit_count()
     with pytest.raises(SampleRatioError) as info:
         read_out(con, "exp_recovery_gift")
-    assert time.perf_counter() - t0 < 5
-    assert uplift.compile_count() == compiles
+    assert uplift.fit_count() == fits  # stopped before any model
     message = str(info.value)
     assert "experiment 'exp_recovery_gift' fails the sample-ratio-mismatch check" in message
     assert "control 324, treatment 193" in message and "control 0.5, treatment 0.5" in message

@@ -162,11 +162,12 @@ def test_summary_uses_the_interval_setting(retention_fit):
 
 def test_same_structure_reuses_the_compiled_model(retention_fit):
     first, _ = retention_fit
-    before = uplift.compile_count()
+    before, fits = uplift.compile_count(), uplift.fit_count()
     frame, _ = _world(12, 20_000, segments=("north", "south", "east", "west"), lift=0.0)
     again = uplift.RetentionUplift(seed=6).fit(frame, "tier")
-    assert uplift.compile_count() == before
+    assert uplift.compile_count() == before and uplift.fit_count() == fits + 1
     assert not again.compiled_ and again.timings_["compile_s"] == 0.0
+    assert again.cache_ == "memory"
     assert again.segments_ == ["east", "north", "south", "west"]
     assert first.segments_ == sorted(SEGMENTS)
 
