@@ -1342,7 +1342,7 @@ def attribute(
     refuters : sequence of str, optional
         Default all of :data:`REFUTERS`; ``[]`` runs none.
     gformula : bool, optional
-        Fit the cell route. Default: when :mod:`attribution.gformula` is importable.
+        Fit the cell route (:mod:`attribution.gformula`). Default (None): yes.
 
     Returns
     -------
@@ -1415,7 +1415,7 @@ def attribute(
     with threadpool_limits(limits=1, user_api="blas"):
         data = _dowhy_route(result, data, outcomes, segment, refuters, cs, cfg)
     t = time.perf_counter()
-    use_gformula = _gformula_available() if gformula is None else gformula
+    use_gformula = True if gformula is None else gformula
     if use_gformula:
         from attribution.gformula import fit_gformula
 
@@ -1514,14 +1514,6 @@ def estimate_naive(
             )
         )
     return out
-
-
-def _gformula_available() -> bool:
-    try:
-        import attribution.gformula  # noqa: F401
-    except ImportError:
-        return False
-    return True
 
 
 def _gformula_estimates(fit, outcome: str) -> list[Estimate]:

@@ -55,7 +55,6 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from attribution import store
 from attribution.config import OUTCOMES, Config, DecisionSettings
 from attribution.jsonready import json_ready
 from attribution.readout import ExperimentReadout, read_out, srm_record
@@ -691,14 +690,10 @@ def _cost_margin(
 def balance(con: duckdb.DuckDBPyConnection, experiment_id: str) -> pd.DataFrame:
     """Standardized mean differences per covariate between each treatment arm and control.
 
-    Uses ``experiments.assign.store_balance`` when that module is available (it also covers
-    pre-period revenue, cost and activity, and keeps one level less per category), else the
-    same computation here: for every segment column of ``customers`` (text and boolean columns one
-    indicator per level, numeric columns as they are; date columns are left out),
-    ``smd = (mean_arm - mean_control) / sqrt((var_arm + var_control) / 2)``, with population
-    variances ``p (1 - p)`` for indicators and sample variances for numbers; a level with no
-    variance in either arm has SMD 0 when the means agree and infinity otherwise. ``flagged``
-    when ``|smd| >`` :data:`BALANCE_SMD`.
+    :func:`experiments.assign.store_balance`: the segment columns of ``customers`` and pre-period
+    revenue, cost and activity, ``smd = (mean_arm - mean_control) / sqrt((var_arm +
+    var_control) / 2)`` with sample variances, one level less per category (the formula is
+    documented there). ``flagged`` when ``|smd| >`` :data:`BALANCE_SMD`.
 
     Parameters
     ----------
@@ -722,95 +717,9 @@ def balance(con: duckdb.DuckDBPyConnection, experiment_id: str) -> pd.DataFrame:
     >>> {"channel", "region", "tenure_band", "tier"} <= set(b["covariate"])
     True
     """
-    try:
-        from experiments.assign import store_balance
-    except ImportError:
-        return _store_balance(con, experiment_id)
+    from experiments.assign import store_balance
+
     return store_balance(con, experiment_id)
-
-
-def _store_balance(con: duckdb.DuckDBPyConnection, experiment_id: str) -> pd.DataFrame:
-    types = store.columns(con, "customers")
-    arms = [
-        r[0]
-        for r in con.execute(
-            "SELECT DISTINCT arm FROM assignments WHERE experiment_id = ? AND arm <> ? "
-            "ORDER BY arm",
-            [experiment_id, CONTROL],
-        ).fetchall()
-    ]
-    rows = []
-    for col in store.segment_columns(con):
-        quoted = store.quote_identifier(col)
-        if store.is_numeric_type(types[col]):
-            frame = con.execute(
-                f"""
-                SELECT a.arm, avg(CAST(c.{quoted} AS DOUBLE)) AS mean,
-                       var_samp(CAST(c.{quoted} AS DOUBLE)) AS var
-                FROM assignments a JOIN customers c ON c.customer_id = a.customer_id
-                WHERE a.experiment_id = ? GROUP BY a.arm
-                """,
-                [experiment_id],
-            ).df()
-            stats_ = frame.set_index("arm")
-            if CONTROL not in stats_.index:
-                continue
-            for arm in arms:
-                if arm not in stats_.index:
-                    continue
-                rows.append(
-                    _smd_row(
-                        arm,
-                        col,
-                        None,
-                        stats_.loc[CONTROL, "mean"],
-                        stats_.loc[arm, "mean"],
-                        stats_.loc[CONTROL, "var"],
-                        stats_.loc[arm, "var"],
-                    )
-                )
-        elif types[col].upper() in ("VARCHAR", "BOOLEAN"):
-            frame = con.execute(
-                f"""
-                SELECT a.arm, coalesce(CAST(c.{quoted} AS VARCHAR), '(missing)') AS level,
-                       count(*) AS n
-                FROM assignments a JOIN customers c ON c.customer_id = a.customer_id
-                WHERE a.experiment_id = ? GROUP BY ALL
-                """,
-                [experiment_id],
-            ).df()
-            shares = frame.pivot_table(index="level", columns="arm", values="n", fill_value=0)
-            shares = shares / shares.sum(axis=0)
-            if CONTROL not in shares.columns:
-                continue
-            for arm in arms:
-                if arm not in shares.columns:
-                    continue
-                for level in sorted(shares.index, key=str):
-                    p_c, p_a = float(shares.loc[level, CONTROL]), float(shares.loc[level, arm])
-                    rows.append(
-                        _smd_row(arm, col, level, p_c, p_a, p_c * (1 - p_c), p_a * (1 - p_a))
-                    )
-    return pd.DataFrame(rows, columns=BALANCE_COLUMNS)
-
-
-def _smd_row(arm, covariate, level, mean_c, mean_a, var_c, var_a) -> dict:
-    mean_c, mean_a = float(mean_c), float(mean_a)
-    pooled = math.sqrt((float(np.nan_to_num(var_c)) + float(np.nan_to_num(var_a))) / 2.0)
-    diff = mean_a - mean_c
-    if pooled > 0:
-        smd = diff / pooled
-    else:
-        smd = 0.0 if math.isclose(diff, 0.0, abs_tol=1e-12) else math.copysign(math.inf, diff)
-    return {
-        "arm": arm,
-        "covariate": covariate,
-        "level": level,
-        "mean_control": mean_c,
-        "mean_arm": mean_a,
-        "smd": smd,
-        "flagged": bool(abs(smd) > BALANCE_SMD),
-    }
 
 
 def _balance_text(bal: pd.DataFrame) -> str:
