@@ -18,7 +18,6 @@ The SQL lives in ``cells.sql``, portable to Spark SQL.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 from datetime import date
 from importlib import resources
 
@@ -36,54 +35,6 @@ STAT_COLUMNS = ("n", "n_active", "n_missing") + tuple(
 _COUNT_COLUMNS = ("n", "n_active", "n_missing", "revenue_npos", "cost_to_serve_npos")
 #: Label of the customers without a value in a segment column.
 MISSING_SEGMENT = "(missing)"
-
-
-@dataclass(frozen=True)
-class PositiveLogStats:
-    """Sufficient statistics of a hurdle-lognormal value over ``n`` customers; addable.
-
-    Examples
-    --------
-    >>> a = PositiveLogStats(n=2, npos=1, sum=10.0, sumlog=2.3, sumlog2=5.29)
-    >>> (a + a).npos
-    2
-    """
-
-    n: int
-    npos: int
-    sum: float
-    sumlog: float
-    sumlog2: float
-
-    def __add__(self, other: PositiveLogStats) -> PositiveLogStats:
-        return PositiveLogStats(
-            self.n + other.n,
-            self.npos + other.npos,
-            self.sum + other.sum,
-            self.sumlog + other.sumlog,
-            self.sumlog2 + other.sumlog2,
-        )
-
-    @property
-    def mean(self) -> float:
-        """Mean value per customer (zeros included)."""
-        return self.sum / self.n if self.n else float("nan")
-
-
-@dataclass(frozen=True)
-class BinomialStats:
-    """Customers ``n`` and how many were active at the horizon (``k``); addable."""
-
-    n: int
-    k: int
-
-    def __add__(self, other: BinomialStats) -> BinomialStats:
-        return BinomialStats(self.n + other.n, self.k + other.k)
-
-    @property
-    def rate(self) -> float:
-        """Share active at the horizon."""
-        return self.k / self.n if self.n else float("nan")
 
 
 def cells(

@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from attribution import store
-from attribution.cells import STAT_COLUMNS, BinomialStats, PositiveLogStats, cells
+from attribution.cells import STAT_COLUMNS, cells
 from attribution.errors import InputError
 from attribution.load import load
 
@@ -171,14 +171,6 @@ def test_values_are_bound_not_pasted(con, world):
     # An experiment id that would break SQL if pasted is simply an unknown experiment.
     with pytest.raises(InputError, match="is not in the store"):
         cells(con, [], experiment_id="X1' OR '1'='1")
-
-
-def test_statistics_are_additive_values():
-    a = PositiveLogStats(n=3, npos=2, sum=30.0, sumlog=5.0, sumlog2=13.0)
-    b = PositiveLogStats(n=1, npos=1, sum=10.0, sumlog=2.0, sumlog2=4.0)
-    assert a + b == PositiveLogStats(4, 3, 40.0, 7.0, 17.0)
-    assert (a + b).mean == 10.0
-    assert (BinomialStats(10, 7) + BinomialStats(10, 9)).rate == 0.8
 
 
 def test_pre_period_bands_split_zero_and_equal_count_tiles(con, world):
