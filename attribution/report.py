@@ -33,19 +33,7 @@ import pandas as pd
 from attribution import runs, store
 from attribution.config import Config
 from attribution.errors import InputError
-from attribution.formatting import (  # noqa: F401 - re-exported: the report's vocabulary
-    DRIVERS,
-    RANDOMIZED_METHOD,
-    _finite,
-    fmt_money,
-    fmt_months,
-    fmt_payback,
-    fmt_pct,
-    fmt_pp,
-    fmt_prob,
-    headline_sentence,
-    missing_money,
-)
+from attribution.formatting import DRIVERS, RANDOMIZED_METHOD, _finite, headline_sentence
 from attribution.readout import srm_gate, srm_record
 from attribution.value import MONEY_OUTCOMES
 

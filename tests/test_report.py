@@ -20,18 +20,9 @@ import pytest
 from attribution import runs, store, synth
 from attribution.config import Config
 from attribution.errors import InputError
+from attribution.formatting import fmt_money, fmt_months, fmt_pct, fmt_pp, fmt_prob
 from attribution.refresh import refresh
-from attribution.report import (
-    CSV_NAME,
-    HTML_NAME,
-    PARQUET_NAME,
-    build_report,
-    fmt_money,
-    fmt_months,
-    fmt_pct,
-    fmt_pp,
-    fmt_prob,
-)
+from attribution.report import CSV_NAME, HTML_NAME, PARQUET_NAME, build_report
 from attribution.value import MoneySettings
 
 EVIL = "<script>alert(1)</script>"
