@@ -37,6 +37,34 @@ _COUNT_COLUMNS = ("n", "n_active", "n_missing", "revenue_npos", "cost_to_serve_n
 MISSING_SEGMENT = "(missing)"
 
 
+def hurdle_sql(value: str, prefix: str = "") -> str:
+    """SQL for the hurdle statistics of an amount per customer, the same wherever cells are made.
+
+    Count of positive amounts, sum, sum of squares, sum of logs and of squared logs of the
+    positive ones, named ``{prefix}npos``, ``{prefix}sum``, ``{prefix}sum2``, ``{prefix}sumlog``,
+    ``{prefix}sumlog2``. ``value`` must be a DECIMAL expression (an internal column name, never
+    user text): decimal sums are exact, so the statistics do not depend on the order the
+    engine's threads add them up in; the logs are rounded to 1e-12 before they are summed.
+
+    Examples
+    --------
+    >>> print(hurdle_sql("y").splitlines()[0])
+    SUM(CASE WHEN y > 0 THEN 1 ELSE 0 END) AS npos,
+    """
+    log = f"LN({value})"
+    return ",\n       ".join(
+        [
+            f"SUM(CASE WHEN {value} > 0 THEN 1 ELSE 0 END) AS {prefix}npos",
+            f"SUM({value}) AS {prefix}sum",
+            f"SUM({value} * {value}) AS {prefix}sum2",
+            f"SUM(CASE WHEN {value} > 0 THEN CAST({log} AS DECIMAL(18, 12)) ELSE 0 END)"
+            f" AS {prefix}sumlog",
+            f"SUM(CASE WHEN {value} > 0 THEN CAST({log} * {log} AS DECIMAL(18, 12)) ELSE 0 END)"
+            f" AS {prefix}sumlog2",
+        ]
+    )
+
+
 def cells(
     con: duckdb.DuckDBPyConnection,
     by: Sequence[str] = (),
@@ -197,6 +225,8 @@ def _render(groups: list[str]) -> str:
             )
     quoted = [store.quote_identifier(c) for c in groups]
     return template.format(
+        revenue_stats=hurdle_sql("revenue_total", "revenue_"),
+        cost_stats=hurdle_sql("cost_total", "cost_to_serve_"),
         pre_cte=blocks["pre_cte"] if pre else "",
         pre_join=blocks["pre_join"] if pre else "",
         pre_select=blocks["pre_select"] if pre else "",

@@ -3,8 +3,9 @@
 -- Money is summed as DECIMAL (exact, to 1e-6; logs to 1e-12): a float sum depends on the order
 -- the engine's threads add partial sums in, so the same store could give cells differing in the
 -- last bits, and a readout of the same data with the same seed different numbers.
--- The brace placeholders are filled with schema-checked, quoted column names (never user text)
--- and with the optional pre-period blocks at the end of this file. Values are bound parameters:
+-- The brace placeholders are filled with schema-checked, quoted column names (never user text),
+-- the hurdle statistics of each amount (attribution.cells.hurdle_sql, shared with the g-formula's
+-- cells) and the optional pre-period blocks at the end of this file. Values are bound parameters:
 --   $experiment_id (NULL: every customer), $start and $horizon (first days of months).
 WITH population AS (
     SELECT c.customer_id{group_select}
@@ -38,22 +39,8 @@ SELECT {group_select_plain}
        COUNT(*)                                                        AS n,
        SUM(active)                                                     AS n_active,
        SUM(1 - seen)                                                   AS n_missing,
-       SUM(CASE WHEN revenue_total > 0 THEN 1 ELSE 0 END)              AS revenue_npos,
-       SUM(revenue_total)                                              AS revenue_sum,
-       SUM(revenue_total * revenue_total)                              AS revenue_sum2,
-       SUM(CASE WHEN revenue_total > 0
-                THEN CAST(LN(revenue_total) AS DECIMAL(18, 12)) ELSE 0 END) AS revenue_sumlog,
-       SUM(CASE WHEN revenue_total > 0
-                THEN CAST(LN(revenue_total) * LN(revenue_total) AS DECIMAL(18, 12))
-                ELSE 0 END)                                            AS revenue_sumlog2,
-       SUM(CASE WHEN cost_total > 0 THEN 1 ELSE 0 END)                 AS cost_to_serve_npos,
-       SUM(cost_total)                                                 AS cost_to_serve_sum,
-       SUM(cost_total * cost_total)                                    AS cost_to_serve_sum2,
-       SUM(CASE WHEN cost_total > 0
-                THEN CAST(LN(cost_total) AS DECIMAL(18, 12)) ELSE 0 END) AS cost_to_serve_sumlog,
-       SUM(CASE WHEN cost_total > 0
-                THEN CAST(LN(cost_total) * LN(cost_total) AS DECIMAL(18, 12))
-                ELSE 0 END)                                            AS cost_to_serve_sumlog2
+       {revenue_stats},
+       {cost_stats}
 FROM joined
 {group_by}
 {order_by}
