@@ -14,11 +14,14 @@ Conventions every subcommand follows:
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import logging
 import os
 import sys
 import time
 import traceback
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import asdict
 
@@ -593,6 +596,32 @@ def _log(message: str) -> None:
     print(f"{time.strftime('%H:%M:%S')} {message}", file=sys.stderr, flush=True)
 
 
+@contextlib.contextmanager
+def plain_warnings(command: str):
+    """Warnings and the package's log warnings as one line each on stderr, while a command runs.
+
+    A user of ``cx`` needs the message (a fit that failed its gate, a compiled-model cache entry
+    rebuilt, a fallback sampler), not the source file and line Python prints by default.
+    """
+
+    def show(message, category, filename, lineno, file=None, line=None):
+        print(f"cx {command}: warning: {message}", file=sys.stderr)
+
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter(f"cx {command}: warning: %(message)s"))
+    handler.setLevel(logging.WARNING)
+    logger = logging.getLogger("attribution")
+    saved = warnings.showwarning, logger.propagate
+    warnings.showwarning = show
+    logger.addHandler(handler)
+    logger.propagate = False
+    try:
+        yield
+    finally:
+        warnings.showwarning, logger.propagate = saved
+        logger.removeHandler(handler)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the ``cx`` command; returns the exit code.
 
@@ -608,7 +637,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(exc.code or 0)
     func: Callable[[argparse.Namespace], int] = args.func
     try:
-        return func(args)
+        with plain_warnings(args.command):
+            return func(args)
     except CxError as exc:
         print(f"cx {args.command}: error: {exc}", file=sys.stderr)
         return exc.exit_code

@@ -131,3 +131,22 @@ def test_store_with_a_newer_schema_is_refused(tmp_path):
     out = run_cx("init", "--store", str(path))
     assert out.returncode == 2
     assert "schema version 99, newer than this cx" in out.stderr
+
+
+def test_warnings_reach_a_cx_user_as_one_line_each(capsys):
+    import logging
+    import warnings
+
+    from attribution.cli import plain_warnings
+    from attribution.diagnostics import DiagnosticsWarning
+
+    with plain_warnings("refresh"):
+        warnings.warn("retention uplift fit failed the diagnostics gate", DiagnosticsWarning, 1)
+        logging.getLogger("attribution.compiledcache").warning("entry x is unusable; compiling")
+        logging.getLogger("attribution.compiledcache").info("not shown")
+    assert capsys.readouterr().err.splitlines() == [
+        "cx refresh: warning: retention uplift fit failed the diagnostics gate",
+        "cx refresh: warning: entry x is unusable; compiling",
+    ]
+    # restored afterwards: the package's logger propagates again
+    assert logging.getLogger("attribution").propagate
