@@ -119,6 +119,7 @@ class Compiled:
     model: pm.Model
     compiled: Any | None = None
     compile_error: str | None = None
+    fingerprint: str | None = None  # the disk cache's name for it, computed once
 
 
 class ModelCache:
@@ -169,9 +170,12 @@ class ModelCache:
         missing = []
         for key, build, args in jobs:
             with self._lock:
-                if key in self._entries or any(key == k for k, _, _ in missing):
+                if key in self._entries:
                     continue
-            if not compiledcache.stored(compiledcache.fingerprint(build(*args), key), folder):
+                # built once: get() takes this entry as it is and loads or compiles it
+                entry = self._entries[key] = Compiled(model=build(*args))
+            entry.fingerprint = compiledcache.fingerprint(entry.model, key)
+            if not compiledcache.stored(entry.fingerprint, folder):
                 missing.append((key, build, args))
         if len(missing) < 2:
             return 0
@@ -204,8 +208,11 @@ class ModelCache:
                 self._entries[key] = entry
             source = "none"
             if want_nutpie:
-                fp = compiledcache.fingerprint(entry.model, key)
-                entry.compiled, _ = compiledcache.load(entry.model, fp)
+                folder = compiledcache.directory()
+                if folder is not None:
+                    if entry.fingerprint is None:
+                        entry.fingerprint = compiledcache.fingerprint(entry.model, key)
+                    entry.compiled, _ = compiledcache.load(entry.model, entry.fingerprint, folder)
                 helper_s = self._helper_seconds.pop(key, None)
                 if entry.compiled is not None and helper_s is not None:
                     self.compilations += 1
@@ -223,8 +230,8 @@ class ModelCache:
                         source = "compiled"
                     except Exception as exc:  # noqa: BLE001 - any failure falls back to PyMC
                         entry.compile_error = f"{type(exc).__name__}: {exc}"
-                    if entry.compiled is not None:
-                        compiledcache.save(entry.compiled, fp)
+                    if entry.compiled is not None and folder is not None:
+                        compiledcache.save(entry.compiled, entry.fingerprint, folder)
             return entry, time.perf_counter() - t0, source
 
     def _collect(self, key: tuple, proc: subprocess.Popen) -> None:

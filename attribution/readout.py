@@ -311,6 +311,7 @@ def read_out(
         con, experiment_id, segments=segments, horizon_months=horizon_months, config=cfg,
         check_srm=check_srm,
     )  # fmt: skip
+    precompile([inputs], cfg)
     return fit_inputs(inputs, cfg)
 
 
@@ -390,12 +391,7 @@ def fit_inputs(inputs: ReadoutInputs, config: Config | None = None) -> Experimen
     joints: dict[str, joint.JointFit] = {}
     tables = []
     reasons: list[str] = []
-    assumed: tuple[str, ...] = ()
-    assumed = unmeasured(
-        inputs.splits[(seg_cols or [None])[0]], experiment_id, start, horizon, cfg, notes
-    )
-    plan = _plan(inputs, cfg, assumed)
-    uplift.precompile([fit for fits in plan.values() for _, *fit in fits])
+    assumed, plan = _plan(inputs, cfg, notes)
     for seg_by, fits in plan.items():
         seg_name = seg_by or OVERALL
         fitted = {}
@@ -460,12 +456,16 @@ def fit_inputs(inputs: ReadoutInputs, config: Config | None = None) -> Experimen
     )
 
 
-def _plan(inputs: ReadoutInputs, cfg: Config, assumed: tuple[str, ...]) -> dict:
-    """Per segment column: (outcome, estimator, cells, segment) of each fit, in fitting order.
+def _plan(inputs: ReadoutInputs, cfg: Config, notes: list[str]) -> tuple[tuple[str, ...], dict]:
+    """The outcomes assumed unchanged (not measured, a note each) and, per segment column, the
+    (outcome, estimator, cells, segment) of each fit, in fitting order.
 
     Retention is fitted on cells summed over retention status; with money, revenue and
     cost-to-serve are fitted conditional on it, for one joint posterior (attribution.joint).
     """
+    pre = inputs.preflight
+    first = inputs.splits[(list(pre.segments) or [None])[0]]  # the first breakdown's cells say it
+    assumed = unmeasured(first, pre.experiment_id, pre.start, pre.horizon, cfg, notes)
     plan = {}
     for seg_by, split in inputs.splits.items():
         seg_name = seg_by or OVERALL
@@ -480,7 +480,7 @@ def _plan(inputs: ReadoutInputs, cfg: Config, assumed: tuple[str, ...]) -> dict:
             else:
                 fits.append((outcome, model, split, [seg_name, joint.STATUS]))
         plan[seg_by] = fits
-    return plan
+    return assumed, plan
 
 
 def precompile(inputs: list[ReadoutInputs], config: Config | None = None) -> int:
@@ -493,10 +493,8 @@ def precompile(inputs: list[ReadoutInputs], config: Config | None = None) -> int
     cfg = config or Config()
     fits = []
     for one in inputs:
-        first = one.splits[(list(one.preflight.segments) or [None])[0]]
-        assumed = unmeasured(first, one.preflight.experiment_id, one.preflight.start,
-                             one.preflight.horizon, cfg, [])  # fmt: skip
-        fits += [fit for fits_ in _plan(one, cfg, assumed).values() for _, *fit in fits_]
+        _, plan = _plan(one, cfg, [])
+        fits += [fit for fits_ in plan.values() for _, *fit in fits_]
     return uplift.precompile(fits)
 
 

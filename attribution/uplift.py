@@ -688,9 +688,8 @@ def precompile(fits: Sequence[tuple[_CellUplift, pd.DataFrame, str | list[str]]]
     for est, cells, segment in fits:
         if est.sampler != "nutpie":
             continue
-        priors = est._validate_params()
-        padded = _pad(_prepare(cells, segment, est._outcome))
-        jobs.append((_structure_key(padded, priors), _model_only, (padded, priors)))
+        _, padded, priors, key = est._structure(cells, segment)
+        jobs.append((key, _model_only, (padded, priors)))
     return _CACHE.prefetch(jobs)
 
 
@@ -762,6 +761,13 @@ class _CellUplift:
             )
         return priors
 
+    def _structure(self, cells: pd.DataFrame, segment: str | list[str]):
+        """Validated cells, the padded cells the model is built on, the priors and the key."""
+        priors = self._validate_params()
+        c = _prepare(cells, segment, self._outcome)
+        padded = _pad(c)
+        return c, padded, priors, _structure_key(padded, priors)
+
     def fit(self, cells: pd.DataFrame, segment: str | list[str]):
         """Fit on a cells frame; returns self.
 
@@ -782,13 +788,11 @@ class _CellUplift:
             from: ``"memory"``, ``"disk"``, ``"compiled"`` or ``"none"``), ``sampler_`` and
             ``timings_``.
         """
-        priors = self._validate_params()
-        c = _prepare(cells, segment, self._outcome)
-        padded = _pad(c)
+        c, padded, priors, key = self._structure(cells, segment)
         fitted = cellmodel.fit(
             _CACHE,
-            _structure_key(padded, priors),
-            lambda: _build_model(padded, priors)[0],
+            key,
+            lambda: _model_only(padded, priors),
             _data_arrays(padded),
             what=f"{self._outcome} uplift",
             published=PUBLISHED,
