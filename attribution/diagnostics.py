@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 
 from attribution import settings
+from attribution.checks import FAIL, PASS, Check
 from attribution.errors import InputError
 from attribution.settings import GateSetting
 
@@ -73,6 +74,17 @@ class Diagnostics:
         if self.passed:
             return f"Diagnostics passed the gate ({head})."
         return f"Diagnostics failed the gate ({head}): " + "; ".join(self.reasons) + "."
+
+    def as_check(self, subject: str = "") -> Check:
+        """The gate's verdict in the shape every check has (``fail`` when the gate failed), the
+        per-variable table behind it; ``subject`` names the model (``"retention by tier"``)."""
+        return Check(
+            "diagnostics",
+            PASS if self.passed else FAIL,
+            self.describe(),
+            self.summary(),
+            subject=subject,
+        )
 
     def to_dict(self) -> dict:
         """JSON-ready form for the run registry (NaN becomes None)."""

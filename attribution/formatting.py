@@ -48,17 +48,29 @@ def fmt_pct(x: float | None, decimals: int = 0) -> str:
     return f"{float(x) * 100:,.{decimals}f}%"
 
 
-def fmt_pp(x: float | None) -> str:
-    """A difference in proportions in percentage points (0.021 -> ``2.1 pp``).
+def fmt_pp(x: float | None, *, signed: bool = False, unit: bool = True) -> str:
+    """A difference in proportions in percentage points (0.021 -> ``2.1 pp``): one precision for
+    every retention effect the package words (uplift, g-formula, the observational table, the
+    report).
+
+    Parameters
+    ----------
+    x : float or None
+    signed : bool
+        Lead with ``+`` for a positive difference (side-by-side tables).
+    unit : bool
+        Append ``" pp"``.
 
     Examples
     --------
     >>> fmt_pp(0.0213)
     '2.1 pp'
+    >>> fmt_pp(0.0213, signed=True, unit=False)
+    '+2.1'
     """
     if not _finite(x):
         return "n/a"
-    return f"{float(x) * 100:.1f} pp"
+    return f"{float(x) * 100:{'+' if signed else ''}.1f}" + (" pp" if unit else "")
 
 
 def fmt_prob(x: float | None) -> str:

@@ -67,6 +67,8 @@ from attribution import cellmodel, store
 from attribution import diagnostics as _diagnostics
 from attribution.config import Config
 from attribution.errors import InputError
+from attribution.estimates import EFFECT_COLUMNS, as_estimate_rows
+from attribution.formatting import fmt_pp
 from attribution.settings import IntervalSetting
 
 if TYPE_CHECKING:  # the data class lives in attribution/observational.py
@@ -87,10 +89,12 @@ METHOD = "bayes_gformula_cells"
 OUTCOMES = {"retention": "retained", "revenue": "revenue", "cost_to_serve": "cost_to_serve"}
 ESTIMANDS = ("ate", "att")
 PUBLISHED = ("effect_abs", "effect_rel")
-SUMMARY_COLUMNS = [
+_EFFECT_COLUMNS = [
     "outcome", "segment_by", "segment", "metric", "estimand", "mean", "lo", "hi", "p_positive",
     "n_treated", "n_control", "method",
 ]  # fmt: skip
+#: Columns of :meth:`GFormulaFit.summary`: the estimate schema.
+SUMMARY_COLUMNS = EFFECT_COLUMNS
 _METRIC_VAR = {"absolute": "effect_abs", "relative": "effect_rel"}
 _ROWS = "gformula_rows"  # name the frame is registered under in the private DuckDB connection
 
@@ -806,13 +810,16 @@ class GFormulaFit:
     def summary(self) -> pd.DataFrame:
         """Effects per estimand, segment (and ``"all"``) and metric.
 
-        Columns: outcome, segment_by, segment, metric (absolute|relative), estimand (ate|att),
-        mean, lo, hi (interval of :data:`attribution.settings.INTERVAL` or the configured one),
-        p_positive, n_treated, n_control, method (``"bayes_gformula_cells"``). Absolute retention
-        effects are differences in proportions (0.021 = 2.1 pp); absolute revenue / cost effects
-        are currency per customer over the horizon; relative ones are E[Y1] / E[Y0] - 1.
+        Rows in the schema of the published estimates table
+        (:data:`attribution.estimates.EFFECT_COLUMNS`): outcome, segment_by, segment, metric
+        (absolute|relative), estimand (ate|att), mean, lo, hi (interval of
+        :data:`attribution.settings.INTERVAL` or the configured one), p_positive, n_treated,
+        n_control, method (``"bayes_gformula_cells"``), interval_width, arm ``"treatment"``.
+        Absolute retention effects are differences in proportions (0.021 = 2.1 pp); absolute
+        revenue / cost effects are currency per customer over the horizon; relative ones are
+        E[Y1] / E[Y0] - 1.
         """
-        return self.effects.copy()
+        return as_estimate_rows(self.effects, arm="treatment", interval_width=self.interval.width)
 
     def effect_draws(self, estimand: str = "ate", metric: str = "absolute") -> xr.DataArray:
         """Posterior draws of one effect, dims (chain, draw, segment) with ``"all"`` last.
@@ -856,7 +863,7 @@ class GFormulaFit:
 
     def _fmt(self, x: float, unit: bool = True) -> str:
         if self.outcome == "retention":
-            return f"{100 * x:.2f}" + (" pp" if unit else "")
+            return fmt_pp(x, unit=unit)
         return f"{x:,.2f}" + (" per customer" if unit else "")
 
     def to_dict(self) -> dict:
@@ -1092,4 +1099,4 @@ def _summarise(
                         "method": METHOD,
                     }
                 )
-    return pd.DataFrame(rows, columns=SUMMARY_COLUMNS)
+    return pd.DataFrame(rows, columns=_EFFECT_COLUMNS)

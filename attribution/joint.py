@@ -33,6 +33,8 @@ from attribution import settings
 from attribution.cellmodel import p_text as _p_text
 from attribution.cellmodel import summarise_draws
 from attribution.errors import InputError
+from attribution.estimates import as_estimate_rows
+from attribution.formatting import RANDOMIZED_METHOD
 from attribution.settings import GateSetting, IntervalSetting
 from attribution.uplift import CONTROL, RetentionUplift, SpendUplift
 
@@ -76,8 +78,11 @@ class JointFit:
     interval: IntervalSetting = settings.INTERVAL
 
     def summary(self) -> pd.DataFrame:
-        """The revenue and cost-to-serve effect rows (a copy)."""
-        return self.effects.copy()
+        """The revenue and cost-to-serve effect rows in the schema of the published estimates
+        table (:data:`attribution.estimates.EFFECT_COLUMNS`)."""
+        return as_estimate_rows(
+            self.effects, method=RANDOMIZED_METHOD, interval_width=self.interval.width
+        )
 
     def describe(self, intervention: str = "the treatment") -> str:
         """One plain sentence per outcome and treatment arm on the overall absolute effect."""

@@ -34,11 +34,13 @@ import pandas as pd
 
 from attribution import joint, runs, store, uplift
 from attribution.cells import MISSING_SEGMENT, cells, monthly_totals, segment_sql
+from attribution.checks import FAIL, PASS, WARN, Check, describe_checks
 from attribution.config import OUTCOMES as CONFIG_OUTCOMES
 from attribution.config import Config, ModelSettings
 from attribution.errors import InputError, SampleRatioError
+from attribution.estimates import as_estimate_rows
 from attribution.settings import IntervalSetting, MoneySettings
-from attribution.srm import SRM_ALARM_P, SRMCheck, srm_check
+from attribution.srm import SRM_ALARM_P, SRMCheck, srm_check, srm_record
 from attribution.store import add_months
 from attribution.uplift import CONTROL, RetentionUplift, SpendUplift
 from attribution.value import (
@@ -142,8 +144,9 @@ class ExperimentReadout:
         return window_months(self.start, self.horizon)
 
     def summary(self) -> pd.DataFrame:
-        """Every reported number, one row each."""
-        return self.table.copy()
+        """Every reported number, one row each, in the schema of the published estimates table
+        (:data:`attribution.estimates.EFFECT_COLUMNS`; :attr:`table` adds the gate's verdict)."""
+        return as_estimate_rows(self.table, interval_width=self.interval.width)
 
     def headline(self) -> pd.DataFrame:
         """Overall absolute effects and money, per treatment arm: what a reviewer reads first."""
@@ -162,8 +165,8 @@ class ExperimentReadout:
             + ", ".join(f"{arm} {n:,}" for arm, n in self.arms.items())
             + " customers."
         ]
-        if self.srm is not None:
-            lines.append(self.srm.text)
+        checks = self.checks()
+        lines += describe_checks(checks[:1], indent="")
         first = next(iter(self.models))[1]
         for (outcome, seg_by), model in self.models.items():
             if seg_by == first and (outcome == "retention" or first not in self.joints):
@@ -180,12 +183,34 @@ class ExperimentReadout:
                     f"({self.interval.width:.0%} interval {r['lo']:,.2f} to {r['hi']:,.2f}), "
                     f"P(net value > 0) = {r['p_positive']:.2f}; " + _payback_words(pay, self)
                 )
-        lines.append(
+        lines += describe_checks(checks[1:], indent="")
+        return "\n".join(lines + self.notes)
+
+    def checks(self) -> list[Check]:
+        """The sample-ratio check, then the diagnostics gate over every model (its table one row
+        per model and variable, ``model`` naming the fit)."""
+        if self.srm is None:
+            srm = Check(
+                "sample ratio", WARN, "SRM check skipped: the design record has no allocation."
+            )
+        else:
+            srm = self.srm.as_check(self.srm_arms)
+        tables = [
+            model.diagnostics_.summary().assign(model=f"{outcome} by {seg}")
+            for (outcome, seg), model in self.models.items()
+        ] + [
+            joint.diagnostics.summary().assign(model=f"joint by {seg}")
+            for seg, joint in self.joints.items()
+        ]
+        gate = Check(
+            "diagnostics",
+            PASS if self.passed else FAIL,
             "Diagnostics passed: publishable."
             if self.passed
-            else "Diagnostics FAILED, not publishable: " + "; ".join(self.reasons)
+            else "Diagnostics FAILED, not publishable: " + "; ".join(self.reasons),
+            pd.concat(tables, ignore_index=True) if tables else pd.DataFrame(),
         )
-        return "\n".join(lines + self.notes)
+        return [srm, gate]
 
     def to_records(self) -> list[dict]:
         """JSON-ready rows; each carries ``srm_p``, the SRM p-value (null when not checked).
@@ -212,34 +237,6 @@ class ExperimentReadout:
     def srm_dict(self) -> dict:
         """The SRM check as a JSON-ready dict (``checked`` False when there was no allocation)."""
         return srm_record(self.srm, self.srm_arms)
-
-
-def srm_record(check: SRMCheck | None, arms: tuple[str, ...] | list[str]) -> dict:
-    """A JSON-ready dict of an SRM check; an infinite chi2 (arms out of the design) is null.
-
-    Parameters
-    ----------
-    check : attribution.srm.SRMCheck or None
-        The check, or None when it was skipped.
-    arms : sequence of str
-        Arm names in the order of ``check.counts``.
-
-    Returns
-    -------
-    dict
-        ``checked``, ``arms``, ``counts``, ``expected``, ``chi2``, ``p_value``, ``alarm``.
-    """
-    if check is None:
-        return {"checked": False, "arms": list(arms), "chi2": None, "p_value": None}
-    return {
-        "checked": True,
-        "arms": list(arms),
-        "counts": dict(zip(arms, check.counts, strict=True)),
-        "expected": dict(zip(arms, check.expected, strict=True)),
-        "chi2": check.chi2 if math.isfinite(check.chi2) else None,
-        "p_value": check.p_value,
-        "alarm": check.alarm,
-    }
 
 
 def _payback_words(pay: pd.DataFrame, readout: ExperimentReadout) -> str:
@@ -402,7 +399,7 @@ def fit_inputs(inputs: ReadoutInputs, config: Config | None = None) -> Experimen
             if not model.diagnostics_.passed:
                 reasons += [f"{outcome} by {seg_name}: {r}" for r in model.diagnostics_.reasons]
             if outcome == "retention" or not cfg.model.money:
-                tables.append(model.summary())
+                tables.append(model.effects_.copy())
         if cfg.model.money:
             combined = joint.combine(
                 fitted["retention"],
@@ -414,7 +411,7 @@ def fit_inputs(inputs: ReadoutInputs, config: Config | None = None) -> Experimen
             if not combined.diagnostics.passed:
                 reasons += [f"joint by {seg_name}: {r}" for r in combined.diagnostics.reasons]
             tables.append(combined.effects)
-            counts = fitted["retention"].summary()
+            counts = fitted["retention"].effects_
             money = _money(inputs, combined, counts, seg_by, cfg, notes)
             tables.append(money)
     if not cfg.model.money:

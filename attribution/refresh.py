@@ -14,7 +14,10 @@ Every experiment passes the sample-ratio-mismatch gate of :func:`attribution.rea
 first: one that alarms fails the whole run like a failed diagnostics gate (the reason is recorded
 on the run, nothing is published, the previous estimates stay current). The run's diagnostics
 JSON holds each experiment's SRM check under ``"srm"`` and each model's diagnostics (verdict,
-worst R-hat and ESS, divergences, per-variable table) under ``"models"``.
+worst R-hat and ESS, divergences, per-variable table) under ``"models"``. Every check of the
+run, in the one shape of :class:`attribution.checks.Check` (sample ratio and diagnostics gate per
+experiment; overlap, refutations and g-formula gates per question), is under ``"checks"``, keyed
+by experiment id or ``"observational <question>"``; the log says each one that did not pass.
 
 ``cx refresh`` runs :func:`refresh_store` from cron or an orchestrator. A run whose data and
 configuration are unchanged since the last published run does nothing unless forced.
@@ -83,6 +86,7 @@ import duckdb
 import pandas as pd
 
 from attribution import runs, store
+from attribution.checks import PASS, Check, describe_checks, tally
 from attribution.config import Config, ObservationalQuestion
 from attribution.errors import CxError, InputError, SampleRatioError
 from attribution.observational import (
@@ -98,8 +102,8 @@ from attribution.readout import (
     fit_inputs,
     gather,
     precompile,
-    srm_record,
 )
+from attribution.srm import srm_record
 
 UNCHANGED = "unchanged"
 #: Seconds a refresh waits for the store at publish time when another process has it open.
@@ -675,6 +679,14 @@ class _Fitted:
     attributions: dict = field(default_factory=dict)
     observational: dict = field(default_factory=dict)
     rows: list[pd.DataFrame] = field(default_factory=list)
+    checks: dict = field(default_factory=dict)
+
+    def add_checks(self, where: str, key: str, checks: list[Check], say) -> None:
+        """Record ``checks`` under ``key`` and say the count and every one that did not pass."""
+        self.checks[key] = [c.to_dict() for c in checks]
+        say(f"{where}: checks {tally(checks)}")
+        for line in describe_checks([c for c in checks if c.verdict != PASS], indent=""):
+            say(f"{where}: {line}")
 
 
 def _gather(con, cfg: Config, selected: list[str]) -> dict[str, ReadoutInputs | CxError]:
@@ -693,6 +705,7 @@ def _fit(inputs: dict, con, cfg: Config, selected: list[str], say, step) -> _Fit
     """Fit the experiments from their gathered ``inputs``, then the observational questions
     on ``con`` (a snapshot of the store, or the open store in-process)."""
     readouts, reasons, kinds, diagnostics, srm = [], [], set(), {}, {}
+    fitted = _Fitted(readouts, reasons, kinds, diagnostics, srm)
     # every experiment's models compiled side by side first (a no-op once they are cached)
     t0 = time.perf_counter()
     step("compiling models")
@@ -718,6 +731,8 @@ def _fit(inputs: dict, con, cfg: Config, selected: list[str], say, step) -> _Fit
             kinds.add("srm")
             srm[experiment_id] = srm_record(exc.srm, exc.arms)
             say(f"{where}: failed the sample-ratio-mismatch check, not fitted")
+            stopped = [] if exc.srm is None else [exc.srm.as_check(exc.arms)]
+            fitted.add_checks(where, experiment_id, stopped, say)
             continue
         except CxError as exc:
             reasons.append(f"{experiment_id}: {exc}")
@@ -751,10 +766,10 @@ def _fit(inputs: dict, con, cfg: Config, selected: list[str], say, step) -> _Fit
             diagnostics[experiment_id][f"joint by {seg}"] = combined.diagnostics.to_dict()
         verdict = "passed" if result.passed else "FAILED the diagnostics gate"
         say(f"{where}: fitted in {time.perf_counter() - t0:.1f} s, {verdict}")
+        fitted.add_checks(where, experiment_id, result.checks(), say)
     if not selected and not cfg.observational:
         reasons.append("no experiments with assignments in the store")
         kinds.add("input")
-    fitted = _Fitted(readouts, reasons, kinds, diagnostics, srm)
     for i, question in enumerate(cfg.observational, start=1):
         step(f"observational {question.name} [{i}/{len(cfg.observational)}]")
         _fit_question(con, cfg, question, fitted, say)
@@ -829,6 +844,7 @@ def _fit_question(con, cfg: Config, q: ObservationalQuestion, fitted: _Fitted, s
     failed = any(not f.diagnostics_.passed for f in result.gformula.values())
     verdict = "FAILED the diagnostics gate" if failed else "passed"
     say(f"{where}: fitted in {time.perf_counter() - t0:.1f} s, {len(rows)} rows, {verdict}")
+    fitted.add_checks(where, where, result.checks(), say)
 
 
 def _question_dict(q: ObservationalQuestion) -> dict:
@@ -896,6 +912,7 @@ def _finish(
     record = {
         "models": fitted.diagnostics,
         "srm": fitted.srm,
+        "checks": fitted.checks,
         "reasons": reasons,
         "notes": {r.experiment_id: list(r.notes) for r in fitted.readouts},
         "assumed_unchanged": {r.experiment_id: list(r.assumed) for r in fitted.readouts},

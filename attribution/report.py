@@ -31,10 +31,12 @@ import numpy as np
 import pandas as pd
 
 from attribution import runs, store
+from attribution.checks import CHECK_COLUMNS, check_from_dict, checks_frame
 from attribution.config import Config
 from attribution.errors import InputError
 from attribution.formatting import DRIVERS, RANDOMIZED_METHOD, _finite, headline_sentence
-from attribution.readout import srm_gate, srm_record
+from attribution.readout import srm_gate
+from attribution.srm import srm_record
 from attribution.value import MONEY_OUTCOMES
 
 HTML_NAME, CSV_NAME, PARQUET_NAME = "report.html", "estimates.csv", "estimates.parquet"
@@ -64,6 +66,8 @@ class ReportData:
     diagnostics : pandas.DataFrame
         Per experiment and model: the worst R-hat and ESS over published quantities, and whether
         every one passed the gate.
+    checks : pandas.DataFrame
+        Every check of the run, one row each (see :func:`checks_table`).
     freshness : dict
         first_period, last_period (outcome months), loads (DataFrame, latest load per table),
         data_changed (True when the store's data differ from what the run fitted).
@@ -88,6 +92,7 @@ class ReportData:
     drivers: pd.DataFrame
     experiments: pd.DataFrame
     diagnostics: pd.DataFrame
+    checks: pd.DataFrame
     freshness: dict
     config: Config
     config_matches: bool
@@ -387,6 +392,25 @@ def experiments_table(con: duckdb.DuckDBPyConnection, run: dict, ids: list[str])
     )
 
 
+#: Columns of :func:`checks_table`.
+RUN_CHECK_COLUMNS = ["where", *CHECK_COLUMNS]
+
+
+def checks_table(run: dict) -> pd.DataFrame:
+    """Every check the run recorded, one row each, in the one shape of
+    :class:`attribution.checks.Check`: where (an experiment id or ``observational NAME``),
+    check, subject, verdict, sentence. Empty for runs from before checks were recorded."""
+    recorded = (run.get("diagnostics") or {}).get("checks") or {}
+    frames = [
+        checks_frame([check_from_dict(c) for c in found]).assign(where=where)
+        for where, found in recorded.items()
+        if found
+    ]
+    if not frames:
+        return pd.DataFrame(columns=RUN_CHECK_COLUMNS)
+    return pd.concat(frames, ignore_index=True)[RUN_CHECK_COLUMNS]
+
+
 def diagnostics_table(run: dict) -> pd.DataFrame:
     """Per experiment and model: worst R-hat and ESS over the gated quantities, and the verdict.
 
@@ -551,6 +575,7 @@ def gather(con: duckdb.DuckDBPyConnection, *, config: Config | None = None) -> R
         ),
         experiments=experiments_table(con, run, ids),
         diagnostics=diagnostics_table(run),
+        checks=checks_table(run),
         freshness=fresh,
         config=cfg,
         config_matches=matches,

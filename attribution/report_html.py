@@ -53,6 +53,7 @@ td.text, th.text { text-align: left; }
 .weak { background: #fdecea; border-left: 4px solid #c0392b; padding: .5rem .8rem; }
 .ok { color: #1e7b34; font-weight: 600; }
 .bad { color: #b02a1e; font-weight: 600; }
+.warn { color: #9a6700; font-weight: 600; }
 .interval { color: #5a6475; white-space: nowrap; }
 .sentence { margin: .3rem 0; }
 img { max-width: 100%; display: block; margin: .4rem 0 1rem; }
@@ -491,7 +492,42 @@ def _freshness(data: ReportData) -> list[str]:
                 f"<td class='text'>{verdict}</td></tr>"
             )
         out.append("</table>")
+    out += _checks(data.checks)
     out.append("</section>")
+    return out
+
+
+#: How a check's verdict shows on the page.
+_CHECK_VERDICT = {
+    "pass": '<span class="ok">pass</span>',
+    "warn": '<span class="warn">warn</span>',
+    "fail": '<span class="bad">fail</span>',
+}
+
+
+def _checks(checks: pd.DataFrame) -> list[str]:
+    """Every check of the run in one table, failures and warnings first."""
+    if checks.empty:
+        return ["<h3>Every check of the run</h3><p>The run recorded no list of checks (a run "
+                "from before checks were recorded).</p>"]  # fmt: skip
+    order = checks.assign(_rank=checks["verdict"].map({"fail": 0, "warn": 1, "pass": 2}))
+    order = order.sort_values("_rank", kind="stable")
+    counts = checks["verdict"].value_counts()
+    head = ", ".join(f"{int(counts.get(v, 0))} {v}" for v in ("pass", "warn", "fail"))
+    out = [
+        f"<h3>Every check of the run</h3><p>{len(checks)} checks: {_e(head)}. A warning does "
+        "not block publishing; a failure does (nothing of that experiment is published).</p>",
+        '<table><tr><th class="text">Where</th><th class="text">Check</th>'
+        '<th class="text">On</th><th class="text">Verdict</th><th class="text">In words</th></tr>',
+    ]
+    for _, r in order.iterrows():
+        out.append(
+            f'<tr><td class="text">{_e(r["where"])}</td><td class="text">{_e(r["check"])}</td>'
+            f'<td class="text">{_e(r["subject"])}</td>'
+            f'<td class="text">{_CHECK_VERDICT.get(r["verdict"], _e(r["verdict"]))}</td>'
+            f'<td class="text">{_e(r["sentence"])}</td></tr>'
+        )
+    out.append("</table>")
     return out
 
 
@@ -717,7 +753,7 @@ def _other_observational(obs: pd.DataFrame, data: ReportData, width: str) -> lis
     """Non-randomized rows that belong to no question (published by other means)."""
     out = []
     refutations = (data.run.get("diagnostics") or {}).get("refutations")
-    # a verdict column, where the store carries one (causal.py's rows say refutation_pass/warn)
+    # a verdict column, where the store carries one (attribution.causal's rows say refutation_pass/warn)
     refute_cols = [
         c
         for c in obs.columns

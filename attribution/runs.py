@@ -23,6 +23,7 @@ import pandas as pd
 
 from attribution import store
 from attribution.errors import InputError
+from attribution.estimates import ESTIMATE_COLUMNS
 from attribution.settings import INTERVAL, IntervalSetting
 from attribution.versions import installed
 
@@ -30,32 +31,7 @@ PUBLISHED, FAILED, RUNNING, ABANDONED = "published", "failed", "running", "aband
 #: The tables models read (:data:`attribution.store.DATA_TABLES` are every data table): hashed by
 #: :func:`data_hash`.
 MODEL_TABLES = ("customers", "outcomes", "interventions", "experiments", "assignments")
-#: Columns of the ``estimates`` table, in its order (attribution/schema.sql): the one list that
-#: publishing, readers and :data:`attribution.readout.COLUMNS` derive from.
-ESTIMATE_COLUMNS = [
-    "run_id",
-    "experiment_id",
-    "intervention",
-    "arm",
-    "outcome",
-    "segment_by",
-    "segment",
-    "metric",
-    "mean",
-    "lo",
-    "hi",
-    "p_positive",
-    "expected_loss",
-    "n_treated",
-    "n_control",
-    "interval_width",
-    "method",
-    "estimand",
-    "verdict",
-    "question",
-    "estimator",
-]
-_ESTIMATE_COLUMNS = ESTIMATE_COLUMNS  # the old private name
+
 _TEXT_COLUMNS = (
     "experiment_id", "intervention", "arm", "outcome", "segment_by", "segment", "metric",
     "method", "estimand", "verdict", "question", "estimator",

@@ -11,8 +11,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
+import pandas as pd
 from scipy import stats
 
+from attribution.checks import FAIL, PASS, Check
 from attribution.errors import InputError
 from attribution.validation import open_unit
 
@@ -30,11 +32,59 @@ class SRMCheck:
     counts: tuple[int, ...]
     expected: tuple[float, ...]
 
-    @property
-    def text(self) -> str:
+    def describe(self) -> str:
         """The verdict in one sentence."""
         verdict = "sample ratio mismatch: stop and find the cause" if self.alarm else "no mismatch"
         return f"SRM check: chi2 = {self.chi2:.3f}, p = {self.p_value:.4g}; {verdict}."
+
+    def __str__(self) -> str:
+        return self.describe()
+
+    def to_dict(self, arms: Sequence[str] | None = None) -> dict:
+        """JSON-ready: ``checked``, ``arms``, ``counts``, ``expected``, ``chi2``, ``p_value``,
+        ``alarm``; counts and expected keyed by arm (``arm_1``, ``arm_2``... without ``arms``).
+        An infinite chi2 (customers in arms the design does not have) is null."""
+        names = _arm_names(arms, len(self.counts))
+        return {
+            "checked": True,
+            "arms": names,
+            "counts": dict(zip(names, self.counts, strict=True)),
+            "expected": dict(zip(names, self.expected, strict=True)),
+            "chi2": self.chi2 if math.isfinite(self.chi2) else None,
+            "p_value": self.p_value,
+            "alarm": self.alarm,
+        }
+
+    def as_check(self, arms: Sequence[str] | None = None) -> Check:
+        """The check in the shape every check has (:class:`attribution.checks.Check`): fail on
+        an alarm, the table one row per arm (``arm``, ``count``, ``expected``)."""
+        names = _arm_names(arms, len(self.counts))
+        table = pd.DataFrame(
+            {"arm": names, "count": list(self.counts), "expected": list(self.expected)}
+        )
+        return Check("sample ratio", FAIL if self.alarm else PASS, self.describe(), table)
+
+
+def srm_record(check: SRMCheck | None, arms: Sequence[str]) -> dict:
+    """:meth:`SRMCheck.to_dict`, or ``{"checked": False, ...}`` when the check was skipped.
+
+    Parameters
+    ----------
+    check : SRMCheck or None
+        The check, or None when it was skipped (no allocation to check against).
+    arms : sequence of str
+        Arm names in the order of ``check.counts``.
+    """
+    if check is None:
+        return {"checked": False, "arms": list(arms), "chi2": None, "p_value": None}
+    return check.to_dict(arms)
+
+
+def _arm_names(arms: Sequence[str] | None, n: int) -> list[str]:
+    names = [f"arm_{i + 1}" for i in range(n)] if arms is None else [str(a) for a in arms]
+    if len(names) != n:
+        raise InputError(f"arms must name the {n} arms counted, got {names!r}")
+    return names
 
 
 def srm_check(

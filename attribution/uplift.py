@@ -61,6 +61,8 @@ import xarray as xr
 
 from attribution import cellmodel, settings
 from attribution.errors import InputError
+from attribution.estimates import as_estimate_rows
+from attribution.formatting import RANDOMIZED_METHOD, fmt_pp
 from attribution.settings import GateSetting, IntervalSetting
 
 __all__ = [
@@ -865,13 +867,23 @@ class _CellUplift:
     def summary(self) -> pd.DataFrame:
         """Effects per arm, segment (and ``"all"``) and metric, with interval and P(effect > 0).
 
-        Columns: outcome, arm, segment_by, segment, metric (absolute|relative), mean, lo, hi,
-        p_positive, n_treated, n_control. Absolute retention effects are differences in
-        proportions (0.021 = 2.1 pp); absolute spend effects are currency per customer over the
-        horizon; relative effects are treated / control - 1.
+        Rows in the schema of the published estimates table
+        (:data:`attribution.estimates.EFFECT_COLUMNS`): outcome, arm, segment_by, segment, metric
+        (absolute|relative), mean, lo, hi, p_positive, n_treated, n_control, with
+        ``intervention``, ``method`` (``"bayesian_cells"``) and ``interval_width`` filled in and
+        the columns of a readout or an observational row (experiment_id, estimand...) null.
+        Absolute retention effects are differences in proportions (0.021 = 2.1 pp); absolute
+        spend effects are currency per customer over the horizon; relative effects are treated /
+        control - 1.
         """
         self._check_fitted()
-        return self.effects_.copy()
+        interval = settings.INTERVAL if self.interval is None else self.interval
+        return as_estimate_rows(
+            self.effects_,
+            intervention=self.intervention,
+            method=RANDOMIZED_METHOD,
+            interval_width=interval.width,
+        )
 
     def effect_draws(self, metric: str = "absolute", arm: str | None = None) -> xr.DataArray:
         """Posterior draws of the effect per segment, dims (chain, draw, segment), incl. "all".
@@ -1008,7 +1020,7 @@ class RetentionUplift(_CellUplift):
 
     def _wording(self):
         def fmt(x, unit=True):
-            return f"{100 * x:.1f}" + (" pp" if unit else "")
+            return fmt_pp(x, unit=unit)
 
         return "retention", fmt
 

@@ -194,7 +194,7 @@ class Assignment:
                 name = worst["covariate"] + (f"={level}" if level is not None else "")
                 text += f"; largest |smd| {abs(worst['smd']):.3f} ({name}, {worst['arm']})"
             lines.append(text + ".")
-        lines.append(self.srm.text)
+        lines.append(self.srm.describe())
         lines.append(f"Assignment hash (sha256): {d['assignment_hash']}")
         return "\n".join(lines)
 
@@ -207,7 +207,7 @@ class Assignment:
                 "counts": self.counts,
                 "mahalanobis": self.mahalanobis,
                 "threshold": self.threshold,
-                "srm": _srm_dict(self.srm),
+                "srm": self.srm.to_dict(list(self.counts)),
                 "balance": self.balance.to_dict(orient="records"),
                 "design": self.design,
             }
@@ -1028,23 +1028,13 @@ def _design_record(
             ],
             "max_abs_smd": float(smd.max()) if smd.notna().any() else None,
         },
-        "srm": _srm_dict(srm),
+        "srm": srm.to_dict(list(counts)),
         "assignment_hash": assignment_hash(frame),
         "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "package": "cx-attribution",
         "version": attribution.__version__,
     }
     return json_ready(record)
-
-
-def _srm_dict(srm: SRMCheck) -> dict:
-    return {
-        "chi2": srm.chi2,
-        "p_value": srm.p_value,
-        "alarm": srm.alarm,
-        "counts": list(srm.counts),
-        "expected": list(srm.expected),
-    }
 
 
 def _text_setting(name: str, value: str) -> str:

@@ -55,10 +55,13 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from attribution import checks
+from attribution.checks import Check, describe_checks
 from attribution.config import OUTCOMES, Config, DecisionSettings
 from attribution.jsonready import json_ready
-from attribution.readout import ExperimentReadout, read_out, srm_record
+from attribution.readout import ExperimentReadout, read_out
 from attribution.settings import IntervalSetting
+from attribution.srm import srm_record
 from attribution.store import add_months
 from attribution.uplift import CONTROL
 from experiments.design import SRMCheck
@@ -69,9 +72,11 @@ __all__ = [
     "Decision",
     "GUARDRAIL_COLUMNS",
     "balance",
+    "balance_check",
     "cost_guardrail",
     "csat_guardrail",
     "decide",
+    "guardrail_checks",
 ]
 
 ROLL_OUT, STOP, EXTEND = "roll out", "stop", "extend"
@@ -175,16 +180,19 @@ class Decision:
                 f"{m['total']:,.0f} ({m['total_lo']:,.0f} to {m['total_hi']:,.0f})."
             )
         lines += [f"  - {r}" for r in self.reasons]
-        lines.append("Guardrails:")
-        for _, g in self.guardrails.iterrows():
-            lines.append(f"  {g['arm']} {g['guardrail']}: {g['verdict']}. {g['reason']}")
-        if self.srm is None:
-            lines.append("SRM check skipped: the design record has no allocation.")
-        else:
-            lines.append(self.srm.text)
-        lines.append(_balance_text(self.balance))
+        lines.append("Checks:")
+        lines += describe_checks(self.checks())
         lines += self.readout.notes
         return "\n".join(lines)
+
+    def checks(self) -> list[Check]:
+        """Every check behind the verdict, in one shape: the guardrails (one per arm and
+        guardrail), the sample-ratio check, the diagnostics gate, covariate balance."""
+        return [
+            *guardrail_checks(self.guardrails),
+            *self.readout.checks(),
+            balance_check(self.balance),
+        ]
 
     def to_dict(self) -> dict:
         """JSON-ready: verdicts, money, guardrails, SRM, balance, reasons, settings, headline.
@@ -206,6 +214,7 @@ class Decision:
                 "guardrails": _records(self.guardrails),
                 "srm": srm_record(self.srm, self.readout.srm_arms),
                 "balance": _records(self.balance),
+                "checks": [c.to_dict() for c in self.checks()],
                 "reasons": list(self.reasons),
                 "notes": list(self.readout.notes),
                 "assumed_unchanged": list(self.readout.assumed),
@@ -720,6 +729,40 @@ def balance(con: duckdb.DuckDBPyConnection, experiment_id: str) -> pd.DataFrame:
     from experiments.assign import store_balance
 
     return store_balance(con, experiment_id)
+
+
+#: A guardrail's verdict as a check's: unclear and not measured warn, they do not block.
+_GUARDRAIL_CHECK = {
+    PASS: checks.PASS,
+    FAIL: checks.FAIL,
+    UNCLEAR: checks.WARN,
+    NOT_MEASURED: checks.WARN,
+}
+
+
+def guardrail_checks(guardrails: pd.DataFrame) -> list[Check]:
+    """One :class:`attribution.checks.Check` per row of a guardrail table
+    (:data:`GUARDRAIL_COLUMNS`); ``unclear`` and ``not measured`` become warnings."""
+    out = []
+    for row in guardrails.to_dict(orient="records"):
+        out.append(
+            Check(
+                f"guardrail: {row['guardrail']}",
+                _GUARDRAIL_CHECK[row["verdict"]],
+                f"Guardrail {row['guardrail']} ({row['arm']}): {row['verdict']}. {row['reason']}",
+                pd.DataFrame([row]),
+                subject=str(row["arm"]),
+            )
+        )
+    return out
+
+
+def balance_check(bal: pd.DataFrame) -> Check:
+    """Covariate balance as a :class:`attribution.checks.Check`: a warning when any level
+    differs by more than :data:`BALANCE_SMD`; the table is ``bal`` (:data:`BALANCE_COLUMNS`)."""
+    flagged = bal is not None and not bal.empty and bool(bal["flagged"].any())
+    table = pd.DataFrame(columns=BALANCE_COLUMNS) if bal is None else bal
+    return Check("balance", checks.WARN if flagged else checks.PASS, _balance_text(bal), table)
 
 
 def _balance_text(bal: pd.DataFrame) -> str:

@@ -298,8 +298,8 @@ Every readout first checks that the arms hold the shares the design promised; a 
 """),
     code("""
 counts = assignment.counts
-print(design.srm_check([counts["control"], counts["treatment"]], [0.2, 0.8]).text)
-print(design.srm_check([5000, 5400], [0.5, 0.5]).text)
+print(design.srm_check([counts["control"], counts["treatment"]], [0.2, 0.8]).describe())
+print(design.srm_check([5000, 5400], [0.5, 0.5]).describe())
 """),
 ]
 

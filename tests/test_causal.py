@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from attribution import causal, store, synth
-from attribution.causal import attribute
+from attribution.causal import attribute, estimators
 from attribution.config import Config, config_from_dict
 from attribution.errors import InputError
 from attribution.observational import DEFAULT_CONFOUNDERS, observational_frame
@@ -129,8 +129,10 @@ def test_bootstrap_replica_equals_dowhy_on_the_full_sample(outreach):
     data = outreach.data
     T = data.frame["treated"].to_numpy(float)
     Y = data.frame[["retained", "revenue", "cost_to_serve"]].to_numpy(float)
-    reg = causal._ols_effect(T, Y, causal._regression_design(data.frame, data))
-    psw = causal._psw(T, Y, outreach.overlap.propensity[_inside(outreach)], 0.01, 0.99, att=True)
+    reg = estimators._ols_effect(T, Y, estimators._regression_design(data.frame, data))
+    psw = estimators._psw(
+        T, Y, outreach.overlap.propensity[_inside(outreach)], 0.01, 0.99, att=True
+    )
     for j, o in enumerate(["retention", "revenue", "cost_to_serve"]):
         assert reg[j] == pytest.approx(outreach.get("dowhy_regression", o).mean, rel=1e-6)
         assert psw[j] == pytest.approx(outreach.get("dowhy_psw", o, "att").mean, rel=1e-9)
@@ -160,7 +162,7 @@ def test_leaving_out_the_targeting_confounders_is_flagged_by_the_sensitivity_ref
     )
     (ref,) = result.refutations
     assert ref.verdict == "warn"
-    assert "no longer be distinguishable from zero" in ref.text
+    assert "no longer be distinguishable from zero" in ref.describe()
     assert 0 <= ref.details["robustness_value"] < 0.02
 
 
@@ -223,7 +225,7 @@ def test_overlap_reports_and_trims_customers_outside_the_bounds(world, outreach)
     assert ov.n == len(full.frame)
     assert ov.n_outside == int(((ov.propensity < 0.01) | (ov.propensity > 0.99)).sum()) > 0
     assert len(outreach.data.frame) == ov.n - ov.n_outside
-    assert f"{ov.n_outside:,} customers" in ov.text()
+    assert f"{ov.n_outside:,} customers" in ov.describe()
 
 
 def test_empty_overlap_region_is_refused(world):

@@ -220,8 +220,31 @@ def test_describe_reads_verdict_first_then_money_guardrails_srm_and_balance(deci
     assert lines[1].startswith("treatment: stop. Net value per treated customer -")
     p = float(re.search(r"P\(net value > 0\) = ([0-9.]+)", lines[1]).group(1))
     assert p <= 0.05 and "expected loss if rolled out" in lines[1]
-    order = [text.index(s) for s in ("Guardrails:", "SRM check:", "Balance:")]
+    order = [
+        text.index(s) for s in ("Checks:", "Guardrail ", "SRM check:", "Diagnostics ", "Balance:")
+    ]
     assert order == sorted(order)
+
+
+def test_every_check_behind_a_decision_has_one_shape(decisions):
+    d = decisions["exp_premium_support"]
+    checks = d.checks()
+    names = [c.name for c in checks]
+    assert sorted(names[:2]) == ["guardrail: cost_to_serve", "guardrail: csat"]
+    assert names[2:] == ["sample ratio", "diagnostics", "balance"]
+    assert all(c.verdict in ("pass", "warn", "fail") and c.sentence for c in checks)
+    # the verdicts agree with the decision's own tables
+    guard = d.guardrails.set_index("guardrail")["verdict"]
+    for c in checks[:2]:
+        assert (c.verdict == "fail") == (guard[c.name.split(": ")[1]] == "fail")
+    assert checks[2].verdict == ("fail" if d.srm.alarm else "pass")
+    assert checks[3].verdict == ("pass" if d.readout.passed else "fail")
+    assert set(checks[3].table["model"]) == {
+        f"{outcome} by {seg}" for outcome, seg in d.readout.models
+    } | {f"joint by {seg}" for seg in d.readout.joints}
+    assert (checks[4].verdict == "warn") == bool(d.balance["flagged"].any())
+    for c in checks:
+        assert c.sentence in d.describe()
 
 
 @pytest.mark.parametrize("experiment_id", EXPERIMENTS)
@@ -231,6 +254,7 @@ def test_to_dict_is_strict_json_with_the_decision_and_its_grounds(decisions, exp
     assert payload["verdict"] == d.verdict and payload["verdicts"] == d.verdicts
     assert payload["srm"]["p_value"] == pytest.approx(d.srm.p_value)
     assert payload["srm"]["counts"] == d.readout.arms
+    assert [c["check"] for c in payload["checks"]] == [c.name for c in d.checks()]
     assert len(payload["guardrails"]) == 2 and payload["reasons"] == d.reasons
     assert payload["money"][0]["p_positive"] == d.money["p_positive"].iloc[0]
     assert payload["settings"]["roll_out_threshold"] == 0.9

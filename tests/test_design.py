@@ -149,7 +149,7 @@ def test_srm_alarms_below_p_0_001_and_respects_designed_shares():
     exact = srm_check([1000, 9000], [0.1, 0.9])
     assert exact.p_value == pytest.approx(1.0)
     assert srm_check([1000, 9000]).alarm
-    assert "mismatch" in srm_check([5000, 5400]).text
+    assert "mismatch" in srm_check([5000, 5400]).describe()
 
 
 # ---------------------------------------------------------------------------------------------

@@ -29,14 +29,20 @@ PACKAGES = ("attribution", "experiments")
 
 LAYERS = {
     0: ["attribution", "attribution.errors", "attribution.settings", "attribution.versions",
-        "attribution.jsonready", "attribution.validation", "experiments"],
+        "attribution.jsonready", "attribution.validation", "attribution.checks",
+        "attribution.estimates", "experiments"],
     1: ["attribution.store", "attribution.cells", "attribution.load", "attribution.synth",
         "attribution.summary", "attribution.runs", "attribution.observational",
         "experiments.history"],
     2: ["attribution.diagnostics", "attribution.compiledcache", "attribution.cellmodel",
         "attribution.uplift", "attribution.joint", "attribution.value", "attribution.gformula",
-        "attribution.srm", "attribution.config", "attribution.formatting", "experiments.design"],
-    3: ["attribution.readout", "attribution.causal", "attribution.check", "experiments.plan",
+        "attribution.srm", "attribution.config", "attribution.formatting", "experiments.design",
+        "experiments.design.sizing", "experiments.design.clusters", "experiments.design.timing",
+        "experiments.design.value"],
+    3: ["attribution.readout", "attribution.causal", "attribution.causal.terms",
+        "attribution.causal.graph", "attribution.causal.propensity",
+        "attribution.causal.estimators", "attribution.causal.refuters", "attribution.causal.result",
+        "attribution.causal.workflow", "attribution.check", "experiments.plan",
         "experiments.assign", "experiments.readout"],
     4: ["attribution.refresh", "attribution.report", "attribution.report_html", "attribution.cli",
         "attribution.__main__"],
@@ -46,10 +52,12 @@ TOP = max(LAYERS)
 
 
 def _modules() -> dict[str, Path]:
+    """Every module of the packages and their subpackages, by dotted name."""
     out = {}
     for package in PACKAGES:
-        for path in sorted((ROOT / package).glob("*.py")):
-            out[package if path.stem == "__init__" else f"{package}.{path.stem}"] = path
+        for path in sorted((ROOT / package).rglob("*.py")):
+            parts = path.relative_to(ROOT).with_suffix("").parts
+            out[".".join(parts[:-1] if parts[-1] == "__init__" else parts)] = path
     return out
 
 
@@ -123,4 +131,6 @@ def test_no_two_modules_import_each_other_even_around_a_loop():
 def test_the_check_sees_imports_inside_functions():
     # refresh imports attribution.causal inside a function: still an edge of the graph
     assert "attribution.causal" in GRAPH["attribution.refresh"]
+    # and a subpackage's modules are modules of the map
+    assert "attribution.causal.graph" in GRAPH["attribution.causal.workflow"]
     assert "attribution.report_html" in GRAPH["attribution.report"]

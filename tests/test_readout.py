@@ -287,7 +287,7 @@ def test_published_readouts_carry_their_srm_check(published):
     for result in outcome.readouts:
         assert result.srm is not None and not result.srm.alarm
         assert sum(result.srm.counts) == sum(result.arms.values())
-        assert result.srm.text in result.describe()
+        assert result.srm.describe() in result.describe()
         assert {r["srm_p"] for r in result.to_records()} == {result.srm.p_value}
 
 
@@ -315,6 +315,9 @@ def test_refresh_fails_on_a_sample_ratio_mismatch_and_keeps_the_published_estima
         )
         srm = recorded["srm"]["exp_recovery_gift"]
         assert srm["alarm"] and srm["counts"] == {"control": 324, "treatment": 193}
+        (check,) = recorded["checks"]["exp_recovery_gift"]
+        assert check["check"] == "sample ratio" and check["verdict"] == "fail"
+        assert {r["arm"]: r["count"] for r in check["table"]} == srm["counts"]
 
 
 # Last in the file: reuses the models compiled by the ``published`` fixture (same structure), so

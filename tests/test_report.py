@@ -8,6 +8,7 @@ module; the escaping and failure tests use a tiny store whose run is published w
 from __future__ import annotations
 
 import base64
+import html
 import re
 import shutil
 import subprocess
@@ -164,6 +165,24 @@ def test_diagnostics_show_every_fitted_model_and_its_verdict(world):
     page = result.html.read_text(encoding="utf-8")
     section = page[page.index('id="freshness"') : page.index('id="methods"')]
     assert section.count('class="ok">passed</span>') == len(diag)
+
+
+def test_every_check_of_the_run_is_one_row_of_one_table(world):
+    con, result, _ = world
+    from attribution.report import gather
+
+    data = gather(con, config=Config())
+    recorded, table = data.run["diagnostics"]["checks"], data.checks
+    assert set(recorded) == {"exp_premium_support", "exp_recovery_gift"}
+    for experiment_id in recorded:
+        mine = table[table["where"] == experiment_id]
+        assert list(mine["check"]) == ["sample ratio", "diagnostics"]
+        assert set(mine["verdict"]) <= {"pass", "warn", "fail"}
+    page = result.html.read_text(encoding="utf-8")
+    section = page[page.index("Every check of the run") :]
+    assert f"{len(table)} checks" in section
+    for sentence in table["sentence"]:
+        assert html.escape(sentence, quote=True) in section
 
 
 def test_settings_other_than_the_runs_leave_the_money_breakdown_out(world):

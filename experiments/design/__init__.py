@@ -1,0 +1,108 @@
+"""Control-group design maths: how many customers, how long, and what the test is worth.
+
+Pure functions of the design settings; nothing here reads the store. Every sample size uses the
+two-sided normal approximation at level ``alpha``:
+
+    power(N) = Phi((delta - cc - z * se0) / se1) + Phi((-delta - cc - z * se0) / se1)
+
+where ``z = z_{1 - alpha/2}``, ``N`` is the total sample, a share ``c`` of it in control, ``se0``
+the standard error of the difference under no effect and ``se1`` under the effect ``delta``; ``cc``
+is the continuity correction (zero unless asked for). Both rejection tails are counted, as
+``statsmodels`` does. Sample sizes solve ``power(N) = target`` to machine precision, so computing
+the power at the unrounded solution gives back the target. The textbook closed forms
+
+    N = (z * s0 + z_beta * s1)^2 / delta^2,   s0^2 = N se0^2,   s1^2 = N se1^2
+
+count only the near tail and are the starting point; the far tail changes N by less than one
+customer at the usual settings. Each arm is rounded up separately, so ``n_total`` can exceed the
+unrounded total by up to two customers.
+
+Settings that cannot be used raise :class:`attribution.errors.InputError` naming the setting and
+the value, never NaN.
+
+Layout: one idea per module, every name importable from here.
+
+- :mod:`experiments.design.sizing`: sample size, power and MDE for proportions, means and
+  heavy-tailed spend; several arms and metrics;
+- :mod:`experiments.design.clusters`: cluster designs (design effect, clusters per arm);
+- :mod:`experiments.design.timing`: churn events and weeks to readout;
+- :mod:`experiments.design.value`: money, test and roll, assurance, value-of-information holdouts;
+- the sample-ratio check, run by every readout, lives in :mod:`attribution.srm` and is
+  re-exported here.
+"""
+
+from attribution.srm import SRM_ALARM_P, SRMCheck, srm_check
+from experiments.design.clusters import (
+    MIN_CLUSTERS_PER_ARM,
+    ClusterSampleSize,
+    cluster_sample_size,
+    design_effect,
+)
+from experiments.design.sizing import (
+    DesignWarning,
+    SampleSize,
+    adjust_alpha,
+    heavy_tail_sample_sizes,
+    means_mde,
+    means_power,
+    means_sample_size,
+    n_comparisons,
+    proportions_mde,
+    proportions_power,
+    proportions_sample_size,
+    variance_factor,
+)
+from experiments.design.timing import (
+    EventsDesign,
+    Timeline,
+    schoenfeld_events,
+    weeks_to_readout,
+)
+from experiments.design.value import (
+    Assurance,
+    HoldoutSize,
+    HoldoutValue,
+    TestRollSize,
+    assurance,
+    expected_test_roll_profit,
+    holdout_value,
+    mde_per_thousand,
+    profit_maximizing_test_size,
+    value_sized_holdout,
+)
+
+__all__ = [
+    "Assurance",
+    "ClusterSampleSize",
+    "DesignWarning",
+    "EventsDesign",
+    "HoldoutSize",
+    "HoldoutValue",
+    "MIN_CLUSTERS_PER_ARM",
+    "SRMCheck",
+    "SRM_ALARM_P",
+    "SampleSize",
+    "TestRollSize",
+    "Timeline",
+    "adjust_alpha",
+    "assurance",
+    "cluster_sample_size",
+    "design_effect",
+    "expected_test_roll_profit",
+    "heavy_tail_sample_sizes",
+    "holdout_value",
+    "mde_per_thousand",
+    "means_mde",
+    "means_power",
+    "means_sample_size",
+    "n_comparisons",
+    "profit_maximizing_test_size",
+    "proportions_mde",
+    "proportions_power",
+    "proportions_sample_size",
+    "schoenfeld_events",
+    "srm_check",
+    "value_sized_holdout",
+    "variance_factor",
+    "weeks_to_readout",
+]
