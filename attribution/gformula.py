@@ -68,6 +68,7 @@ from attribution import diagnostics as _diagnostics
 from attribution.config import Config
 from attribution.errors import InputError
 from attribution.estimates import EFFECT_COLUMNS, as_estimate_rows
+from attribution.forest import forest_plot
 from attribution.formatting import fmt_pp
 from attribution.settings import IntervalSetting
 
@@ -820,6 +821,11 @@ class GFormulaFit:
         E[Y1] / E[Y0] - 1.
         """
         return as_estimate_rows(self.effects, arm="treatment", interval_width=self.interval.width)
+
+    def plot(self, metric: str = "absolute", ax=None):
+        """Forest plot of the ATE and ATT per segment and overall
+        (:func:`attribution.forest.forest_plot` of :meth:`summary`); returns the Figure."""
+        return forest_plot(self.summary(), metric=metric, ax=ax, ylabel=self.segment_by)
 
     def effect_draws(self, estimand: str = "ate", metric: str = "absolute") -> xr.DataArray:
         """Posterior draws of one effect, dims (chain, draw, segment) with ``"all"`` last.

@@ -34,6 +34,7 @@ from attribution.cellmodel import p_text as _p_text
 from attribution.cellmodel import summarise_draws
 from attribution.errors import InputError
 from attribution.estimates import as_estimate_rows
+from attribution.forest import forest_plot
 from attribution.formatting import RANDOMIZED_METHOD
 from attribution.settings import GateSetting, IntervalSetting
 from attribution.uplift import CONTROL, RetentionUplift, SpendUplift
@@ -83,6 +84,11 @@ class JointFit:
         return as_estimate_rows(
             self.effects, method=RANDOMIZED_METHOD, interval_width=self.interval.width
         )
+
+    def plot(self, metric: str = "absolute"):
+        """Forest plot of the revenue and cost-to-serve effects on everyone, one panel each
+        (:func:`attribution.forest.forest_plot` of :meth:`summary`); returns the Figure."""
+        return forest_plot(self.summary(), metric=metric)
 
     def describe(self, intervention: str = "the treatment") -> str:
         """One plain sentence per outcome and treatment arm on the overall absolute effect."""

@@ -39,6 +39,7 @@ from attribution.config import OUTCOMES as CONFIG_OUTCOMES
 from attribution.config import Config, ModelSettings
 from attribution.errors import InputError, SampleRatioError
 from attribution.estimates import as_estimate_rows
+from attribution.forest import forest_plot
 from attribution.settings import IntervalSetting, MoneySettings
 from attribution.srm import SRM_ALARM_P, SRMCheck, srm_check, srm_record
 from attribution.store import add_months
@@ -147,6 +148,32 @@ class ExperimentReadout:
         """Every reported number, one row each, in the schema of the published estimates table
         (:data:`attribution.estimates.EFFECT_COLUMNS`; :attr:`table` adds the gate's verdict)."""
         return as_estimate_rows(self.table, interval_width=self.interval.width)
+
+    def plot(
+        self,
+        outcomes: tuple[str, ...] = ("retention", "revenue", "cost_to_serve", "net_value"),
+        segment_by: str | None = None,
+    ):
+        """Forest plot of the effects and the net value, one panel per outcome
+        (:func:`attribution.forest.forest_plot` of :meth:`summary`).
+
+        Parameters
+        ----------
+        outcomes : tuple of str
+            The panels, in order (those the readout has).
+        segment_by : str, optional
+            The segment column to show (default: the first the readout used); the overall
+            effect is always the bottom line.
+        """
+        rows = self.summary()
+        column = segment_by or next((s for s in rows["segment_by"] if s not in ("all", None)), None)
+        keep = rows["outcome"].isin(outcomes) & (
+            (rows["segment"] == "all") | (rows["segment_by"] == column)
+        )
+        rows = rows[keep]
+        order = {o: i for i, o in enumerate(outcomes)}
+        rows = rows.sort_values("outcome", key=lambda s: s.map(order), kind="stable")
+        return forest_plot(rows, ylabel=column)
 
     def headline(self) -> pd.DataFrame:
         """Overall absolute effects and money, per treatment arm: what a reviewer reads first."""

@@ -753,7 +753,7 @@ def _other_observational(obs: pd.DataFrame, data: ReportData, width: str) -> lis
     """Non-randomized rows that belong to no question (published by other means)."""
     out = []
     refutations = (data.run.get("diagnostics") or {}).get("refutations")
-    # a verdict column, where the store carries one (attribution.causal's rows say refutation_pass/warn)
+    # a verdict column, where the store carries one (observational rows say refutation_pass/warn)
     refute_cols = [
         c
         for c in obs.columns

@@ -62,6 +62,7 @@ import xarray as xr
 from attribution import cellmodel, settings
 from attribution.errors import InputError
 from attribution.estimates import as_estimate_rows
+from attribution.forest import forest_plot
 from attribution.formatting import RANDOMIZED_METHOD, fmt_pp
 from attribution.settings import GateSetting, IntervalSetting
 
@@ -931,49 +932,13 @@ class _CellUplift:
         raise NotImplementedError
 
     def plot(self, metric: str = "absolute", ax=None):
-        """Forest plot of per-segment and overall effects with their intervals.
+        """Forest plot of per-segment and overall effects with their intervals
+        (:func:`attribution.forest.forest_plot` of :meth:`summary`).
 
         Returns the matplotlib Figure (the one ``ax`` belongs to when given).
         """
         self._check_fitted()
-        if metric not in _METRIC_VAR:
-            raise InputError(f"metric must be 'absolute' or 'relative', got {metric!r}")
-        from matplotlib.figure import Figure
-
-        eff = self.effects_[self.effects_.metric == metric]
-        labels = [*self.segments_, "all"]
-        if ax is None:
-            fig = Figure(figsize=(6.0, 0.45 * len(labels) * len(self.arms_) + 1.2))
-            ax = fig.add_subplot()
-        fig = ax.figure
-        height = 0.8 / len(self.arms_)
-        for i, arm in enumerate(self.arms_):
-            sub = eff[eff.arm == arm].set_index("segment").loc[labels]
-            y = np.arange(len(labels))[::-1] + (i - (len(self.arms_) - 1) / 2) * height
-            scale = 100.0 if (self._outcome == "retention" and metric == "absolute") else 1.0
-            scale = 100.0 if metric == "relative" else scale
-            ax.errorbar(
-                sub["mean"] * scale,
-                y,
-                xerr=[(sub["mean"] - sub["lo"]) * scale, (sub["hi"] - sub["mean"]) * scale],
-                fmt="o",
-                capsize=3,
-                label=arm,
-            )
-        ax.axvline(0.0, color="grey", lw=0.8, ls="--")
-        ax.set_yticks(np.arange(len(labels))[::-1], labels)
-        unit = {
-            ("retention", "absolute"): "retention effect (pp)",
-            ("revenue", "absolute"): "revenue effect per customer",
-            ("cost_to_serve", "absolute"): "cost-to-serve effect per customer",
-        }.get((self._outcome, metric), f"relative {self._outcome} effect (%)")
-        interval = settings.INTERVAL if self.interval is None else self.interval
-        ax.set_xlabel(f"{unit}, {interval.width:.0%} interval")
-        ax.set_ylabel(self.segment_by_)
-        if len(self.arms_) > 1:
-            ax.legend(title="arm")
-        fig.tight_layout()
-        return fig
+        return forest_plot(self.summary(), metric=metric, ax=ax, ylabel=self.segment_by_)
 
 
 class RetentionUplift(_CellUplift):

@@ -126,6 +126,23 @@ check[["outcome", "segment", "mean", "lo", "hi", "effect", "inside"]]
 result.models[("retention", "tier")].plot();
 """),
     md("""
+### One shape for every result and every check
+
+Every result (an uplift model, the readout, a g-formula fit, an observational attribution) has
+`summary()` with rows in the schema of the published estimates table, `describe()` in plain
+sentences, and `plot()`, one forest drawing of those rows. Every check behind the numbers (the
+sample-ratio check, the diagnostics gate, overlap, refutations, balance, guardrails) is a `Check`:
+a name, a verdict (pass, warn or fail), a sentence and the table behind it.
+"""),
+    code("""
+result.plot();
+"""),
+    code("""
+from attribution.checks import checks_frame
+
+checks_frame(result.checks())
+"""),
+    md("""
 ### Where the seconds went: compiled models are kept on disk
 
 Compiling a model costs far more than fitting it. Each structure compiles once on a machine and

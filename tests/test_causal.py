@@ -256,6 +256,13 @@ def test_output_has_the_readout_fields_plus_estimators_and_refutations(outreach,
     assert "Placebo treatment: pass" in text and "treated --> retained" in text
     png = outreach.graph_png(tmp_path / "graph.png")
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    # every estimator side by side, one panel per outcome, from the estimate-schema summary
+    rows = outreach.summary()
+    fig = outreach.plot()
+    assert len(fig.axes) == len(outreach.outcomes)
+    for ax, o in zip(fig.axes, outreach.outcomes, strict=True):
+        mine = rows[(rows["outcome"] == o) & rows["estimator"].notna()]
+        assert len(ax.containers) == len(mine[["estimator", "estimand"]].drop_duplicates())
 
 
 # --- bad input ----------------------------------------------------------------------------------

@@ -230,6 +230,14 @@ def test_summary_rows_use_the_interval_setting_and_the_draws_feed_the_money_laye
     assert da.dims == ("chain", "draw", "segment") and da.sizes["segment"] == 5
     text = fit.describe()
     assert "raised retention" in text and "(ATT)" in text and "90% interval" in text
+    (ax,) = fit.plot().axes
+    assert [c.get_label() for c in ax.containers] == ["ate", "att"]
+    att = eff.query("metric == 'absolute' and estimand == 'att'").set_index("segment")
+    ticks = [t.get_text() for t in ax.get_yticklabels()]
+    assert ticks[-1] == "all"
+    np.testing.assert_allclose(
+        ax.containers[1].lines[0].get_xdata(), 100 * att.loc[ticks, "mean"].to_numpy(float)
+    )
     json.dumps(fit.to_dict())
     assert fit.to_dict()["effects"][0]["method"] == gformula.METHOD
 

@@ -123,6 +123,15 @@ def _against_truth(con) -> pd.DataFrame:
 def test_refresh_publishes_estimates_whose_intervals_hold_the_planted_truth(published):
     path, outcome = published
     assert outcome.status == "published", outcome.reasons
+    for readout in outcome.readouts:  # one plot of effects and money, from the summary's rows
+        fig = readout.plot()
+        assert [a.get_xlabel().split(",")[0] for a in fig.axes] == [
+            "retention effect (pp)",
+            "revenue effect per customer",
+            "cost-to-serve effect per customer",
+            "net value per customer",
+        ]
+        assert set(readout.summary().columns) == set(runs.ESTIMATE_COLUMNS) - {"run_id"}
     with store.opened(path, read_only=True) as con:
         checked = _against_truth(con)
     checked = checked[checked["outcome"] != "payback_months"]  # a month, checked below

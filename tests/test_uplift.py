@@ -149,6 +149,13 @@ def test_retention_fit_recovers_a_planted_lift_and_passes_the_gate(retention_fit
     draws = model.effect_draws("absolute")
     assert draws.dims == ("chain", "draw", "segment")
     assert "raised retention by" in model.describe()
+    # the plot draws exactly the summary's rows: segments then the overall effect, in pp
+    (ax,) = model.plot().axes
+    (bars,) = ax.containers
+    ticks = [t.get_text() for t in ax.get_yticklabels()]
+    assert sorted(ticks[:-1]) == sorted(SEGMENTS) and ticks[-1] == "all"
+    drawn = absolute.loc[ticks, "mean"].to_numpy(dtype=float)
+    np.testing.assert_allclose(bars.lines[0].get_xdata(), 100 * drawn)
 
 
 def test_summary_uses_the_interval_setting(retention_fit):

@@ -18,6 +18,7 @@ from attribution.causal.terms import fmt_effect as _fmt
 from attribution.checks import Check
 from attribution.errors import InputError
 from attribution.estimates import as_estimate_rows
+from attribution.forest import forest_plot
 from attribution.jsonready import json_ready
 from attribution.observational import (
     ObservationalData,
@@ -182,6 +183,14 @@ class Attribution:
                 }
             )
         return [json_ready(r) for r in rows]
+
+    def plot(self, outcomes: Sequence[str] | None = None):
+        """Forest plot of every estimator's overall and per-segment effect side by side, one
+        panel per outcome (:func:`attribution.forest.forest_plot`); returns the Figure."""
+        rows = self.summary()
+        wanted = list(self.outcomes if outcomes is None else outcomes)
+        rows = rows[rows["outcome"].isin(wanted) & rows["estimator"].notna()]
+        return forest_plot(rows, ylabel=self.segment_by)
 
     def checks(self) -> list[Check]:
         """Every check of the question in one shape: overlap, each refutation, and the
