@@ -26,7 +26,7 @@ import pandas as pd
 
 from attribution import store
 from attribution.errors import InputError
-from attribution.store import add_months
+from attribution.periods import add_months
 
 VALUE_FAMILIES = ("revenue", "cost_to_serve")
 STAT_COLUMNS = ("n", "n_active", "n_missing") + tuple(

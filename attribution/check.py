@@ -13,7 +13,6 @@ customers. Nothing is fitted and nothing is written.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from datetime import date
 
 import duckdb
 
@@ -22,6 +21,7 @@ from attribution.cells import cells
 from attribution.config import Config
 from attribution.errors import CxError
 from attribution.joint import STATUS
+from attribution.periods import month_text
 from attribution.readout import SPEND_OUTCOMES, experiment_ids, preflight, unmeasured
 
 __all__ = ["ExperimentCheck", "QuestionCheck", "StoreCheck", "check_store"]
@@ -210,8 +210,8 @@ def check_store(con: duckdb.DuckDBPyConnection, config: Config | None = None) ->
     return StoreCheck(
         path=str(store.store_path(con) or ":memory:"),
         tables=store.table_counts(con),
-        first_period=_month(first),
-        last_period=_month(last),
+        first_period=month_text(first),
+        last_period=month_text(last),
         experiments=experiments,
         questions=questions,
         problems=problems,
@@ -259,8 +259,8 @@ def _experiment(con: duckdb.DuckDBPyConnection, experiment_id: str, cfg: Config)
         problems.append(str(exc))
     return ExperimentCheck(
         **facts,
-        start=_month(pre.start),
-        horizon=_month(pre.horizon),
+        start=month_text(pre.start),
+        horizon=month_text(pre.horizon),
         window_months=pre.window_months,
         history_months=int(history),
         used=list(pre.segments),
@@ -292,12 +292,8 @@ def _question(con: duckdb.DuckDBPyConnection, question, cfg: Config) -> Question
     return QuestionCheck(
         name=question.name,
         treatment=treatment,
-        as_of=_month(data.as_of),
+        as_of=month_text(data.as_of),
         treated=int(data.n_treated),
         untreated=int(len(data.frame) - data.n_treated),
         notes=list(data.notes),
     )
-
-
-def _month(value: date | None) -> str | None:
-    return None if value is None else f"{value:%Y-%m}"

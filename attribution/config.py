@@ -93,7 +93,8 @@ from datetime import date
 from pathlib import Path
 
 from attribution.errors import InputError
-from attribution.settings import GateSetting, IntervalSetting
+from attribution.settings import SAMPLERS, GateSetting, IntervalSetting
+from attribution.validation import one_of, whole
 from attribution.value import MoneySettings
 
 #: The outcomes models fit, in the order they are reported. Money needs all three.
@@ -137,15 +138,11 @@ class ModelSettings:
     seed: int = 0
 
     def __post_init__(self) -> None:
-        if self.sampler not in ("nutpie", "pymc"):
-            raise InputError(f"model.sampler must be 'nutpie' or 'pymc', got {self.sampler!r}")
+        one_of("model.sampler", self.sampler, SAMPLERS)
         for name in ("chains", "draws", "tune"):
-            if getattr(self, name) < 1:
-                raise InputError(f"model.{name} must be >= 1, got {getattr(self, name)}")
-        if self.horizon_months < 0:
-            raise InputError(f"model.horizon_months must be >= 0, got {self.horizon_months}")
-        if self.seed < 0:
-            raise InputError(f"model.seed must be >= 0, got {self.seed}")
+            whole(f"model.{name}", getattr(self, name))
+        whole("model.horizon_months", self.horizon_months, minimum=0)
+        whole("model.seed", self.seed, minimum=0)
         _names("model.segments", self.segments, identifiers=True)
         _outcome_names("model.outcomes", self.outcomes)
 
@@ -295,14 +292,9 @@ class CausalSettings:
     seed: int = 0
 
     def __post_init__(self) -> None:
-        if self.lookback_months < 1:
-            raise InputError(f"causal.lookback_months must be >= 1, got {self.lookback_months}")
-        if self.bootstrap < 20:
-            raise InputError(f"causal.bootstrap must be >= 20 resamples, got {self.bootstrap}")
-        if self.refuter_simulations < 1:
-            raise InputError(
-                f"causal.refuter_simulations must be >= 1, got {self.refuter_simulations}"
-            )
+        whole("causal.lookback_months", self.lookback_months)
+        whole("causal.bootstrap", self.bootstrap, minimum=20)
+        whole("causal.refuter_simulations", self.refuter_simulations)
         if not 0.0 < self.subset_fraction < 1.0:
             raise InputError(
                 f"causal.subset_fraction must be in (0, 1), got {self.subset_fraction}"
@@ -312,13 +304,10 @@ class CausalSettings:
                 "causal.overlap_low and causal.overlap_high must satisfy 0 <= low < high <= 1, "
                 f"got {self.overlap_low} and {self.overlap_high}"
             )
-        if self.bands < 1:
-            raise InputError(f"causal.bands must be >= 1, got {self.bands}")
+        whole("causal.bands", self.bands)
         for name in ("draws", "tune"):
-            if getattr(self, name) < 1:
-                raise InputError(f"causal.{name} must be >= 1, got {getattr(self, name)}")
-        if self.seed < 0:
-            raise InputError(f"causal.seed must be >= 0, got {self.seed}")
+            whole(f"causal.{name}", getattr(self, name))
+        whole("causal.seed", self.seed, minimum=0)
 
 
 _QUESTION_NAME = re.compile(r"[a-z0-9_][a-z0-9_-]{0,62}")

@@ -71,6 +71,7 @@ from attribution.estimates import EFFECT_COLUMNS, as_estimate_rows
 from attribution.forest import forest_plot
 from attribution.formatting import fmt_pp
 from attribution.settings import IntervalSetting
+from attribution.validation import one_of, whole
 
 if TYPE_CHECKING:  # the data class lives in attribution/observational.py
     from attribution.observational import ObservationalData
@@ -175,8 +176,8 @@ def collapse(
     >>> int(cells["n"].sum()) == len(data.frame)  # doctest: +SKIP
     True
     """
-    _check_outcome(outcome)
-    _check_bands(bands)
+    one_of("outcome", outcome, OUTCOMES)
+    whole("bands", bands, minimum=2)
     _check_data(data, outcome)
     c = _collapse(data, outcome, bands, slopes=bool(slopes))
     out = c.table.copy()
@@ -184,16 +185,6 @@ def collapse(
         out[col] = np.asarray(labels, dtype=object)[out[col].to_numpy()]
     out.attrs["cuts"] = {k: list(v) for k, v in c.cuts.items()}
     return out
-
-
-def _check_outcome(outcome: str) -> None:
-    if outcome not in OUTCOMES:
-        raise InputError(f"outcome must be one of {list(OUTCOMES)}, got {outcome!r}")
-
-
-def _check_bands(bands: int) -> None:
-    if isinstance(bands, bool) or not isinstance(bands, int | np.integer) or bands < 2:
-        raise InputError(f"bands must be an integer >= 2, got {bands!r}")
 
 
 def _check_data(data, outcome: str) -> None:
@@ -985,8 +976,8 @@ def fit_gformula(
     ):
         if value is not None and not 0.0 < value < 1.0:
             raise InputError(f"{name} must be in (0, 1), got {value!r}")
-    _check_outcome(outcome)
-    _check_bands(bands)
+    one_of("outcome", outcome, OUTCOMES)
+    whole("bands", bands, minimum=2)
     _check_data(data, outcome)
     confounders = list(data.confounders)
     if segment is not None and segment not in confounders:

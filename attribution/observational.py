@@ -47,7 +47,7 @@ import pandas as pd
 
 from attribution import store
 from attribution.errors import InputError
-from attribution.store import add_months
+from attribution.periods import add_months, window_months
 
 __all__ = [
     "check_intervention",
@@ -482,7 +482,7 @@ def _condition(con, condition: str, first: date, last: date):
     values = [v.strip() for v in text.split("|") if v.strip()]
     if not values:
         raise InputError(f"condition {condition!r}: no value after '='")
-    months = (last.year - first.year) * 12 + last.month - first.month + 1
+    months = window_months(first, last)
     start = add_months(first, months // 2)
     sql = _CONDITION_TREATMENT.format(column=store.quote_identifier(column))
     return sql, {"values": values}, start
@@ -535,7 +535,7 @@ def _horizon(as_of: date, horizon_months: int | None, first: date, last: date) -
         raise InputError(
             f"as_of {as_of:%Y-%m} is before the first outcome period in the store ({first:%Y-%m})"
         )
-    available = (last.year - as_of.year) * 12 + last.month - as_of.month + 1
+    available = window_months(as_of, last)
     if available < 1:
         raise InputError(
             f"as_of {as_of:%Y-%m} is after the last outcome period in the store ({last:%Y-%m})"

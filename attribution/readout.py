@@ -40,9 +40,9 @@ from attribution.config import Config, ModelSettings
 from attribution.errors import InputError, SampleRatioError
 from attribution.estimates import as_estimate_rows
 from attribution.forest import forest_plot
+from attribution.periods import add_months, window_months
 from attribution.settings import IntervalSetting, MoneySettings
 from attribution.srm import SRM_ALARM_P, SRMCheck, srm_check, srm_record
-from attribution.store import add_months
 from attribution.uplift import CONTROL, RetentionUplift, SpendUplift
 from attribution.value import (
     MONEY_OUTCOMES,
@@ -560,11 +560,6 @@ class Preflight:
     @property
     def window_months(self) -> int:
         return window_months(self.start, self.horizon)
-
-
-def window_months(start: date, horizon: date) -> int:
-    """Months in an outcome window, both ends counted (first days of months)."""
-    return (horizon.year - start.year) * 12 + horizon.month - start.month + 1
 
 
 def preflight(

@@ -15,6 +15,9 @@ import numpy as np
 
 from attribution.errors import InputError
 
+#: The samplers a cell model can run on: nutpie (default, compiled with numba) or PyMC's own NUTS.
+SAMPLERS = ("nutpie", "pymc")
+
 
 @dataclass(frozen=True)
 class IntervalSetting:

@@ -385,16 +385,6 @@ def is_numeric_type(type_name: str) -> bool:
     return type_name.upper().split("(")[0].strip() in NUMERIC_TYPES
 
 
-def add_months(day: date, months: int) -> date:
-    """The first day of the month ``months`` after (or before, negative) ``day``'s month.
-
-    >>> add_months(date(2025, 11, 17), 3)
-    datetime.date(2026, 2, 1)
-    """
-    index = day.year * 12 + day.month - 1 + months
-    return date(index // 12, index % 12 + 1, 1)
-
-
 def periods(con: duckdb.DuckDBPyConnection) -> tuple[date | None, date | None]:
     """Return the first and last outcome period in the store (None when empty)."""
     first, last = con.execute("SELECT min(period), max(period) FROM outcomes").fetchone()

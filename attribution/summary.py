@@ -11,6 +11,7 @@ import pandas as pd
 
 from attribution import store
 from attribution.cells import cells
+from attribution.periods import month_text
 
 
 @dataclass(frozen=True)
@@ -45,8 +46,8 @@ class StoreSummary:
         return {
             "customers": self.customers,
             "months": self.months,
-            "first_period": _month(self.first_period),
-            "last_period": _month(self.last_period),
+            "first_period": month_text(self.first_period),
+            "last_period": month_text(self.last_period),
             "interventions": _records(self.interventions),
             "experiments": _records(self.experiments),
             "segments": _records(self.segments),
@@ -56,7 +57,8 @@ class StoreSummary:
         """The summary as plain text for a terminal."""
         lines = [
             f"customers: {self.customers:,}",
-            f"months:    {self.months} ({_month(self.first_period)} to {_month(self.last_period)})",
+            f"months:    {self.months} ({month_text(self.first_period)} to "
+            f"{month_text(self.last_period)})",
             "",
             "interventions:",
         ]
@@ -138,10 +140,6 @@ def summarize(con: duckdb.DuckDBPyConnection, by: Sequence[str] = ("tier",)) -> 
         experiments=experiments,
         segments=segments,
     )
-
-
-def _month(d: date | None) -> str | None:
-    return None if d is None else f"{d:%Y-%m}"
 
 
 def _records(frame: pd.DataFrame) -> list[dict]:

@@ -64,7 +64,8 @@ from attribution.errors import InputError
 from attribution.estimates import as_estimate_rows
 from attribution.forest import forest_plot
 from attribution.formatting import RANDOMIZED_METHOD, fmt_pp
-from attribution.settings import GateSetting, IntervalSetting
+from attribution.settings import SAMPLERS, GateSetting, IntervalSetting
+from attribution.validation import one_of, whole
 
 __all__ = [
     "CONTROL",
@@ -750,12 +751,9 @@ class _CellUplift:
         raise NotImplementedError
 
     def _validate_params(self):
-        if self.sampler not in ("nutpie", "pymc"):
-            raise InputError(f"sampler must be 'nutpie' or 'pymc', got {self.sampler!r}")
+        one_of("sampler", self.sampler, SAMPLERS)
         for name in ("draws", "tune", "chains"):
-            v = getattr(self, name)
-            if not isinstance(v, int | np.integer) or v < (0 if name == "tune" else 1):
-                raise InputError(f"{name} must be a positive integer, got {v!r}")
+            whole(name, getattr(self, name), minimum=0 if name == "tune" else 1)
         priors = self._default_priors() if self.priors is None else self.priors
         if not isinstance(priors, type(self._default_priors())):
             raise InputError(
@@ -1016,7 +1014,7 @@ class SpendUplift(_CellUplift):
 
     def _validate_params(self):
         if self.family not in SPEND_FAMILIES:
-            raise InputError(f"family must be one of {SPEND_FAMILIES}, got {self.family!r}")
+            raise InputError(f"family must be one of {list(SPEND_FAMILIES)}, got {self.family!r}")
         return super()._validate_params()
 
     def _default_priors(self):

@@ -61,10 +61,11 @@ import attribution
 from attribution import load, store
 from attribution.errors import InputError
 from attribution.jsonready import json_ready
+from attribution.periods import add_months
 from attribution.srm import SRMCheck, srm_check
-from attribution.store import add_months
 from attribution.validation import finite as _finite
 from attribution.validation import open_unit as _open_unit
+from attribution.validation import text as text_setting
 
 #: Name and version of the hashing rule, stored in every design record.
 HASH_ALGORITHM = "sha256(salt:customer_id)[:8]/2^64 v1"
@@ -1037,12 +1038,6 @@ def _design_record(
     return json_ready(record)
 
 
-def _text_setting(name: str, value: str) -> str:
-    if not isinstance(value, str) or not value.strip():
-        raise InputError(f"{name} must be non-empty text, got {value!r}")
-    return value.strip()
-
-
 def _started(value: date | str | None) -> date:
     if value is None:
         return datetime.now(UTC).date()
@@ -1142,8 +1137,8 @@ def write_assignment(
     >>> write_assignment(con, "exp1", "gift", result, started="2025-04")["customers"]
     2
     """
-    eid = _text_setting("experiment_id", experiment_id)
-    name = _text_setting("intervention", intervention)
+    eid = text_setting("experiment_id", experiment_id)
+    name = text_setting("intervention", intervention)
     day = _started(started)
     frame = assignment.frame
     for col in ("customer_id", "arm", "stratum"):
@@ -1243,8 +1238,8 @@ def assign_from_file(
         duplicate ids (with row numbers), unknown customers, a column neither in the file nor
         in customers; and every error of :func:`assign` and :func:`write_assignment`.
     """
-    eid = _text_setting("experiment_id", experiment_id)
-    _text_setting("intervention", intervention)
+    eid = text_setting("experiment_id", experiment_id)
+    text_setting("intervention", intervention)
     _refuse_existing(con, eid)
     raw, label, digest, _ = load._read(Path(eligible_path), None)
     frame = raw.to_pandas()

@@ -40,7 +40,8 @@ import pandas as pd
 
 from attribution import store
 from attribution.errors import InputError
-from attribution.store import add_months
+from attribution.periods import add_months, months_between
+from attribution.validation import whole
 
 # --------------------------------------------------------------------------------------------
 # SQL. Parameters: $as_of (first day of the reference month), $after (first day of the month
@@ -505,13 +506,13 @@ def design_inputs(
     >>> sorted(inputs.for_means("revenue"))
     ['r2', 'sd']
     """
-    h = _whole("horizon_months", horizon_months)
-    k = _whole("pre_months", pre_months)
+    h = whole("horizon_months", horizon_months)
+    k = whole("pre_months", pre_months)
     first, last = con.execute(_PERIODS_SQL).fetchone()
     if first is None:
         raise InputError("the store has no outcomes: load outcomes (or simulate) first")
     first, last = store.parse_period(first), store.parse_period(last)
-    observed = _months_between(first, last) + 1
+    observed = months_between(first, last) + 1
     if as_of is None:
         if h + 1 > observed:
             raise InputError(
@@ -577,7 +578,7 @@ def design_inputs(
         "horizon_end": f"{h_end:%Y-%m}",
         "pre_start": f"{pre_start:%Y-%m}",
         "horizon_months": h,
-        "pre_months": _months_between(pre_start, ref),
+        "pre_months": months_between(pre_start, ref),
         "n_eligible": n,
         "retention_baseline": baseline,
         "churn_per_month": 1.0 - baseline ** (1.0 / h),
@@ -702,23 +703,12 @@ def _eligible_rate(
     sql = _RATE_SQL.format(eligible=eligible_sql, trigger=trigger_sql)
     counts = con.execute(sql, rate_params).fetchall()
     weeks = (end - start).days / _DAYS_PER_WEEK
-    return float(sum(int(row[1]) for row in counts)) / weeks, _months_between(start, end)
+    return float(sum(int(row[1]) for row in counts)) / weeks, months_between(start, end)
 
 
 # --------------------------------------------------------------------------------------------
 # Small helpers
 
 
-def _whole(name: str, value: object) -> int:
-    if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 1:
-        raise InputError(f"{name} must be a whole number >= 1, got {value!r}")
-    return int(value)
-
-
 def _sd(variance: float | None) -> float:
     return math.sqrt(max(float(variance), 0.0)) if variance is not None else 0.0
-
-
-def _months_between(a: date, b: date) -> int:
-    """Whole months from ``a`` to ``b`` (both first days of months)."""
-    return (b.year - a.year) * 12 + (b.month - a.month)

@@ -59,10 +59,10 @@ from attribution import checks
 from attribution.checks import Check, describe_checks
 from attribution.config import OUTCOMES, Config, DecisionSettings
 from attribution.jsonready import json_ready
+from attribution.periods import add_months
 from attribution.readout import ExperimentReadout, read_out
 from attribution.settings import IntervalSetting
 from attribution.srm import srm_record
-from attribution.store import add_months
 from attribution.uplift import CONTROL
 from experiments.design import SRMCheck
 

@@ -30,7 +30,7 @@ PACKAGES = ("attribution", "experiments")
 LAYERS = {
     0: ["attribution", "attribution.errors", "attribution.settings", "attribution.versions",
         "attribution.jsonready", "attribution.validation", "attribution.checks",
-        "attribution.estimates", "experiments"],
+        "attribution.periods", "attribution.estimates", "experiments"],
     1: ["attribution.store", "attribution.cells", "attribution.load", "attribution.synth",
         "attribution.summary", "attribution.runs", "attribution.observational",
         "experiments.history"],
