@@ -2,7 +2,7 @@
 
 The diagnostics gate (:meth:`attribution.diagnostics.Diagnostics.as_check`), the sample-ratio
 check (:meth:`attribution.srm.SRMCheck.as_check`), propensity overlap and refutations
-(:mod:`attribution.causal`), covariate balance and guardrails (:mod:`experiments.readout`) all
+(:mod:`attribution.causal`), covariate balance and guardrails (:mod:`experiments.decision`) all
 give one, so the refresh log, ``cx decide`` and the report render any list of checks the same
 way: :func:`describe_checks` for words, :func:`checks_frame` for a table, :meth:`Check.to_dict`
 for the run's JSON (read back with :func:`check_from_dict`).

@@ -339,7 +339,7 @@ def _cmd_summary(args: argparse.Namespace) -> int:
     by = [c.strip() for c in args.by.split(",") if c.strip()]
     with store.opened(args.store, create=False) as con:
         result = summarize(con, by)
-    _emit(args, result.to_dict(), f"store {store.resolve_path(args.store)}\n{result.to_text()}")
+    _emit(args, result.to_dict(), f"store {store.resolve_path(args.store)}\n{result.describe()}")
     return EXIT_OK
 
 
@@ -402,7 +402,7 @@ def _cmd_readout(args: argparse.Namespace) -> int:
 
 def _cmd_decide(args: argparse.Namespace) -> int:
     from attribution.config import load_config
-    from experiments.readout import decide
+    from experiments.decision import decide
 
     cfg = load_config(args.config)
     with store.opened(args.store or cfg.store, create=False) as con:

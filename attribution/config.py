@@ -35,7 +35,7 @@ that names the file, the key and what was expected, before any work starts. Exam
     [experiments]
     include = []               # empty: every experiment in the store
 
-    [decision]                 # experiments.readout.decide: roll out, stop or extend
+    [decision]                 # experiments.decision.decide: roll out, stop or extend
     roll_out_threshold = 0.90  # roll out needs P(net value > 0) >= this ...
     stop_threshold = 0.10      # ... stop when P(net value > 0) <= this
     csat_tolerance = 0.05      # CSAT (1-5 scale) may fall by at most this many points
@@ -187,7 +187,7 @@ def _names(key: str, names: tuple[str, ...], *, identifiers: bool = False) -> No
 
 @dataclass(frozen=True)
 class DecisionSettings:
-    """Thresholds of the roll out / stop / extend decision (:func:`experiments.readout.decide`).
+    """Thresholds of the roll out / stop / extend decision (:func:`experiments.decision.decide`).
 
     Parameters
     ----------

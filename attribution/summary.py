@@ -53,7 +53,7 @@ class StoreSummary:
             "segments": _records(self.segments),
         }
 
-    def to_text(self) -> str:
+    def describe(self) -> str:
         """The summary as plain text for a terminal."""
         lines = [
             f"customers: {self.customers:,}",

@@ -42,7 +42,7 @@ con.execute("COMMIT")
 """),
     md("## What is in the store"),
     code("""
-print(summarize(con, ["tier"]).to_text())
+print(summarize(con, ["tier"]).describe())
 """),
     md("""
 ## What the store can answer, before any model runs

@@ -19,7 +19,7 @@ from attribution.checks import (
 )
 from attribution.errors import InputError
 from attribution.srm import srm_check, srm_record
-from experiments.readout import (
+from experiments.decision import (
     BALANCE_COLUMNS,
     GUARDRAIL_COLUMNS,
     balance_check,

@@ -22,7 +22,7 @@ from attribution.config import Config, DecisionSettings, ModelSettings
 from attribution.diagnostics import DiagnosticsWarning
 from attribution.errors import SampleRatioError
 from attribution.load import load
-from experiments.readout import (
+from experiments.decision import (
     BALANCE_COLUMNS,
     BALANCE_SMD,
     GUARDRAIL_COLUMNS,

@@ -367,7 +367,7 @@ def test_an_outcome_with_nulls_names_the_column_and_customer(outcome):
     "kwargs, message",
     [
         ({"outcome": "nps"}, "outcome must be one of"),
-        ({"bands": 1}, "bands must be an integer >= 2"),
+        ({"bands": 1}, "bands must be a whole number >= 2"),
         ({"segment": "region"}, "segment 'region' is not one of the confounders"),
         ({"modifiers": ["region"]}, r"modifier\(s\) \['region'\] are not confounders"),
         ({"config": {"chains": 2}}, "config must be an attribution.config.Config"),

@@ -44,7 +44,9 @@ LAYERS = {
         "attribution.causal.graph", "attribution.causal.propensity",
         "attribution.causal.estimators", "attribution.causal.refuters", "attribution.causal.result",
         "attribution.causal.workflow", "attribution.check", "experiments.plan",
-        "experiments.assign", "experiments.readout"],
+        "experiments.assign.rules", "experiments.assign.hashing", "experiments.assign.balance",
+        "experiments.assign.record", "experiments.assign.randomize", "experiments.assign.write",
+        "experiments.assign", "experiments.decision"],
     4: ["attribution.refresh", "attribution.report", "attribution.report_html", "attribution.cli",
         "attribution.__main__"],
 }  # fmt: skip
@@ -135,3 +137,23 @@ def test_the_check_sees_imports_inside_functions():
     # and a subpackage's modules are modules of the map
     assert "attribution.causal.graph" in GRAPH["attribution.causal.workflow"]
     assert "attribution.report_html" in GRAPH["attribution.report"]
+
+
+def test_the_readme_layout_table_names_every_module_in_its_layer():
+    """The README's table is the map a newcomer reads: it must agree with the one tested here."""
+    text = (ROOT / "README.md").read_text()
+    rows = {}
+    for line in text.splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if len(cells) == 2 and cells[0][:1].isdigit() and cells[0][0] in "01234":
+            rows[int(cells[0][0])] = cells[1]
+    assert sorted(rows) == sorted(LAYERS), rows
+    missing = {}
+    for module, layer in LAYER_OF.items():
+        if module in PACKAGES or module.endswith("__main__"):
+            continue
+        last = module.rsplit(".", 1)[-1]
+        named = (f"`{last}`", f"`{module.removeprefix('attribution.')}`")
+        if not any(n in rows[layer] for n in named):
+            missing[module] = layer
+    assert missing == {}, f"modules not named in their layer's README row: {missing}"

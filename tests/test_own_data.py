@@ -29,7 +29,7 @@ from attribution.check import check_store
 from attribution.config import Config
 from attribution.readout import read_out
 from attribution.refresh import refresh_store
-from experiments.readout import NOT_MEASURED, decide
+from experiments.decision import NOT_MEASURED, decide
 
 EXAMPLE = ROOT / "data" / "example"
 

@@ -62,9 +62,8 @@ from attribution.jsonready import json_ready
 from attribution.periods import add_months
 from attribution.readout import ExperimentReadout, read_out
 from attribution.settings import IntervalSetting
-from attribution.srm import srm_record
+from attribution.srm import SRMCheck, srm_record
 from attribution.uplift import CONTROL
-from experiments.design import SRMCheck
 
 __all__ = [
     "BALANCE_SMD",
