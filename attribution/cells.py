@@ -42,8 +42,9 @@ def hurdle_sql(value: str, prefix: str = "") -> str:
 
     Count of positive amounts, sum, sum of squares, sum of logs and of squared logs of the
     positive ones, named ``{prefix}npos``, ``{prefix}sum``, ``{prefix}sum2``, ``{prefix}sumlog``,
-    ``{prefix}sumlog2``. ``value`` must be a DECIMAL expression (an internal column name, never
-    user text): decimal sums are exact, so the statistics do not depend on the order the
+    ``{prefix}sumlog2``. ``value`` must be a DECIMAL(38, 6) expression (an internal column name,
+    never user text; a narrower decimal overflows in the sum of squares above about 3,000):
+    decimal sums are exact, so the statistics do not depend on the order the
     engine's threads add them up in; the logs are rounded to 1e-12 before they are summed.
 
     Examples

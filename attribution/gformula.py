@@ -65,6 +65,7 @@ import xarray as xr
 
 from attribution import cellmodel, store
 from attribution import diagnostics as _diagnostics
+from attribution.cells import hurdle_sql
 from attribution.config import Config
 from attribution.errors import InputError
 from attribution.estimates import EFFECT_COLUMNS, as_estimate_rows
@@ -306,20 +307,18 @@ def _collapse(data, outcome: str, bands: int, slopes: bool = True) -> _StrataCel
         for i, col in enumerate(sloped):
             q = store.quote_identifier(col)
             select.append(f"sign({q}::DOUBLE) * ln(1 + abs({q}::DOUBLE)) AS z{i}")
+        # the hurdle statistics of the randomized cells (cells.sql), summed as exact decimals
+        y = store.quote_identifier(ycol)
         if outcome == "retention":
-            stats = "SUM(y) AS n_active"
+            stats, y = "SUM(y) AS n_active", f"{y}::DOUBLE"
         else:
-            stats = (
-                "SUM(CASE WHEN y > 0 THEN 1 ELSE 0 END) AS npos, SUM(y) AS sum, "
-                "SUM(CASE WHEN y > 0 THEN LN(y) ELSE 0 END) AS sumlog, "
-                "SUM(CASE WHEN y > 0 THEN LN(y) * LN(y) ELSE 0 END) AS sumlog2"
-            )
+            stats, y = hurdle_sql("y"), f"CAST({y} AS DECIMAL(38, 6))"
         stats += "".join(f", AVG(z{i}) AS z{i}" for i in range(len(sloped)))
         keys = "".join(f"k{i}, " for i in range(len(confounders)))
         sql = (
             f"SELECT {keys}treated, COUNT(*) AS n, {stats} FROM ("
             f"SELECT {''.join(s + ', ' for s in select)}CAST(treated AS INTEGER) AS treated, "
-            f"{store.quote_identifier(ycol)}::DOUBLE AS y FROM {_ROWS}) "
+            f"{y} AS y FROM {_ROWS}) "
             f"GROUP BY {keys}treated ORDER BY {keys}treated"
         )
         table = con.execute(sql, params).df()
