@@ -970,7 +970,8 @@ class RetentionUplift(_CellUplift):
 
     Examples
     --------
-    >>> m = RetentionUplift(intervention="recovery gift", seed=1).fit(cells, segment="tier")
+    >>> m = RetentionUplift(intervention="recovery gift", seed=1)
+    >>> m = m.fit(cells, segment="tier")  # doctest: +SKIP
     >>> m.summary()  # doctest: +SKIP
     >>> print(m.describe())  # doctest: +SKIP
     recovery gift raised retention by 2.1 pp (90% interval 1.4 to 2.9), P(>0) > 0.99

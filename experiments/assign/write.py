@@ -97,6 +97,7 @@ def write_assignment(
     Examples
     --------
     >>> from attribution import load
+    >>> from experiments.assign import assign
     >>> con = store.connect(":memory:")
     >>> people = pd.DataFrame({"customer_id": ["C1", "C2"], "signup_date": ["2024-01-01"] * 2})
     >>> _ = load.load(con, "customers", people)
