@@ -164,7 +164,8 @@ def _parser() -> argparse.ArgumentParser:
         type=float,
         default=None,
         metavar="P",
-        help="re-randomize until the Mahalanobis distance is below its chi2 (1 - P) quantile",
+        help="re-randomize until the Mahalanobis distance is below its chi2 P quantile "
+        "(keeps the best-balanced share P of assignments, e.g. 0.1)",
     )
     p.add_argument("--started", default=None, metavar="YYYY-MM[-DD]", help="default: today")
     p.set_defaults(func=_cmd_assign)

@@ -21,11 +21,14 @@ Arms, with shares ``s_0`` (control, always first), ``s_1``, ... summing to 1:
   moves anyone else.
 * **stratified**: within each stratum (the combination of the strata columns' values, labelled
   ``"tier=gold|region=north"``; a missing value is the level ``(missing)``) customers are ordered
-  by ``(u, customer_id)``. The stratum's ``n`` is split into counts ``floor(s_j n)`` plus one more
-  for the arms with the largest remainders ``s_j n - floor(s_j n)`` until the counts sum to ``n``
-  (ties go to the earlier arm, so control is rounded half up); the first ``n_0`` customers in that
-  order are control, the next ``n_1`` the second arm, and so on. Counts are exact in every stratum
-  and still independent of row order.
+  by ``(u, customer_id)``. The stratum's ``n`` is split into counts ``floor(s_j n)``; the
+  leftover units go one each to the arms hit by the points ``v, v + 1, ...`` on the cumulative
+  remainders ``s_j n - floor(s_j n)`` (control first), ``v`` the hash unit of the stratum's label
+  under the salt ``salt + "#leftover"``. So an arm gets its extra unit with probability equal to
+  its remainder, and every customer's chance of each arm is the design share, in a stratum of one
+  too (version 1 gave leftover ties to control: a stratum of one always went to control). The
+  first ``n_0`` customers in that order are control, the next ``n_1`` the second arm, and so on.
+  Counts are exact in every stratum (up to the one leftover unit) and independent of row order.
 * **re-randomized** (Morgan & Rubin 2012, optional): the salts ``salt``, ``salt#1``, ``salt#2``,
   ... are tried in turn and the first assignment accepted whose Mahalanobis distance between the
   covariate means of each treatment arm and control, ``M = (n_t n_c / n) d' S^-1 d`` (``d`` the

@@ -269,7 +269,7 @@ def assign_frame(
     for attempt in range(int(max_tries) if p is not None else 1):
         salt_used = salt if attempt == 0 else f"{salt}#{attempt}"
         u = hash_unit(ids, salt_used)
-        arm_idx = _draw(ids, u, arm_shares, codes)
+        arm_idx = _draw(ids, u, arm_shares, codes, _offsets(labels, codes, salt_used))
         distance = metric.distance(arm_idx, len(arm_names)) if metric else None
         if threshold is None or (distance is not None and distance < threshold):
             break
@@ -435,21 +435,50 @@ def _strata(
     return combined.astype(np.int64), labels[combined]
 
 
-def _allocate(n: int, shares: tuple[float, ...]) -> np.ndarray:
-    """Largest-remainder counts per arm summing to ``n``; remainder ties go to the earlier arm."""
-    exact = [s * n for s in shares]
-    base = [math.floor(round(e, 9)) for e in exact]
-    rem = [round(e - b, 9) for e, b in zip(exact, base, strict=True)]
-    extra = n - sum(base)
-    for j in sorted(range(len(shares)), key=lambda j: (-rem[j], j))[: max(extra, 0)]:
-        base[j] += 1
-    return np.asarray(base, dtype=np.int64)
+def _allocate(n: int, shares: tuple[float, ...], offset: float) -> np.ndarray:
+    """Counts per arm summing to ``n``, each arm's ``s_j n`` in expectation.
+
+    Every arm gets ``floor(s_j n)``; the leftover units go one each to arms picked by systematic
+    sampling on the remainders ``r_j = s_j n - floor(s_j n)`` with the random ``offset`` in
+    [0, 1): the points ``offset, offset + 1, ...`` (as many as leftover units) on the cumulative
+    remainders. An arm gets its extra unit with probability exactly ``r_j``, so in a stratum of
+    one a customer is treated with the design's share (rounding with ties to one arm would give
+    a stratum of one to control every time).
+
+    Examples
+    --------
+    >>> _allocate(10, (0.5, 0.5), 0.3).tolist(), _allocate(1, (0.5, 0.5), 0.7).tolist()
+    ([5, 5], [0, 1])
+    """
+    exact = np.asarray(shares, dtype=float) * n
+    base = np.floor(np.round(exact, 9)).astype(np.int64)
+    extra = int(n - base.sum())
+    if extra > 0:
+        cum = np.cumsum(np.clip(np.round(exact - base, 9), 0.0, None))
+        cum[-1] = max(cum[-1], extra)  # the remainders sum to ``extra`` up to rounding
+        picks = np.searchsorted(cum, offset + np.arange(extra), side="right")
+        np.add.at(base, np.minimum(picks, len(base) - 1), 1)
+    return base
+
+
+def _offsets(labels: np.ndarray | None, codes: np.ndarray | None, salt: str) -> np.ndarray | None:
+    """Each stratum's offset for :func:`_allocate`: the hash unit of its label under the salt
+    ``salt + "#leftover"`` (independent of every customer's own hash unit)."""
+    if codes is None or labels is None:
+        return None
+    first = np.unique(codes, return_index=True)[1]
+    return hash_unit(labels[first].astype(str), f"{salt}#leftover")
 
 
 def _draw(
-    ids: np.ndarray, u: np.ndarray, shares: tuple[float, ...], codes: np.ndarray | None
+    ids: np.ndarray,
+    u: np.ndarray,
+    shares: tuple[float, ...],
+    codes: np.ndarray | None,
+    offsets: np.ndarray | None = None,
 ) -> np.ndarray:
-    """Arm index per row (0 = control) for hash units ``u``."""
+    """Arm index per row (0 = control) for hash units ``u``; with strata (``codes``), exact
+    counts per stratum from :func:`_allocate` with the stratum's offset."""
     m = len(shares)
     if codes is None:
         cum = np.cumsum(shares)
@@ -461,12 +490,9 @@ def _draw(
         order = np.lexsort((ids, u, codes))
         cs = codes[order]
     sizes = np.bincount(codes)
-    cache: dict[int, np.ndarray] = {}
     bounds = np.empty((len(sizes), m), dtype=np.int64)
     for s, size in enumerate(sizes):
-        if size not in cache:
-            cache[size] = np.cumsum(_allocate(int(size), shares))
-        bounds[s] = cache[size]
+        bounds[s] = np.cumsum(_allocate(int(size), shares, float(offsets[s])))
     starts = np.concatenate(([0], np.cumsum(sizes)[:-1]))
     position = np.arange(len(cs)) - starts[cs]
     sorted_arm = (bounds[cs] <= position[:, None]).sum(axis=1)

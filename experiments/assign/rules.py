@@ -29,9 +29,12 @@ BERNOULLI_RULE = (
     "arm = the first arm j (control first) with u < s_0 + ... + s_j, s_j the arm shares"
 )
 STRATIFIED_RULE = (
-    "within each stratum order customers by (u, customer_id); counts per arm floor(s_j n) plus "
-    "one for the largest remainders s_j n - floor(s_j n) until they sum to n (ties to the earlier "
-    "arm); the first n_0 in that order are control, the next n_1 the second arm, and so on"
+    "within each stratum order customers by (u, customer_id); counts per arm floor(s_j n), and "
+    "the n - sum floor(s_j n) leftover units one each to the arms hit by the points v, v + 1, ... "
+    "on the cumulative remainders s_j n - floor(s_j n) (arms in order, control first), v the "
+    'hash unit of the stratum label under the salt salt + "#leftover" (so each arm gets its '
+    "extra unit with probability equal to its remainder, and every customer's chance of arm j is "
+    "s_j); the first n_0 in that order are control, the next n_1 the second arm, and so on"
 )
 RERANDOMIZATION_RULE = (
     'try salts salt, salt + "#1", salt + "#2", ... and accept the first assignment with '
