@@ -153,10 +153,17 @@ class Decision:
         return str(ok.sort_values("net_value", ascending=False)["arm"].iloc[0])
 
     def summary(self) -> pd.DataFrame:
-        """One row per treatment arm: the verdict and the money."""
-        out = self.money.copy()
-        out.insert(1, "verdict", out["arm"].map(self.verdicts))
-        return out
+        """The readout's headline rows (overall effects, net value and ROI per treatment arm) in
+        the schema of the published estimates table, ``verdict`` holding the decision for the
+        arm; :attr:`money` keeps the decision's own table (totals, expected loss)."""
+        rows = self.readout.summary()
+        keep = rows["segment"].eq("all") & (
+            (rows["metric"].eq("absolute") & rows["outcome"].isin([*OUTCOMES, "net_value"]))
+            | rows["outcome"].eq("roi")
+        )
+        rows = rows[keep].reset_index(drop=True)
+        rows["verdict"] = rows["arm"].map(self.verdicts)
+        return rows
 
     def describe(self) -> str:
         """What a finance reviewer reads: verdict, money, guardrails, SRM, balance."""

@@ -17,7 +17,7 @@ import pytest
 from conftest import assert_unchanged, snapshot
 from scipy import stats
 
-from attribution import store, synth, uplift
+from attribution import runs, store, synth, uplift
 from attribution.config import Config, DecisionSettings, ModelSettings
 from attribution.diagnostics import DiagnosticsWarning
 from attribution.errors import SampleRatioError
@@ -224,6 +224,17 @@ def test_describe_reads_verdict_first_then_money_guardrails_srm_and_balance(deci
         text.index(s) for s in ("Checks:", "Guardrail ", "SRM check:", "Diagnostics ", "Balance:")
     ]
     assert order == sorted(order)
+
+
+def test_the_summary_is_the_headline_in_the_estimate_schema_with_the_verdict(decisions):
+    d = decisions["exp_premium_support"]
+    rows = d.summary()
+    assert list(rows.columns) == [c for c in runs.ESTIMATE_COLUMNS if c != "run_id"]
+    assert set(rows["outcome"]) >= {"retention", "net_value", "roi"}
+    assert (rows["verdict"] == rows["arm"].map(d.verdicts)).all()
+    net = rows[rows["outcome"] == "net_value"].set_index("arm")
+    for _, m in d.money.iterrows():
+        assert net.loc[m["arm"], "p_positive"] == pytest.approx(m["p_positive"])
 
 
 def test_every_check_behind_a_decision_has_one_shape(decisions):
