@@ -225,7 +225,20 @@ def _design_parser(sub, s: argparse.ArgumentParser, j: argparse.ArgumentParser) 
         "with --from-store. Explicit flags win over store values.",
     )
     p.add_argument("metric", choices=["retention", "revenue", "cost_to_serve"])
-    p.add_argument("--mde", type=float, required=True, help="effect to detect (0.02 = 2 pp)")
+    ask = p.add_mutually_exclusive_group(required=True)
+    ask.add_argument("--mde", type=float, help="effect to detect (0.02 = 2 pp)")
+    ask.add_argument(
+        "--customers", type=int, help="or: what can a test of this many customers detect?"
+    )
+    ask.add_argument(
+        "--weeks", type=float, help="or: what can a test that reads out in this many weeks detect?"
+    )
+    p.add_argument(
+        "--max-weeks",
+        type=float,
+        default=None,
+        help="the time the test must read out in (default 52, or --weeks); longer is said plainly",
+    )
     p.add_argument("--baseline", type=float, help="control retention at the horizon, e.g. 0.80")
     p.add_argument("--sd", type=float, help="per-customer sd of revenue or cost over the window")
     p.add_argument("--control-share", type=float, default=0.5, metavar="SHARE")
@@ -439,7 +452,7 @@ def _cmd_refresh(args: argparse.Namespace) -> int:
 
 
 def _cmd_design(args: argparse.Namespace) -> int:
-    from experiments.plan import plan_test
+    from experiments.plan import MAX_WEEKS, detectable_effect, plan_test
 
     given = {
         "baseline": args.baseline,
@@ -481,22 +494,47 @@ def _cmd_design(args: argparse.Namespace) -> int:
         n_eligible = inputs.n_eligible
     elif args.eligible or args.trigger or args.cluster:
         raise InputError("--eligible, --trigger and --cluster need --from-store")
+    common = {
+        "baseline": given["baseline"],
+        "sd": given["sd"],
+        "control_share": args.control_share,
+        "alpha": args.alpha,
+        "power": args.power,
+        "r2": given["r2"] or 0.0,
+        "continuity": args.continuity,
+        "arms": args.arms,
+        "metrics": args.metrics,
+        "correction": args.correction,
+        "icc": given["icc"],
+        "cluster_size": given["cluster_size"],
+        "cluster_cv": given["cluster_cv"] or 0.0,
+    }
+    mde, asked = args.mde, None
+    if mde is None:
+        mde, n = detectable_effect(
+            args.metric,
+            customers=args.customers,
+            weeks=args.weeks,
+            eligible_per_week=given["eligible_per_week"],
+            horizon_weeks=given["horizon_weeks"],
+            **common,
+        )
+        given_as = f"{n:,} customers" if args.weeks is None else f"{args.weeks:g} weeks"
+        unit = f"{mde * 100:.2f} pp" if args.metric == "retention" else f"{mde:,.2f} per customer"
+        asked = {
+            "customers": args.customers,
+            "weeks": args.weeks,
+            "n_total": n,
+            "mde": mde,
+            "sentence": f"With {given_as} the smallest {args.metric} effect the test can detect "
+            f"is {unit} ({n:,} customers); the plan below is sized for it.",
+        }
+    max_weeks = args.max_weeks if args.max_weeks is not None else (args.weeks or MAX_WEEKS)
     plan = plan_test(
         args.metric,
-        args.mde,
-        baseline=given["baseline"],
-        sd=given["sd"],
-        control_share=args.control_share,
-        alpha=args.alpha,
-        power=args.power,
-        r2=given["r2"] or 0.0,
-        continuity=args.continuity,
-        arms=args.arms,
-        metrics=args.metrics,
-        correction=args.correction,
-        icc=given["icc"],
-        cluster_size=given["cluster_size"],
-        cluster_cv=given["cluster_cv"] or 0.0,
+        mde,
+        max_weeks=max_weeks,
+        **common,
         eligible_per_week=given["eligible_per_week"],
         horizon_weeks=given["horizon_weeks"],
         value_per_unit=args.value_per_unit,
@@ -510,8 +548,10 @@ def _cmd_design(args: argparse.Namespace) -> int:
         n_eligible=n_eligible,
         clusters_available=clusters,
     )
-    text = plan.describe() if inputs is None else inputs.describe() + "\n\n" + plan.describe()
-    _emit(args, plan.to_dict(), text)
+    text = plan.describe() if asked is None else asked["sentence"] + "\n" + plan.describe()
+    text = text if inputs is None else inputs.describe() + "\n\n" + text
+    payload = plan.to_dict() if asked is None else {**plan.to_dict(), "asked": asked}
+    _emit(args, payload, text)
     return EXIT_OK
 
 

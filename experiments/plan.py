@@ -29,6 +29,8 @@ from experiments import design
 Metric = Literal["retention", "revenue", "cost_to_serve"]
 METRICS: tuple[str, ...] = ("retention", "revenue", "cost_to_serve")
 
+#: Weeks a test must read out in, enrolment and horizon together, unless stated otherwise.
+MAX_WEEKS = 52.0
 #: Control shares shown in the split table besides the chosen one.
 SHARES: tuple[float, ...] = (0.5, 0.3, 0.2, 0.1, 0.05)
 
@@ -84,6 +86,7 @@ class TestPlan:
     assurance: design.Assurance | None = None
     holdout: design.HoldoutSize | None = None
     events: design.EventsDesign | None = None
+    deadline: dict | None = None
 
     @property
     def n_control(self) -> int:
@@ -130,6 +133,8 @@ class TestPlan:
                 "events_exact": self.events.events_exact,
                 "weeks": self.events.weeks,
             }
+        if self.deadline is not None:
+            out["deadline"] = self.deadline
         if self.timeline is not None:
             out["timeline_weeks"] = {
                 "enrolment": self.timeline.enrolment_weeks,
@@ -173,6 +178,8 @@ class TestPlan:
                 f"{self.timeline.horizon_weeks:.1f} weeks of outcome = readout in week "
                 f"{math.ceil(self.timeline.readout_weeks)}."
             )
+        if self.deadline is not None and not self.deadline["fits"]:
+            lines.append(f"  Too long: {self.deadline['sentence']}")
         if self.mde_value_per_1000 is not None:
             lines.append(
                 f"  Money: the smallest effect this test can see is worth "
@@ -259,6 +266,7 @@ def plan_test(
     source: dict | None = None,
     n_eligible: int | None = None,
     clusters_available: int | None = None,
+    max_weeks: float = MAX_WEEKS,
 ) -> TestPlan:
     """Size a CX test and say how long it takes and what its MDE is worth.
 
@@ -313,6 +321,10 @@ def plan_test(
         Customers eligible today (from the store); a warning when the test needs more.
     clusters_available : int, optional
         Clusters that exist (from the store); a warning when the design needs more.
+    max_weeks : float
+        The time the test must finish in, enrolment and outcome horizon together (default
+        :data:`MAX_WEEKS`, a year). With a timeline that runs longer, the plan says so plainly
+        and gives the MDE the customers who can enrol in time support (:attr:`TestPlan.deadline`).
 
     Returns
     -------
@@ -359,6 +371,15 @@ def plan_test(
                 "a timeline needs both the eligible rate per week and the horizon in weeks"
             )
         timeline = design.weeks_to_readout(n_total, eligible_per_week, horizon_weeks)
+    deadline = None
+    if timeline is not None:
+        pair_share = (n_control + n_treatment) / n_total
+        effect = cluster.design_effect if cluster is not None else 1.0
+        deadline = _deadline(
+            metric, timeline, float(eligible_per_week), max_weeks, pair_share / effect,
+            baseline, sd, control_share, per_test, power, r2, continuity, value_per_unit,
+            slack=int(arms) / float(eligible_per_week),
+        )  # fmt: skip
     if n_eligible is not None and n_total > n_eligible and timeline is None:
         warn.append(
             f"the test needs {n_total:,} customers but only {n_eligible:,} are eligible now; "
@@ -417,6 +438,7 @@ def plan_test(
         "prior_sd": prior_sd,
         "unit_cost": unit_cost,
         "population": population,
+        "max_weeks": max_weeks,
         "formula": "two proportions, pooled variance under H0"
         if metric == "retention"
         else "difference in means, normal approximation",
@@ -438,7 +460,143 @@ def plan_test(
         assurance=assured,
         holdout=holdout,
         events=events,
+        deadline=deadline,
     )
+
+
+def detectable_effect(
+    metric: Metric,
+    *,
+    customers: int | None = None,
+    weeks: float | None = None,
+    eligible_per_week: float | None = None,
+    horizon_weeks: float | None = None,
+    baseline: float | None = None,
+    sd: float | None = None,
+    control_share: float = 0.5,
+    alpha: float = 0.05,
+    power: float = 0.8,
+    r2: float = 0.0,
+    continuity: bool = False,
+    arms: int = 2,
+    metrics: int = 1,
+    correction: Literal["bonferroni", "holm"] = "holm",
+    icc: float | None = None,
+    cluster_size: float | None = None,
+    cluster_cv: float = 0.0,
+) -> tuple[float, int]:
+    """The question asked the other way round: the smallest effect a test can detect with the
+    customers it has, or in the weeks it has.
+
+    Parameters
+    ----------
+    metric : {"retention", "revenue", "cost_to_serve"}
+    customers : int, optional
+        Customers in the whole test (every arm).
+    weeks : float, optional
+        Weeks until the readout, enrolment and outcome horizon together: the customers are those
+        who become eligible in ``weeks - horizon_weeks`` at ``eligible_per_week``.
+    eligible_per_week, horizon_weeks : float, optional
+        Needed with ``weeks``.
+    baseline, sd, control_share, alpha, power, r2, continuity, arms, metrics, correction
+        As in :func:`plan_test`; the level is corrected for several comparisons the same way.
+    icc, cluster_size, cluster_cv : float, optional
+        A cluster design: its design effect shrinks the effective sample.
+
+    Returns
+    -------
+    (float, int)
+        The minimum detectable effect (in ``mde`` units) and the customers it was computed for.
+
+    Examples
+    --------
+    >>> mde, n = detectable_effect("retention", customers=7682, baseline=0.10)
+    >>> round(mde, 4), n
+    (0.02, 7682)
+    """
+    if (customers is None) == (weeks is None):
+        raise InputError("give either the customers the test has or the weeks it has, not both")
+    if weeks is not None:
+        if eligible_per_week is None or horizon_weeks is None:
+            raise InputError(
+                "the MDE in a number of weeks needs the eligible rate per week and the horizon "
+                "in weeks (--eligible-per-week and --horizon-weeks, or --from-store)"
+            )
+        enrol = float(weeks) - float(horizon_weeks)
+        customers = math.floor(float(eligible_per_week) * enrol) if enrol > 0 else 0
+        if customers < 4:
+            raise InputError(
+                f"in {weeks:g} weeks with a {horizon_weeks:g}-week outcome horizon only "
+                f"{max(customers, 0):,} customers can enrol: too few for any test"
+            )
+    n = int(customers)
+    if n < 4:
+        raise InputError(f"customers must be a whole number >= 4, got {customers!r}")
+    c = float(control_share)
+    n_tests = design.n_comparisons(arms, metrics)
+    per_test = design.adjust_alpha(alpha, n_tests, correction) if n_tests > 1 else alpha
+    n_pair = n / (c + (int(arms) - 1) * (1.0 - c))
+    if icc is not None or cluster_size is not None:
+        if icc is None or cluster_size is None:
+            raise InputError("a cluster design needs both --icc and --cluster-size")
+        n_pair /= design.design_effect(icc, cluster_size, cluster_cv)
+    kw = {"control_share": c, "alpha": per_test, "power": power, "r2": r2}
+    if metric == "retention":
+        if baseline is None:
+            raise InputError("retention needs --baseline (share still active), e.g. 0.80")
+        return design.proportions_mde(baseline, n_pair, continuity=continuity, **kw), n
+    if metric not in METRICS:
+        raise InputError(f"metric must be one of {METRICS}, got {metric!r}")
+    if sd is None:
+        raise InputError(f"{metric} needs --sd (per-customer standard deviation)")
+    return design.means_mde(sd, n_pair, **kw), n
+
+
+def _deadline(
+    metric, timeline, per_week, max_weeks, effective_share,
+    baseline, sd, control_share, alpha, power, r2, continuity, value_per_unit, slack=0.0,
+) -> dict:  # fmt: skip
+    """Whether the test reads out within ``max_weeks``; if not, the MDE of the customers who can
+    enrol in time (``effective_share`` of them count toward one comparison, after the design
+    effect of a cluster design). ``slack``: the weeks the rounding of each arm up to a whole
+    customer can add (a design sized for exactly the customers who fit is not too long)."""
+    weeks = float(max_weeks)
+    if not (math.isfinite(weeks) and weeks > 0):
+        raise InputError(f"max_weeks must be a number of weeks > 0, got {max_weeks!r}")
+    out = {"max_weeks": weeks, "readout_weeks": timeline.readout_weeks}
+    out["fits"] = timeline.readout_weeks <= weeks + slack
+    if out["fits"]:
+        return {**out, "n_within": None, "mde_within": None, "sentence": ""}
+    enrol = weeks - timeline.horizon_weeks
+    head = (
+        f"this design cannot finish within {weeks:g} weeks: enrolment takes "
+        f"{timeline.enrolment_weeks:,.1f} weeks and the outcome horizon "
+        f"{timeline.horizon_weeks:.1f} more (readout in week {math.ceil(timeline.readout_weeks):,})"
+    )
+    if enrol <= 0:
+        sentence = f"{head}; the outcome horizon alone is longer than that."
+        return {**out, "n_within": 0, "mde_within": None, "sentence": sentence}
+    n_within = math.floor(per_week * enrol)
+    n_pair = n_within * effective_share
+    if n_pair < 4:
+        sentence = f"{head}; only {n_within:,} customers can enrol in time: too few for any test."
+        return {**out, "n_within": n_within, "mde_within": None, "sentence": sentence}
+    kw = {"control_share": control_share, "alpha": alpha, "power": power, "r2": r2}
+    if metric == "retention":
+        mde = design.proportions_mde(baseline, n_pair, continuity=continuity, **kw)
+        words = f"{mde * 100:.2f} pp of retention"
+    else:
+        mde = design.means_mde(sd, n_pair, **kw)
+        words = f"{mde:,.2f} of {metric} per customer"
+    money = ""
+    if value_per_unit is not None:
+        worth = design.mde_per_thousand(mde, value_per_unit)
+        money = f", worth {worth:,.0f} per 1,000 eligible customers"
+    sentence = (
+        f"{head}. In {weeks:g} weeks {n_within:,} customers can enrol (at {per_week:,.1f} a week, "
+        f"the horizon kept); with them the smallest effect it can detect is {words}{money}."
+    )
+    return {**out, "n_within": n_within, "mde_within": mde, "sentence": sentence}
 
 
 def _money_of_information(

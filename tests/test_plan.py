@@ -10,7 +10,7 @@ import pytest
 from attribution.cli import main
 from attribution.errors import InputError
 from experiments import design
-from experiments.plan import plan_test
+from experiments.plan import detectable_effect, plan_test
 
 
 def test_two_arm_retention_plan_is_the_published_size():
@@ -178,3 +178,75 @@ def test_hazard_ratio_gives_events_and_weeks():
     assert "631 churn events" in plan.describe()
     with pytest.raises(InputError, match="hazard-ratio"):
         plan_test("retention", 0.02, baseline=0.8, events_per_week=50.0)
+
+
+# --- the question asked the other way round, and designs that cannot finish in time ------------
+
+
+@pytest.mark.parametrize(
+    ("metric", "kw"),
+    [("retention", {"baseline": 0.8}), ("revenue", {"sd": 134.5, "r2": 0.07})],
+)
+@pytest.mark.parametrize(("arms", "share"), [(2, 0.5), (2, 0.1), (3, 0.4)])
+def test_the_mde_for_the_customers_one_has_is_the_effect_that_needs_just_them(
+    metric, kw, arms, share
+):
+    mde, n = detectable_effect(metric, customers=40_000, arms=arms, control_share=share, **kw)
+    assert n == 40_000
+    plan = plan_test(metric, mde, arms=arms, control_share=share, **kw)
+    # sized back at that MDE, the test needs the same customers (each arm rounded up)
+    assert 40_000 <= plan.n_total <= 40_000 + arms
+    bigger = plan_test(metric, mde * 0.98, arms=arms, control_share=share, **kw)
+    assert bigger.n_total > 40_000
+
+
+def test_the_mde_in_a_number_of_weeks_counts_the_customers_who_can_enrol_before_the_horizon():
+    mde, n = detectable_effect(
+        "revenue", weeks=26, eligible_per_week=39.1, horizon_weeks=13, sd=134.5
+    )
+    assert n == math.floor(39.1 * 13)
+    assert mde == pytest.approx(design.means_mde(134.5, n))
+    plan = plan_test("revenue", mde, sd=134.5, eligible_per_week=39.1, horizon_weeks=13,
+                     max_weeks=26)  # fmt: skip
+    assert plan.deadline["fits"]  # rounding each arm up does not make it "too long"
+    with pytest.raises(InputError, match="too few for any test"):
+        detectable_effect("revenue", weeks=13, eligible_per_week=39.1, horizon_weeks=13, sd=1.0)
+    with pytest.raises(InputError, match="either the customers the test has or the weeks"):
+        detectable_effect("revenue", customers=100, weeks=20, sd=1.0)
+
+
+def test_a_design_that_cannot_finish_in_a_year_says_so_with_the_mde_that_can():
+    """The review's case: +5 revenue among gold and silver after a bad case needed 455.5 weeks."""
+    plan = plan_test(
+        "revenue", 5.0, sd=134.5, r2=0.07, eligible_per_week=39.1, horizon_weeks=13,
+        value_per_unit=0.3,
+    )  # fmt: skip
+    d = plan.deadline
+    assert not d["fits"] and d["max_weeks"] == 52 and plan.timeline.readout_weeks > 500
+    assert d["n_within"] == math.floor(39.1 * (52 - 13))
+    assert d["mde_within"] == pytest.approx(design.means_mde(134.5, d["n_within"], r2=0.07))
+    text = plan.describe()
+    assert "Too long: this design cannot finish within 52 weeks" in text
+    assert f"{d['mde_within']:,.2f} of revenue per customer" in text
+    assert plan.to_dict()["deadline"]["mde_within"] == d["mde_within"]
+    # a horizon longer than the time allowed: said, no MDE
+    late = plan_test("revenue", 5.0, sd=134.5, eligible_per_week=39.1, horizon_weeks=60)
+    assert "the outcome horizon alone is longer" in late.deadline["sentence"]
+    # a plan that fits says nothing more
+    fits = plan_test("retention", 0.02, baseline=0.8, eligible_per_week=2000, horizon_weeks=13)
+    assert fits.deadline["fits"] and "Too long" not in fits.describe()
+
+
+def test_cx_design_answers_what_a_number_of_customers_or_weeks_can_detect(capsys):
+    assert main(["design", "retention", "--baseline", "0.8", "--customers", "40000"]) == 0
+    out = capsys.readouterr().out
+    mde, _ = detectable_effect("retention", customers=40_000, baseline=0.8)
+    assert out.startswith(f"With 40,000 customers the smallest retention effect the test can "
+                          f"detect is {mde * 100:.2f} pp")  # fmt: skip
+    argv = "design revenue --sd 134.5 --weeks 26 --eligible-per-week 39.1 --horizon-weeks 13"
+    assert main([*argv.split(), "--json"]) == 0
+    payload = json.loads(capsys.readouterr().out)
+    assert payload["asked"]["weeks"] == 26 and payload["asked"]["n_total"] == math.floor(39.1 * 13)
+    assert payload["deadline"]["fits"] and payload["inputs"]["max_weeks"] == 26
+    assert main(["design", "revenue", "--sd", "10", "--mde", "5", "--weeks", "3"]) == 2
+    assert "not allowed with argument" in capsys.readouterr().err
