@@ -37,6 +37,14 @@ _COUNT_COLUMNS = ("n", "n_active", "n_missing", "revenue_npos", "cost_to_serve_n
 MISSING_SEGMENT = "(missing)"
 
 
+#: Pre-period spend bands a readout adjusts for when history exists: no pre-period revenue, then
+#: three equal-count tiles (the Bayesian analogue of CUPED). A design measures its R^2
+#: (:func:`experiments.history.design_inputs`), so it sizes for the adjustment the readout makes.
+PRE_BANDS = 4
+#: Months before the start the pre-period spend is summed over.
+PRE_MONTHS = 6
+
+
 def hurdle_sql(value: str, prefix: str = "") -> str:
     """SQL for the hurdle statistics of an amount per customer, the same wherever cells are made.
 
@@ -75,7 +83,7 @@ def cells(
     horizon: str | date | None = None,
     missing: str = "error",
     pre_bands: int = 0,
-    pre_months: int = 6,
+    pre_months: int = PRE_MONTHS,
 ) -> pd.DataFrame:
     """Collapse customers into cells with sufficient statistics for the models.
 

@@ -33,7 +33,7 @@ import numpy as np
 import pandas as pd
 
 from attribution import joint, runs, store, uplift
-from attribution.cells import MISSING_SEGMENT, cells, monthly_totals, segment_sql
+from attribution.cells import MISSING_SEGMENT, PRE_BANDS, cells, monthly_totals, segment_sql
 from attribution.checks import FAIL, PASS, WARN, Check, describe_checks
 from attribution.config import OUTCOMES as CONFIG_OUTCOMES
 from attribution.config import Config, ModelSettings
@@ -68,8 +68,6 @@ NO_MONEY_NOTE = (
 SPEND_OUTCOMES = ("revenue", "cost_to_serve")
 #: The default segment columns: skipped with a note where the store has no values for them.
 DEFAULT_SEGMENTS = ModelSettings().segments
-#: Pre-period bands used when history exists: no pre-period revenue, then three equal tiles.
-PRE_BANDS = 4
 #: Segment column used when effects are wanted overall only (one segment, "everyone").
 OVERALL = "_overall"
 #: Columns of :attr:`ExperimentReadout.table`: the ``estimates`` table's, less ``run_id`` and

@@ -39,6 +39,7 @@ import numpy as np
 import pandas as pd
 
 from attribution import store
+from attribution.cells import PRE_BANDS, PRE_MONTHS
 from attribution.errors import InputError
 from attribution.periods import add_months, months_between
 from attribution.validation import whole
@@ -107,6 +108,32 @@ _ENTRY_TRIGGER = (
 )
 
 _MOMENTS_SQL = _POPULATION_SQL + "SELECT COUNT(*) AS n{moments} FROM per_customer"
+
+#: The readout's adjustment (attribution.cells, ``pre_bands``): band 0 = no revenue in
+#: [$band_start, $as_of), bands 1 .. $tiles = equal-count tiles of positive pre-period revenue.
+#: Per band: customers, and each outcome's mean and population variance.
+_BANDS_SQL = (
+    _POPULATION_SQL
+    + """,
+band_pre AS (
+    SELECT o.customer_id, SUM(o.revenue) AS revenue
+    FROM outcomes o
+    WHERE o.period >= $band_start AND o.period < $as_of
+    GROUP BY o.customer_id
+),
+banded AS (
+    SELECT pc.*,
+           CASE WHEN COALESCE(b.revenue, 0) > 0
+                THEN NTILE($tiles) OVER (
+                         PARTITION BY CASE WHEN COALESCE(b.revenue, 0) > 0 THEN 1 ELSE 0 END
+                         ORDER BY b.revenue, pc.customer_id)
+                ELSE 0 END AS band
+    FROM per_customer pc
+    LEFT JOIN band_pre b ON b.customer_id = pc.customer_id
+)
+SELECT band, COUNT(*) AS n{stats} FROM banded GROUP BY band ORDER BY band
+"""
+)
 
 _CLUSTER_SQL = (
     _POPULATION_SQL
@@ -277,8 +304,14 @@ class DesignInputs:
     r2_revenue, r2_cost, r2_retention : float
         In-sample OLS R^2 of each horizon outcome (retention as a 0/1 indicator) on the
         pre-period features: revenue sum, cost sum, months active, log1p of the revenue sum and
-        number of service cases (with an intercept). A covariate adjustment (CUPED) multiplies
-        the outcome variance by ``1 - R^2``.
+        number of service cases (with an intercept): what a regression on those features could
+        remove. Reported only: the readout does not adjust for them.
+    r2_revenue_bands, r2_cost_bands, r2_retention_bands : float
+        Adjusted R^2 of each horizon outcome on the readout's own adjustment, the pre-period
+        spend bands (:data:`attribution.cells.PRE_BANDS` of revenue over the
+        :data:`attribution.cells.PRE_MONTHS` months before the reference month; 0 without
+        history). :meth:`for_retention` and :meth:`for_means` size with these, so a design
+        promises the precision the readout then has.
     eligible_per_week : float or None
         Distinct triggered eligible customers per week over the last up-to-6 complete months
         (None without a trigger: the whole population is eligible at once).
@@ -312,6 +345,9 @@ class DesignInputs:
     r2_revenue: float
     r2_cost: float
     r2_retention: float
+    r2_revenue_bands: float = 0.0
+    r2_cost_bands: float = 0.0
+    r2_retention_bands: float = 0.0
     eligible_per_week: float | None = None
     rate_months: int | None = None
     events_per_week: float | None = None
@@ -341,7 +377,7 @@ class DesignInputs:
                 f"retention baseline is {p:g} for {self._population_text()}: a proportion test "
                 "needs a baseline strictly between 0 and 1"
             )
-        return {"baseline": p, "r2": self.r2_retention}
+        return {"baseline": p, "r2": self.r2_retention_bands}
 
     def for_means(self, metric: str = "revenue") -> dict[str, float]:
         """Keyword arguments for :func:`experiments.design.means_sample_size`.
@@ -365,7 +401,7 @@ class DesignInputs:
                 f"{metric} does not vary over the horizon for {self._population_text()} "
                 f"(sd {sd!r}): nothing to size a test of means on"
             )
-        return {"sd": sd, "r2": getattr(self, f"r2_{key}")}
+        return {"sd": sd, "r2": getattr(self, f"r2_{key}_bands")}
 
     def for_cluster(self, metric: str = "revenue") -> dict[str, float]:
         """Keyword arguments for :func:`experiments.design.cluster_sample_size`.
@@ -414,12 +450,16 @@ class DesignInputs:
             f"({self.pre_months} months).",
             f"Population: {self._population_text()}, {self.n_eligible:,} customers.",
             f"Retention at {self.horizon_end}: {self.retention_baseline:.4f} (churn "
-            f"{self.churn_per_month:.4f} a month); R^2 from history {self.r2_retention:.3f}.",
+            f"{self.churn_per_month:.4f} a month); R^2 {self.r2_retention_bands:.3f}.",
             f"Revenue per customer over the horizon: mean {self.revenue_mean:,.2f}, sd "
-            f"{self.revenue_sd:,.2f}; R^2 {self.r2_revenue:.3f} (variance x "
-            f"{1.0 - self.r2_revenue:.3f} with CUPED).",
+            f"{self.revenue_sd:,.2f}; R^2 {self.r2_revenue_bands:.3f} (variance x "
+            f"{1.0 - self.r2_revenue_bands:.3f}).",
             f"Cost to serve per customer: mean {self.cost_mean:,.2f}, sd {self.cost_sd:,.2f}; "
-            f"R^2 {self.r2_cost:.3f} (variance x {1.0 - self.r2_cost:.3f}).",
+            f"R^2 {self.r2_cost_bands:.3f} (variance x {1.0 - self.r2_cost_bands:.3f}).",
+            "R^2 is that of the readout's own adjustment (pre-period spend bands), so the size "
+            "is what the readout's precision supports; a regression on five pre-period "
+            f"features would reach {self.r2_retention:.3f} / {self.r2_revenue:.3f} / "
+            f"{self.r2_cost:.3f} (retention / revenue / cost), which the readout does not use.",
         ]
         if self.eligible_per_week is not None:
             lines.append(
@@ -589,6 +629,7 @@ def design_inputs(
         "r2_revenue": _r2(moments, "y_revenue"),
         "r2_cost": _r2(moments, "y_cost"),
         "r2_retention": _r2(moments, "y_retention"),
+        **_band_r2(con, fill, params, first, ref),
     }
     if trigger_conds:
         rate, months = _eligible_rate(con, first, last, eligible_sql, trigger_sql, filter_params)
@@ -647,6 +688,46 @@ def _r2(moments: dict[str, float], outcome: str) -> float:
     r = np.array([_cov(moments, f, outcome) for f in kept]) / (sd * math.sqrt(var_y))
     beta = np.linalg.lstsq(corr, r, rcond=1e-10)[0]
     return float(min(max(float(beta @ r), 0.0), 1.0))
+
+
+def _band_r2(
+    con: duckdb.DuckDBPyConnection,
+    fill: dict[str, str],
+    params: dict[str, Any],
+    first: date,
+    ref: date,
+) -> dict[str, float]:
+    """Adjusted R^2 of each horizon outcome on the readout's pre-period spend bands.
+
+    The readout adjusts for :data:`attribution.cells.PRE_BANDS` bands of revenue in the
+    :data:`attribution.cells.PRE_MONTHS` months before the start (fewer when the store starts
+    later; none without a month of history). The share of the outcome's variance between those
+    bands, adjusted for their number (``1 - (1 - R^2)(n - 1)/(n - B)``), is the variance
+    reduction the readout's precision gets from them: the R^2 a design must be sized with.
+    """
+    band_start = max(first, add_months(ref, -PRE_MONTHS))
+    if band_start >= ref:
+        return {f"r2_{key}_bands": 0.0 for key in ("revenue", "cost", "retention")}
+    stats = "".join(f", AVG({y}) AS avg_{y}, VAR_POP({y}) AS var_{y}" for y in OUTCOMES)
+    frame = con.execute(
+        _BANDS_SQL.format(**fill, stats=stats),
+        {**params, "band_start": band_start, "tiles": PRE_BANDS - 1},
+    ).df()
+    n, bands = frame["n"].to_numpy(dtype=float), len(frame)
+    total = n.sum()
+    out = {}
+    for key, y in zip(("revenue", "cost", "retention"), OUTCOMES, strict=True):
+        mean_b = frame[f"avg_{y}"].to_numpy(dtype=float)
+        var_b = frame[f"var_{y}"].fillna(0.0).to_numpy(dtype=float)
+        grand = float(n @ mean_b / total)
+        between = float(n @ (mean_b - grand) ** 2)
+        whole = between + float(n @ var_b)
+        if not whole > 0.0 or total - bands < 1:
+            out[f"r2_{key}_bands"] = 0.0
+            continue
+        adjusted = 1.0 - (1.0 - between / whole) * (total - 1.0) / (total - bands)
+        out[f"r2_{key}_bands"] = float(min(max(adjusted, 0.0), 1.0))
+    return out
 
 
 def _clusters(

@@ -42,7 +42,7 @@ def test_design_from_store_uses_the_eligible_population(world, capsys):
     with store.opened(world, read_only=True) as con:
         inputs = design_inputs(con, eligible="tier=gold,platinum", horizon_months=2)
     expected = design.proportions_sample_size(
-        inputs.retention_baseline, 0.03, r2=inputs.r2_retention
+        inputs.retention_baseline, 0.03, r2=inputs.r2_retention_bands
     )
     assert plan["n_control"] == expected.n_control
     assert plan["n_total"] == expected.n_total

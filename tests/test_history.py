@@ -12,6 +12,7 @@ from conftest import assert_unchanged, snapshot
 from scipy import stats
 
 from attribution import store, synth
+from attribution.cells import PRE_BANDS, PRE_MONTHS
 from attribution.errors import InputError
 from experiments import design
 from experiments.history import Condition, design_inputs, parse_eligible
@@ -201,15 +202,49 @@ def test_icc_and_cluster_sizes_match_the_anova_f_statistic(world):
     assert clustered.n_total >= size.n_total_exact * expected_deff
 
 
+def band_r2(tables, as_of: str, y: pd.Series) -> float:
+    """Adjusted R^2 of ``y`` on the readout's pre-period spend bands, from the raw rows: revenue
+    over the PRE_MONTHS months before ``as_of``; band 0 without any, else NTILE(PRE_BANDS - 1)
+    by (revenue, customer_id) as DuckDB deals them (the first n mod k tiles one row larger)."""
+    out = tables["outcomes"]
+    ref = pd.Period(as_of, "M")
+    start = max(out["month"].min(), ref - PRE_MONTHS)
+    pre = out[(out["month"] >= start) & (out["month"] < ref)].groupby("customer_id")["revenue"]
+    revenue = pre.sum().reindex(y.index, fill_value=0.0)
+    band = pd.Series(0, index=y.index)
+    positive = revenue[revenue > 0].sort_index().sort_values(kind="stable")
+    n, k = len(positive), PRE_BANDS - 1
+    q, r = divmod(n, k)
+    sizes = [q + 1] * r + [q] * (k - r)
+    band[positive.index] = np.repeat(np.arange(1, k + 1), sizes)
+    between = y.groupby(band).agg(["size", "mean"])
+    grand = y.mean()
+    r2 = (between["size"] * (between["mean"] - grand) ** 2).sum() / ((y - grand) ** 2).sum()
+    return max(0.0, 1 - (1 - r2) * (len(y) - 1) / (len(y) - len(between)))
+
+
+def test_design_r2_is_the_readouts_own_adjustment_the_pre_period_spend_bands(world):
+    """CUPED at design, bands at readout sized designs smaller than the readout could support:
+    the R^2 a design uses is now the adjusted R^2 on the readout's pre-period spend bands."""
+    con, tables = world
+    inputs = design_inputs(con, horizon_months=3, pre_months=3)
+    x, y = expected(tables, "2025-10", 3, 3)
+    for key in ("revenue", "cost", "retention"):
+        got = getattr(inputs, f"r2_{key}_bands")
+        assert got == pytest.approx(band_r2(tables, "2025-10", y[key]), abs=1e-9), key
+    assert inputs.for_retention()["r2"] == inputs.r2_retention_bands
+    assert "readout's own adjustment" in inputs.describe()
+
+
 def test_r2_from_history_lowers_the_sample_size_by_one_minus_r2(world):
     con, _ = world
     inputs = design_inputs(con)
     kwargs = inputs.for_means("revenue")
-    assert kwargs == {"sd": inputs.revenue_sd, "r2": inputs.r2_revenue}
+    assert kwargs == {"sd": inputs.revenue_sd, "r2": inputs.r2_revenue_bands}
     adjusted = design.means_sample_size(mde=10.0, **kwargs)
     plain = design.means_sample_size(inputs.revenue_sd, 10.0)
     ratio = adjusted.n_total_exact / plain.n_total_exact
-    assert ratio == pytest.approx(1 - inputs.r2_revenue, rel=1e-9)
+    assert ratio == pytest.approx(1 - inputs.r2_revenue_bands, rel=1e-9)
     assert adjusted.n_total < plain.n_total
     retention = design.proportions_sample_size(mde=0.02, **inputs.for_retention())
     assert (
@@ -320,5 +355,5 @@ def test_for_means_refuses_an_unknown_metric(world):
     inputs = design_inputs(con)
     with pytest.raises(InputError, match="'margin'"):
         inputs.for_means("margin")
-    assert inputs.for_means("cost_to_serve") == {"sd": inputs.cost_sd, "r2": inputs.r2_cost}
+    assert inputs.for_means("cost_to_serve") == {"sd": inputs.cost_sd, "r2": inputs.r2_cost_bands}
     assert math.isclose(inputs.for_retention()["baseline"], inputs.retention_baseline)
