@@ -548,7 +548,7 @@ def _load_staged(
             [f"missing required column {m!r} (expected columns: {expected})" for m in missing],
         )
     cols = _file_columns(con, spec, names, label)
-    con.register("_cx_src", raw)
+    store.register(con, "_cx_src", raw)
     con.execute("DROP TABLE IF EXISTS _cx_raw")
     con.execute(
         "CREATE TEMP TABLE _cx_raw AS SELECT "

@@ -156,7 +156,7 @@ def finish_run(
             frame = frame[ESTIMATE_COLUMNS]
             for col in _TEXT_COLUMNS:  # missing text is NULL, never the string 'nan'
                 frame[col] = frame[col].astype(object).where(frame[col].notna(), None)
-            con.register("_cx_estimates", frame)
+            store.register(con, "_cx_estimates", frame)
             con.execute("INSERT INTO estimates BY NAME SELECT * FROM _cx_estimates")
             con.unregister("_cx_estimates")
         mark("publish: estimates written")

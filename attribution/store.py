@@ -300,6 +300,18 @@ def add_customer_columns(con: duckdb.DuckDBPyConnection, new: Mapping[str, str])
     return added
 
 
+def register(con: duckdb.DuckDBPyConnection, name: str, frame) -> None:
+    """Register ``frame`` as the view ``name`` on ``con``, whatever ran on ``con`` before.
+
+    DuckDB refuses to register while a previous query's result is unfinished (a ``fetchone()``
+    leaves one: "connection has an unfinished result from execute()"), so a readout followed by
+    an assignment or a publish on the same connection failed. A finished trivial query replaces
+    that result first.
+    """
+    con.execute("SELECT 1").fetchall()
+    con.register(name, frame)
+
+
 def append(con: duckdb.DuckDBPyConnection, table: str, frame) -> int:
     """Append trusted rows (a DataFrame or Arrow table) to a table, matching columns by name.
 
@@ -311,7 +323,7 @@ def append(con: duckdb.DuckDBPyConnection, table: str, frame) -> int:
     unknown = [c for c in names if c not in cols]
     if unknown:
         raise InputError(f"{table}: unknown columns {unknown}")
-    con.register("_cx_append", frame)
+    register(con, "_cx_append", frame)
     try:
         col_sql = ", ".join(quote_identifier(c) for c in names)
         con.execute(f"INSERT INTO {table} ({col_sql}) SELECT {col_sql} FROM _cx_append")

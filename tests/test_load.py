@@ -11,6 +11,7 @@ import pyarrow.parquet as pq
 import pytest
 from conftest import assert_unchanged, run_cx, snapshot
 
+from attribution import store
 from attribution.errors import InputError, LoadError
 from attribution.load import load
 
@@ -544,3 +545,19 @@ def test_cx_load_reads_a_semicolon_export_and_rejects_a_latin1_one_without_a_tra
     assert "l.csv: rejected, nothing was written (1 problem)" in out.stderr
     assert "line 2: the file is not UTF-8 text" in out.stderr
     assert "Traceback" not in out.stderr
+
+
+def test_a_half_read_result_on_the_connection_does_not_stop_a_write(tmp_path):
+    """DuckDB refuses to register a frame while a fetchone() result is unfinished; every writer
+    registers through store.register, so a readout's probes never block a load or a publish."""
+    con = store.connect(tmp_path / "half.duckdb")
+    people = pd.DataFrame({"customer_id": ["C1", "C2"], "signup_date": ["2024-01-01"] * 2})
+    load(con, "customers", people)
+    con.execute("SELECT customer_id FROM customers ORDER BY 1").fetchone()  # left unfinished
+    more = pd.DataFrame({"customer_id": ["C3"], "signup_date": ["2024-02-01"]})
+    load(con, "customers", more)
+    con.execute("SELECT customer_id FROM customers ORDER BY 1").fetchone()
+    row = {"experiment_id": ["e"], "intervention": ["x"], "started": [dt.date(2024, 3, 1)]}
+    store.append(con, "experiments", pd.DataFrame(row))
+    assert store.table_counts(con)["customers"] == 3
+    con.close()

@@ -126,7 +126,7 @@ def write_assignment(
     rows = frame[["customer_id", "arm", "stratum"]]
     view = "_cx_assign_rows"
     now = datetime.now(UTC).replace(tzinfo=None)
-    con.register(view, rows)
+    store.register(con, view, rows)
     try:
         con.execute("BEGIN TRANSACTION")
         try:
@@ -223,7 +223,7 @@ def assign_from_file(
     covariate_names = setting_names("covariates", covariates)
     needed = [c for c in dict.fromkeys(strata_names + covariate_names) if c not in frame.columns]
     view = "_cx_eligible_ids"
-    con.register(view, pd.DataFrame({"customer_id": ids}))
+    store.register(con, view, pd.DataFrame({"customer_id": ids}))
     try:
         _refuse_unknown(con, view, label)
         if needed:
