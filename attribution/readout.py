@@ -588,6 +588,9 @@ def preflight(
             f"No outcome months before {start:%Y-%m} in this store: effects are not adjusted "
             "for pre-period spend (load earlier months to narrow the intervals)."
         )
+    note = rerandomization_note(exp["design"], seg_cols)
+    if note:
+        notes.append(note)
     return Preflight(
         experiment_id=experiment_id,
         experiment=exp,
@@ -599,6 +602,37 @@ def preflight(
         horizon=horizon,
         pre_bands=pre_bands,
         notes=tuple(notes),
+    )
+
+
+def rerandomization_note(design: dict | None, segments: list[str] | tuple[str, ...]) -> str:
+    """Words for a re-randomized test whose readout does not adjust for every balancing
+    covariate: valid, but its intervals are wider than the balance it was given supports.
+
+    Re-randomization (Morgan & Rubin 2012) accepts only assignments that balance the covariates,
+    which makes the difference in means more precise than a plain randomization; a readout that
+    does not adjust for those covariates keeps the plain randomization's variance, so its
+    intervals are conservative. The readout adjusts for its segment columns (and pre-period
+    spend bands), so the note names the covariates outside them; empty when there are none.
+
+    Examples
+    --------
+    >>> rerandomization_note({"rerandomized": True, "inputs": {"covariates": ["tier", "score"]}},
+    ...                      ["tier"])[:41]
+    'Re-randomized on tier, score: the readout'
+    """
+    design = design or {}
+    covariates = list((design.get("inputs") or {}).get("covariates") or [])
+    if not design.get("rerandomized") or not covariates:
+        return ""
+    unadjusted = [c for c in covariates if c not in set(segments)]
+    if not unadjusted:
+        return ""
+    return (
+        f"Re-randomized on {', '.join(covariates)}: the readout does not adjust for "
+        f"{', '.join(unadjusted)}, so its intervals are conservative (wider than the balance "
+        "the assignment guaranteed supports; the estimates are unbiased). Read it out by "
+        f"{unadjusted[0]} (segments) to use that balance."
     )
 
 

@@ -636,3 +636,25 @@ def test_integer_customer_ids_are_hashed_as_text():
     numeric = assign(pd.DataFrame({"customer_id": [1, 2, 3]}), "s")
     text = assign(pd.DataFrame({"customer_id": ["1", "2", "3"]}), "s")
     pd.testing.assert_frame_equal(numeric.frame, text.frame)
+
+
+def test_a_re_randomized_test_is_read_out_with_a_note_on_its_conservative_intervals(sim):
+    """Re-randomization balances its covariates; a readout that does not adjust for them is
+    valid but conservative, and says so (issue 18)."""
+    from attribution.config import Config, ModelSettings
+    from attribution.readout import preflight
+
+    eligible = customers_of(sim, "tier IN ('gold', 'silver')")
+    eligible["score"] = np.arange(len(eligible)) % 7
+    result = assign(eligible, "rr", covariates=["region", "score"], rerandomize_p=0.2)
+    write_assignment(sim, "exp_rr", "gift", result, started="2025-04")
+    by_tier = Config(model=ModelSettings(segments=("tier",)))
+    pre = preflight(sim, "exp_rr", config=by_tier)
+    (note,) = [n for n in pre.notes if n.startswith("Re-randomized on region, score")]
+    assert "does not adjust for region, score" in note and "conservative" in note
+    by_region = preflight(sim, "exp_rr", segments=["region"], config=by_tier)
+    (note,) = [n for n in by_region.notes if n.startswith("Re-randomized")]
+    assert "does not adjust for score," in note
+    plain = assign(eligible, "plain", covariates=["region"])
+    write_assignment(sim, "exp_plain", "gift", plain, started="2025-04")
+    assert not any(n.startswith("Re-randomized") for n in preflight(sim, "exp_plain").notes)
