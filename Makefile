@@ -25,10 +25,10 @@ demo: $(STAMP)
 	$(CX) refresh
 
 test: $(STAMP)
-	$(PY) -m pytest -m "not slow" -n 2 --dist loadfile
+	$(PY) -m pytest -m "not slow" -n 2 --dist loadfile --doctest-modules tests attribution experiments
 
 test-all: $(STAMP)
-	$(PY) -m pytest -n 2 --dist loadfile
+	$(PY) -m pytest -n 2 --dist loadfile --doctest-modules tests attribution experiments
 
 bench: $(STAMP)
 	$(PY) -m bench
