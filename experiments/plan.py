@@ -213,6 +213,12 @@ class TestPlan:
         return "\n".join(lines)
 
 
+def _level(alpha: float, arms: int, metrics: int, correction: str) -> float:
+    """The level each comparison is sized at: ``alpha`` corrected for several arms and metrics."""
+    n_tests = design.n_comparisons(arms, metrics)
+    return design.adjust_alpha(alpha, n_tests, correction) if n_tests > 1 else alpha
+
+
 def _sizer(metric: str, baseline, sd, mde, alpha, power, r2, continuity):
     if metric not in METRICS:
         raise InputError(f"metric must be one of {METRICS}, got {metric!r}")
@@ -341,8 +347,7 @@ def plan_test(
     >>> (p.n_control, p.n_treatment, p.n_total)
     (3841, 3841, 7682)
     """
-    n_tests = design.n_comparisons(arms, metrics)
-    per_test = design.adjust_alpha(alpha, n_tests, correction) if n_tests > 1 else alpha
+    per_test = _level(alpha, arms, metrics, correction)
     size_at = _sizer(metric, baseline, sd, mde, per_test, power, r2, continuity)
     size = size_at(control_share)
     cluster = None
@@ -533,8 +538,7 @@ def detectable_effect(
     if n < 4:
         raise InputError(f"customers must be a whole number >= 4, got {customers!r}")
     c = float(control_share)
-    n_tests = design.n_comparisons(arms, metrics)
-    per_test = design.adjust_alpha(alpha, n_tests, correction) if n_tests > 1 else alpha
+    per_test = _level(alpha, arms, metrics, correction)
     n_pair = n / (c + (int(arms) - 1) * (1.0 - c))
     if icc is not None or cluster_size is not None:
         if icc is None or cluster_size is None:
