@@ -514,16 +514,19 @@ def _checks(checks: pd.DataFrame) -> list[str]:
     order = order.sort_values("_rank", kind="stable")
     counts = checks["verdict"].value_counts()
     head = ", ".join(f"{int(counts.get(v, 0))} {v}" for v in ("pass", "warn", "fail"))
+    subjects = bool(checks["subject"].fillna("").astype(str).str.len().any())  # "On" if any
+    on_head = '<th class="text">On</th>' if subjects else ""
     out = [
         f"<h3>Every check of the run</h3><p>{len(checks)} checks: {_e(head)}. A warning does "
         "not block publishing; a failure does (nothing of that experiment is published).</p>",
         '<table><tr><th class="text">Where</th><th class="text">Check</th>'
-        '<th class="text">On</th><th class="text">Verdict</th><th class="text">In words</th></tr>',
+        f'{on_head}<th class="text">Verdict</th><th class="text">In words</th></tr>',
     ]
     for _, r in order.iterrows():
+        on = f'<td class="text">{_e(r["subject"])}</td>' if subjects else ""
         out.append(
             f'<tr><td class="text">{_e(r["where"])}</td><td class="text">{_e(r["check"])}</td>'
-            f'<td class="text">{_e(r["subject"])}</td>'
+            f"{on}"
             f'<td class="text">{_CHECK_VERDICT.get(r["verdict"], _e(r["verdict"]))}</td>'
             f'<td class="text">{_e(r["sentence"])}</td></tr>'
         )
