@@ -23,6 +23,7 @@ from typing import Literal
 
 import pandas as pd
 
+from attribution.config import DecisionSettings
 from attribution.errors import InputError
 from experiments import design
 
@@ -87,6 +88,7 @@ class TestPlan:
     holdout: design.HoldoutSize | None = None
     events: design.EventsDesign | None = None
     deadline: dict | None = None
+    rule: dict | None = None
 
     @property
     def n_control(self) -> int:
@@ -133,6 +135,8 @@ class TestPlan:
                 "events_exact": self.events.events_exact,
                 "weeks": self.events.weeks,
             }
+        if self.rule is not None:
+            out["rule"] = self.rule
         if self.deadline is not None:
             out["deadline"] = self.deadline
         if self.timeline is not None:
@@ -180,6 +184,21 @@ class TestPlan:
             )
         if self.deadline is not None and not self.deadline["fits"]:
             lines.append(f"  Too long: {self.deadline['sentence']}")
+        if self.rule is not None:
+            r = self.rule
+            need = r["n_total_for_rule"]
+            sized = (
+                f"sized for the rule ({r['power']:.0%} roll-outs at the MDE) it needs "
+                f"{need:,} customers"
+                if need is not None
+                else "at the MDE the intervention does not pay its cost, so no size makes the "
+                "rule roll out"
+            )
+            lines.append(
+                f"  The readout's rule (roll out when P(net value > 0) >= {r['threshold']:.2f}): "
+                f"this test rolls out {r['p_rollout_at_mde']:.0%} of the time at the MDE and "
+                f"{r['p_rollout_at_zero']:.1%} with no effect; {sized}."
+            )
         if self.mde_value_per_1000 is not None:
             lines.append(
                 f"  Money: the smallest effect this test can see is worth "
@@ -273,6 +292,7 @@ def plan_test(
     n_eligible: int | None = None,
     clusters_available: int | None = None,
     max_weeks: float = MAX_WEEKS,
+    roll_out_threshold: float = DecisionSettings().roll_out_threshold,
 ) -> TestPlan:
     """Size a CX test and say how long it takes and what its MDE is worth.
 
@@ -327,6 +347,11 @@ def plan_test(
         Customers eligible today (from the store); a warning when the test needs more.
     clusters_available : int, optional
         Clusters that exist (from the store); a warning when the design needs more.
+    roll_out_threshold : float
+        The readout's rule: roll out when P(net value > 0) is at least this (``[decision]
+        roll_out_threshold``). The plan gives how often a test of this size rolls out at the MDE
+        and with no effect, and the size the rule needs (:attr:`TestPlan.rule`,
+        :mod:`experiments.design.rule`).
     max_weeks : float
         The time the test must finish in, enrolment and outcome horizon together (default
         :data:`MAX_WEEKS`, a year). With a timeline that runs longer, the plan says so plainly
@@ -376,6 +401,10 @@ def plan_test(
                 "a timeline needs both the eligible rate per week and the horizon in weeks"
             )
         timeline = design.weeks_to_readout(n_total, eligible_per_week, horizon_weeks)
+    rule = _rule(
+        metric, baseline, sd, mde, r2, control_share, power, n_control, n_treatment, n_total,
+        cluster, roll_out_threshold, value_per_unit, unit_cost,
+    )  # fmt: skip
     deadline = None
     if timeline is not None:
         pair_share = (n_control + n_treatment) / n_total
@@ -466,7 +495,52 @@ def plan_test(
         holdout=holdout,
         events=events,
         deadline=deadline,
+        rule=rule,
     )
+
+
+def _rule(
+    metric, baseline, sd, mde, r2, control_share, power, n_control, n_treatment, n_total,
+    cluster, threshold, value_per_unit, unit_cost,
+) -> dict:  # fmt: skip
+    """How often the readout's rule rolls out at this size, at the MDE and with no effect, and
+    the total the rule needs for ``power`` roll-outs at the MDE (normal approximation)."""
+    c = float(control_share)
+    vf = design.variance_factor(r2)
+    deff = cluster.design_effect if cluster is not None else 1.0
+    if metric == "retention":
+        p0, p1 = float(baseline), float(baseline) + float(mde)
+
+        def se_at(n_pair: float, p1: float = p1) -> float:
+            return math.sqrt(deff * vf * (p0 * (1 - p0) / c + p1 * (1 - p1) / (1 - c)) / n_pair)
+
+        def se_null(n_pair: float) -> float:
+            return se_at(n_pair, p0)
+    else:
+
+        def se_at(n_pair: float) -> float:
+            return float(sd) * math.sqrt(deff * vf * (1 / c + 1 / (1 - c)) / n_pair)
+
+        se_null = se_at
+    # one comparison's customers (a cluster plan's counts already carry the design effect,
+    # which se_at applies to any count of customers)
+    n_pair = n_control + n_treatment
+    value = 1.0 if value_per_unit is None else float(value_per_unit)
+    money = {"threshold": threshold, "value_per_unit": value, "unit_cost": float(unit_cost)}
+    at_mde = design.rollout_probability(mde, se_at(n_pair), **money)
+    at_zero = design.rollout_probability(0.0, se_null(n_pair), **money)
+    target = max(float(power), 1.0 - threshold + 1e-6)
+    need = design.rule_sample_size(se_at, mde, power=target, **money)
+    per_pair = n_total / (n_control + n_treatment)  # several arms share the control
+    return {
+        **money,
+        "power": target,
+        "p_rollout_at_mde": at_mde,
+        "p_rollout_at_zero": at_zero,
+        "n_total_for_rule": None if math.isinf(need) else math.ceil(need * per_pair),
+        "approximation": "normal posterior of the effect with the design's standard error; "
+        "guardrails and the hierarchical priors not modelled",
+    }
 
 
 def detectable_effect(

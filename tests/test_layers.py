@@ -39,7 +39,7 @@ LAYERS = {
         "attribution.srm", "attribution.config", "attribution.formatting", "attribution.forest",
         "experiments.design",
         "experiments.design.sizing", "experiments.design.clusters", "experiments.design.timing",
-        "experiments.design.value"],
+        "experiments.design.value", "experiments.design.rule"],
     3: ["attribution.readout", "attribution.causal", "attribution.causal.terms",
         "attribution.causal.graph", "attribution.causal.propensity",
         "attribution.causal.estimators", "attribution.causal.refuters", "attribution.causal.result",

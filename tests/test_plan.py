@@ -250,3 +250,35 @@ def test_cx_design_answers_what_a_number_of_customers_or_weeks_can_detect(capsys
     assert payload["deadline"]["fits"] and payload["inputs"]["max_weeks"] == 26
     assert main(["design", "revenue", "--sd", "10", "--mde", "5", "--weeks", "3"]) == 2
     assert "not allowed with argument" in capsys.readouterr().err
+
+
+def test_the_plan_gives_how_often_the_readouts_rule_rolls_out():
+    plan = plan_test("retention", 0.02, baseline=0.8)
+    r = plan.rule
+    # P(net value > 0) >= 0.9 is a one-sided test at 10%: at no effect it rolls out 10% of the
+    # time, at the MDE of a two-sided 5% / 80% design more often than 80%
+    assert r["p_rollout_at_zero"] == pytest.approx(0.10, abs=1e-9)
+    assert r["p_rollout_at_mde"] > 0.9
+    assert r["n_total_for_rule"] < plan.n_total
+    assert "rolls out 94% of the time at the MDE and 10.0% with no effect" in plan.describe()
+    assert plan.to_dict()["rule"]["n_total_for_rule"] == r["n_total_for_rule"]
+    # the size the rule needs gives the rule's power, back through the same approximation
+    again = plan_test("retention", 0.02, baseline=0.8, control_share=0.5)
+    assert again.rule == r
+    costly = plan_test("revenue", 5.0, sd=60.0, value_per_unit=0.3, unit_cost=0.5)
+    assert costly.rule["p_rollout_at_mde"] < 0.8 and costly.rule["p_rollout_at_zero"] < 0.1
+    unpaid = plan_test("revenue", 5.0, sd=60.0, value_per_unit=0.3, unit_cost=2.0)
+    assert unpaid.rule["n_total_for_rule"] is None
+    assert "does not pay its cost" in unpaid.describe()
+
+
+def test_rule_sizes_invert_the_rollout_probability():
+    def se_at(n):
+        return 60.0 * math.sqrt(4.0 / n)
+
+    n = design.rule_sample_size(se_at, 5.0, value_per_unit=0.3, unit_cost=0.5)
+    p = design.rollout_probability(5.0, se_at(n), value_per_unit=0.3, unit_cost=0.5)
+    assert p == pytest.approx(0.8, abs=1e-9)
+    with pytest.raises(InputError, match="power must exceed 1 - threshold"):
+        design.rule_sample_size(se_at, 5.0, power=0.05)
+    assert math.isinf(design.rule_sample_size(se_at, 1.0, value_per_unit=0.3, unit_cost=0.3))

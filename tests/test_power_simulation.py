@@ -102,3 +102,61 @@ def test_revenue_test_with_cuped_reaches_its_power(population):
         rejected += abs((a1.mean() - a0.mean()) / se) > z_crit
     achieved = rejected / REPLICATES
     assert abs(achieved - 0.8) < TOLERANCE, (achieved, size, r2)
+
+
+# --- the readout's rule, not a two-sided test (issue 18) ---------------------------------------
+
+
+def _rolled_out(est: float, se: float, value: float, cost: float, threshold: float) -> bool:
+    """The readout's rule on a normal posterior: roll out when P(net value > 0) >= threshold."""
+    return stats.norm.cdf((value * est - cost) / (value * se)) >= threshold
+
+
+@pytest.mark.parametrize("planted", ["mde", "zero"])
+def test_retention_test_rolls_out_as_often_as_the_plan_says(population, planted):
+    from experiments.plan import plan_test
+
+    baseline = float(population["retained"].mean())
+    mde = 0.03
+    plan = plan_test("retention", mde, baseline=baseline)
+    expected = plan.rule[f"p_rollout_at_{planted}"]
+    effect = mde if planted == "mde" else 0.0
+    rng = np.random.default_rng(21 if planted == "mde" else 22)
+    rolled = 0
+    for r in range(REPLICATES):
+        idx = rng.choice(len(population), plan.n_total, replace=False)
+        sample = population.iloc[idx]
+        treated = _arms(sample["customer_id"].to_numpy(), r, 0.5)
+        y = sample["retained"].to_numpy().copy()
+        saved = treated & ~y & (rng.random(len(y)) < effect / (1.0 - baseline))
+        y = y | saved
+        p1, p0 = y[treated].mean(), y[~treated].mean()
+        se = np.sqrt(p1 * (1 - p1) / treated.sum() + p0 * (1 - p0) / (~treated).sum())
+        rolled += _rolled_out(p1 - p0, se, 1.0, 0.0, plan.rule["threshold"])
+    achieved = rolled / REPLICATES
+    assert abs(achieved - expected) < TOLERANCE, (achieved, expected, plan.n_total)
+
+
+def test_a_costly_intervention_rolls_out_less_often_at_the_mde_as_the_plan_says(population):
+    """With a cost the rule needs the net value, not the effect, above zero: at the MDE the
+    sized test rolls out well under its nominal power, as the plan predicts."""
+    from experiments.plan import plan_test
+
+    y_all = population["revenue"].to_numpy()
+    sd = float(y_all.std(ddof=1))
+    mde = 0.15 * float(y_all.mean())
+    value, cost = 0.3, 0.3 * mde * 0.5  # the cost is half the margin the MDE brings
+    plan = plan_test("revenue", mde, sd=sd, value_per_unit=value, unit_cost=cost)
+    expected = plan.rule["p_rollout_at_mde"]
+    assert expected < 0.8 - TOLERANCE  # the size's "80% power" overstates it
+    rng = np.random.default_rng(23)
+    rolled = 0
+    for r in range(REPLICATES):
+        idx = rng.choice(len(population), plan.n_total, replace=False)
+        treated = _arms(population["customer_id"].to_numpy()[idx], r, 0.5)
+        y = y_all[idx] + mde * treated
+        a1, a0 = y[treated], y[~treated]
+        se = np.sqrt(a1.var(ddof=1) / len(a1) + a0.var(ddof=1) / len(a0))
+        rolled += _rolled_out(a1.mean() - a0.mean(), se, value, cost, plan.rule["threshold"])
+    achieved = rolled / REPLICATES
+    assert abs(achieved - expected) < TOLERANCE, (achieved, expected, plan.n_total)

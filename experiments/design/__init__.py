@@ -27,6 +27,7 @@ Layout: one idea per module, every name importable from here.
 - :mod:`experiments.design.clusters`: cluster designs (design effect, clusters per arm);
 - :mod:`experiments.design.timing`: churn events and weeks to readout;
 - :mod:`experiments.design.value`: money, test and roll, assurance, value-of-information holdouts;
+- :mod:`experiments.design.rule`: how often the readout's roll-out rule rolls out at a size;
 - the sample-ratio check, run by every readout, lives in :mod:`attribution.srm` and is
   re-exported here.
 """
@@ -38,6 +39,7 @@ from experiments.design.clusters import (
     cluster_sample_size,
     design_effect,
 )
+from experiments.design.rule import rollout_probability, rule_sample_size
 from experiments.design.sizing import (
     DesignWarning,
     SampleSize,
@@ -100,6 +102,8 @@ __all__ = [
     "proportions_mde",
     "proportions_power",
     "proportions_sample_size",
+    "rollout_probability",
+    "rule_sample_size",
     "schoenfeld_events",
     "srm_check",
     "value_sized_holdout",

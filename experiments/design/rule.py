@@ -1,0 +1,134 @@
+"""The roll-out rule's operating characteristics: how often a test of a given size rolls out.
+
+The readout does not run a two-sided test at ``alpha``: it rolls out when P(net value > 0) is at
+least a threshold (``[decision] roll_out_threshold``, 0.90 by default) and the guardrails pass
+(:func:`experiments.decision.decide`). A test sized for 80% power at two-sided 5% therefore
+rolls out more often at the MDE than its power says, and at no effect more often than
+``alpha / 2`` (10% with a threshold of 0.90 and no cost). These functions give those chances.
+
+The approximation, stated: the readout's posterior of the effect is taken as normal around the
+estimate with the design's standard error (a weak prior; the cell models' hierarchical priors
+pull segment effects, not the overall one, and ignore the guardrails), so the net value per
+treated customer ``value_per_unit * effect - unit_cost`` has ``P(net > 0) = Phi((value_per_unit
+* estimate - unit_cost) / (value_per_unit * se))`` and the rule rolls out when the estimate
+exceeds ``unit_cost / value_per_unit + z_threshold * se``. ``tests/test_power_simulation.py``
+checks the chances on the simulator's customers.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+from scipy import optimize, stats
+
+from attribution.errors import InputError
+from attribution.validation import finite as _finite
+from attribution.validation import non_negative as _non_negative
+from attribution.validation import open_unit as _open_unit
+from attribution.validation import positive as _positive
+
+__all__ = ["rollout_probability", "rule_sample_size"]
+
+
+def rollout_probability(
+    effect: float,
+    se: float,
+    *,
+    threshold: float = 0.9,
+    value_per_unit: float = 1.0,
+    unit_cost: float = 0.0,
+) -> float:
+    """The chance the readout's rule rolls out when the true effect is ``effect``.
+
+    Parameters
+    ----------
+    effect : float
+        The true effect, in the metric's units (a difference in proportions, or currency per
+        customer).
+    se : float
+        The standard error of the effect estimate at the test's size (> 0).
+    threshold : float
+        The rule: roll out when P(net value > 0) >= threshold, in (0, 1).
+    value_per_unit : float
+        Currency one unit of effect is worth per customer (> 0); 1 for a rule on the effect.
+    unit_cost : float
+        The intervention's cost per treated customer (>= 0).
+
+    Returns
+    -------
+    float
+
+    Examples
+    --------
+    >>> round(rollout_probability(0.0, 1.0), 3)  # no effect, no cost: 1 - threshold
+    0.1
+    >>> round(rollout_probability(2.8016, 1.0), 3)  # the MDE of a 5% two-sided, 80% power test
+    0.936
+    """
+    e = _finite("effect", effect)
+    s = _positive("se", se)
+    t = _open_unit("threshold", threshold)
+    v = _positive("value_per_unit", value_per_unit)
+    c = _non_negative("unit_cost", unit_cost)
+    return float(stats.norm.cdf((e - c / v) / s - stats.norm.ppf(t)))
+
+
+def rule_sample_size(
+    se_at: Callable[[float], float],
+    effect: float,
+    *,
+    power: float = 0.8,
+    threshold: float = 0.9,
+    value_per_unit: float = 1.0,
+    unit_cost: float = 0.0,
+) -> float:
+    """Customers (in total) for the rule to roll out with chance ``power`` at ``effect``.
+
+    Parameters
+    ----------
+    se_at : callable
+        ``se_at(n_total)``: the standard error of the effect estimate with ``n_total`` customers.
+    effect, threshold, value_per_unit, unit_cost
+        As in :func:`rollout_probability`.
+    power : float
+        The wanted chance of rolling out at ``effect``, in (1 - threshold, 1).
+
+    Returns
+    -------
+    float
+        The (unrounded) total; ``inf`` when the effect does not pay the cost (no size makes the
+        rule roll out more often than ``1 - threshold``).
+
+    Examples
+    --------
+    >>> n = rule_sample_size(lambda n: 2.0 / math.sqrt(n), 0.2)
+    >>> round(rollout_probability(0.2, 2.0 / math.sqrt(n)), 6)
+    0.8
+    """
+    p = _open_unit("power", power)
+    t = _open_unit("threshold", threshold)
+    if p <= 1.0 - t:
+        raise InputError(
+            f"power must exceed 1 - threshold = {1 - t:g}: the rule rolls out that often with no "
+            f"effect at all; got {power!r}"
+        )
+    v = _positive("value_per_unit", value_per_unit)
+    margin = _finite("effect", effect) - _non_negative("unit_cost", unit_cost) / v
+    if margin <= 0:
+        return math.inf
+    # rollout_probability = power  <=>  se = margin / (z_power + z_threshold)
+    target = margin / (stats.norm.ppf(p) + stats.norm.ppf(t))
+
+    def gap(log_n: float) -> float:
+        return math.log(se_at(math.exp(log_n))) - math.log(target)
+
+    lo = math.log(4.0)
+    if gap(lo) <= 0:
+        return 4.0
+    hi = lo + math.log(4.0)
+    while gap(hi) > 0:
+        lo, hi = hi, hi + math.log(4.0)
+        if hi > math.log(1e13):
+            return math.inf
+    return float(math.exp(optimize.brentq(gap, lo, hi, xtol=1e-12)))
