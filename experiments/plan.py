@@ -199,6 +199,13 @@ class TestPlan:
                 f"this test rolls out {r['p_rollout_at_mde']:.0%} of the time at the MDE and "
                 f"{r['p_rollout_at_zero']:.1%} with no effect; {sized}."
             )
+            if self.arms > 2:
+                lines.append(
+                    f"  With {self.arms - 1} treated arms each rolled out on its own, the chance "
+                    f"that one of them rolls out when none works is "
+                    f"{r['p_any_rollout_at_zero']:.1%} (the rule is not corrected for several "
+                    "arms)."
+                )
         if self.mde_value_per_1000 is not None:
             lines.append(
                 f"  Money: the smallest effect this test can see is worth "
@@ -403,7 +410,7 @@ def plan_test(
         timeline = design.weeks_to_readout(n_total, eligible_per_week, horizon_weeks)
     rule = _rule(
         metric, baseline, sd, mde, r2, control_share, power, n_control, n_treatment, n_total,
-        cluster, roll_out_threshold, value_per_unit, unit_cost,
+        cluster, roll_out_threshold, value_per_unit, unit_cost, int(arms),
     )  # fmt: skip
     deadline = None
     if timeline is not None:
@@ -501,7 +508,7 @@ def plan_test(
 
 def _rule(
     metric, baseline, sd, mde, r2, control_share, power, n_control, n_treatment, n_total,
-    cluster, threshold, value_per_unit, unit_cost,
+    cluster, threshold, value_per_unit, unit_cost, arms,
 ) -> dict:  # fmt: skip
     """How often the readout's rule rolls out at this size, at the MDE and with no effect, and
     the total the rule needs for ``power`` roll-outs at the MDE (normal approximation)."""
@@ -532,11 +539,13 @@ def _rule(
     target = max(float(power), 1.0 - threshold + 1e-6)
     need = design.rule_sample_size(se_at, mde, power=target, **money)
     per_pair = n_total / (n_control + n_treatment)  # several arms share the control
+    any_at_zero = design.any_rollout_probability(arms, se_null(n_pair), control_share=c, **money)
     return {
         **money,
         "power": target,
         "p_rollout_at_mde": at_mde,
         "p_rollout_at_zero": at_zero,
+        "p_any_rollout_at_zero": any_at_zero,
         "n_total_for_rule": None if math.isinf(need) else math.ceil(need * per_pair),
         "approximation": "normal posterior of the effect with the design's standard error; "
         "guardrails and the hierarchical priors not modelled",

@@ -267,6 +267,12 @@ def test_the_plan_gives_how_often_the_readouts_rule_rolls_out():
     assert again.rule == r
     costly = plan_test("revenue", 5.0, sd=60.0, value_per_unit=0.3, unit_cost=0.5)
     assert costly.rule["p_rollout_at_mde"] < 0.8 and costly.rule["p_rollout_at_zero"] < 0.1
+    three = plan_test("retention", 0.02, baseline=0.8, arms=3)
+    assert three.rule["p_any_rollout_at_zero"] == pytest.approx(
+        design.any_rollout_probability(3, 1.0), abs=1e-6
+    )  # no cost: it depends on the arms and the split only
+    assert "the chance that one of them rolls out when none works is 16.8%" in three.describe()
+    assert "treated arms" not in plan.describe()
     unpaid = plan_test("revenue", 5.0, sd=60.0, value_per_unit=0.3, unit_cost=2.0)
     assert unpaid.rule["n_total_for_rule"] is None
     assert "does not pay its cost" in unpaid.describe()

@@ -160,3 +160,34 @@ def test_a_costly_intervention_rolls_out_less_often_at_the_mde_as_the_plan_says(
         rolled += _rolled_out(a1.mean() - a0.mean(), se, value, cost, plan.rule["threshold"])
     achieved = rolled / REPLICATES
     assert abs(achieved - expected) < TOLERANCE, (achieved, expected, plan.n_total)
+
+
+def test_with_several_arms_the_chance_some_arm_rolls_out_with_no_effect_is_as_the_plan_says(
+    population,
+):
+    """Each treated arm is rolled out on its own P(net value > 0) >= 0.9; with two of them
+    sharing the control and no effect anywhere, one rolls out more often than 10%."""
+    from experiments.plan import plan_test
+
+    y_all = population["revenue"].to_numpy()
+    sd = float(y_all.std(ddof=1))
+    plan = plan_test("revenue", 0.15 * float(y_all.mean()), sd=sd, arms=3, control_share=0.4)
+    expected = plan.rule["p_any_rollout_at_zero"]
+    assert expected > plan.rule["p_rollout_at_zero"] + TOLERANCE
+    rng = np.random.default_rng(24)
+    shares = np.cumsum([plan.n_control, plan.n_treatment, plan.n_treatment]) / plan.n_total
+    rolled = 0
+    for r in range(REPLICATES):
+        idx = rng.choice(len(population), plan.n_total, replace=False)
+        u = hash_unit(population["customer_id"].to_numpy()[idx], f"arms-{r}")
+        arm = np.searchsorted(shares, u, side="right")
+        y = y_all[idx]
+        c = y[arm == 0]
+        any_arm = False
+        for j in (1, 2):
+            t = y[arm == j]
+            se = np.sqrt(t.var(ddof=1) / len(t) + c.var(ddof=1) / len(c))
+            any_arm |= _rolled_out(t.mean() - c.mean(), se, 1.0, 0.0, plan.rule["threshold"])
+        rolled += any_arm
+    achieved = rolled / REPLICATES
+    assert abs(achieved - expected) < TOLERANCE, (achieved, expected, plan.n_total)

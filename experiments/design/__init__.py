@@ -39,7 +39,11 @@ from experiments.design.clusters import (
     cluster_sample_size,
     design_effect,
 )
-from experiments.design.rule import rollout_probability, rule_sample_size
+from experiments.design.rule import (
+    any_rollout_probability,
+    rollout_probability,
+    rule_sample_size,
+)
 from experiments.design.sizing import (
     DesignWarning,
     SampleSize,
@@ -87,6 +91,7 @@ __all__ = [
     "TestRollSize",
     "Timeline",
     "adjust_alpha",
+    "any_rollout_probability",
     "assurance",
     "cluster_sample_size",
     "design_effect",

@@ -20,6 +20,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 
+import numpy as np
 from scipy import optimize, stats
 
 from attribution.errors import InputError
@@ -28,7 +29,7 @@ from attribution.validation import non_negative as _non_negative
 from attribution.validation import open_unit as _open_unit
 from attribution.validation import positive as _positive
 
-__all__ = ["rollout_probability", "rule_sample_size"]
+__all__ = ["any_rollout_probability", "rollout_probability", "rule_sample_size"]
 
 
 def rollout_probability(
@@ -132,3 +133,51 @@ def rule_sample_size(
         if hi > math.log(1e13):
             return math.inf
     return float(math.exp(optimize.brentq(gap, lo, hi, xtol=1e-12)))
+
+
+def any_rollout_probability(
+    arms: int,
+    se: float,
+    *,
+    control_share: float = 0.5,
+    threshold: float = 0.9,
+    value_per_unit: float = 1.0,
+    unit_cost: float = 0.0,
+) -> float:
+    """The chance that at least one treated arm rolls out when no arm works.
+
+    Every treated arm is compared with the shared control and rolled out on its own P(net
+    value > 0) >= ``threshold``; the comparisons share the control's mean, so their estimates
+    are positively correlated, ``rho = (1 / n_c) / (1 / n_c + 1 / n_t)`` (customers per
+    comparison split ``control_share`` : ``1 - control_share``). With ``k`` treated arms that
+    is ``1 - P(every z_j < z_threshold + cost margin)`` under that equicorrelated normal.
+
+    Parameters
+    ----------
+    arms : int
+        Arms including control, >= 2.
+    se : float
+        Standard error of one arm's effect estimate (> 0).
+    control_share, threshold, value_per_unit, unit_cost
+        As in :func:`rollout_probability`; ``control_share`` in (0, 1).
+
+    Examples
+    --------
+    >>> round(any_rollout_probability(2, 1.0), 3)  # one treated arm: 1 - threshold
+    0.1
+    >>> round(any_rollout_probability(3, 1.0), 3)  # two treated arms sharing a 50/50 control
+    0.168
+    """
+    k = int(arms) - 1
+    if k < 1 or k != arms - 1:
+        raise InputError(f"arms must be a whole number >= 2, got {arms!r}")
+    c = _open_unit("control_share", control_share)
+    s = _positive("se", se)
+    cut = stats.norm.ppf(_open_unit("threshold", threshold))
+    cut += _non_negative("unit_cost", unit_cost) / _positive("value_per_unit", value_per_unit) / s
+    if k == 1:
+        return float(stats.norm.sf(cut))
+    rho = (1.0 / c) / (1.0 / c + 1.0 / (1.0 - c))
+    cov = np.full((k, k), rho) + (1.0 - rho) * np.eye(k)
+    inside = stats.multivariate_normal(mean=np.zeros(k), cov=cov).cdf(np.full(k, cut))
+    return float(1.0 - inside)
