@@ -64,6 +64,7 @@ from attribution.readout import ExperimentReadout, read_out
 from attribution.settings import IntervalSetting
 from attribution.srm import SRMCheck, srm_record
 from attribution.uplift import CONTROL
+from experiments import design
 
 __all__ = [
     "BALANCE_SMD",
@@ -306,10 +307,14 @@ def decide(
     money = _money(readout, arms)
     verdicts: dict[str, str] = {}
     reasons: list[str] = []
+    arm_rules = rules
+    if len(arms) > 1:
+        arm_rules, words = _several_arms(readout, arms, rules)
+        reasons.append(words)
     for arm in arms:
         row = money.set_index("arm").loc[arm]
         verdict, why = _verdict(
-            row["p_positive"], guardrails[guardrails["arm"] == arm], readout, rules
+            row["p_positive"], guardrails[guardrails["arm"] == arm], readout, arm_rules
         )
         verdicts[arm] = verdict
         prefix = f"{arm}: " if len(arms) > 1 else ""
@@ -391,6 +396,26 @@ def _verdict(
         names = ", ".join(unclear["guardrail"])
         why.append(f"Guardrail(s) unclear: {names}; more data is needed to rule out harm.")
     return EXTEND, why
+
+
+def _several_arms(
+    readout: ExperimentReadout, arms: list[str], rules: DecisionSettings
+) -> tuple[DecisionSettings, str]:
+    """The rule for several treated arms: each arm's roll-out threshold raised so the chance that
+    any arm rolls out when none works stays ``1 - roll_out_threshold``
+    (:func:`experiments.design.per_arm_threshold`; the arms share the control, so their
+    estimates are correlated). Control's share of a comparison comes from the arm counts."""
+    n_control = readout.arms[CONTROL]
+    n_treated = float(np.mean([readout.arms[a] for a in arms]))
+    share = n_control / (n_control + n_treated)
+    family = 1.0 - rules.roll_out_threshold
+    per_arm = design.per_arm_threshold(len(arms) + 1, control_share=share, family=family)
+    words = (
+        f"{len(arms)} treated arms: each is rolled out only at P(net value > 0) >= "
+        f"{per_arm:.3f} (not {rules.roll_out_threshold:g}), so that the chance any arm is "
+        f"rolled out when none works stays {family:.0%} (the arms share the control)."
+    )
+    return replace(rules, roll_out_threshold=per_arm), words
 
 
 def _unmeasured_words(guards: pd.DataFrame) -> list[str]:

@@ -195,16 +195,16 @@ class TestPlan:
                 "rule roll out"
             )
             lines.append(
-                f"  The readout's rule (roll out when P(net value > 0) >= {r['threshold']:.2f}): "
+                f"  The readout's rule (roll out when P(net value > 0) >= "
+                f"{r['rule_threshold']:.2f}): "
                 f"this test rolls out {r['p_rollout_at_mde']:.0%} of the time at the MDE and "
                 f"{r['p_rollout_at_zero']:.1%} with no effect; {sized}."
             )
             if self.arms > 2:
                 lines.append(
-                    f"  With {self.arms - 1} treated arms each rolled out on its own, the chance "
-                    f"that one of them rolls out when none works is "
-                    f"{r['p_any_rollout_at_zero']:.1%} (the rule is not corrected for several "
-                    "arms)."
+                    f"  With {self.arms - 1} treated arms each is rolled out at P(net value > 0) "
+                    f">= {r['threshold']:.3f}, so that the chance one of them rolls out when none "
+                    f"works stays {r['p_any_rollout_at_zero']:.1%} (the arms share the control)."
                 )
         if self.mde_value_per_1000 is not None:
             lines.append(
@@ -533,15 +533,19 @@ def _rule(
     # which se_at applies to any count of customers)
     n_pair = n_control + n_treatment
     value = 1.0 if value_per_unit is None else float(value_per_unit)
-    money = {"threshold": threshold, "value_per_unit": value, "unit_cost": float(unit_cost)}
+    # several treated arms: decide() raises each arm's threshold so that any false roll-out
+    # stays at 1 - threshold (experiments.design.per_arm_threshold)
+    per_arm = design.per_arm_threshold(arms, control_share=c, family=1.0 - threshold)
+    money = {"threshold": per_arm, "value_per_unit": value, "unit_cost": float(unit_cost)}
     at_mde = design.rollout_probability(mde, se_at(n_pair), **money)
     at_zero = design.rollout_probability(0.0, se_null(n_pair), **money)
-    target = max(float(power), 1.0 - threshold + 1e-6)
+    target = max(float(power), 1.0 - per_arm + 1e-6)
     need = design.rule_sample_size(se_at, mde, power=target, **money)
     per_pair = n_total / (n_control + n_treatment)  # several arms share the control
     any_at_zero = design.any_rollout_probability(arms, se_null(n_pair), control_share=c, **money)
     return {
         **money,
+        "rule_threshold": threshold,
         "power": target,
         "p_rollout_at_mde": at_mde,
         "p_rollout_at_zero": at_zero,

@@ -22,6 +22,7 @@ from attribution.config import Config, DecisionSettings, ModelSettings
 from attribution.diagnostics import DiagnosticsWarning
 from attribution.errors import SampleRatioError
 from attribution.load import load
+from experiments import design
 from experiments.decision import (
     BALANCE_COLUMNS,
     BALANCE_SMD,
@@ -297,7 +298,9 @@ def test_a_sample_ratio_mismatch_stops_decide_before_fitting(world, tmp_path):
 # ------------------------------------------------------------------------------------------
 # A small hand-built store where CSAT clearly falls for the treated
 # ------------------------------------------------------------------------------------------
-def _hand_built(con, *, region_treated_north: float = 0.8) -> None:
+def _hand_built(
+    con, *, region_treated_north: float = 0.8, arms: tuple[str, ...] = ("control", "treatment")
+) -> None:
     """160 customers, 2 tiers, 3 months before and 3 after the start (2025-04); 80 per arm.
 
     Treated customers rate their in-window service case 1 or 2, control 4 or 5; before the
@@ -306,8 +309,8 @@ def _hand_built(con, *, region_treated_north: float = 0.8) -> None:
     """
     rng = np.random.default_rng(5)
     ids = [f"T{i:03d}" for i in range(160)]
-    arm = np.where(np.arange(160) % 2 == 0, "control", "treatment")
-    treated = arm == "treatment"
+    arm = np.asarray(arms, dtype=object)[np.arange(160) % len(arms)]
+    treated = arm != "control"
     rank = np.arange(160) // 2  # position within the arm, 0..79
     north_share = np.where(treated, region_treated_north, 0.2)
     region = np.where(rank < north_share * 80, "north", "south")
@@ -323,7 +326,7 @@ def _hand_built(con, *, region_treated_north: float = 0.8) -> None:
             }
         ),
     )
-    design = {"allocation": {"control": 0.5, "treatment": 0.5}, "unit_cost": 10.0}
+    design = {"allocation": dict.fromkeys(arms, 1.0 / len(arms)), "unit_cost": 10.0}
     load(
         con,
         "experiments",
@@ -480,3 +483,25 @@ def test_an_explicit_cost_margin_replaces_the_share_of_control_cost(decisions, r
     assert margin == 40.0 and "decision.cost_margin" in said
     # Premium support's cost rise (about 34 per customer) is within a margin of 40.
     assert cost_guardrail(d.readout.table, margin).loc[0, "verdict"] == "pass"
+
+
+def test_several_arms_are_decided_each_at_the_threshold_that_keeps_false_roll_outs_at_10(
+    tmp_path,
+):
+    con = store.connect(tmp_path / "arms.duckdb")
+    _hand_built(con, arms=("control", "call", "email"))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DiagnosticsWarning)
+        d = decide(con, "hand")
+    con.close()
+    assert set(d.verdicts) == {"call", "email"} and set(d.money["arm"]) == {"call", "email"}
+    n = d.readout.arms
+    share = n["control"] / (n["control"] + (n["call"] + n["email"]) / 2)
+    per_arm = design.per_arm_threshold(3, control_share=share, family=0.1)
+    assert 0.93 < per_arm < 0.95
+    (rule,) = [r for r in d.reasons if r.startswith("2 treated arms")]
+    assert f"P(net value > 0) >= {per_arm:.3f} (not 0.9)" in rule
+    # CSAT falls in both treated arms (the hand-built store): each arm stops on its guardrail
+    assert set(d.verdicts.values()) == {"stop"}
+    json.dumps(d.to_dict(), allow_nan=False)
+    assert "call:" in d.describe() and "email:" in d.describe()

@@ -268,10 +268,11 @@ def test_the_plan_gives_how_often_the_readouts_rule_rolls_out():
     costly = plan_test("revenue", 5.0, sd=60.0, value_per_unit=0.3, unit_cost=0.5)
     assert costly.rule["p_rollout_at_mde"] < 0.8 and costly.rule["p_rollout_at_zero"] < 0.1
     three = plan_test("retention", 0.02, baseline=0.8, arms=3)
-    assert three.rule["p_any_rollout_at_zero"] == pytest.approx(
-        design.any_rollout_probability(3, 1.0), abs=1e-6
-    )  # no cost: it depends on the arms and the split only
-    assert "the chance that one of them rolls out when none works is 16.8%" in three.describe()
+    # decide()'s rule for several arms: each arm's threshold raised so any false roll-out is 10%
+    assert three.rule["threshold"] == pytest.approx(design.per_arm_threshold(3), abs=1e-9)
+    assert three.rule["p_any_rollout_at_zero"] == pytest.approx(0.10, abs=1e-6)
+    assert "each is rolled out at P(net value > 0) >= 0.943" in three.describe()
+    assert design.any_rollout_probability(3, 1.0) == pytest.approx(0.168, abs=1e-3)
     assert "treated arms" not in plan.describe()
     unpaid = plan_test("revenue", 5.0, sd=60.0, value_per_unit=0.3, unit_cost=2.0)
     assert unpaid.rule["n_total_for_rule"] is None

@@ -165,15 +165,16 @@ def test_a_costly_intervention_rolls_out_less_often_at_the_mde_as_the_plan_says(
 def test_with_several_arms_the_chance_some_arm_rolls_out_with_no_effect_is_as_the_plan_says(
     population,
 ):
-    """Each treated arm is rolled out on its own P(net value > 0) >= 0.9; with two of them
-    sharing the control and no effect anywhere, one rolls out more often than 10%."""
+    """With two treated arms sharing the control and no effect anywhere, the chance one of them
+    rolls out is what the plan says: 10% at decide()'s per-arm threshold, and about 17% had
+    each arm kept the one-arm threshold 0.9."""
     from experiments.plan import plan_test
 
     y_all = population["revenue"].to_numpy()
     sd = float(y_all.std(ddof=1))
     plan = plan_test("revenue", 0.15 * float(y_all.mean()), sd=sd, arms=3, control_share=0.4)
     expected = plan.rule["p_any_rollout_at_zero"]
-    assert expected > plan.rule["p_rollout_at_zero"] + TOLERANCE
+    assert expected == pytest.approx(0.10, abs=1e-6) and plan.rule["threshold"] > 0.9
     rng = np.random.default_rng(24)
     shares = np.cumsum([plan.n_control, plan.n_treatment, plan.n_treatment]) / plan.n_total
     rolled = 0
@@ -191,3 +192,26 @@ def test_with_several_arms_the_chance_some_arm_rolls_out_with_no_effect_is_as_th
         rolled += any_arm
     achieved = rolled / REPLICATES
     assert abs(achieved - expected) < TOLERANCE, (achieved, expected, plan.n_total)
+
+
+def test_the_per_arm_threshold_keeps_the_chance_of_any_false_roll_out_at_ten_percent(population):
+    """decide() raises each arm's threshold with several arms (design.per_arm_threshold): with
+    two treated arms sharing the control and no effect, some arm rolls out 10% of the time."""
+    y_all = population["revenue"].to_numpy()
+    n_each, control_share = 3_000, 0.5
+    per_arm = design.per_arm_threshold(3, control_share=control_share, family=0.1)
+    rng = np.random.default_rng(25)
+    rolled = 0
+    for r in range(REPLICATES):
+        idx = rng.choice(len(population), 3 * n_each, replace=False)
+        u = hash_unit(population["customer_id"].to_numpy()[idx], f"per-arm-{r}")
+        arm = np.minimum((u * 3).astype(int), 2)
+        y = y_all[idx]
+        c = y[arm == 0]
+        any_arm = False
+        for j in (1, 2):
+            t = y[arm == j]
+            se = np.sqrt(t.var(ddof=1) / len(t) + c.var(ddof=1) / len(c))
+            any_arm |= _rolled_out(t.mean() - c.mean(), se, 1.0, 0.0, per_arm)
+        rolled += any_arm
+    assert abs(rolled / REPLICATES - 0.10) < TOLERANCE, (rolled, per_arm)

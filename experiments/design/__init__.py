@@ -41,6 +41,7 @@ from experiments.design.clusters import (
 )
 from experiments.design.rule import (
     any_rollout_probability,
+    per_arm_threshold,
     rollout_probability,
     rule_sample_size,
 )
@@ -103,6 +104,7 @@ __all__ = [
     "means_power",
     "means_sample_size",
     "n_comparisons",
+    "per_arm_threshold",
     "profit_maximizing_test_size",
     "proportions_mde",
     "proportions_power",

@@ -29,7 +29,12 @@ from attribution.validation import non_negative as _non_negative
 from attribution.validation import open_unit as _open_unit
 from attribution.validation import positive as _positive
 
-__all__ = ["any_rollout_probability", "rollout_probability", "rule_sample_size"]
+__all__ = [
+    "any_rollout_probability",
+    "per_arm_threshold",
+    "rollout_probability",
+    "rule_sample_size",
+]
 
 
 def rollout_probability(
@@ -181,3 +186,35 @@ def any_rollout_probability(
     cov = np.full((k, k), rho) + (1.0 - rho) * np.eye(k)
     inside = stats.multivariate_normal(mean=np.zeros(k), cov=cov).cdf(np.full(k, cut))
     return float(1.0 - inside)
+
+
+def per_arm_threshold(arms: int, *, control_share: float = 0.5, family: float = 0.1) -> float:
+    """The per-arm threshold that keeps the chance of any false roll-out at ``family``.
+
+    With several treated arms each rolled out on its own P(net value > 0) >= t, the chance that
+    one of them rolls out when none works grows with the arms (:func:`any_rollout_probability`).
+    This solves for the ``t`` at which that chance is ``family`` (no cost: the worst case), so
+    the rule for several arms keeps the one-arm rule's false roll-out rate.
+
+    Parameters
+    ----------
+    arms : int
+        Arms including control, >= 2 (two arms: ``1 - family``).
+    control_share : float
+        Control's share of one comparison's customers, in (0, 1).
+    family : float
+        The chance of any false roll-out to keep, in (0, 1): ``1 - roll_out_threshold``.
+
+    Examples
+    --------
+    >>> per_arm_threshold(2), round(per_arm_threshold(3), 4)
+    (0.9, 0.9426)
+    """
+    f = _open_unit("family", family)
+    if int(arms) == 2:
+        return 1.0 - f
+
+    def gap(t: float) -> float:
+        return any_rollout_probability(arms, 1.0, control_share=control_share, threshold=t) - f
+
+    return float(optimize.brentq(gap, 1.0 - f, 1.0 - 1e-9, xtol=1e-10))
