@@ -631,16 +631,22 @@ def detectable_effect(
         if icc is None or cluster_size is None:
             raise InputError("a cluster design needs both --icc and --cluster-size")
         n_pair /= design.design_effect(icc, cluster_size, cluster_cv)
-    kw = {"control_share": c, "alpha": per_test, "power": power, "r2": r2}
+    mde = _mde_at(metric, n_pair, baseline, sd, c, per_test, power, r2, continuity)
+    return mde, n
+
+
+def _mde_at(metric, n_pair, baseline, sd, control_share, alpha, power, r2, continuity) -> float:
+    """The MDE of one comparison of ``n_pair`` customers (the inverse of :func:`_sizer`)."""
+    if metric not in METRICS:
+        raise InputError(f"metric must be one of {METRICS}, got {metric!r}")
+    kw = {"control_share": control_share, "alpha": alpha, "power": power, "r2": r2}
     if metric == "retention":
         if baseline is None:
             raise InputError("retention needs --baseline (share still active), e.g. 0.80")
-        return design.proportions_mde(baseline, n_pair, continuity=continuity, **kw), n
-    if metric not in METRICS:
-        raise InputError(f"metric must be one of {METRICS}, got {metric!r}")
+        return design.proportions_mde(baseline, n_pair, continuity=continuity, **kw)
     if sd is None:
         raise InputError(f"{metric} needs --sd (per-customer standard deviation)")
-    return design.means_mde(sd, n_pair, **kw), n
+    return design.means_mde(sd, n_pair, **kw)
 
 
 def _deadline(
@@ -672,12 +678,10 @@ def _deadline(
     if n_pair < 4:
         sentence = f"{head}; only {n_within:,} customers can enrol in time: too few for any test."
         return {**out, "n_within": n_within, "mde_within": None, "sentence": sentence}
-    kw = {"control_share": control_share, "alpha": alpha, "power": power, "r2": r2}
+    mde = _mde_at(metric, n_pair, baseline, sd, control_share, alpha, power, r2, continuity)
     if metric == "retention":
-        mde = design.proportions_mde(baseline, n_pair, continuity=continuity, **kw)
         words = f"{mde * 100:.2f} pp of retention"
     else:
-        mde = design.means_mde(sd, n_pair, **kw)
         words = f"{mde:,.2f} of {metric} per customer"
     money = ""
     if value_per_unit is not None:
