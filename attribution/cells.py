@@ -220,6 +220,18 @@ def _blocks() -> tuple[str, dict[str, str]]:
     return main, blocks
 
 
+def pre_band_sql() -> str:
+    """The pre-period spend band CTEs of cells.sql (``pre_revenue``, ``pre_band``), for another
+    query that must band customers exactly as a readout does (the design's R^2,
+    :func:`experiments.history.design_inputs`).
+
+    The text ends with a comma; it needs a ``population(customer_id)`` CTE before it and the
+    parameters ``$pre_start``, ``$start`` and ``$pre_bands``; ``pre_band(customer_id,
+    pre_band)`` is what it defines.
+    """
+    return _blocks()[1]["pre_cte"]
+
+
 def _render(groups: list[str]) -> str:
     template, blocks = _blocks()
     pre = "pre_band" in groups

@@ -39,7 +39,7 @@ import numpy as np
 import pandas as pd
 
 from attribution import store
-from attribution.cells import PRE_BANDS, PRE_MONTHS
+from attribution.cells import PRE_BANDS, PRE_MONTHS, pre_band_sql
 from attribution.errors import InputError
 from attribution.periods import add_months, months_between
 from attribution.validation import whole
@@ -109,27 +109,18 @@ _ENTRY_TRIGGER = (
 
 _MOMENTS_SQL = _POPULATION_SQL + "SELECT COUNT(*) AS n{moments} FROM per_customer"
 
-#: The readout's adjustment (attribution.cells, ``pre_bands``): band 0 = no revenue in
-#: [$band_start, $as_of), bands 1 .. $tiles = equal-count tiles of positive pre-period revenue.
-#: Per band: customers, and each outcome's mean and population variance.
+#: The readout's adjustment: the pre-period spend bands of attribution/cells.sql itself
+#: (:func:`attribution.cells.pre_band_sql`, parameters $pre_start, $start, $pre_bands). Per
+#: band: customers, and each outcome's mean and population variance.
 _BANDS_SQL = (
     _POPULATION_SQL
-    + """,
-band_pre AS (
-    SELECT o.customer_id, SUM(o.revenue) AS revenue
-    FROM outcomes o
-    WHERE o.period >= $band_start AND o.period < $as_of
-    GROUP BY o.customer_id
-),
+    + ","
+    + pre_band_sql()
+    + """
 banded AS (
-    SELECT pc.*,
-           CASE WHEN COALESCE(b.revenue, 0) > 0
-                THEN NTILE($tiles) OVER (
-                         PARTITION BY CASE WHEN COALESCE(b.revenue, 0) > 0 THEN 1 ELSE 0 END
-                         ORDER BY b.revenue, pc.customer_id)
-                ELSE 0 END AS band
+    SELECT pc.*, pb.pre_band AS band
     FROM per_customer pc
-    LEFT JOIN band_pre b ON b.customer_id = pc.customer_id
+    LEFT JOIN pre_band pb ON pb.customer_id = pc.customer_id
 )
 SELECT band, COUNT(*) AS n{stats} FROM banded GROUP BY band ORDER BY band
 """
@@ -711,7 +702,8 @@ def _band_r2(
     stats = "".join(f", AVG({y}) AS avg_{y}, VAR_POP({y}) AS var_{y}" for y in OUTCOMES)
     frame = con.execute(
         _BANDS_SQL.format(**fill, stats=stats),
-        {**params, "band_start": band_start, "tiles": PRE_BANDS - 1},
+        # the bands' own window (the features' $pre_start is not used by this query's output)
+        {**params, "pre_start": band_start, "start": ref, "pre_bands": PRE_BANDS},
     ).df()
     n, bands = frame["n"].to_numpy(dtype=float), len(frame)
     total = n.sum()
