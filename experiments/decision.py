@@ -58,6 +58,7 @@ from scipy import stats
 from attribution import checks
 from attribution.checks import Check, describe_checks
 from attribution.config import OUTCOMES, Config, DecisionSettings
+from attribution.estimates import as_estimate_rows
 from attribution.jsonready import json_ready
 from attribution.periods import add_months
 from attribution.readout import ExperimentReadout, read_out
@@ -157,12 +158,7 @@ class Decision:
         """The readout's headline rows (overall effects, net value and ROI per treatment arm) in
         the schema of the published estimates table, ``verdict`` holding the decision for the
         arm; :attr:`money` keeps the decision's own table (totals, expected loss)."""
-        rows = self.readout.summary()
-        keep = rows["segment"].eq("all") & (
-            (rows["metric"].eq("absolute") & rows["outcome"].isin([*OUTCOMES, "net_value"]))
-            | rows["outcome"].eq("roi")
-        )
-        rows = rows[keep].reset_index(drop=True)
+        rows = as_estimate_rows(self.readout.headline(), interval_width=self.interval.width)
         rows["verdict"] = rows["arm"].map(self.verdicts)
         return rows
 
