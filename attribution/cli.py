@@ -168,6 +168,17 @@ def _parser() -> argparse.ArgumentParser:
         "(keeps the best-balanced share P of assignments, e.g. 0.1)",
     )
     p.add_argument("--started", default=None, metavar="YYYY-MM[-DD]", help="default: today")
+    p.add_argument(
+        "--looks",
+        type=int,
+        default=None,
+        metavar="K",
+        help="monitored test: decide only at K looks spread over --horizon-months, with "
+        "alpha-spending thresholds (default: one readout at the end)",
+    )
+    p.add_argument("--horizon-months", type=int, default=None, metavar="H")
+    p.add_argument("--spending", choices=["obrien-fleming", "pocock"], default="obrien-fleming")
+    p.add_argument("--config", default=None, metavar="FILE", help="cx.toml: decision thresholds")
     p.set_defaults(func=_cmd_assign)
 
     p = sub.add_parser(
@@ -556,6 +567,7 @@ def _cmd_design(args: argparse.Namespace) -> int:
 
 
 def _cmd_assign(args: argparse.Namespace) -> int:
+    from attribution.config import load_config
     from experiments.assign import CONTROL, assign_from_file
 
     arms = _segments(args.arms) or [CONTROL, "treatment"]
@@ -567,6 +579,16 @@ def _cmd_assign(args: argparse.Namespace) -> int:
             raise InputError(
                 f"--shares must be numbers separated by commas, got {args.shares!r}"
             ) from None
+    monitoring = {}
+    if args.looks is not None or args.horizon_months is not None:
+        cfg = load_config(args.config)
+        monitoring = {
+            "looks": args.looks,
+            "horizon_months": args.horizon_months,
+            "spending": args.spending,
+            "roll_out_threshold": cfg.decision.roll_out_threshold,
+            "interval_width": cfg.interval.width,
+        }
     with store.opened(args.store, create=False) as con:
         result = assign_from_file(
             con,
@@ -581,6 +603,7 @@ def _cmd_assign(args: argparse.Namespace) -> int:
             covariates=_segments(args.covariates) or (),
             rerandomize_p=args.rerandomize_p,
             started=args.started,
+            **monitoring,
         )
     _emit(args, result.to_dict(), result.describe())
     return EXIT_OK

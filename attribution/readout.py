@@ -40,6 +40,7 @@ from attribution.config import Config, ModelSettings
 from attribution.errors import InputError, SampleRatioError
 from attribution.estimates import as_estimate_rows
 from attribution.forest import forest_plot
+from attribution.looks import LookState, look_state
 from attribution.periods import add_months, window_months
 from attribution.settings import IntervalSetting, MoneySettings
 from attribution.srm import SRM_ALARM_P, SRMCheck, srm_check, srm_record
@@ -119,6 +120,9 @@ class ExperimentReadout:
         Outcomes not measured in this store (no positive value in the window): not fitted, and
         money assumes the intervention did not change them
         (:func:`attribution.value.assumption`).
+    look : attribution.looks.LookState or None
+        A monitored test's planned look (the window ends at it when one is reached); None for
+        a fixed-horizon test.
     """
 
     experiment_id: str
@@ -137,6 +141,7 @@ class ExperimentReadout:
     joints: dict = field(default_factory=dict, repr=False)
     assumed: tuple[str, ...] = ()
     interval: IntervalSetting = field(default_factory=IntervalSetting)
+    look: LookState | None = None
 
     @property
     def window_months(self) -> int:
@@ -475,6 +480,7 @@ def fit_inputs(inputs: ReadoutInputs, config: Config | None = None) -> Experimen
         joints=joints,
         assumed=assumed,
         interval=cfg.interval,
+        look=pre.look,
     )
 
 
@@ -542,6 +548,9 @@ class Preflight:
         Pre-period spend bands (0 without history before ``start``).
     notes : tuple of str
         What was skipped or overridden, in words.
+    look : attribution.looks.LookState or None
+        For a test with a monitoring plan in its design record: the planned look the window
+        ends at (see :func:`_look`); None for a fixed-horizon test.
     """
 
     experiment_id: str
@@ -554,6 +563,7 @@ class Preflight:
     horizon: date
     pre_bands: int
     notes: tuple[str, ...]
+    look: LookState | None = None
 
     @property
     def window_months(self) -> int:
@@ -580,6 +590,11 @@ def preflight(
     notes: list[str] = []
     srm, srm_arms = srm_gate(experiment_id, arms, exp["design"], check_srm=check_srm, notes=notes)
     seg_cols = _segment_columns(con, experiment_id, segments, cfg, notes)
+    look = _look(con, experiment_id, exp, horizon_months)
+    if look is not None:
+        if horizon_months is None and look.month is not None:
+            horizon_months = look.month  # a monitored test is read at its latest planned look
+        notes.append(look.sentence(exp["started"]))
     start, horizon = _window(con, experiment_id, exp["started"], horizon_months)
     first, _ = store.periods(con)
     pre_bands = PRE_BANDS if cfg.model.pre_period and first is not None and first < start else 0
@@ -602,6 +617,7 @@ def preflight(
         horizon=horizon,
         pre_bands=pre_bands,
         notes=tuple(notes),
+        look=look,
     )
 
 
@@ -907,6 +923,29 @@ def _last_period(con: duckdb.DuckDBPyConnection, experiment_id: str) -> date | N
     ).fetchone()[0]
 
 
+def _look(
+    con: duckdb.DuckDBPyConnection, experiment_id: str, exp: dict, horizon_months: int | None
+) -> LookState | None:
+    """The planned look of a monitored test (None without a ``monitoring`` design section).
+
+    Without a horizon the window ends at the latest planned look the outcomes reach (the
+    final one once the data pass the planned horizon); a horizon given explicitly is a window
+    the user chose, located among the looks as it is (a decision is only taken when it ends
+    exactly at a planned look).
+    """
+    design = exp["design"] if isinstance(exp["design"], dict) else {}
+    monitoring = design.get("monitoring")
+    if not monitoring:
+        return None
+    start = exp["started"]
+    last = _last_period(con, experiment_id)
+    if last is None:
+        return None  # _window says what is missing
+    if horizon_months:
+        last = min(last, add_months(start, int(horizon_months) - 1))
+    return look_state(monitoring, start, last)
+
+
 def _window(
     con: duckdb.DuckDBPyConnection, experiment_id: str, start: date, horizon_months: int | None
 ) -> tuple[date, date]:
@@ -956,7 +995,7 @@ def _money(
     for arm in [a for a in levels.coords["arm"].values if a != CONTROL]:
         if arm not in costs:
             notes.append(
-                f"No intervention costs recorded for arm {arm!r} of {experiment_id}: "
+                f"No intervention costs recorded for arm {str(arm)!r} of {experiment_id}: "
                 "net value assumes it cost nothing."
             )
         draws = money_draws(

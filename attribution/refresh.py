@@ -177,6 +177,9 @@ class RefreshOutcome:
     attributions : dict
         Question name -> :class:`attribution.causal.Attribution` for each observational
         question fitted.
+    monitoring : dict
+        Experiment id -> where each monitored test stands (:func:`monitoring_status`): its
+        verdict (``continue`` until a boundary is crossed), the look, the next decision date.
     """
 
     run_id: str | None
@@ -189,6 +192,7 @@ class RefreshOutcome:
     data_hash: str | None = None
     config_hash: str | None = None
     attributions: dict = field(default_factory=dict)
+    monitoring: dict = field(default_factory=dict)
 
     @property
     def headline(self) -> pd.DataFrame | None:
@@ -222,6 +226,7 @@ class RefreshOutcome:
             "data_hash": self.data_hash,
             "config_hash": self.config_hash,
             "seconds": round(self.seconds, 2),
+            "monitoring": self.monitoring,
             "estimates": self.records(),
         }
 
@@ -233,8 +238,12 @@ class RefreshOutcome:
                 "(use --force to refit)"
             )
         head = f"run {self.run_id}: {self.status} in {self.seconds:.0f} s"
+        watched = "".join(
+            f"\n{eid}: {m['verdict']}. {m['sentence']}" for eid, m in self.monitoring.items()
+        )
         if self.status == runs.PUBLISHED:
-            return head + f", {len(self.estimates)} estimates published"
+            return head + f", {len(self.estimates)} estimates published" + watched
+        head += watched
         return (
             head + f" (exit code {self.exit_code}); nothing published, the previous estimates stay "
             "current:\n  " + "\n  ".join(self.reasons)
@@ -909,6 +918,7 @@ def _finish(
             time.sleep(sleep)
 
     reasons, kinds = list(fitted.reasons), set(fitted.kinds)
+    monitoring = monitoring_status(con, cfg, fitted.readouts, say)
     record = {
         "models": fitted.diagnostics,
         "srm": fitted.srm,
@@ -917,6 +927,8 @@ def _finish(
         "notes": {r.experiment_id: list(r.notes) for r in fitted.readouts},
         "assumed_unchanged": {r.experiment_id: list(r.assumed) for r in fitted.readouts},
     }
+    if monitoring:
+        record["monitoring"] = monitoring
     if cfg.observational:
         record["observational"] = fitted.observational
         record["data_tables"] = list(data_tables(cfg))
@@ -950,7 +962,49 @@ def _finish(
         data,
         cfg.hash,
         fitted.attributions,
+        monitoring,
     )
+
+
+def monitoring_status(
+    con: duckdb.DuckDBPyConnection, cfg: Config, readouts: list[ExperimentReadout], say
+) -> dict:
+    """Where each monitored test among ``readouts`` stands, decided as ``cx decide`` would.
+
+    A test whose design record plans looks (``cx assign --looks``) is decided with the look's
+    thresholds (:func:`experiments.decision.decide_readout`): "continue" until a boundary is
+    crossed or the last look is reached. Fixed-horizon tests are not in the result.
+
+    Returns
+    -------
+    dict
+        Experiment id -> ``verdict``, ``verdicts`` (per arm), ``running``, ``look`` (the
+        look record of :meth:`experiments.decision.Decision.to_dict`), ``sentence`` and
+        ``reasons``.
+    """
+    from experiments.decision import decide_readout
+
+    out = {}
+    for readout in readouts:
+        if readout.look is None:
+            continue
+        try:
+            decision = decide_readout(con, readout, config=cfg)
+        except CxError as exc:
+            say(f"{readout.experiment_id}: warning: monitoring status not computed: {exc}")
+            continue
+        record = decision.to_dict()
+        sentence = readout.look.sentence(readout.start)
+        out[readout.experiment_id] = {
+            "verdict": decision.verdict,
+            "verdicts": record["verdicts"],
+            "running": decision.running,
+            "look": record["look"],
+            "sentence": sentence,
+            "reasons": record["reasons"],
+        }
+        say(f"{readout.experiment_id}: {decision.verdict}. {sentence}")
+    return out
 
 
 def _fail_quietly(con, run_id: str, reason: str) -> None:

@@ -84,6 +84,9 @@ class ReportData:
     assumed : dict
         Per experiment, the outcomes not measured in the store, which the money assumes
         unchanged.
+    monitoring : dict
+        Per monitored experiment, where it stood in the run (``cx refresh``'s
+        :func:`attribution.refresh.monitoring_status`): verdict, look, next decision.
     """
 
     run: dict
@@ -99,6 +102,12 @@ class ReportData:
     notes: list[str] = field(default_factory=list)
     readout_notes: dict = field(default_factory=dict)
     assumed: dict = field(default_factory=dict)
+    monitoring: dict = field(default_factory=dict)
+
+    @property
+    def running_ids(self) -> set[str]:
+        """Experiments still running at the run (a monitored test whose verdict is continue)."""
+        return {e for e, m in self.monitoring.items() if m.get("running")}
 
     @property
     def interval_width(self) -> float:
@@ -563,6 +572,13 @@ def gather(con: duckdb.DuckDBPyConnection, *, config: Config | None = None) -> R
             "not reflect the latest data until cx refresh publishes a new run."
         )
     ids = sorted({str(e) for e in estimates["experiment_id"].dropna()})
+    monitoring = dict(run["diagnostics"].get("monitoring") or {})
+    for experiment_id, m in monitoring.items():
+        if m.get("running"):
+            notes.append(
+                f"{experiment_id} is a running test: its numbers are interim, not a decision "
+                f"(verdict {m.get('verdict')}). {m.get('sentence', '')}"
+            )
     recorded = run["diagnostics"].get("notes") or {}
     assumed = run["diagnostics"].get("assumed_unchanged") or {}
     return ReportData(
@@ -582,6 +598,7 @@ def gather(con: duckdb.DuckDBPyConnection, *, config: Config | None = None) -> R
         notes=notes,
         readout_notes={e: list(recorded.get(e) or []) for e in ids},
         assumed={e: list(assumed.get(e) or []) for e in ids},
+        monitoring=monitoring,
     )
 
 

@@ -122,7 +122,28 @@ def _headline(data: ReportData, width: str) -> list[str]:
             out.append(_weak_pointer(data))
         out.append("</section>")
         return out
-    out += [
+    running = data.running_ids
+    done = head[~head["experiment_id"].isin(running)]
+    live = head[head["experiment_id"].isin(running)]
+    if len(done):
+        out += _headline_table(done, width)
+        out += [f'<p class="sentence">{_e(headline_sentence(r))}</p>' for _, r in done.iterrows()]
+    if len(live):
+        out += _running(data, live, width)
+    for experiment_id in dict.fromkeys(head["experiment_id"]):
+        for outcome in data.assumed.get(experiment_id, []):
+            out.append(
+                f'<p class="note assumed">{_e(experiment_id)}: {_e(_words(outcome))} is not '
+                f"measured in this store: {_e(assumption(outcome))}.</p>"
+            )
+    if len(data.observational):
+        out.append(_weak_pointer(data))
+    out.append("</section>")
+    return out
+
+
+def _headline_table(head: pd.DataFrame, width: str) -> list[str]:
+    out = [
         "<table><tr>",
         '<th class="text">Intervention</th><th class="text">Experiment / arm</th>',
         "<th>Treated / control</th>",
@@ -145,16 +166,24 @@ def _headline(data: ReportData, width: str) -> list[str]:
             f"<td>{_payback(r)}</td></tr>"
         )
     out.append("</table>")
-    out += [f'<p class="sentence">{_e(headline_sentence(r))}</p>' for _, r in head.iterrows()]
-    for experiment_id in dict.fromkeys(head["experiment_id"]):
-        for outcome in data.assumed.get(experiment_id, []):
-            out.append(
-                f'<p class="note assumed">{_e(experiment_id)}: {_e(_words(outcome))} is not '
-                f"measured in this store: {_e(assumption(outcome))}.</p>"
-            )
-    if len(data.observational):
-        out.append(_weak_pointer(data))
-    out.append("</section>")
+    return out
+
+
+def _running(data: ReportData, live: pd.DataFrame, width: str) -> list[str]:
+    """Monitored tests still running: interim numbers at the latest planned look, apart."""
+    out = [
+        '<h3 id="running">Running tests: interim numbers, not a decision</h3>',
+        "<p>These tests are monitored: they are decided only at planned looks, with thresholds "
+        "that keep the chance of a false roll-out over all looks at the planned level. Until a "
+        "boundary is crossed the verdict is <b>continue</b>; do not act on these numbers.</p>",
+    ]
+    for experiment_id in dict.fromkeys(live["experiment_id"]):
+        m = data.monitoring.get(experiment_id) or {}
+        out.append(
+            f'<p class="running"><b>{_e(experiment_id)}: {_e(m.get("verdict", "continue"))}.'
+            f"</b> {_e(m.get('sentence', ''))}</p>"
+        )
+    out += _headline_table(live, width)
     return out
 
 

@@ -31,6 +31,15 @@
    - ``"stop"``: ``P(net value > 0) <= stop_threshold`` or a guardrail failed;
    - ``"extend"``: anything else (not enough evidence either way, or a guardrail unclear).
 
+   A **monitored test** (a ``monitoring`` section in its design record, ``cx assign --looks``) is
+   decided only at its planned looks (:mod:`attribution.looks`), each on the window ending at
+   the look's month, with that look's stricter thresholds: roll out at P(net value > 0) >=
+   ``thresholds[k]`` with every guardrail passing at ``z = guardrail_z[k]`` (alpha spending,
+   :mod:`experiments.design.sequential`), so the chance of a false roll-out over all looks
+   stays ``1 - roll_out_threshold``. Before the last look, what would be "extend" is
+   ``"continue"`` (with the information fraction reached and the date of the next look);
+   between looks, or before the first, every arm is ``"continue"``.
+
    When the models failed their diagnostics their numbers (P(net value > 0), the cost effect)
    are not trusted: the verdict is ``"extend"`` ("the models did not pass their diagnostics;
    extend / investigate") unless the CSAT guardrail, which uses no model, failed: then
@@ -70,6 +79,7 @@ from experiments import design
 __all__ = [
     "BALANCE_SMD",
     "BALANCE_COLUMNS",
+    "CONTINUE",
     "Decision",
     "GUARDRAIL_COLUMNS",
     "balance",
@@ -77,10 +87,13 @@ __all__ = [
     "cost_guardrail",
     "csat_guardrail",
     "decide",
+    "decide_readout",
     "guardrail_checks",
 ]
 
 ROLL_OUT, STOP, EXTEND = "roll out", "stop", "extend"
+#: A monitored test before its last planned look with not enough evidence yet (or between looks).
+CONTINUE = "continue"
 PASS, FAIL, UNCLEAR = "pass", "fail", "unclear"
 #: A guardrail on data the store does not have (no CSAT ratings at all, no cost-to-serve): it
 #: is not checked, and the decision says so instead of waiting for data that will not come.
@@ -100,7 +113,7 @@ class Decision:
     ----------
     experiment_id, intervention : str
     verdicts : dict
-        ``{treatment arm: "roll out" | "stop" | "extend"}``.
+        ``{treatment arm: "roll out" | "stop" | "extend" | "continue"}``.
     money : pandas.DataFrame
         One row per treatment arm: ``net_value``, ``net_lo``, ``net_hi`` (per treated customer
         over the window, with the configured interval), ``p_positive`` (P(net value > 0)),
@@ -139,12 +152,18 @@ class Decision:
     @property
     def verdict(self) -> str:
         """One verdict for the experiment: ``"roll out"`` if any arm should be rolled out (see
-        :attr:`best_arm`), else ``"extend"`` if any arm should be extended, else ``"stop"``."""
+        :attr:`best_arm`), else ``"continue"`` if a monitored test goes on, else ``"extend"``
+        if any arm should be extended, else ``"stop"``."""
         values = set(self.verdicts.values())
-        for v in (ROLL_OUT, EXTEND):
+        for v in (ROLL_OUT, CONTINUE, EXTEND):
             if v in values:
                 return v
         return STOP
+
+    @property
+    def running(self) -> bool:
+        """True for a monitored test that goes on (verdict ``"continue"``)."""
+        return self.verdict == CONTINUE
 
     @property
     def best_arm(self) -> str | None:
@@ -185,7 +204,7 @@ class Decision:
         lines += [f"  - {r}" for r in self.reasons]
         lines.append("Checks:")
         lines += describe_checks(self.checks())
-        lines += self.readout.notes
+        lines += [n for n in self.readout.notes if n not in self.reasons]
         return "\n".join(lines)
 
     def checks(self) -> list[Check]:
@@ -210,6 +229,8 @@ class Decision:
                 "verdict": self.verdict,
                 "best_arm": self.best_arm,
                 "verdicts": dict(self.verdicts),
+                "running": self.running,
+                "look": _look_record(self.readout),
                 "window": {"start": str(self.readout.start), "horizon": str(self.readout.horizon)},
                 "interval_width": self.interval.width,
                 "diagnostics_passed": self.readout.passed,
@@ -267,7 +288,6 @@ def decide(
         As :func:`attribution.readout.read_out`.
     """
     cfg = config or Config()
-    rules = cfg.decision
     # A decision is about money and the cost guardrail: it fits all three outcomes whatever
     # ``[model] outcomes`` says (a subset there only trims what a refresh publishes).
     cfg = replace(cfg, model=replace(cfg.model, outcomes=OUTCOMES))
@@ -279,9 +299,27 @@ def decide(
         config=cfg,
         check_srm=check_srm,
     )
+    return decide_readout(con, readout, config=cfg)
+
+
+def decide_readout(
+    con: duckdb.DuckDBPyConnection, readout: ExperimentReadout, *, config: Config | None = None
+) -> Decision:
+    """The decision on a readout already fitted (what :func:`decide` does after
+    :func:`attribution.readout.read_out`; ``cx refresh`` uses it on the readouts it fitted).
+
+    ``con`` is the store the readout came from: balance, the CSAT guardrail and the cost margin
+    read it. Money and the cost guardrail need a readout with all three outcomes.
+    """
+    cfg = config or Config()
+    rules = cfg.decision
+    experiment_id = readout.experiment_id
     bal = balance(con, experiment_id)
     end = add_months(readout.horizon, 1)
     arms = [a for a in readout.arms if a != CONTROL]
+    look = readout.look
+    at_look = look is not None and look.look is not None and look.month == readout.window_months
+    guard_z = look.guardrail_z if at_look else None
     csat = csat_guardrail(
         con,
         experiment_id,
@@ -289,6 +327,7 @@ def decide(
         end=end,
         tolerance=rules.csat_tolerance,
         interval=cfg.interval,
+        z=guard_z,
     )
     margin, margin_text = _cost_margin(con, experiment_id, readout, rules)
     cost = cost_guardrail(
@@ -297,6 +336,7 @@ def decide(
         margin_text=margin_text,
         interval=cfg.interval,
         measured="cost_to_serve" not in readout.assumed,
+        z=guard_z,
     )
     guardrails = pd.concat([csat, cost], ignore_index=True)
     guardrails = guardrails.sort_values(["arm", "guardrail"], kind="stable").reset_index(drop=True)
@@ -304,7 +344,11 @@ def decide(
     verdicts: dict[str, str] = {}
     reasons: list[str] = []
     arm_rules = rules
-    if len(arms) > 1:
+    if look is not None:
+        if at_look:  # the look's threshold already covers several arms (monitoring_record)
+            arm_rules = replace(rules, roll_out_threshold=float(look.threshold))
+        reasons.append(look.sentence(readout.start))
+    elif len(arms) > 1:
         arm_rules, words = _several_arms(readout, arms, rules)
         reasons.append(words)
     for arm in arms:
@@ -312,6 +356,8 @@ def decide(
         verdict, why = _verdict(
             row["p_positive"], guardrails[guardrails["arm"] == arm], readout, arm_rules
         )
+        if look is not None:
+            verdict, why = _monitored(verdict, why, look, at_look)
         verdicts[arm] = verdict
         prefix = f"{arm}: " if len(arms) > 1 else ""
         reasons += [prefix + w for w in why]
@@ -379,19 +425,52 @@ def _verdict(
         return STOP, [f"{p_text} <= the stop threshold {rules.stop_threshold:g}."]
     if p >= rules.roll_out_threshold and unclear.empty:
         return ROLL_OUT, [
-            f"{p_text} >= the roll-out threshold {rules.roll_out_threshold:g}, diagnostics "
+            f"{p_text} >= the roll-out threshold {rules.roll_out_threshold:.4g}, diagnostics "
             "passed and every guardrail passed."
         ]
     why = []
     if p < rules.roll_out_threshold:
         why.append(
             f"{p_text} is between the stop ({rules.stop_threshold:g}) and roll-out "
-            f"({rules.roll_out_threshold:g}) thresholds: not enough evidence yet."
+            f"({rules.roll_out_threshold:.4g}) thresholds: not enough evidence yet."
         )
     if len(unclear):
         names = ", ".join(unclear["guardrail"])
         why.append(f"Guardrail(s) unclear: {names}; more data is needed to rule out harm.")
     return EXTEND, why
+
+
+def _monitored(verdict: str, why: list[str], look, at_look: bool) -> tuple[str, list[str]]:
+    """A monitored test's verdict: nothing is decided off a planned look, and before the last
+    look "not enough evidence" means continue, not extend."""
+    if not at_look:
+        return CONTINUE, [
+            "Continue: decisions on this monitored test are taken only at its planned looks "
+            "(what the numbers say between looks is not evidence for a decision)."
+        ]
+    if verdict == EXTEND and not look.final:
+        return CONTINUE, [*why, f"Continue to look {look.next_look} of {look.looks}."]
+    return verdict, why
+
+
+def _look_record(readout: ExperimentReadout) -> dict | None:
+    look = readout.look
+    if look is None:
+        return None
+    return {
+        "look": look.look,
+        "looks": look.looks,
+        "month": look.month,
+        "information_fraction": look.fraction,
+        "horizon_months": look.horizon_months,
+        "months_observed": look.months_observed,
+        "threshold": look.threshold,
+        "guardrail_z": look.guardrail_z,
+        "final": look.final,
+        "next_look": look.next_look,
+        "next_date": look.next_date,
+        "at_look": look.look is not None and look.month == readout.window_months,
+    }
 
 
 def _several_arms(
@@ -492,6 +571,7 @@ def csat_guardrail(
     end: date,
     tolerance: float = 0.05,
     interval: IntervalSetting | None = None,
+    z: float | None = None,
 ) -> pd.DataFrame:
     """CSAT must not fall: treated minus control mean CSAT, per treatment arm.
 
@@ -520,6 +600,9 @@ def csat_guardrail(
         CSAT points (1-5 scale) the treated arm may fall below control and still pass, >= 0.
     interval : IntervalSetting, optional
         Width of the interval; default the project setting.
+    z : float, optional
+        The normal quantile of the interval instead of the width's: a monitored test's look
+        boundary (:mod:`experiments.design.sequential`).
 
     Returns
     -------
@@ -537,8 +620,11 @@ def csat_guardrail(
     (['csat'], True)
     """
     width = interval or IntervalSetting()
-    z = float(stats.norm.ppf(width.quantiles[1]))
     pct = f"{width.width:.0%}"
+    if z is None:
+        z = float(stats.norm.ppf(width.quantiles[1]))
+    else:
+        pct = f"z = {z:.2f} look-boundary"
     arms = [
         r[0]
         for r in con.execute(
@@ -614,6 +700,7 @@ def cost_guardrail(
     margin_text: str = "",
     interval: IntervalSetting | None = None,
     measured: bool = True,
+    z: float | None = None,
 ) -> pd.DataFrame:
     """Cost-to-serve must not rise beyond ``margin``, per treatment arm.
 
@@ -635,6 +722,9 @@ def cost_guardrail(
     measured : bool
         False when the store has no cost-to-serve data (the readout's ``assumed``): every arm's
         verdict is :data:`NOT_MEASURED`.
+    z : float, optional
+        A monitored test's look boundary: each side of the readout's interval is stretched by
+        ``z / z_interval`` around the mean (a normal approximation of the posterior).
 
     Returns
     -------
@@ -648,7 +738,12 @@ def cost_guardrail(
     >>> cost_guardrail(t, 2.0)["verdict"].tolist()
     ['fail']
     """
-    pct = f"{(interval or IntervalSetting()).width:.0%}"
+    width = interval or IntervalSetting()
+    pct = f"{width.width:.0%}"
+    stretch = 1.0
+    if z is not None:
+        stretch = z / float(stats.norm.ppf(width.quantiles[1]))
+        pct = f"z = {z:.2f} look-boundary"
     rows = []
     overall = table[
         (table["outcome"] == "cost_to_serve")
@@ -675,6 +770,7 @@ def cost_guardrail(
             continue
         r = mine.iloc[0]
         mean, lo, hi = float(r["mean"]), float(r["lo"]), float(r["hi"])
+        lo, hi = mean - (mean - lo) * stretch, mean + (hi - mean) * stretch
         verdict = _three_way(lo, hi, None, margin)
         said = (
             f"Cost-to-serve per customer {arm} minus control {mean:+,.2f} ({pct} interval "

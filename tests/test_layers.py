@@ -30,7 +30,7 @@ PACKAGES = ("attribution", "experiments")
 LAYERS = {
     0: ["attribution", "attribution.errors", "attribution.settings", "attribution.versions",
         "attribution.jsonready", "attribution.validation", "attribution.checks",
-        "attribution.periods", "attribution.estimates", "experiments"],
+        "attribution.periods", "attribution.estimates", "attribution.looks", "experiments"],
     1: ["attribution.store", "attribution.cells", "attribution.load", "attribution.synth",
         "attribution.summary", "attribution.runs", "attribution.observational",
         "experiments.history"],
@@ -39,7 +39,8 @@ LAYERS = {
         "attribution.srm", "attribution.config", "attribution.formatting", "attribution.forest",
         "experiments.design",
         "experiments.design.sizing", "experiments.design.clusters", "experiments.design.timing",
-        "experiments.design.value", "experiments.design.rule"],
+        "experiments.design.value", "experiments.design.rule",
+        "experiments.design.sequential"],
     3: ["attribution.readout", "attribution.causal", "attribution.causal.terms",
         "attribution.causal.graph", "attribution.causal.propensity",
         "attribution.causal.estimators", "attribution.causal.refuters", "attribution.causal.result",

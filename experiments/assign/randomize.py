@@ -122,6 +122,17 @@ class Assignment:
                 text += f"; largest |smd| {abs(worst['smd']):.3f} ({name}, {worst['arm']})"
             lines.append(text + ".")
         lines.append(self.srm.describe())
+        m = d.get("monitoring")
+        if m:
+            looks = ", ".join(
+                f"month {mo} (P >= {t:.4f})"
+                for mo, t in zip(m["look_months"], m["thresholds"], strict=True)
+            )
+            lines.append(
+                f"Monitored: decided only at {m['looks']} look(s) over {m['horizon_months']} "
+                f"months, {m['spending']} alpha spending; roll out at {looks}; false roll-outs "
+                f"over all looks kept at {m['false_rollout']:.0%}."
+            )
         lines.append(f"Assignment hash (sha256): {d['assignment_hash']}")
         return "\n".join(lines)
 

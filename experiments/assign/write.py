@@ -21,6 +21,7 @@ from experiments.assign.hashing import assignment_hash
 from experiments.assign.randomize import Assignment, assign_frame, customer_ids
 from experiments.assign.record import start_day
 from experiments.assign.rules import CONTROL, setting_names
+from experiments.design.sequential import monitoring_record
 
 
 def _refuse_existing(con: duckdb.DuckDBPyConnection, experiment_id: str) -> None:
@@ -61,6 +62,11 @@ def write_assignment(
     *,
     started: date | str | None = None,
     source: str | None = None,
+    looks: int | None = None,
+    horizon_months: int | None = None,
+    spending: str = "obrien-fleming",
+    roll_out_threshold: float = 0.9,
+    interval_width: float = 0.9,
 ) -> dict:
     """Write the experiment row (with its design record) and all its assignments, all or nothing.
 
@@ -79,6 +85,17 @@ def write_assignment(
         month). Default: today (UTC).
     source : str, optional
         Name of the eligible file, recorded in the design record when it names none.
+    looks, horizon_months : int, optional
+        A monitored test: ``looks`` planned looks over an outcome horizon of ``horizon_months``
+        months (both or neither). The record gets a ``monitoring`` section
+        (:func:`experiments.design.monitoring_record`): readouts and decisions are then taken at
+        the planned looks only, with thresholds that keep the false roll-out rate over all
+        looks at ``1 - roll_out_threshold``.
+    spending : {"obrien-fleming", "pocock"}
+        The alpha spending function of the looks.
+    roll_out_threshold, interval_width : float
+        The ``[decision] roll_out_threshold`` and ``[interval] width`` the test will be read
+        out with (the boundaries spend their complements).
 
     Returns
     -------
@@ -122,6 +139,11 @@ def write_assignment(
     if source and not record["inputs"].get("eligible_file"):
         record["inputs"]["eligible_file"] = str(source)
     record.update(experiment_id=eid, intervention=name, started=day.isoformat())
+    monitoring = _monitoring(
+        record, looks, horizon_months, spending, roll_out_threshold, interval_width
+    )
+    if monitoring is not None:
+        record["monitoring"] = monitoring
     design_json = json.dumps(record, allow_nan=False, sort_keys=False)
     rows = frame[["customer_id", "arm", "stratum"]]
     view = "_cx_assign_rows"
@@ -176,6 +198,7 @@ def assign_from_file(
     rerandomize_p: float | None = None,
     max_tries: int = 1000,
     started: date | str | None = None,
+    **monitoring,
 ) -> Assignment:
     """Read eligible customers from a CSV or Parquet file, assign them and write the experiment.
 
@@ -193,6 +216,9 @@ def assign_from_file(
         ``.csv`` (header row) or ``.parquet`` file.
     salt, control_share, arms, shares, strata, covariates, rerandomize_p, max_tries
         As in :func:`assign`.
+    **monitoring
+        ``looks``, ``horizon_months``, ``spending``, ``roll_out_threshold`` and
+        ``interval_width`` of :func:`write_assignment`: a monitored test.
 
     Returns
     -------
@@ -258,8 +284,38 @@ def assign_from_file(
         label=label,
         source=(label, digest),
     )
-    written = write_assignment(con, eid, intervention, result, started=started, source=label)
+    written = write_assignment(
+        con, eid, intervention, result, started=started, source=label, **monitoring
+    )
     return replace(result, design=written["design"])
+
+
+def _monitoring(
+    record: dict,
+    looks: int | None,
+    horizon_months: int | None,
+    spending: str,
+    roll_out_threshold: float,
+    interval_width: float,
+) -> dict | None:
+    """The record's ``monitoring`` section, or None for a fixed-horizon test."""
+    if looks is None and horizon_months is None:
+        return None
+    if looks is None or horizon_months is None:
+        raise InputError(
+            "a monitored test needs both looks and horizon_months (--looks K --horizon-months H)"
+        )
+    shares = [float(v) for v in record["allocation"].values()]
+    control = shares[0] / (shares[0] + sum(shares[1:]) / max(len(shares) - 1, 1))
+    return monitoring_record(
+        horizon_months,
+        looks,
+        roll_out_threshold=roll_out_threshold,
+        interval_width=interval_width,
+        arms=len(shares),
+        control_share=control,
+        kind=spending,
+    )
 
 
 def _maybe_numeric(series: pd.Series) -> pd.Series:

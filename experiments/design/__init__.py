@@ -28,6 +28,7 @@ Layout: one idea per module, every name importable from here.
 - :mod:`experiments.design.timing`: churn events and weeks to readout;
 - :mod:`experiments.design.value`: money, test and roll, assurance, value-of-information holdouts;
 - :mod:`experiments.design.rule`: how often the readout's roll-out rule rolls out at a size;
+- :mod:`experiments.design.sequential`: looks at a running test, alpha-spending boundaries;
 - the sample-ratio check, run by every readout, lives in :mod:`attribution.srm` and is
   re-exported here.
 """
@@ -44,6 +45,17 @@ from experiments.design.rule import (
     per_arm_threshold,
     rollout_probability,
     rule_sample_size,
+)
+from experiments.design.sequential import (
+    SPENDING,
+    Boundaries,
+    boundaries,
+    crossing_probabilities,
+    look_months,
+    monitoring_record,
+    sequential_drift,
+    simulate_crossings,
+    spent,
 )
 from experiments.design.sizing import (
     DesignWarning,
@@ -80,6 +92,8 @@ from experiments.design.value import (
 
 __all__ = [
     "Assurance",
+    "Boundaries",
+    "SPENDING",
     "ClusterSampleSize",
     "DesignWarning",
     "EventsDesign",
@@ -94,6 +108,13 @@ __all__ = [
     "adjust_alpha",
     "any_rollout_probability",
     "assurance",
+    "boundaries",
+    "crossing_probabilities",
+    "look_months",
+    "monitoring_record",
+    "sequential_drift",
+    "simulate_crossings",
+    "spent",
     "cluster_sample_size",
     "design_effect",
     "expected_test_roll_profit",
