@@ -290,6 +290,14 @@ def _design_parser(sub, s: argparse.ArgumentParser, j: argparse.ArgumentParser) 
     )
     g.add_argument("--horizon-months", type=int, default=3, metavar="MONTHS")
     g.add_argument("--cluster", default=None, metavar="COL", help="customers column of clusters")
+    p.add_argument(
+        "--looks",
+        type=int,
+        default=1,
+        metavar="K",
+        help="a monitored test decided at K looks (cx assign --looks): thresholds and cost",
+    )
+    p.add_argument("--spending", choices=["obrien-fleming", "pocock"], default="obrien-fleming")
     p.set_defaults(func=_cmd_design)
 
 
@@ -558,6 +566,8 @@ def _cmd_design(args: argparse.Namespace) -> int:
         source=source,
         n_eligible=n_eligible,
         clusters_available=clusters,
+        looks=args.looks,
+        spending=args.spending,
     )
     text = plan.describe() if asked is None else asked["sentence"] + "\n" + plan.describe()
     text = text if inputs is None else inputs.describe() + "\n\n" + text

@@ -21,7 +21,9 @@ import warnings
 from dataclasses import dataclass, field
 from typing import Literal
 
+import numpy as np
 import pandas as pd
+from scipy import stats
 
 from attribution.config import DecisionSettings
 from attribution.errors import InputError
@@ -200,6 +202,24 @@ class TestPlan:
                 f"this test rolls out {r['p_rollout_at_mde']:.0%} of the time at the MDE and "
                 f"{r['p_rollout_at_zero']:.1%} with no effect; {sized}."
             )
+            w = r.get("looks")
+            if w is not None:
+                marks = ", ".join(f"{t:.3f}" for t in w["thresholds"])
+                need = w["n_total_for_rule"]
+                lines.append(
+                    f"  Monitored over {w['looks']} looks ({w['spending']} alpha spending): roll "
+                    f"out at P(net value > 0) >= {marks}; by the last look it rolls out "
+                    f"{w['p_rollout_at_mde']:.0%} of the time at the MDE and "
+                    f"{w['p_rollout_at_zero']:.1%} with no effect"
+                    + (
+                        f"; for {r['power']:.0%} at the MDE the looks cost "
+                        f"{w['inflation'] - 1:.1%} more customers ({need:,})"
+                        if need is not None
+                        else ""
+                    )
+                    + f", and at the MDE it is expected to end after "
+                    f"{w['expected_fraction_at_mde']:.0%} of its horizon."
+                )
             if self.arms > 2:
                 lines.append(
                     f"  With {self.arms - 1} treated arms each is rolled out at P(net value > 0) "
@@ -300,6 +320,8 @@ def plan_test(
     clusters_available: int | None = None,
     max_weeks: float = MAX_WEEKS,
     roll_out_threshold: float = DecisionSettings().roll_out_threshold,
+    looks: int = 1,
+    spending: str = "obrien-fleming",
 ) -> TestPlan:
     """Size a CX test and say how long it takes and what its MDE is worth.
 
@@ -363,6 +385,15 @@ def plan_test(
         The time the test must finish in, enrolment and outcome horizon together (default
         :data:`MAX_WEEKS`, a year). With a timeline that runs longer, the plan says so plainly
         and gives the MDE the customers who can enrol in time support (:attr:`TestPlan.deadline`).
+    looks : int
+        Planned looks of a monitored test (``cx assign --looks``), evenly spread in
+        information; 1 is one readout at the horizon. With more, :attr:`TestPlan.rule` gains
+        ``looks``: each look's roll-out threshold (alpha spending,
+        :mod:`experiments.design.sequential`), the chance of rolling out by the last look at
+        the MDE and with no effect, the customers the rule needs with the looks, and the share
+        of the horizon the test is expected to run at the MDE.
+    spending : {"obrien-fleming", "pocock"}
+        The alpha spending function of the looks.
 
     Returns
     -------
@@ -410,7 +441,7 @@ def plan_test(
         timeline = design.weeks_to_readout(n_total, eligible_per_week, horizon_weeks)
     rule = _rule(
         metric, baseline, sd, mde, r2, control_share, power, n_control, n_treatment, n_total,
-        cluster, roll_out_threshold, value_per_unit, unit_cost, int(arms),
+        cluster, roll_out_threshold, value_per_unit, unit_cost, int(arms), looks, spending,
     )  # fmt: skip
     deadline = None
     if timeline is not None:
@@ -480,6 +511,8 @@ def plan_test(
         "unit_cost": unit_cost,
         "population": population,
         "max_weeks": max_weeks,
+        "looks": looks,
+        "spending": spending,
         "formula": "two proportions, pooled variance under H0"
         if metric == "retention"
         else "difference in means, normal approximation",
@@ -508,7 +541,7 @@ def plan_test(
 
 def _rule(
     metric, baseline, sd, mde, r2, control_share, power, n_control, n_treatment, n_total,
-    cluster, threshold, value_per_unit, unit_cost, arms,
+    cluster, threshold, value_per_unit, unit_cost, arms, looks=1, spending="obrien-fleming",
 ) -> dict:  # fmt: skip
     """How often the readout's rule rolls out at this size, at the MDE and with no effect, and
     the total the rule needs for ``power`` roll-outs at the MDE (normal approximation)."""
@@ -543,7 +576,16 @@ def _rule(
     need = design.rule_sample_size(se_at, mde, power=target, **money)
     per_pair = n_total / (n_control + n_treatment)  # several arms share the control
     any_at_zero = design.any_rollout_probability(arms, se_null(n_pair), control_share=c, **money)
+    watched = None
+    if int(looks) != looks or looks < 1:
+        raise InputError(f"looks must be a whole number >= 1, got {looks!r}")
+    if looks > 1:
+        watched = _looks(
+            int(looks), spending, 1.0 - per_arm, target, (mde - money["unit_cost"] / value),
+            se_at, se_null, n_pair, need, per_pair, money["unit_cost"] / value,
+        )  # fmt: skip
     return {
+        "looks": watched,
         **money,
         "rule_threshold": threshold,
         "power": target,
@@ -553,6 +595,30 @@ def _rule(
         "n_total_for_rule": None if math.isinf(need) else math.ceil(need * per_pair),
         "approximation": "normal posterior of the effect with the design's standard error; "
         "guardrails and the hierarchical priors not modelled",
+    }
+
+
+def _looks(
+    looks, spending, alpha, power, margin, se_at, se_null, n_pair, need, per_pair, cost,
+) -> dict:  # fmt: skip
+    """The rule over ``looks`` evenly spread looks: thresholds, chances, size, expected length."""
+    fractions = [k / looks for k in range(1, looks + 1)]
+    b = design.boundaries(fractions, alpha, spending)
+    at_mde = design.crossing_probabilities(fractions, b.z, margin / se_at(n_pair))
+    at_zero = design.crossing_probabilities(fractions, b.z, -cost / se_null(n_pair))
+    fixed = stats.norm.isf(alpha) + stats.norm.ppf(power)
+    inflation = (design.sequential_drift(b, power) / fixed) ** 2
+    expected = float(np.dot(at_mde, fractions) + (1.0 - at_mde.sum()) * 1.0)
+    return {
+        "looks": looks,
+        "spending": spending,
+        "fractions": fractions,
+        "thresholds": list(b.thresholds),
+        "p_rollout_at_mde": float(at_mde.sum()),
+        "p_rollout_at_zero": float(at_zero.sum()),
+        "inflation": inflation,
+        "n_total_for_rule": None if math.isinf(need) else math.ceil(need * inflation * per_pair),
+        "expected_fraction_at_mde": expected,
     }
 
 

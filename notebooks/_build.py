@@ -304,7 +304,10 @@ eligible = con.execute(
 ).df()
 assignment = assign(eligible, salt="q4-recovery", control_share=0.2, strata=["tier", "region"])
 print(assignment.describe())
-summary = write_assignment(con, "exp_q4_recovery", "recovery_gift", assignment, started="2025-12")
+summary = write_assignment(
+    con, "exp_q4_recovery", "recovery_gift", assignment, started="2025-12",
+    looks=3, horizon_months=3,  # a monitored test: decided at months 1, 2 and 3 only
+)
 store_balance(con, "exp_q4_recovery").head(10)
 """),
     md("""
@@ -317,6 +320,47 @@ Every readout first checks that the arms hold the shares the design promised; a 
 counts = assignment.counts
 print(design.srm_check([counts["control"], counts["treatment"]], [0.2, 0.8]).describe())
 print(design.srm_check([5000, 5400], [0.5, 0.5]).describe())
+"""),
+    md("""
+## Watching a running test: looks planned in advance
+
+The nightly refresh reads a running test every night. Reading P(net value > 0) >= 0.90 at every
+look spends the 10% chance of a false roll-out again and again; planned looks with alpha
+spending (O'Brien-Fleming type) keep it at 10% over all of them. The plan says what the looks
+cost; the assignment above wrote them into the design record, and `cx decide` / `cx refresh`
+say "continue" until a look's boundary is crossed.
+"""),
+    code("""
+from datetime import date
+
+from scipy import stats
+
+from attribution.looks import look_state
+
+monthly = [k / 12 for k in range(1, 13)]
+naive = design.crossing_probabilities(monthly, [stats.norm.isf(0.1)] * 12, 0.0).sum()
+print(f"Rolling out at P >= 0.90 at any of 12 monthly looks: {naive:.0%} false roll-outs.")
+watched = plan_test(
+    "retention", 0.04, **inputs.for_retention(), control_share=0.2,
+    value_per_unit=600.0, unit_cost=3.0, looks=3,
+)
+w = watched.rule["looks"]
+print(f"3 planned looks: roll out at P >= {', '.join(f'{t:.3f}' for t in w['thresholds'])}; "
+      f"false roll-outs {w['p_rollout_at_zero']:.1%}, roll-outs at the MDE "
+      f"{w['p_rollout_at_mde']:.0%}, {w['inflation'] - 1:.1%} more customers for the same "
+      f"power, expected to end after {w['expected_fraction_at_mde']:.0%} of the horizon.")
+monitoring = summary["design"]["monitoring"]
+print(look_state(monitoring, date(2025, 12, 1), date(2025, 12, 1)).sentence(date(2025, 12, 1)))
+
+fig, ax = plt.subplots(figsize=(6, 3.2))
+for kind in design.SPENDING:
+    b = design.boundaries([1 / 3, 2 / 3, 1.0], 0.1, kind)
+    ax.plot(b.fractions, b.thresholds, "o-", label=kind)
+ax.axhline(0.9, color="grey", ls="--", label="one look")
+ax.set(xlabel="information fraction", ylabel="roll out at P(net value > 0) >=",
+       title="thresholds of 3 planned looks")
+ax.legend()
+fig.tight_layout()
 """),
 ]
 

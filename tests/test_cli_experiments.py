@@ -167,3 +167,35 @@ def test_report_without_a_published_run_is_exit_2_and_writes_nothing(world, tmp_
     code, _, err = _run(capsys, ["report", "--store", str(world), "--out", str(out_dir)])
     assert code == 2 and "cx refresh" in err
     assert not out_dir.exists() or not any(out_dir.iterdir())
+
+
+def test_assign_with_looks_writes_a_monitoring_plan_and_design_states_it(world, tmp_path, capsys):
+    with store.opened(world, read_only=True) as con:
+        ids = con.execute("SELECT customer_id FROM customers ORDER BY customer_id LIMIT 500").df()
+    eligible = tmp_path / "eligible.csv"
+    ids.to_csv(eligible, index=False)
+    base = [
+        "assign", "exp_watched", "--intervention", "loyalty_call", "--eligible", str(eligible),
+        "--salt", "watch", "--store", str(world), "--started", "2025-05",
+    ]  # fmt: skip
+    code, _, err = _run(capsys, [*base, "--looks", "3"])
+    assert code == 2 and "--horizon-months" in err
+    code, out, err = _run(capsys, [*base, "--looks", "3", "--horizon-months", "3"])
+    assert code == 0, err
+    assert "Monitored: decided only at 3 look(s)" in out
+    with store.opened(world, read_only=True) as con:
+        record = json.loads(
+            con.execute(
+                "SELECT design FROM experiments WHERE experiment_id = 'exp_watched'"
+            ).fetchone()[0]
+        )
+    assert record["monitoring"]["look_months"] == [1, 2, 3]
+    assert record["monitoring"]["thresholds"] == pytest.approx(
+        design.monitoring_record(3, 3)["thresholds"]
+    )
+    code, out, err = _run(
+        capsys, ["design", "revenue", "--mde", "5", "--sd", "60", "--looks", "3", "--json"]
+    )
+    assert code == 0, err
+    looks = json.loads(out)["rule"]["looks"]
+    assert looks["thresholds"] == pytest.approx(record["monitoring"]["thresholds"])

@@ -29,7 +29,8 @@ from experiments.assign import assign, write_assignment
         # gsDesign::gsDesign(k=3, test.type=1, sfu=sfLDOF), one-sided 2.5%
         ([1 / 3, 2 / 3, 1.0], 0.025, "obrien-fleming", [3.7103, 2.5114, 1.9930]),
         # k=5
-        ([0.2, 0.4, 0.6, 0.8, 1.0], 0.025, "obrien-fleming", [4.8769, 3.3569, 2.6803, 2.2898, 2.0310]),
+        ([0.2, 0.4, 0.6, 0.8, 1.0], 0.025, "obrien-fleming",
+         [4.8769, 3.3569, 2.6803, 2.2898, 2.0310]),
     ],
 )  # fmt: skip
 def test_boundaries_match_published_values(fractions, alpha, kind, published):
@@ -129,3 +130,24 @@ def test_monitored_assignment_records_its_looks():
     with pytest.raises(InputError, match="both looks and horizon_months"):
         write_assignment(con, "exp_n", "call", result, started="2025-04", looks=2)
     assert con.execute("SELECT count(*) FROM experiments").fetchone()[0] == 1
+
+
+def test_plan_with_looks_states_the_thresholds_and_what_they_cost():
+    from experiments.plan import plan_test
+
+    fixed = plan_test("revenue", 5.0, sd=60.0, value_per_unit=0.3)
+    assert fixed.rule["looks"] is None
+    watched = plan_test("revenue", 5.0, sd=60.0, value_per_unit=0.3, looks=3)
+    w = watched.rule["looks"]
+    assert w["thresholds"] == pytest.approx(design.monitoring_record(3, 3)["thresholds"])
+    assert w["p_rollout_at_zero"] == pytest.approx(0.1, abs=1e-6)  # no cost: all of it spent
+    assert w["p_rollout_at_mde"] < watched.rule["p_rollout_at_mde"]  # looks cost power ...
+    assert w["n_total_for_rule"] > watched.rule["n_total_for_rule"]  # ... or customers
+    assert 0.5 < w["expected_fraction_at_mde"] < 1.0  # ... and may end early
+    b = design.boundaries(w["fractions"], 0.1)
+    drift = (5.0 * 0.3) / (0.3 * 60.0 * np.sqrt(4 / watched.size.n_total_exact))
+    simulated = design.simulate_crossings(b, drift, paths=200_000, seed=4).sum()
+    assert simulated == pytest.approx(w["p_rollout_at_mde"], abs=0.005)
+    assert "Monitored over 3 looks" in watched.describe()
+    with pytest.raises(InputError, match="looks must be"):
+        plan_test("revenue", 5.0, sd=60.0, looks=0)

@@ -1,0 +1,193 @@
+"""The whole loop on the simulator: design -> assignment -> nightly readouts -> decision.
+
+A simulated customer base (real store, real outcomes); the design is sized from the store's own
+history (:func:`experiments.history.design_inputs`, :func:`experiments.plan.plan_test` with
+looks); the eligible customers are assigned by salted hash with a monitoring plan
+(:func:`experiments.assign.write_assignment`); every month after the start is one night's
+readout (:func:`experiments.decision.decide` on the window to that month, real PyMC fits), and
+the test stops at the first verdict other than "continue".
+
+A new assignment on simulated customers has exactly no effect (the arms are a hash of the id,
+independent of everything the simulator drew), so under no effect any roll-out is false. The
+planted effect adds revenue to the treated arm's active months.
+
+The fast suite runs one loop under no effect (decisions only at the planned looks, the final
+look decides) and one with a large planted effect (it rolls out). The slow suite repeats the loop
+over salts: false roll-outs over all looks stay at or below the planned 10% (the one-sided
+binomial bound allows 2 pp of Monte Carlo error at ``CX_LOOP_REPS`` = 400 salts).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import replace
+
+import pytest
+from scipy import stats
+
+from attribution import store, synth
+from attribution.config import Config
+from attribution.readout import read_out
+from experiments import design
+from experiments.assign import assign, write_assignment
+from experiments.decision import CONTINUE, ROLL_OUT, decide
+from experiments.history import design_inputs
+from experiments.plan import plan_test
+
+START = "2025-07"
+HORIZON = 4
+LOOKS = 2
+#: The readout without segments (overall effects decide), and a CSAT tolerance a test of a few
+#: thousand customers can establish (the default 0.05 points needs far more ratings).
+CONFIG = replace(
+    Config(),
+    model=replace(Config().model, segments=()),
+    decision=replace(Config().decision, csat_tolerance=0.3),
+)
+
+
+def _world(seed: int):
+    con = store.connect(":memory:")
+    synth.simulate(con, 8000, months=10, seed=seed)
+    eligible = con.execute(
+        "SELECT customer_id FROM outcomes WHERE period = DATE '2025-06-01' AND active "
+        "ORDER BY customer_id"
+    ).df()
+    return con, eligible
+
+
+def _design(con, n: int):
+    """The plan for a revenue test of the eligible customers, monitored over the looks."""
+    inputs = design_inputs(con, horizon_months=HORIZON, as_of=START)
+    means = inputs.for_means("revenue")
+    return plan_test(
+        "revenue",
+        5.0,
+        sd=means["sd"],
+        r2=means["r2"],
+        looks=LOOKS,
+        value_per_unit=CONFIG.money.margin_rate,
+        n_eligible=n,
+    )
+
+
+def _assign(con, eligible, salt: str, experiment_id: str, plan) -> None:
+    result = assign(eligible, salt, control_share=plan.inputs["control_share"])
+    write_assignment(
+        con,
+        experiment_id,
+        "loyalty_call",
+        result,
+        started=START,
+        looks=plan.inputs["looks"],
+        horizon_months=HORIZON,
+        roll_out_threshold=CONFIG.decision.roll_out_threshold,
+        interval_width=CONFIG.interval.width,
+    )
+
+
+def _nights(con, experiment_id: str, months=range(1, HORIZON + 1)):
+    """One readout a month, as a nightly refresh sees the data grow; stop at a decision."""
+    out = []
+    for month in months:
+        decision = decide(con, experiment_id, horizon_months=month, config=CONFIG)
+        out.append((month, decision))
+        if decision.verdict != CONTINUE:
+            break
+    return out
+
+
+def _plant(con, experiment_id: str, per_month: float) -> None:
+    """Add revenue to every active month of the treated arm's customers from the start on."""
+    con.execute(
+        """
+        UPDATE outcomes SET revenue = revenue + $d
+        WHERE active AND period >= DATE '2025-07-01' AND customer_id IN (
+            SELECT customer_id FROM assignments WHERE experiment_id = $e AND arm = 'treatment'
+        )
+        """,
+        {"d": per_month, "e": experiment_id},
+    )
+
+
+def test_no_effect_is_decided_only_at_the_planned_looks():
+    con, eligible = _world(21)
+    plan = _design(con, len(eligible))
+    assert plan.rule["looks"]["looks"] == LOOKS
+    _assign(con, eligible, "loop-null", "exp_loop", plan)
+    seen = {month: d for month, d in _nights(con, "exp_loop")}
+    first = seen[1]
+    assert first.verdict == CONTINUE and first.readout.look.look is None
+    look1 = seen[2]
+    assert look1.readout.look.look == 1 and look1.to_dict()["look"]["at_look"]
+    assert look1.readout.look.fraction == pytest.approx(0.5)
+    threshold = look1.readout.look.threshold
+    assert threshold > CONFIG.decision.roll_out_threshold
+    p = float(look1.money["p_positive"].iloc[0])
+    assert (look1.verdict == ROLL_OUT) == (
+        p >= threshold and set(look1.guardrails["verdict"]) == {"pass"}
+    )
+    if 3 in seen:  # between the looks nothing is decided, whatever the numbers say
+        assert seen[3].verdict == CONTINUE
+        assert seen[3].to_dict()["look"]["at_look"] is False
+    if 4 in seen:
+        assert seen[4].readout.look.final and seen[4].verdict != CONTINUE
+
+
+def test_a_large_effect_rolls_out_by_the_last_look():
+    con, eligible = _world(22)
+    plan = _design(con, len(eligible))
+    _assign(con, eligible, "loop-effect", "exp_loop", plan)
+    _plant(con, "exp_loop", 40.0)  # 160 revenue over the window: ~48 net value a customer
+    nights = _nights(con, "exp_loop", months=(2, 4))
+    month, decision = nights[-1]
+    assert decision.verdict == ROLL_OUT, decision.describe()
+    assert decision.readout.look.month == month
+
+
+@pytest.mark.slow
+def test_false_rollouts_over_the_looks_stay_at_the_planned_rate():
+    reps = int(os.environ.get("CX_LOOP_REPS", "400"))
+    con, eligible = _world(23)
+    plan = _design(con, len(eligible))
+    false = 0
+    for rep in range(reps):
+        experiment_id = f"exp_null_{rep}"
+        _assign(con, eligible, f"null-{rep}", experiment_id, plan)
+        nights = _nights(con, experiment_id, months=(2, 4))  # the looks; between them: continue
+        false += nights[-1][1].verdict == ROLL_OUT
+    planned = 1.0 - CONFIG.decision.roll_out_threshold
+    # one-sided: the rate may be below the plan (the looks are conservative), not above it
+    upper = stats.binom.ppf(0.99, reps, planned) / reps
+    assert false / reps <= max(upper, planned + 0.02), (false, reps)
+
+
+@pytest.mark.parametrize("seed", [21, 22])
+def test_the_design_promises_the_width_the_readout_reports(seed):
+    """The design's interval width at the horizon (its sd and R^2 from the store's history, the
+    arms' counts) within 10% of the width the readout then reports, for revenue and retention."""
+    con, eligible = _world(seed)
+    plan = _design(con, len(eligible))
+    _assign(con, eligible, f"width-{seed}", "exp_width", plan)
+    readout = read_out(con, "exp_width", horizon_months=HORIZON, config=CONFIG)
+    n = readout.arms
+    inputs = design_inputs(con, horizon_months=HORIZON, as_of=START)
+    z = stats.norm.isf((1 - CONFIG.interval.width) / 2)
+    t = readout.table
+    top = t[(t["segment"] == "all") & (t["metric"] == "absolute")].set_index("outcome")
+    revenue = inputs.for_means("revenue")
+    retention = inputs.for_retention()
+    p = retention["baseline"]
+    promised = {
+        "revenue": revenue["sd"] ** 2
+        * design.variance_factor(revenue["r2"])
+        * (1 / n["control"] + 1 / n["treatment"]),
+        "retention": p
+        * (1 - p)
+        * design.variance_factor(retention["r2"])
+        * (1 / n["control"] + 1 / n["treatment"]),
+    }
+    for outcome, variance in promised.items():
+        width = 2 * z * variance**0.5
+        reported = top.loc[outcome, "hi"] - top.loc[outcome, "lo"]
+        assert reported == pytest.approx(width, rel=0.10), (outcome, width, reported)
