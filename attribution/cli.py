@@ -235,7 +235,7 @@ def _design_parser(sub, s: argparse.ArgumentParser, j: argparse.ArgumentParser) 
         "yourself, or take them, R^2, the eligible rate and the ICC from the store "
         "with --from-store. Explicit flags win over store values.",
     )
-    p.add_argument("metric", choices=["retention", "revenue", "cost_to_serve"])
+    p.add_argument("metric", choices=["retention", "revenue", "cost_to_serve", "net_value"])
     ask = p.add_mutually_exclusive_group(required=True)
     ask.add_argument("--mde", type=float, help="effect to detect (0.02 = 2 pp)")
     ask.add_argument(

@@ -42,6 +42,7 @@ from attribution import store
 from attribution.cells import PRE_BANDS, PRE_MONTHS, pre_band_sql
 from attribution.errors import InputError
 from attribution.periods import add_months, months_between
+from attribution.settings import MoneySettings
 from attribution.validation import whole
 
 # --------------------------------------------------------------------------------------------
@@ -316,6 +317,21 @@ class DesignInputs:
         coefficient of variation of the sizes (population sd over mean).
     icc_revenue, icc_cost, icc_retention : float or None
         With ``cluster``: one-way ANOVA ICC of each horizon outcome, truncated at 0.
+    net_value_mean, net_value_sd, r2_net_value_bands : float
+        Each customer's net value as the readout's money counts it, before any intervention
+        cost: the window's margin on spend minus cost-to-serve, ``flow = margin x revenue -
+        cost``, plus, when active at the horizon, that flow carried over the value horizon,
+        ``flow x value_carry`` (:attr:`value_carry`). Mean, sample sd and the adjusted R^2 on
+        the pre-period spend bands. The decision is taken on net value, whose spread is mostly
+        the carried value of retained customers: size a test for the decision with
+        ``for_means("net_value")`` (measured on the simulator within 10% of the readout's net
+        value interval, ``tests/test_loop.py``).
+    value_carry : float
+        ``sum_{j=1..H} rho^j d^(W+j) / W``: what a month of a retained customer's window flow is
+        worth over the value horizon ``H`` (``money.value_horizon_months``), decaying with the
+        population's monthly retention ``rho = retention_baseline^(1 / max(W - 1, 1))`` and
+        discounted at ``d = (1 + discount_rate)^(-1/12)`` a month, ``W`` the horizon months
+        (:mod:`attribution.value`'s schedule; the window's own discounting is left out).
     """
 
     eligible: str | None
@@ -348,6 +364,10 @@ class DesignInputs:
     icc_revenue: float | None = None
     icc_cost: float | None = None
     icc_retention: float | None = None
+    net_value_mean: float = 0.0
+    net_value_sd: float = 0.0
+    r2_net_value_bands: float = 0.0
+    value_carry: float = 0.0
 
     @property
     def horizon_weeks(self) -> float:
@@ -375,7 +395,7 @@ class DesignInputs:
 
         Parameters
         ----------
-        metric : {"revenue", "cost"}
+        metric : {"revenue", "cost", "net_value"}
             ``"cost_to_serve"`` is accepted for ``"cost"``.
 
         Returns
@@ -383,9 +403,14 @@ class DesignInputs:
         dict
             ``sd`` and ``r2``.
         """
-        key = {"revenue": "revenue", "cost": "cost", "cost_to_serve": "cost"}.get(metric)
+        key = {
+            "revenue": "revenue",
+            "cost": "cost",
+            "cost_to_serve": "cost",
+            "net_value": "net_value",
+        }.get(metric)
         if key is None:
-            raise InputError(f"metric must be 'revenue' or 'cost', got {metric!r}")
+            raise InputError(f"metric must be 'revenue', 'cost' or 'net_value', got {metric!r}")
         sd = getattr(self, f"{key}_sd")
         if not sd > 0.0:
             raise InputError(
@@ -447,6 +472,9 @@ class DesignInputs:
             f"{1.0 - self.r2_revenue_bands:.3f}).",
             f"Cost to serve per customer: mean {self.cost_mean:,.2f}, sd {self.cost_sd:,.2f}; "
             f"R^2 {self.r2_cost_bands:.3f} (variance x {1.0 - self.r2_cost_bands:.3f}).",
+            f"Net value per customer (window margin less cost, a retained customer's carried "
+            f"over the value horizon): mean {self.net_value_mean:,.2f}, sd "
+            f"{self.net_value_sd:,.2f}; R^2 {self.r2_net_value_bands:.3f}.",
             "R^2 is that of the readout's own adjustment (pre-period spend bands), so the size "
             "is what the readout's precision supports; a regression on five pre-period "
             f"features would reach {self.r2_retention:.3f} / {self.r2_revenue:.3f} / "
@@ -482,6 +510,7 @@ def design_inputs(
     pre_months: int = 3,
     cluster: str | None = None,
     as_of: str | date | None = None,
+    money: MoneySettings | None = None,
 ) -> DesignInputs:
     """Estimate baselines, spreads, R^2, rates and ICCs for a test from the store's history.
 
@@ -601,6 +630,8 @@ def design_inputs(
         )
         raise InputError(f"no customers in the population: {who}, {how}")
     baseline = float(moments["avg_y_retention"])
+    carry = _carry(baseline, h, money or MoneySettings())
+    net = {"margin": (money or MoneySettings()).margin_rate, "carry": carry}
     fields: dict[str, Any] = {
         "eligible": eligible if eligible_conds else None,
         "trigger": trigger if trigger_conds else None,
@@ -620,7 +651,8 @@ def design_inputs(
         "r2_revenue": _r2(moments, "y_revenue"),
         "r2_cost": _r2(moments, "y_cost"),
         "r2_retention": _r2(moments, "y_retention"),
-        **_band_r2(con, fill, params, first, ref),
+        **_band_r2(con, fill, {**params, **net}, first, ref),
+        "value_carry": carry,
     }
     if trigger_conds:
         rate, months = _eligible_rate(con, first, last, eligible_sql, trigger_sql, filter_params)
@@ -697,29 +729,53 @@ def _band_r2(
     reduction the readout's precision gets from them: the R^2 a design must be sized with.
     """
     band_start = max(first, add_months(ref, -PRE_MONTHS))
-    if band_start >= ref:
-        return {f"r2_{key}_bands": 0.0 for key in ("revenue", "cost", "retention")}
-    stats = "".join(f", AVG({y}) AS avg_{y}, VAR_POP({y}) AS var_{y}" for y in OUTCOMES)
+    outcomes = {**dict(zip(("revenue", "cost", "retention"), OUTCOMES, strict=True))}
+    outcomes["net_value"] = _NET_SQL
+    stats = "".join(f", AVG({y}) AS avg_{k}, VAR_POP({y}) AS var_{k}" for k, y in outcomes.items())
+    no_bands = band_start >= ref
     frame = con.execute(
+        # without history the bands' query still gives the net value's moments (one band)
         _BANDS_SQL.format(**fill, stats=stats),
         # the bands' own window (the features' $pre_start is not used by this query's output)
-        {**params, "pre_start": band_start, "start": ref, "pre_bands": PRE_BANDS},
+        {
+            **params,
+            "pre_start": band_start,
+            "start": ref,
+            "pre_bands": PRE_BANDS if not no_bands else 1,
+        },
     ).df()
     n, bands = frame["n"].to_numpy(dtype=float), len(frame)
     total = n.sum()
     out = {}
-    for key, y in zip(("revenue", "cost", "retention"), OUTCOMES, strict=True):
-        mean_b = frame[f"avg_{y}"].to_numpy(dtype=float)
-        var_b = frame[f"var_{y}"].fillna(0.0).to_numpy(dtype=float)
+    for key in outcomes:
+        mean_b = frame[f"avg_{key}"].to_numpy(dtype=float)
+        var_b = frame[f"var_{key}"].fillna(0.0).to_numpy(dtype=float)
         grand = float(n @ mean_b / total)
         between = float(n @ (mean_b - grand) ** 2)
         whole = between + float(n @ var_b)
-        if not whole > 0.0 or total - bands < 1:
+        if key == "net_value":
+            out["net_value_mean"] = grand
+            out["net_value_sd"] = math.sqrt(whole / (total - 1.0)) if total > 1 else 0.0
+        if no_bands or not whole > 0.0 or total - bands < 1:
             out[f"r2_{key}_bands"] = 0.0
             continue
         adjusted = 1.0 - (1.0 - between / whole) * (total - 1.0) / (total - bands)
         out[f"r2_{key}_bands"] = float(min(max(adjusted, 0.0), 1.0))
     return out
+
+
+#: A customer's net value before the intervention's cost, as the readout's money counts it
+#: (``DesignInputs.net_value_sd``); parameters $margin and $carry.
+_NET_SQL = "(($margin * y_revenue - y_cost) * (1 + y_retention * $carry))"
+
+
+def _carry(baseline: float, months: int, money: MoneySettings) -> float:
+    """``DesignInputs.value_carry``: a window month of a retained customer's flow, carried over
+    the value horizon with the population's decay and the discount (see the class)."""
+    rho = max(baseline, 0.0) ** (1.0 / max(months - 1, 1))
+    d = (1.0 + money.discount_rate) ** (-1.0 / 12.0)
+    horizon = money.value_horizon_months
+    return float(sum(rho**j * d ** (months + j) for j in range(1, horizon + 1)) / months)
 
 
 def _clusters(

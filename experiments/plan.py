@@ -29,8 +29,10 @@ from attribution.config import DecisionSettings
 from attribution.errors import InputError
 from experiments import design
 
-Metric = Literal["retention", "revenue", "cost_to_serve"]
-METRICS: tuple[str, ...] = ("retention", "revenue", "cost_to_serve")
+Metric = Literal["retention", "revenue", "cost_to_serve", "net_value"]
+#: ``net_value`` is the decision's own metric (currency per customer, the readout's money before
+#: the intervention's cost): size it with :meth:`experiments.history.DesignInputs.for_means`.
+METRICS: tuple[str, ...] = ("retention", "revenue", "cost_to_serve", "net_value")
 
 #: Weeks a test must read out in, enrolment and horizon together, unless stated otherwise.
 MAX_WEEKS = 52.0
@@ -158,7 +160,8 @@ class TestPlan:
                 f"({i['mde'] * 100:+.2f} pp)"
             )
         else:
-            what = f"{self.metric} per customer {i['mde']:+,.2f} (sd {i['sd']:,.2f})"
+            name = self.metric.replace("_", " ")
+            what = f"{name} per customer {i['mde']:+,.2f} (sd {i['sd']:,.2f})"
         lines = [
             f"Detect {what} with {i['power']:.0%} power at two-sided alpha {i['alpha']:g}"
             + (
@@ -410,6 +413,8 @@ def plan_test(
     >>> (p.n_control, p.n_treatment, p.n_total)
     (3841, 3841, 7682)
     """
+    if metric == "net_value" and value_per_unit is None:
+        value_per_unit = 1.0  # the effect is money already
     per_test = _level(alpha, arms, metrics, correction)
     size_at = _sizer(metric, baseline, sd, mde, per_test, power, r2, continuity)
     size = size_at(control_share)

@@ -357,3 +357,28 @@ def test_for_means_refuses_an_unknown_metric(world):
         inputs.for_means("margin")
     assert inputs.for_means("cost_to_serve") == {"sd": inputs.cost_sd, "r2": inputs.r2_cost_bands}
     assert math.isclose(inputs.for_retention()["baseline"], inputs.retention_baseline)
+
+
+def test_net_value_is_the_readouts_money_per_customer_from_the_raw_rows(world):
+    """Net value per customer before the intervention's cost: the window's margin less cost,
+    and for a customer active at the horizon that flow carried over the value horizon with the
+    population's decay and the discount (attribution.value's schedule)."""
+    from attribution.settings import MoneySettings
+
+    con, tables = world
+    money = MoneySettings(margin_rate=0.25, value_horizon_months=6, discount_rate=0.08)
+    inputs = design_inputs(con, horizon_months=3, pre_months=3, money=money)
+    _, y = expected(tables, "2025-10", 3, 3)
+    rho = y["retention"].mean() ** (1 / 2)
+    d = 1.08 ** (-1 / 12)
+    carry = sum(rho**j * d ** (3 + j) for j in range(1, 7)) / 3
+    assert inputs.value_carry == pytest.approx(carry, rel=1e-12)
+    net = (0.25 * y["revenue"] - y["cost"]) * (1 + y["retention"] * carry)
+    assert inputs.net_value_mean == pytest.approx(net.mean(), rel=1e-9)
+    assert inputs.net_value_sd == pytest.approx(net.std(ddof=1), rel=1e-9)
+    assert inputs.r2_net_value_bands == pytest.approx(band_r2(tables, "2025-10", net), abs=1e-9)
+    assert inputs.for_means("net_value") == {
+        "sd": inputs.net_value_sd,
+        "r2": inputs.r2_net_value_bands,
+    }
+    assert "Net value per customer" in inputs.describe()

@@ -32,7 +32,7 @@ from experiments import design
 from experiments.assign import assign, write_assignment
 from experiments.decision import CONTINUE, ROLL_OUT, decide
 from experiments.history import design_inputs
-from experiments.plan import plan_test
+from experiments.plan import detectable_effect, plan_test
 
 START = "2025-07"
 HORIZON = 4
@@ -57,18 +57,13 @@ def _world(seed: int):
 
 
 def _design(con, n: int):
-    """The plan for a revenue test of the eligible customers, monitored over the looks."""
+    """The plan for a test of the eligible customers on the decision's own metric, net value
+    (sd and R^2 from the store's history), sized to what ``n`` customers can detect and
+    monitored over the looks."""
     inputs = design_inputs(con, horizon_months=HORIZON, as_of=START)
-    means = inputs.for_means("revenue")
-    return plan_test(
-        "revenue",
-        5.0,
-        sd=means["sd"],
-        r2=means["r2"],
-        looks=LOOKS,
-        value_per_unit=CONFIG.money.margin_rate,
-        n_eligible=n,
-    )
+    net = inputs.for_means("net_value")
+    mde, _ = detectable_effect("net_value", customers=n, **net)
+    return plan_test("net_value", mde, **net, looks=LOOKS, n_eligible=n)
 
 
 def _assign(con, eligible, salt: str, experiment_id: str, plan) -> None:
@@ -165,7 +160,8 @@ def test_false_rollouts_over_the_looks_stay_at_the_planned_rate():
 @pytest.mark.parametrize("seed", [21, 22])
 def test_the_design_promises_the_width_the_readout_reports(seed):
     """The design's interval width at the horizon (its sd and R^2 from the store's history, the
-    arms' counts) within 10% of the width the readout then reports, for revenue and retention."""
+    arms' counts) within 10% of the width the readout then reports, for revenue, retention and
+    the decision's own metric, net value (no intervention cost in this test: none varies)."""
     con, eligible = _world(seed)
     plan = _design(con, len(eligible))
     _assign(con, eligible, f"width-{seed}", "exp_width", plan)
@@ -178,14 +174,12 @@ def test_the_design_promises_the_width_the_readout_reports(seed):
     revenue = inputs.for_means("revenue")
     retention = inputs.for_retention()
     p = retention["baseline"]
+    net = inputs.for_means("net_value")  # the decision's metric: mostly retained value
+    pair = 1 / n["control"] + 1 / n["treatment"]
     promised = {
-        "revenue": revenue["sd"] ** 2
-        * design.variance_factor(revenue["r2"])
-        * (1 / n["control"] + 1 / n["treatment"]),
-        "retention": p
-        * (1 - p)
-        * design.variance_factor(retention["r2"])
-        * (1 / n["control"] + 1 / n["treatment"]),
+        "revenue": revenue["sd"] ** 2 * design.variance_factor(revenue["r2"]) * pair,
+        "retention": p * (1 - p) * design.variance_factor(retention["r2"]) * pair,
+        "net_value": net["sd"] ** 2 * design.variance_factor(net["r2"]) * pair,
     }
     for outcome, variance in promised.items():
         width = 2 * z * variance**0.5
