@@ -298,6 +298,9 @@ def _design_parser(sub, s: argparse.ArgumentParser, j: argparse.ArgumentParser) 
         help="a monitored test decided at K looks (cx assign --looks): thresholds and cost",
     )
     p.add_argument("--spending", choices=["obrien-fleming", "pocock"], default="obrien-fleming")
+    p.add_argument(
+        "--config", default=None, metavar="FILE", help="cx.toml: decision thresholds, guardrails"
+    )
     p.set_defaults(func=_cmd_design)
 
 
@@ -471,7 +474,10 @@ def _cmd_refresh(args: argparse.Namespace) -> int:
 
 
 def _cmd_design(args: argparse.Namespace) -> int:
-    from experiments.plan import MAX_WEEKS, detectable_effect, plan_test
+    from attribution.config import load_config
+    from experiments.plan import MAX_WEEKS, detectable_effect, guardrails_from_history, plan_test
+
+    cfg = load_config(args.config)
 
     given = {
         "baseline": args.baseline,
@@ -484,7 +490,7 @@ def _cmd_design(args: argparse.Namespace) -> int:
         "cluster_cv": args.cluster_cv,
         "events_per_week": args.events_per_week,
     }
-    source, inputs, n_eligible, clusters = None, None, None, None
+    source, inputs, n_eligible, clusters, guards = None, None, None, None, None
     if args.from_store:
         from experiments.history import design_inputs
 
@@ -511,6 +517,7 @@ def _cmd_design(args: argparse.Namespace) -> int:
         given = {k: v if v is not None else derived.get(k) for k, v in given.items()}
         source = {"store": str(store.resolve_path(args.store)), **inputs.to_dict()}
         n_eligible = inputs.n_eligible
+        guards = guardrails_from_history(inputs, cfg.decision, cfg.interval.width)
     elif args.eligible or args.trigger or args.cluster:
         raise InputError("--eligible, --trigger and --cluster need --from-store")
     common = {
@@ -568,6 +575,8 @@ def _cmd_design(args: argparse.Namespace) -> int:
         clusters_available=clusters,
         looks=args.looks,
         spending=args.spending,
+        guardrails=guards,
+        roll_out_threshold=cfg.decision.roll_out_threshold,
     )
     text = plan.describe() if asked is None else asked["sentence"] + "\n" + plan.describe()
     text = text if inputs is None else inputs.describe() + "\n\n" + text

@@ -110,6 +110,22 @@ _ENTRY_TRIGGER = (
 
 _MOMENTS_SQL = _POPULATION_SQL + "SELECT COUNT(*) AS n{moments} FROM per_customer"
 
+#: CSAT over the horizon, as the CSAT guardrail reads it: each population customer with a rating
+#: in [$as_of, $h_after) counts once with the mean of their ratings.
+_CSAT_SQL = (
+    _POPULATION_SQL
+    + """,
+rated AS (
+    SELECT i.customer_id, AVG(i.csat) AS csat
+    FROM interactions i
+    WHERE i.csat IS NOT NULL AND i.ts >= $as_of AND i.ts < $h_after
+      AND i.customer_id IN (SELECT customer_id FROM per_customer)
+    GROUP BY i.customer_id
+)
+SELECT COUNT(*) AS n_rated, VAR_SAMP(csat) AS var_csat FROM rated
+"""
+)
+
 #: The readout's adjustment: the pre-period spend bands of attribution/cells.sql itself
 #: (:func:`attribution.cells.pre_band_sql`, parameters $pre_start, $start, $pre_bands). Per
 #: band: customers, and each outcome's mean and population variance.
@@ -326,6 +342,10 @@ class DesignInputs:
         the carried value of retained customers: size a test for the decision with
         ``for_means("net_value")`` (measured on the simulator within 10% of the readout's net
         value interval, ``tests/test_loop.py``).
+    csat_rated_share, csat_sd : float, float or None
+        The share of the population with a CSAT rating over the horizon and the sample sd of
+        their per-customer mean rating, as the CSAT guardrail compares them (None without
+        ratings): what the guardrail's precision at a test size follows from.
     value_carry : float
         ``sum_{j=1..H} rho^j d^(W+j) / W``: what a month of a retained customer's window flow is
         worth over the value horizon ``H`` (``money.value_horizon_months``), decaying with the
@@ -368,6 +388,8 @@ class DesignInputs:
     net_value_sd: float = 0.0
     r2_net_value_bands: float = 0.0
     value_carry: float = 0.0
+    csat_rated_share: float = 0.0
+    csat_sd: float | None = None
 
     @property
     def horizon_weeks(self) -> float:
@@ -475,6 +497,12 @@ class DesignInputs:
             f"Net value per customer (window margin less cost, a retained customer's carried "
             f"over the value horizon): mean {self.net_value_mean:,.2f}, sd "
             f"{self.net_value_sd:,.2f}; R^2 {self.r2_net_value_bands:.3f}.",
+            (
+                f"CSAT: {self.csat_rated_share:.1%} of them rate service over the horizon "
+                f"(per-customer mean rating sd {self.csat_sd:.3f})."
+                if self.csat_sd is not None
+                else "CSAT: no ratings over the horizon."
+            ),
             "R^2 is that of the readout's own adjustment (pre-period spend bands), so the size "
             "is what the readout's precision supports; a regression on five pre-period "
             f"features would reach {self.r2_retention:.3f} / {self.r2_revenue:.3f} / "
@@ -653,6 +681,7 @@ def design_inputs(
         "r2_retention": _r2(moments, "y_retention"),
         **_band_r2(con, fill, {**params, **net}, first, ref),
         "value_carry": carry,
+        **_csat(con, fill, params, h_end, n),
     }
     if trigger_conds:
         rate, months = _eligible_rate(con, first, last, eligible_sql, trigger_sql, filter_params)
@@ -767,6 +796,17 @@ def _band_r2(
 #: A customer's net value before the intervention's cost, as the readout's money counts it
 #: (``DesignInputs.net_value_sd``); parameters $margin and $carry.
 _NET_SQL = "(($margin * y_revenue - y_cost) * (1 + y_retention * $carry))"
+
+
+def _csat(
+    con: duckdb.DuckDBPyConnection, fill: dict[str, str], params: dict[str, Any], end: date, n: int
+) -> dict[str, Any]:
+    """``csat_rated_share`` and ``csat_sd`` of the population over the horizon."""
+    rated, var = con.execute(
+        _CSAT_SQL.format(**fill), {**params, "h_after": add_months(end, 1)}
+    ).fetchone()
+    sd = math.sqrt(var) if var is not None and var > 0 else None
+    return {"csat_rated_share": float(rated) / n if n else 0.0, "csat_sd": sd}
 
 
 def _carry(baseline: float, months: int, money: MoneySettings) -> float:

@@ -23,7 +23,7 @@ from typing import Literal
 
 import numpy as np
 import pandas as pd
-from scipy import stats
+from scipy import optimize, stats
 
 from attribution.config import DecisionSettings
 from attribution.errors import InputError
@@ -38,6 +38,48 @@ METRICS: tuple[str, ...] = ("retention", "revenue", "cost_to_serve", "net_value"
 MAX_WEEKS = 52.0
 #: Control shares shown in the split table besides the chosen one.
 SHARES: tuple[float, ...] = (0.5, 0.3, 0.2, 0.1, 0.05)
+
+
+@dataclass(frozen=True)
+class Guardrails:
+    """What the decision's guardrails need to be predicted at a test size (see
+    :func:`experiments.decision.decide`): the cost-to-serve margin and the spread of cost per
+    customer over the window, the CSAT tolerance, the share of customers who rate service and the
+    spread of their mean rating. :func:`guardrails_from_history` builds one from the store's
+    history and the ``[decision]`` settings; a part left None is not predicted.
+    """
+
+    cost_margin: float | None = None
+    cost_sd: float | None = None
+    cost_r2: float = 0.0
+    csat_tolerance: float | None = None
+    csat_sd: float | None = None
+    csat_rated_share: float | None = None
+    interval_width: float = 0.9
+
+
+def guardrails_from_history(
+    inputs, decision: DecisionSettings | None = None, interval_width: float = 0.9
+) -> Guardrails:
+    """The guardrails of ``decision`` (default settings) predicted from design inputs
+    (:class:`experiments.history.DesignInputs`): the cost margin is ``decision.cost_margin`` or
+    its share of the population's mean cost over the horizon, as the decision sets it from the
+    control arm."""
+    rules = decision or DecisionSettings()
+    margin = (
+        rules.cost_margin
+        if rules.cost_margin is not None
+        else rules.cost_margin_share * inputs.cost_mean
+    )
+    return Guardrails(
+        cost_margin=float(margin),
+        cost_sd=inputs.cost_sd,
+        cost_r2=inputs.r2_cost_bands,
+        csat_tolerance=rules.csat_tolerance,
+        csat_sd=inputs.csat_sd,
+        csat_rated_share=inputs.csat_rated_share,
+        interval_width=interval_width,
+    )
 
 
 @dataclass(frozen=True)
@@ -223,6 +265,30 @@ class TestPlan:
                     + f", and at the MDE it is expected to end after "
                     f"{w['expected_fraction_at_mde']:.0%} of its horizon."
                 )
+            g = r.get("guardrails")
+            if g is not None:
+                parts = []
+                for name, words in (("cost_to_serve", "cost-to-serve"), ("csat", "CSAT")):
+                    if name in g:
+                        gi = g[name]
+                        need = gi["n_total_for_90"]
+                        parts.append(
+                            f"{words} passes {gi['p_pass']:.0%} of the time"
+                            + (f" (90% needs {need:,} customers)" if need is not None else "")
+                        )
+                if parts:
+                    need = g["n_total_for_decision"]
+                    lines.append(
+                        f"  Guardrails at this size (untouched by the intervention): "
+                        f"{'; '.join(parts)}. With them the test rolls out "
+                        f"{g['p_rollout_at_mde_with_guardrails']:.0%} of the time at the MDE"
+                        + (
+                            f"; the decision (rule and guardrails) needs {need:,} customers for "
+                            f"{r['power']:.0%}."
+                            if need is not None
+                            else "; no size gets the decision there."
+                        )
+                    )
             if self.arms > 2:
                 lines.append(
                     f"  With {self.arms - 1} treated arms each is rolled out at P(net value > 0) "
@@ -325,6 +391,7 @@ def plan_test(
     roll_out_threshold: float = DecisionSettings().roll_out_threshold,
     looks: int = 1,
     spending: str = "obrien-fleming",
+    guardrails: Guardrails | None = None,
 ) -> TestPlan:
     """Size a CX test and say how long it takes and what its MDE is worth.
 
@@ -397,6 +464,12 @@ def plan_test(
         of the horizon the test is expected to run at the MDE.
     spending : {"obrien-fleming", "pocock"}
         The alpha spending function of the looks.
+    guardrails : Guardrails, optional
+        The decision rolls out only when its guardrails pass too. With them,
+        :attr:`TestPlan.rule` gains ``guardrails``: each guardrail's standard error and chance
+        of passing at the last look when the intervention does not touch it, the customers for
+        a 90% chance, and ``p_rollout_at_mde_with_guardrails`` (the rule's chance times the
+        guardrails', taken as independent).
 
     Returns
     -------
@@ -447,6 +520,7 @@ def plan_test(
     rule = _rule(
         metric, baseline, sd, mde, r2, control_share, power, n_control, n_treatment, n_total,
         cluster, roll_out_threshold, value_per_unit, unit_cost, int(arms), looks, spending,
+        guardrails,
     )  # fmt: skip
     deadline = None
     if timeline is not None:
@@ -547,6 +621,7 @@ def plan_test(
 def _rule(
     metric, baseline, sd, mde, r2, control_share, power, n_control, n_treatment, n_total,
     cluster, threshold, value_per_unit, unit_cost, arms, looks=1, spending="obrien-fleming",
+    guardrails=None,
 ) -> dict:  # fmt: skip
     """How often the readout's rule rolls out at this size, at the MDE and with no effect, and
     the total the rule needs for ``power`` roll-outs at the MDE (normal approximation)."""
@@ -589,8 +664,31 @@ def _rule(
             int(looks), spending, 1.0 - per_arm, target, (mde - money["unit_cost"] / value),
             se_at, se_null, n_pair, need, per_pair, money["unit_cost"] / value,
         )  # fmt: skip
+    guarded = None
+    if guardrails is not None:
+        final_z = _final_guardrail_z(guardrails.interval_width, int(looks), spending)
+        at_end = watched["p_rollout_at_mde"] if watched else at_mde
+        guarded = _guardrail_chances(guardrails, c, n_pair, per_pair, deff, final_z, at_end)
+        terms = guarded.pop("_terms")
+        if watched:
+            rule_z = stats.norm.ppf(watched["thresholds"])
+
+            def p_rule(n: float) -> float:
+                drift = (mde - money["unit_cost"] / value) / se_at(n)
+                return float(
+                    design.crossing_probabilities(watched["fractions"], rule_z, drift).sum()
+                )
+        else:
+
+            def p_rule(n: float) -> float:
+                return design.rollout_probability(mde, se_at(n), **money)
+
+        guarded["n_total_for_decision"] = _decision_size(
+            p_rule, terms, final_z, float(power), n_pair, per_pair
+        )
     return {
         "looks": watched,
+        "guardrails": guarded,
         **money,
         "rule_threshold": threshold,
         "power": target,
@@ -601,6 +699,73 @@ def _rule(
         "approximation": "normal posterior of the effect with the design's standard error; "
         "guardrails and the hierarchical priors not modelled",
     }
+
+
+def _final_guardrail_z(width: float, looks: int, spending: str) -> float:
+    """The guardrails' z at the last look: the interval's, or the looks' last boundary."""
+    alpha = (1.0 - width) / 2.0
+    if looks <= 1:
+        return float(stats.norm.isf(alpha))
+    return float(design.boundaries([k / looks for k in range(1, looks + 1)], alpha, spending).z[-1])
+
+
+def _guardrail_chances(g: Guardrails, c, n_pair, per_pair, deff, z, p_rule) -> dict:
+    """Each guardrail's se, chance of passing (untouched by the intervention) and the customers
+    for a 90% chance; the roll-out chance with them (independence taken)."""
+    pair = 1.0 / c + 1.0 / (1.0 - c)
+    need_se = 1.0 / (z + stats.norm.ppf(0.9))  # se as a share of the margin for a 90% pass
+    out: dict = {"z": z}
+    terms = []  # (variance of one customer-pair unit, margin) per guardrail
+    p_all = 1.0
+    if g.cost_margin is not None and g.cost_sd:
+        var1 = g.cost_sd**2 * design.variance_factor(g.cost_r2) * pair * deff
+        se = math.sqrt(var1 / n_pair)
+        p = design.guardrail_pass_probability(se, g.cost_margin, z=z)
+        need = var1 / (g.cost_margin * need_se) ** 2 if g.cost_margin > 0 else math.inf
+        terms.append((var1, g.cost_margin))
+        out["cost_to_serve"] = {
+            "margin": g.cost_margin,
+            "se": se,
+            "p_pass": p,
+            "n_total_for_90": None if math.isinf(need) else math.ceil(need * per_pair),
+        }
+        p_all *= p
+    if g.csat_tolerance is not None and g.csat_sd and g.csat_rated_share:
+        var1 = g.csat_sd**2 * pair * deff / g.csat_rated_share
+        se = math.sqrt(var1 / n_pair)
+        p = design.guardrail_pass_probability(se, g.csat_tolerance, z=z)
+        need = var1 / (g.csat_tolerance * need_se) ** 2 if g.csat_tolerance > 0 else math.inf
+        terms.append((var1, g.csat_tolerance))
+        out["csat"] = {
+            "tolerance": g.csat_tolerance,
+            "se": se,
+            "p_pass": p,
+            "n_total_for_90": None if math.isinf(need) else math.ceil(need * per_pair),
+        }
+        p_all *= p
+    out["p_all_pass"] = p_all
+    out["p_rollout_at_mde_with_guardrails"] = p_rule * p_all
+    out["_terms"] = terms
+    return out
+
+
+def _decision_size(p_rule, terms, z, power, n_pair, per_pair) -> int | None:
+    """Customers (in total) for the decision, rule and guardrails together, to roll out with
+    chance ``power`` at the MDE; None when no size gets there (an effect that does not pay)."""
+
+    def chance(n: float) -> float:
+        p = p_rule(n)
+        for var1, margin in terms:
+            p *= design.guardrail_pass_probability(math.sqrt(var1 / n), margin, z=z)
+        return p
+
+    lo, hi = max(n_pair * 1e-3, 4.0), n_pair * 1e4
+    if chance(hi) < power:
+        return None
+    if chance(lo) >= power:
+        return math.ceil(lo * per_pair)
+    n = optimize.brentq(lambda x: chance(math.exp(x)) - power, math.log(lo), math.log(hi))
+    return math.ceil(math.exp(n) * per_pair)
 
 
 def _looks(

@@ -382,3 +382,19 @@ def test_net_value_is_the_readouts_money_per_customer_from_the_raw_rows(world):
         "r2": inputs.r2_net_value_bands,
     }
     assert "Net value per customer" in inputs.describe()
+
+
+def test_csat_share_and_spread_are_the_guardrails_from_the_raw_rows(world):
+    """What the CSAT guardrail's precision follows from: who rates service over the horizon and
+    the spread of their mean rating."""
+    con, tables = world
+    inputs = design_inputs(con, horizon_months=3, pre_months=3)
+    _, y = expected(tables, "2025-10", 3, 3)
+    inter = tables["interactions"]
+    ref = pd.Period("2025-10", "M")
+    rated = inter[(inter["month"] >= ref) & (inter["month"] <= ref + 2) & inter["csat"].notna()]
+    rated = rated[rated["customer_id"].isin(y.index)]
+    per_customer = rated.groupby("customer_id")["csat"].mean()
+    assert inputs.csat_rated_share == pytest.approx(len(per_customer) / len(y), rel=1e-12)
+    assert inputs.csat_sd == pytest.approx(per_customer.std(ddof=1), rel=1e-9)
+    assert "rate service" in inputs.describe()

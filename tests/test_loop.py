@@ -21,20 +21,23 @@ from __future__ import annotations
 
 import os
 from dataclasses import replace
+from datetime import date
 
 import pytest
 from scipy import stats
 
 from attribution import store, synth
 from attribution.config import Config
+from attribution.periods import add_months
 from attribution.readout import read_out
 from experiments import design
 from experiments.assign import assign, write_assignment
-from experiments.decision import CONTINUE, ROLL_OUT, decide
+from experiments.decision import CONTINUE, ROLL_OUT, csat_guardrail, decide
 from experiments.history import design_inputs
-from experiments.plan import detectable_effect, plan_test
+from experiments.plan import detectable_effect, guardrails_from_history, plan_test
 
 START = "2025-07"
+START_DAY = date(2025, 7, 1)
 HORIZON = 4
 LOOKS = 2
 #: The readout without segments (overall effects decide), and a CSAT tolerance a test of a few
@@ -60,10 +63,11 @@ def _design(con, n: int):
     """The plan for a test of the eligible customers on the decision's own metric, net value
     (sd and R^2 from the store's history), sized to what ``n`` customers can detect and
     monitored over the looks."""
-    inputs = design_inputs(con, horizon_months=HORIZON, as_of=START)
+    inputs = design_inputs(con, horizon_months=HORIZON, as_of=START, money=CONFIG.money)
     net = inputs.for_means("net_value")
     mde, _ = detectable_effect("net_value", customers=n, **net)
-    return plan_test("net_value", mde, **net, looks=LOOKS, n_eligible=n)
+    guards = guardrails_from_history(inputs, CONFIG.decision, CONFIG.interval.width)
+    return plan_test("net_value", mde, **net, looks=LOOKS, n_eligible=n, guardrails=guards)
 
 
 def _assign(con, eligible, salt: str, experiment_id: str, plan) -> None:
@@ -180,8 +184,63 @@ def test_the_design_promises_the_width_the_readout_reports(seed):
         "revenue": revenue["sd"] ** 2 * design.variance_factor(revenue["r2"]) * pair,
         "retention": p * (1 - p) * design.variance_factor(retention["r2"]) * pair,
         "net_value": net["sd"] ** 2 * design.variance_factor(net["r2"]) * pair,
+        # the guardrails: cost-to-serve from the readout, CSAT among customers who rate
+        "cost_to_serve": inputs.cost_sd**2 * design.variance_factor(inputs.r2_cost_bands) * pair,
+        "csat": inputs.csat_sd**2 * pair / inputs.csat_rated_share,
     }
+    csat = csat_guardrail(
+        con, "exp_width", start=readout.start, end=add_months(readout.horizon, 1)
+    ).iloc[0]
     for outcome, variance in promised.items():
         width = 2 * z * variance**0.5
-        reported = top.loc[outcome, "hi"] - top.loc[outcome, "lo"]
+        row = csat if outcome == "csat" else top.loc[outcome]
+        reported = row["hi"] - row["lo"]
         assert reported == pytest.approx(width, rel=0.10), (outcome, width, reported)
+
+
+def _revenue_for(con, net_value: float) -> float:
+    """Revenue to add to each active month of a treated customer for a planted net value effect
+    of ``net_value`` per customer: a customer's net value is ``(margin x revenue - cost) x (1 +
+    retained x carry)`` (DesignInputs.net_value_sd), so ``delta`` a month adds ``margin x delta
+    x months active x (1 + retained x carry)``, averaged over the eligible customers' own
+    window (the same in both arms: they are a hash apart)."""
+    inputs = design_inputs(con, horizon_months=HORIZON, as_of=START, money=CONFIG.money)
+    per_delta = con.execute(
+        """
+        SELECT avg(months * (1 + retained * $carry)) FROM (
+            SELECT o.customer_id,
+                   sum(CASE WHEN o.active THEN 1 ELSE 0 END) AS months,
+                   max(CASE WHEN o.period = $end AND o.active THEN 1 ELSE 0 END) AS retained
+            FROM outcomes o
+            WHERE o.period >= DATE '2025-07-01' AND o.period <= $end
+              AND o.customer_id IN (SELECT customer_id FROM outcomes
+                                    WHERE period = DATE '2025-06-01' AND active)
+            GROUP BY o.customer_id
+        )
+        """,
+        {"carry": inputs.value_carry, "end": add_months(START_DAY, HORIZON - 1)},
+    ).fetchone()[0]
+    return net_value / (CONFIG.money.margin_rate * per_delta)
+
+
+@pytest.mark.slow
+def test_rollouts_at_the_mde_match_the_plan_with_its_guardrails():
+    """With the MDE planted, the loop rolls out as often as the plan says the decision will:
+    the rule at the looks times the guardrails' chances of passing (cost-to-serve's margin is
+    5% of control's cost; CSAT's tolerance here 0.3)."""
+    reps = int(os.environ.get("CX_LOOP_REPS", "400"))
+    con, eligible = _world(24)
+    plan = _design(con, len(eligible))
+    predicted = plan.rule["guardrails"]["p_rollout_at_mde_with_guardrails"]
+    delta = _revenue_for(con, plan.inputs["mde"])
+    rolled = 0
+    for rep in range(reps):
+        experiment_id = f"exp_mde_{rep}"
+        _assign(con, eligible, f"mde-{rep}", experiment_id, plan)
+        _plant(con, experiment_id, delta)
+        nights = _nights(con, experiment_id, months=(2, 4))
+        rolled += nights[-1][1].verdict == ROLL_OUT
+        _plant(con, experiment_id, -delta)  # the next salt starts from the same world
+    lo, hi = stats.binom.interval(0.99, reps, predicted)
+    # the plan's normal approximations (independent guardrails, a flat prior) get 3 pp
+    assert lo / reps - 0.03 <= rolled / reps <= hi / reps + 0.03, (rolled, reps, predicted)

@@ -289,3 +289,42 @@ def test_rule_sizes_invert_the_rollout_probability():
     with pytest.raises(InputError, match="power must exceed 1 - threshold"):
         design.rule_sample_size(se_at, 5.0, power=0.05)
     assert math.isinf(design.rule_sample_size(se_at, 1.0, value_per_unit=0.3, unit_cost=0.3))
+
+
+def test_guardrails_enter_the_plan_with_their_chances_and_the_decisions_size():
+    """The decision rolls out only when its guardrails pass: the plan gives each guardrail's
+    standard error and chance at this size, and the size for rule and guardrails together."""
+    from scipy import stats
+
+    from experiments.plan import Guardrails
+
+    g = Guardrails(
+        cost_margin=0.5, cost_sd=6.0, cost_r2=0.1, csat_tolerance=0.05, csat_sd=1.2,
+        csat_rated_share=0.2,
+    )  # fmt: skip
+    plan = plan_test("net_value", 20.0, sd=380.0, r2=0.13, guardrails=g)
+    out = plan.rule["guardrails"]
+    n_c, n_t = plan.n_control, plan.n_treatment
+    se_cost = 6.0 * math.sqrt(0.9 * (1 / n_c + 1 / n_t))
+    se_csat = 1.2 * math.sqrt((1 / n_c + 1 / n_t) / 0.2)
+    z = stats.norm.isf(0.05)
+    assert out["cost_to_serve"]["se"] == pytest.approx(se_cost, rel=1e-3)
+    assert out["cost_to_serve"]["p_pass"] == pytest.approx(stats.norm.cdf(0.5 / se_cost - z), 1e-2)
+    assert out["csat"]["p_pass"] == pytest.approx(stats.norm.cdf(0.05 / se_csat - z), 1e-2)
+    assert out["p_rollout_at_mde_with_guardrails"] == pytest.approx(
+        plan.rule["p_rollout_at_mde"] * out["cost_to_serve"]["p_pass"] * out["csat"]["p_pass"]
+    )
+    # at the decision's size the three chances multiply to the power
+    n = out["n_total_for_decision"]
+    assert n > plan.n_total  # the guardrails cost customers
+    scale = math.sqrt(plan.n_total / n)
+    chance = (
+        design.rollout_probability(
+            20.0, 380.0 * math.sqrt(0.87 * 4 / plan.size.n_total_exact) * scale
+        )
+        * design.guardrail_pass_probability(se_cost * scale, 0.5)
+        * design.guardrail_pass_probability(se_csat * scale, 0.05)
+    )
+    assert chance == pytest.approx(0.8, abs=0.01)
+    assert "Guardrails at this size" in plan.describe()
+    assert plan_test("net_value", 20.0, sd=380.0).rule["guardrails"] is None

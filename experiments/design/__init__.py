@@ -42,6 +42,7 @@ from experiments.design.clusters import (
 )
 from experiments.design.rule import (
     any_rollout_probability,
+    guardrail_pass_probability,
     per_arm_threshold,
     rollout_probability,
     rule_sample_size,
@@ -118,6 +119,7 @@ __all__ = [
     "cluster_sample_size",
     "design_effect",
     "expected_test_roll_profit",
+    "guardrail_pass_probability",
     "heavy_tail_sample_sizes",
     "holdout_value",
     "mde_per_thousand",

@@ -31,6 +31,7 @@ from attribution.validation import positive as _positive
 
 __all__ = [
     "any_rollout_probability",
+    "guardrail_pass_probability",
     "per_arm_threshold",
     "rollout_probability",
     "rule_sample_size",
@@ -218,3 +219,36 @@ def per_arm_threshold(arms: int, *, control_share: float = 0.5, family: float = 
         return any_rollout_probability(arms, 1.0, control_share=control_share, threshold=t) - f
 
     return float(optimize.brentq(gap, 1.0 - f, 1.0 - 1e-9, xtol=1e-10))
+
+
+def guardrail_pass_probability(
+    se: float, margin: float, *, change: float = 0.0, z: float = 1.6448536269514722
+) -> float:
+    """The chance a guardrail passes: its interval's far end clears the margin.
+
+    A cost-type guardrail (must not rise by more than ``margin``) passes when ``estimate + z *
+    se <= margin``; with the estimate normal around the true ``change``, that is ``Phi((margin
+    - change) / se - z)``. A CSAT-type guardrail (must not fall by more than a tolerance) is the
+    same with the sign turned: ``margin = tolerance`` and ``change = -(true change)``.
+
+    Parameters
+    ----------
+    se : float
+        Standard error of the guardrail's estimate at the test's size (> 0).
+    margin : float
+        The allowed change (>= 0).
+    change : float
+        The true change in the harmful direction (0: the intervention does not touch it).
+    z : float
+        The interval's normal quantile (1.645 for 90%; a monitored test's look boundary).
+
+    Examples
+    --------
+    >>> round(guardrail_pass_probability(1.0, 1.6448536269514722 + 1.2815515655446004), 3)
+    0.9
+    >>> round(guardrail_pass_probability(1.0, 0.0), 3)  # no margin: passes only by luck
+    0.05
+    """
+    s = _positive("se", se)
+    m = _non_negative("margin", margin)
+    return float(stats.norm.cdf((m - _finite("change", change)) / s - _positive("z", z)))
