@@ -301,9 +301,15 @@ class TestPlan:
                 f"{self.mde_value_per_1000:,.0f} per 1,000 eligible customers."
             )
         if self.assurance is not None:
+            decided = (self.rule or {}).get("assurance")
+            rolled = ""
+            if decided is not None:
+                rolled = f"; the decision's rule rolls out {decided['p_rollout']:.0%} of the time"
+                if decided["p_rollout_with_guardrails"] is not None:
+                    rolled += f" ({decided['p_rollout_with_guardrails']:.0%} with its guardrails)"
             lines.append(
-                f"  Assurance: with the prior on the effect, the test ends with a credible "
-                f"positive result {self.assurance.probability:.0%} of the time."
+                f"  Assurance: with the prior on the effect, the test ends with its 90% interval "
+                f"above zero {self.assurance.probability:.0%} of the time{rolled}."
             )
         if self.holdout is not None:
             lines.append(f"  Holdout sized by value: {self.holdout.describe()}")
@@ -520,7 +526,7 @@ def plan_test(
     rule = _rule(
         metric, baseline, sd, mde, r2, control_share, power, n_control, n_treatment, n_total,
         cluster, roll_out_threshold, value_per_unit, unit_cost, int(arms), looks, spending,
-        guardrails,
+        guardrails, prior_mean, prior_sd,
     )  # fmt: skip
     deadline = None
     if timeline is not None:
@@ -531,6 +537,14 @@ def plan_test(
             baseline, sd, control_share, per_test, power, r2, continuity, value_per_unit,
             slack=int(arms) / float(eligible_per_week),
         )  # fmt: skip
+    if int(metrics) > 1:
+        warn.append(
+            f"--metrics {metrics} sizes each comparison at alpha / {metrics}, but cx decide takes "
+            "one decision on one metric, net value, with guardrails that must all pass (an "
+            "intersection-union rule: requiring every one adds no false roll-outs, so the "
+            "decision needs no correction); the per-metric effects it prints are descriptive. "
+            "Size for several metrics only if each will be acted on by itself"
+        )
     if n_eligible is not None and n_total > n_eligible and timeline is None:
         warn.append(
             f"the test needs {n_total:,} customers but only {n_eligible:,} are eligible now; "
@@ -621,7 +635,7 @@ def plan_test(
 def _rule(
     metric, baseline, sd, mde, r2, control_share, power, n_control, n_treatment, n_total,
     cluster, threshold, value_per_unit, unit_cost, arms, looks=1, spending="obrien-fleming",
-    guardrails=None,
+    guardrails=None, prior_mean=None, prior_sd=None,
 ) -> dict:  # fmt: skip
     """How often the readout's rule rolls out at this size, at the MDE and with no effect, and
     the total the rule needs for ``power`` roll-outs at the MDE (normal approximation)."""
@@ -664,31 +678,39 @@ def _rule(
             int(looks), spending, 1.0 - per_arm, target, (mde - money["unit_cost"] / value),
             se_at, se_null, n_pair, need, per_pair, money["unit_cost"] / value,
         )  # fmt: skip
+    rule_z = stats.norm.ppf(watched["thresholds"]) if watched else None
+
+    def chance(effect: float, n: float) -> float:
+        """P(the rule rolls out by the last look) at a true effect and a pair size."""
+        if watched:
+            drift = (effect - money["unit_cost"] / value) / se_at(n)
+            return float(design.crossing_probabilities(watched["fractions"], rule_z, drift).sum())
+        return design.rollout_probability(effect, se_at(n), **money)
+
     guarded = None
     if guardrails is not None:
         final_z = _final_guardrail_z(guardrails.interval_width, int(looks), spending)
         at_end = watched["p_rollout_at_mde"] if watched else at_mde
         guarded = _guardrail_chances(guardrails, c, n_pair, per_pair, deff, final_z, at_end)
         terms = guarded.pop("_terms")
-        if watched:
-            rule_z = stats.norm.ppf(watched["thresholds"])
-
-            def p_rule(n: float) -> float:
-                drift = (mde - money["unit_cost"] / value) / se_at(n)
-                return float(
-                    design.crossing_probabilities(watched["fractions"], rule_z, drift).sum()
-                )
-        else:
-
-            def p_rule(n: float) -> float:
-                return design.rollout_probability(mde, se_at(n), **money)
-
         guarded["n_total_for_decision"] = _decision_size(
-            p_rule, terms, final_z, float(power), n_pair, per_pair
+            lambda n: chance(mde, n), terms, final_z, float(power), n_pair, per_pair
         )
+    assured = None
+    if prior_mean is not None and prior_sd is not None:
+        # the decision's assurance: its roll-out chance averaged over the prior on the effect
+        # (Gauss-Hermite, 40 nodes), times the guardrails' chance when they are predicted
+        nodes, weights = np.polynomial.hermite_e.hermegauss(40)
+        effects = float(prior_mean) + float(prior_sd) * nodes
+        p = float(np.dot(weights, [chance(e, n_pair) for e in effects]) / math.sqrt(2 * math.pi))
+        assured = {
+            "p_rollout": p,
+            "p_rollout_with_guardrails": p * guarded["p_all_pass"] if guarded else None,
+        }
     return {
         "looks": watched,
         "guardrails": guarded,
+        "assurance": assured,
         **money,
         "rule_threshold": threshold,
         "power": target,

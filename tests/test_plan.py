@@ -328,3 +328,32 @@ def test_guardrails_enter_the_plan_with_their_chances_and_the_decisions_size():
     assert chance == pytest.approx(0.8, abs=0.01)
     assert "Guardrails at this size" in plan.describe()
     assert plan_test("net_value", 20.0, sd=380.0).rule["guardrails"] is None
+
+
+def test_assurance_of_the_decision_is_its_rollout_chance_over_the_prior():
+    """Assurance for the rule the readout uses (roll out at P(net value > 0) >= 0.90, the
+    intervention's cost counted), checked by simulating effects from the prior and estimates."""
+    import numpy as np
+    from scipy import stats
+
+    plan = plan_test(
+        "retention", 0.02, baseline=0.80, control_share=0.1, value_per_unit=600.0,
+        prior_mean=0.01, prior_sd=0.01, unit_cost=3.0,
+    )  # fmt: skip
+    p1 = 0.82
+    se = math.sqrt(0.8 * 0.2 / plan.n_control + p1 * (1 - p1) / plan.n_treatment)
+    rng = np.random.default_rng(5)
+    theta = rng.normal(0.01, 0.01, 400_000)
+    estimate = rng.normal(theta, se)
+    simulated = np.mean(estimate >= 3.0 / 600.0 + stats.norm.ppf(0.9) * se)
+    got = plan.rule["assurance"]["p_rollout"]
+    assert got == pytest.approx(simulated, abs=0.005)
+    assert got < plan.assurance.probability  # the cost makes the decision harder than > 0
+    assert "the decision's rule rolls out" in plan.describe()
+
+
+def test_several_metrics_are_sized_but_the_decision_is_one_metric_and_says_so():
+    plan = plan_test("revenue", 5.0, sd=120.0, metrics=3)
+    assert plan.alpha_per_test == pytest.approx(0.05 / 3)
+    assert any("intersection-union" in w for w in plan.warnings)
+    assert not any("intersection-union" in w for w in plan_test("revenue", 5.0, sd=120.0).warnings)
