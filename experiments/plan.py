@@ -646,14 +646,14 @@ def _rule(
         p0, p1 = float(baseline), float(baseline) + float(mde)
 
         def se_at(n_pair: float, p1: float = p1) -> float:
-            return math.sqrt(deff * vf * (p0 * (1 - p0) / c + p1 * (1 - p1) / (1 - c)) / n_pair)
+            return design.proportions_se(p0, p1, n_pair, c, deff * vf)
 
         def se_null(n_pair: float) -> float:
             return se_at(n_pair, p0)
     else:
 
         def se_at(n_pair: float) -> float:
-            return float(sd) * math.sqrt(deff * vf * (1 / c + 1 / (1 - c)) / n_pair)
+            return design.means_se(float(sd), n_pair, c, deff * vf)
 
         se_null = se_at
     # one comparison's customers (a cluster plan's counts already carry the design effect,

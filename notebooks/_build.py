@@ -213,7 +213,7 @@ from attribution import store, synth
 from experiments import design
 from experiments.assign import assign, store_balance, write_assignment
 from experiments.history import design_inputs
-from experiments.plan import plan_test
+from experiments.plan import guardrails_from_history, plan_test
 
 workdir = Path(tempfile.mkdtemp(prefix="cx-design-"))
 con = store.connect(workdir / "cx.duckdb")
@@ -259,8 +259,26 @@ plan = plan_test(
     prior_sd=0.02,
     unit_cost=3.0,
     population=50_000,
+    guardrails=guardrails_from_history(inputs),  # cx decide rolls out only if these pass too
 )
 print(plan.describe())
+"""),
+    md("""
+## Sized for the decision, not for a test
+
+`cx decide` rolls out on P(net value > 0) >= 0.90 *and* passing guardrails (cost-to-serve must
+not rise more than 5%, CSAT must not fall more than 0.05 points). The plan above says how often
+that happens at the MDE. Net value, the decision's own metric, is mostly the value of retained
+customers carried over the value horizon: size on it directly.
+"""),
+    code("""
+net = inputs.for_means("net_value")
+by_value = plan_test(
+    "net_value", 25.0, **net, control_share=0.2,
+    eligible_per_week=inputs.eligible_per_week, horizon_weeks=inputs.horizon_weeks,
+    guardrails=guardrails_from_history(inputs),
+)
+print(by_value.describe())
 """),
     code("""
 fig, (a, b) = plt.subplots(1, 2, figsize=(10, 3.5))

@@ -187,13 +187,33 @@ def _size(
 # Two proportions (retention)
 
 
+def proportions_se(
+    p_control: float, p_treatment: float, n_total: float, control_share: float, vf: float = 1.0
+) -> float:
+    """Standard error of a difference in proportions (unpooled) with ``n_total`` customers, a
+    share ``control_share`` in control, the variance scaled by ``vf`` (:func:`variance_factor`,
+    times a design effect for clusters).
+
+    Examples
+    --------
+    >>> round(proportions_se(0.8, 0.82, 10_000, 0.5), 6)
+    0.007843
+    """
+    c = control_share
+    return math.sqrt(
+        vf
+        * (p_control * (1.0 - p_control) / c + p_treatment * (1.0 - p_treatment) / (1.0 - c))
+        / n_total
+    )
+
+
 def _proportions_power_at(
     p1: float, p2: float, n_total: float, c: float, alpha: float, vf: float, continuity: bool
 ) -> float:
     inv = 1.0 / c + 1.0 / (1.0 - c)
     pbar = c * p1 + (1.0 - c) * p2
     se0 = math.sqrt(vf * pbar * (1.0 - pbar) * inv / n_total)
-    se1 = math.sqrt(vf * (p1 * (1.0 - p1) / c + p2 * (1.0 - p2) / (1.0 - c)) / n_total)
+    se1 = proportions_se(p1, p2, n_total, c, vf)
     cc = 0.5 * inv / n_total if continuity else 0.0
     return _two_sided_power(p2 - p1, se0, se1, cc, alpha)
 
@@ -386,7 +406,17 @@ def proportions_mde(
 # Means (spend, cost per customer)
 
 
-def _means_se(sd: float, n_total: float, c: float, vf: float) -> float:
+def means_se(sd: float, n_total: float, control_share: float, vf: float = 1.0) -> float:
+    """Standard error of a difference in means with ``n_total`` customers, a share
+    ``control_share`` in control, per-customer ``sd`` and the variance scaled by ``vf``
+    (:func:`variance_factor`, times a design effect for clusters).
+
+    Examples
+    --------
+    >>> means_se(100.0, 40_000, 0.5)
+    1.0
+    """
+    c = control_share
     return sd * math.sqrt(vf * (1.0 / c + 1.0 / (1.0 - c)) / n_total)
 
 
@@ -433,7 +463,7 @@ def means_power(
     n = _positive("n_total", n_total)
     c = _open_unit("control_share", control_share)
     a = _open_unit("alpha", alpha)
-    se = _means_se(s, n, c, variance_factor(r2))
+    se = means_se(s, n, c, variance_factor(r2))
     return _two_sided_power(delta, se, se, 0.0, a)
 
 
@@ -479,7 +509,7 @@ def means_sample_size(
     guess = max(z**2 * s**2 * vf * (1.0 / c + 1.0 / (1.0 - c)) / delta**2, 1e-6)
 
     def fn(n: float) -> float:
-        se = _means_se(s, n, c, vf)
+        se = means_se(s, n, c, vf)
         return _two_sided_power(delta, se, se, 0.0, a)
 
     n_exact = _solve_increasing(fn, target, guess, "n_total")
@@ -519,7 +549,7 @@ def means_mde(
     n = _positive("n_total", n_total)
     c = _open_unit("control_share", control_share)
     a, target = alpha_and_power(alpha, power)
-    se = _means_se(s, n, c, variance_factor(r2))
+    se = means_se(s, n, c, variance_factor(r2))
     guess = max((stats.norm.ppf(1.0 - a / 2.0) + stats.norm.ppf(target)) * se, 1e-12 * s)
     return _solve_increasing(lambda d: _two_sided_power(d, se, se, 0.0, a), target, guess, "mde")
 
