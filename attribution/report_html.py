@@ -409,6 +409,19 @@ def _design(data: ReportData) -> list[str]:
             fields.append(f"allocation: {_e(alloc)}")
         if design.get("simulated"):
             fields.append("<strong>simulated data</strong>")
+        watch = design.get("monitoring")
+        if isinstance(watch, dict) and watch.get("look_months"):
+            marks = ", ".join(
+                f"month {m} (P &ge; {t:.3f})"
+                for m, t in zip(watch["look_months"], watch.get("thresholds") or [], strict=False)
+            )
+            status = (data.monitoring.get(r["experiment_id"]) or {}).get("verdict")
+            fields.append(
+                f"monitored: {len(watch['look_months'])} planned looks over "
+                f"{_e(watch.get('horizon_months'))} months, {_e(watch.get('spending'))} "
+                f"spending; roll out at {marks}"
+                + (f"; now: <strong>{_e(status)}</strong>" if status else "")
+            )
         arms = ", ".join(f"{a} {n:,}" for a, n in (r["arms"] or {}).items()) or "none"
         out.append(
             "<tr>"

@@ -244,3 +244,42 @@ def test_rollouts_at_the_mde_match_the_plan_with_its_guardrails():
     lo, hi = stats.binom.interval(0.99, reps, predicted)
     # the plan's normal approximations (independent guardrails, a flat prior) get 3 pp
     assert lo / reps - 0.03 <= rolled / reps <= hi / reps + 0.03, (rolled, reps, predicted)
+
+
+def test_the_refresh_and_the_report_show_a_running_test_apart(tmp_path):
+    """A nightly refresh on a monitored test between its looks: "continue" with the next look in
+    the run's record and log, and the finance report shows it apart from finished tests."""
+    from attribution.refresh import refresh
+    from attribution.report import build_report
+
+    con, eligible = _world(25)
+    plan = _design(con, len(eligible))
+    result = assign(eligible, "nightly", control_share=0.5)
+    write_assignment(
+        con, "exp_running", "loyalty_call", result, started="2025-08", looks=3, horizon_months=6
+    )  # looks at months 2, 4, 6; the store's last month, 2025-10, is month 3: look 1 reached
+    said: list[str] = []
+    both = replace(
+        CONFIG,
+        experiments=replace(CONFIG.experiments, include=("exp_running", "exp_recovery_gift")),
+    )
+    outcome = refresh(con, both, log=said.append)
+    status = outcome.monitoring["exp_running"]
+    assert status["verdict"] in ("continue", "stop")  # look 1 of 3: no roll-out without crossing
+    assert status["look"]["look"] == 1 and status["look"]["next_date"] == "2025-12-01"
+    assert set(outcome.monitoring) == {"exp_running"}  # the fixed-horizon tests are not in it
+    assert any(line.startswith("exp_running: ") and "look 1 of 3" in line for line in said)
+    recorded = con.execute(
+        "SELECT diagnostics->'$.monitoring.exp_running.look.look' FROM runs WHERE run_id = ?",
+        [outcome.run_id],
+    ).fetchone()[0]
+    assert str(recorded) == "1"
+    published = outcome.estimates
+    window = published[published["experiment_id"] == "exp_running"]
+    assert len(window) and plan.rule["looks"]["looks"] == LOOKS
+    report = build_report(con, tmp_path / "report")
+    html = report.html.read_text()
+    if status["verdict"] == "continue":
+        assert "Running tests: interim numbers, not a decision" in html
+        assert any("exp_running is a running test" in n for n in report.notes)
+    assert "monitored: 3 planned looks over 6 months" in html
