@@ -300,7 +300,9 @@ def read_out(
         Segment columns; defaults to the configuration's ``model.segments``. Empty: overall only.
     horizon_months : int, optional
         Length of the outcome window in months, counting the start month (1 = the start month
-        only). Default: up to the last outcome month observed for the experiment's customers.
+        only). Default: up to the last outcome month observed for the experiment's customers;
+        for a monitored test (a ``monitoring`` section in its design record, ``cx assign
+        --looks``), up to its latest planned look the data reach (:mod:`attribution.looks`).
     config : Config, optional
         Sampler, money, interval and gate settings; defaults to :class:`Config()`.
     check_srm : bool
