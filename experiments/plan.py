@@ -736,30 +736,22 @@ def _guardrail_chances(g: Guardrails, c, n_pair, per_pair, deff, z, p_rule) -> d
     for a 90% chance; the roll-out chance with them (independence taken)."""
     pair = 1.0 / c + 1.0 / (1.0 - c)
     need_se = 1.0 / (z + stats.norm.ppf(0.9))  # se as a share of the margin for a 90% pass
-    out: dict = {"z": z}
-    terms = []  # (variance of one customer-pair unit, margin) per guardrail
-    p_all = 1.0
+    # (name, margin key, margin, variance of one customer-pair unit) of the predictable ones
+    parts = []
     if g.cost_margin is not None and g.cost_sd:
         var1 = g.cost_sd**2 * design.variance_factor(g.cost_r2) * pair * deff
-        se = math.sqrt(var1 / n_pair)
-        p = design.guardrail_pass_probability(se, g.cost_margin, z=z)
-        need = var1 / (g.cost_margin * need_se) ** 2 if g.cost_margin > 0 else math.inf
-        terms.append((var1, g.cost_margin))
-        out["cost_to_serve"] = {
-            "margin": g.cost_margin,
-            "se": se,
-            "p_pass": p,
-            "n_total_for_90": None if math.isinf(need) else math.ceil(need * per_pair),
-        }
-        p_all *= p
+        parts.append(("cost_to_serve", "margin", g.cost_margin, var1))
     if g.csat_tolerance is not None and g.csat_sd and g.csat_rated_share:
         var1 = g.csat_sd**2 * pair * deff / g.csat_rated_share
+        parts.append(("csat", "tolerance", g.csat_tolerance, var1))
+    out: dict = {"z": z}
+    p_all = 1.0
+    for name, key, margin, var1 in parts:
         se = math.sqrt(var1 / n_pair)
-        p = design.guardrail_pass_probability(se, g.csat_tolerance, z=z)
-        need = var1 / (g.csat_tolerance * need_se) ** 2 if g.csat_tolerance > 0 else math.inf
-        terms.append((var1, g.csat_tolerance))
-        out["csat"] = {
-            "tolerance": g.csat_tolerance,
+        p = design.guardrail_pass_probability(se, margin, z=z)
+        need = var1 / (margin * need_se) ** 2 if margin > 0 else math.inf
+        out[name] = {
+            key: margin,
             "se": se,
             "p_pass": p,
             "n_total_for_90": None if math.isinf(need) else math.ceil(need * per_pair),
@@ -767,7 +759,7 @@ def _guardrail_chances(g: Guardrails, c, n_pair, per_pair, deff, z, p_rule) -> d
         p_all *= p
     out["p_all_pass"] = p_all
     out["p_rollout_at_mde_with_guardrails"] = p_rule * p_all
-    out["_terms"] = terms
+    out["_terms"] = [(var1, margin) for _, _, margin, var1 in parts]
     return out
 
 
