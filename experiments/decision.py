@@ -57,7 +57,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass, field, replace
-from datetime import date
+from datetime import date, datetime
 
 import duckdb
 import numpy as np
@@ -323,7 +323,7 @@ def decide_readout(
     csat = csat_guardrail(
         con,
         experiment_id,
-        start=readout.start,
+        start=_first_day(con, experiment_id, readout.start),
         end=end,
         tolerance=rules.csat_tolerance,
         interval=cfg.interval,
@@ -438,6 +438,19 @@ def _verdict(
         names = ", ".join(unclear["guardrail"])
         why.append(f"Guardrail(s) unclear: {names}; more data is needed to rule out harm.")
     return EXTEND, why
+
+
+def _first_day(con: duckdb.DuckDBPyConnection, experiment_id: str, start: date) -> date:
+    """The experiment's own start day when it is later than its start month's first day: a
+    rating before the test started (a triggered test's triggering case, say) is not evidence
+    about the intervention, so the CSAT guardrail counts ratings from that day."""
+    row = con.execute(
+        "SELECT started FROM experiments WHERE experiment_id = ?", [experiment_id]
+    ).fetchone()
+    day = row[0] if row and row[0] is not None else start
+    if isinstance(day, datetime):
+        day = day.date()
+    return max(start, day)
 
 
 def _monitored(verdict: str, why: list[str], look, at_look: bool) -> tuple[str, list[str]]:
@@ -574,6 +587,9 @@ def csat_guardrail(
     z: float | None = None,
 ) -> pd.DataFrame:
     """CSAT must not fall: treated minus control mean CSAT, per treatment arm.
+
+    :func:`decide` passes the later of the window's first month and the experiment's own start
+    day as ``start``: a rating before the test started is not evidence about it.
 
     Each customer of the experiment with at least one CSAT rating in ``[start, end)`` counts
     once, with the mean of their ratings; arms are compared by the difference of the means of

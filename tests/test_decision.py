@@ -414,6 +414,27 @@ def test_csat_that_clearly_falls_fails_its_guardrail_and_stops_the_decision(deci
     assert any("Warning" in r and "region=" in r for r in d.reasons)
 
 
+def test_csat_counts_ratings_from_the_tests_start_day_not_its_months_first(decisions, hand):
+    """A test started mid-month: ratings earlier that month (a triggered test's triggering case)
+    came before the intervention and must not count in its CSAT guardrail."""
+    hand.execute("UPDATE experiments SET started = DATE '2025-04-15' WHERE experiment_id = 'hand'")
+    ids = [r[0] for r in hand.execute("SELECT customer_id FROM customers ORDER BY 1").fetchall()]
+    arms = dict(hand.execute("SELECT customer_id, arm FROM assignments").fetchall())
+    early = [5 if arms[c] == "treatment" else 1 for c in ids]  # the opposite of the window
+    load(
+        hand,
+        "interactions",
+        pd.DataFrame({"customer_id": ids, "ts": "2025-04-05 10:00:00", "kind": "billing",
+                      "csat": early}),
+    )  # fmt: skip
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DiagnosticsWarning)
+        d = decide(hand, "hand")
+    assert d.readout.start.isoformat() == "2025-04-01"  # the readout's window is by month
+    csat = d.guardrails.set_index("guardrail").loc["csat"]
+    assert csat["estimate"] == pytest.approx(-3.0)  # the April 5 ratings left out
+
+
 def test_csat_without_ratings_is_unclear_not_an_error(hand):
     from datetime import date
 
