@@ -102,6 +102,11 @@ per_customer AS (
 _ENTRY_ACTIVE = (
     "c.customer_id IN (SELECT o.customer_id FROM outcomes o WHERE o.period = $before AND o.active)"
 )
+#: With a trigger, a rating counts only after the customer's first triggering interaction.
+_AFTER_TRIGGER = (
+    "i.ts > (SELECT min(j.ts) FROM interactions j WHERE j.customer_id = i.customer_id "
+    "AND j.ts >= $as_of AND j.ts < $after AND {trigger})"
+)
 #: Entry with a trigger: a matching interaction during the ``as_of`` month.
 _ENTRY_TRIGGER = (
     "c.customer_id IN (SELECT i.customer_id FROM interactions i "
@@ -111,7 +116,8 @@ _ENTRY_TRIGGER = (
 _MOMENTS_SQL = _POPULATION_SQL + "SELECT COUNT(*) AS n{moments} FROM per_customer"
 
 #: CSAT over the horizon, as the CSAT guardrail reads it: each population customer with a rating
-#: in [$as_of, $h_after) counts once with the mean of their ratings.
+#: in [$as_of, $h_after) counts once with the mean of their ratings; with a trigger, only ratings
+#: after the customer's first triggering interaction ({after_trigger}): the test starts then.
 _CSAT_SQL = (
     _POPULATION_SQL
     + """,
@@ -120,6 +126,7 @@ rated AS (
     FROM interactions i
     WHERE i.csat IS NOT NULL AND i.ts >= $as_of AND i.ts < $h_after
       AND i.customer_id IN (SELECT customer_id FROM per_customer)
+      AND {after_trigger}
     GROUP BY i.customer_id
 )
 SELECT COUNT(*) AS n_rated, VAR_SAMP(csat) AS var_csat FROM rated
@@ -345,7 +352,9 @@ class DesignInputs:
     csat_rated_share, csat_sd : float, float or None
         The share of the population with a CSAT rating over the horizon and the sample sd of
         their per-customer mean rating, as the CSAT guardrail compares them (None without
-        ratings): what the guardrail's precision at a test size follows from.
+        ratings): what the guardrail's precision at a test size follows from. With a trigger,
+        only ratings after the customer's first triggering interaction count (the guardrail
+        counts ratings from the test's start).
     value_carry : float
         ``sum_{j=1..H} rho^j d^(W+j) / W``: what a month of a retained customer's window flow is
         worth over the value horizon ``H`` (``money.value_horizon_months``), decaying with the
@@ -646,6 +655,10 @@ def design_inputs(
     else:
         params["before"] = add_months(ref, -1)
     fill = {"cluster_select": cluster_select, "eligible": eligible_sql, "entry": entry}
+    after_trigger = "TRUE"
+    if trigger_conds:  # the same conditions on the subquery's own alias (same parameters)
+        trigger_j, _ = _where(con, trigger_conds, "interactions", "j", "t", "trigger")
+        after_trigger = _AFTER_TRIGGER.format(trigger=trigger_j)
 
     moments = _moments(con, fill, params)
     n = int(moments["n"])
@@ -681,7 +694,7 @@ def design_inputs(
         "r2_retention": _r2(moments, "y_retention"),
         **_band_r2(con, fill, {**params, **net}, first, ref),
         "value_carry": carry,
-        **_csat(con, fill, params, h_end, n),
+        **_csat(con, {**fill, "after_trigger": after_trigger}, params, h_end, n),
     }
     if trigger_conds:
         rate, months = _eligible_rate(con, first, last, eligible_sql, trigger_sql, filter_params)

@@ -398,3 +398,22 @@ def test_csat_share_and_spread_are_the_guardrails_from_the_raw_rows(world):
     assert inputs.csat_rated_share == pytest.approx(len(per_customer) / len(y), rel=1e-12)
     assert inputs.csat_sd == pytest.approx(per_customer.std(ddof=1), rel=1e-9)
     assert "rate service" in inputs.describe()
+
+
+def test_a_triggered_population_counts_ratings_after_its_trigger_only(world):
+    """The test starts at the trigger: its own (rated) triggering case is not CSAT evidence."""
+    con, tables = world
+    inputs = design_inputs(con, trigger="resolution=" + ",".join(BAD), horizon_months=2,
+                           as_of="2025-09")  # fmt: skip
+    _, y = expected(tables, "2025-09", 2, 3, trigger=lambda i: i["resolution"].isin(BAD))
+    inter = tables["interactions"]
+    ref = pd.Period("2025-09", "M")
+    hits = inter[(inter["month"] == ref) & inter["resolution"].isin(BAD)]
+    first = hits.groupby("customer_id")["ts"].min()
+    rated = inter[(inter["month"] >= ref) & (inter["month"] <= ref + 1) & inter["csat"].notna()]
+    rated = rated[rated["customer_id"].isin(y.index)]
+    rated = rated[rated["ts"] > rated["customer_id"].map(first)]
+    per_customer = rated.groupby("customer_id")["csat"].mean()
+    assert 0 < inputs.csat_rated_share == pytest.approx(len(per_customer) / len(y), rel=1e-12)
+    assert inputs.csat_rated_share < 1.0  # the triggering ratings alone would make it 1
+    assert inputs.csat_sd == pytest.approx(per_customer.std(ddof=1), rel=1e-9)
