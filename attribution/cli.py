@@ -176,8 +176,19 @@ def _parser() -> argparse.ArgumentParser:
         help="monitored test: decide only at K looks spread over --horizon-months, with "
         "alpha-spending thresholds (default: one readout at the end)",
     )
-    p.add_argument("--horizon-months", type=int, default=None, metavar="H")
-    p.add_argument("--spending", choices=["obrien-fleming", "pocock"], default="obrien-fleming")
+    p.add_argument(
+        "--horizon-months",
+        type=int,
+        default=None,
+        metavar="H",
+        help="monitored test: its outcome horizon in months (the last look)",
+    )
+    p.add_argument(
+        "--spending",
+        choices=["obrien-fleming", "pocock"],
+        default="obrien-fleming",
+        help="alpha spending of the looks (default obrien-fleming: strict early looks)",
+    )
     p.add_argument("--config", default=None, metavar="FILE", help="cx.toml: decision thresholds")
     p.set_defaults(func=_cmd_assign)
 
@@ -297,7 +308,12 @@ def _design_parser(sub, s: argparse.ArgumentParser, j: argparse.ArgumentParser) 
         metavar="K",
         help="a monitored test decided at K looks (cx assign --looks): thresholds and cost",
     )
-    p.add_argument("--spending", choices=["obrien-fleming", "pocock"], default="obrien-fleming")
+    p.add_argument(
+        "--spending",
+        choices=["obrien-fleming", "pocock"],
+        default="obrien-fleming",
+        help="alpha spending of the looks (default obrien-fleming)",
+    )
     p.add_argument(
         "--config", default=None, metavar="FILE", help="cx.toml: decision thresholds, guardrails"
     )
