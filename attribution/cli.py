@@ -183,12 +183,7 @@ def _parser() -> argparse.ArgumentParser:
         metavar="H",
         help="monitored test: its outcome horizon in months (the last look)",
     )
-    p.add_argument(
-        "--spending",
-        choices=["obrien-fleming", "pocock"],
-        default="obrien-fleming",
-        help="alpha spending of the looks (default obrien-fleming: strict early looks)",
-    )
+    _spending_argument(p)
     p.add_argument("--config", default=None, metavar="FILE", help="cx.toml: decision thresholds")
     p.set_defaults(func=_cmd_assign)
 
@@ -308,16 +303,22 @@ def _design_parser(sub, s: argparse.ArgumentParser, j: argparse.ArgumentParser) 
         metavar="K",
         help="a monitored test decided at K looks (cx assign --looks): thresholds and cost",
     )
-    p.add_argument(
-        "--spending",
-        choices=["obrien-fleming", "pocock"],
-        default="obrien-fleming",
-        help="alpha spending of the looks (default obrien-fleming)",
-    )
+    _spending_argument(p)
     p.add_argument(
         "--config", default=None, metavar="FILE", help="cx.toml: decision thresholds, guardrails"
     )
     p.set_defaults(func=_cmd_design)
+
+
+def _spending_argument(p: argparse.ArgumentParser) -> None:
+    """``--spending`` of ``cx assign`` and ``cx design``: the names of
+    :data:`experiments.design.SPENDING`, written out so the parser does not import scipy."""
+    p.add_argument(
+        "--spending",
+        choices=["obrien-fleming", "pocock"],
+        default="obrien-fleming",
+        help="alpha spending of the looks (default obrien-fleming: strict early looks)",
+    )
 
 
 def _emit(args: argparse.Namespace, payload: object, text: str) -> None:

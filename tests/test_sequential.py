@@ -151,3 +151,13 @@ def test_plan_with_looks_states_the_thresholds_and_what_they_cost():
     assert "Monitored over 3 looks" in watched.describe()
     with pytest.raises(InputError, match="looks must be"):
         plan_test("revenue", 5.0, sd=60.0, looks=0)
+
+
+def test_the_command_lines_spending_choices_are_the_design_modules():
+    from attribution.cli import _parser
+
+    parser = _parser()
+    for command in ("assign", "design"):
+        sub = next(a for a in parser._subparsers._group_actions).choices[command]
+        spending = next(a for a in sub._actions if a.dest == "spending")
+        assert tuple(spending.choices) == design.SPENDING
