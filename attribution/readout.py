@@ -592,12 +592,13 @@ def preflight(
     notes: list[str] = []
     srm, srm_arms = srm_gate(experiment_id, arms, exp["design"], check_srm=check_srm, notes=notes)
     seg_cols = _segment_columns(con, experiment_id, segments, cfg, notes)
-    look = _look(con, experiment_id, exp, horizon_months)
+    last = _last_period(con, experiment_id)
+    look = _look(exp, last, horizon_months)
     if look is not None:
         if horizon_months is None and look.month is not None:
             horizon_months = look.month  # a monitored test is read at its latest planned look
         notes.append(look.sentence(exp["started"]))
-    start, horizon = _window(con, experiment_id, exp["started"], horizon_months)
+    start, horizon = _window(experiment_id, exp["started"], last, horizon_months)
     first, _ = store.periods(con)
     pre_bands = PRE_BANDS if cfg.model.pre_period and first is not None and first < start else 0
     if cfg.model.pre_period and not pre_bands:
@@ -925,9 +926,7 @@ def _last_period(con: duckdb.DuckDBPyConnection, experiment_id: str) -> date | N
     ).fetchone()[0]
 
 
-def _look(
-    con: duckdb.DuckDBPyConnection, experiment_id: str, exp: dict, horizon_months: int | None
-) -> LookState | None:
+def _look(exp: dict, last: date | None, horizon_months: int | None) -> LookState | None:
     """The planned look of a monitored test (None without a ``monitoring`` design section).
 
     Without a horizon the window ends at the latest planned look the outcomes reach (the
@@ -940,7 +939,6 @@ def _look(
     if not monitoring:
         return None
     start = exp["started"]
-    last = _last_period(con, experiment_id)
     if last is None:
         return None  # _window says what is missing
     if horizon_months:
@@ -949,9 +947,9 @@ def _look(
 
 
 def _window(
-    con: duckdb.DuckDBPyConnection, experiment_id: str, start: date, horizon_months: int | None
+    experiment_id: str, start: date, last: date | None, horizon_months: int | None
 ) -> tuple[date, date]:
-    last = _last_period(con, experiment_id)
+    """The outcome window from ``start``: to ``last`` (the last outcome month) or the horizon."""
     if last is None or last < start:
         raise InputError(
             f"experiment {experiment_id!r}: no outcomes from its start {start:%Y-%m} on; "
