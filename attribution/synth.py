@@ -36,6 +36,15 @@ customers 12 months later against 46 % of the others; 13 % of very-ineffectively
 customers who stay still shop at the same level (see :func:`calibration_facts` for how that is
 measured).
 
+Branches (optional, ``branches=k``): every customer is served by one of ``k`` branches (a
+``branch`` column of customers, ``B0001`` ...; sizes vary, coefficient of variation about 0.5),
+and each branch shifts its customers' log churn hazard, log purchase probability and log spend
+level by an effect of its own (normal, sd :data:`BRANCH_HAZARD_SD`, :data:`BRANCH_BUY_SD`,
+:data:`BRANCH_LEVEL_SD`): outcomes correlate within a branch, as they do within a store, a team
+or a region of real data, which is what a test randomized by branch must be read out with. The
+branches come from their own random stream: the rest of the world is identical with and without
+them (same customers, cases and draws), only shifted by the branch effects.
+
 Determinism. Customers are generated in chunks of :data:`CHUNK_SIZE`; chunk ``k`` draws from
 ``np.random.SeedSequence(seed).spawn(...)[k]``, so the same seed gives identical tables on any
 machine and whatever the memory.
@@ -59,6 +68,9 @@ from attribution.settings import MoneySettings, payback_month
 
 __all__ = [
     "ARMS",
+    "BRANCH_BUY_SD",
+    "BRANCH_HAZARD_SD",
+    "BRANCH_LEVEL_SD",
     "CHUNK_SIZE",
     "EXPERIMENTS",
     "INTERVENTIONS",
@@ -193,6 +205,16 @@ _OUTREACH_LOGIT = (-3.4, 0.8, 1.5, 1.2)  # intercept, log spend, bad cases, no r
 _OUTREACH_SPEND_CENTER = 3.0  # log1p(mean monthly pre-period revenue) is centred here ...
 _OUTREACH_SPEND_SCALE = 1.5  # ... and scaled by this
 
+# --- branches (optional clusters, see the module docstring) ----------------------------------
+#: Between-branch sd of the log churn hazard, the log purchase probability and the log spend
+#: level. Planted so that a branch of a hundred customers shares a visible part of its outcomes.
+BRANCH_HAZARD_SD = 0.35
+BRANCH_BUY_SD = 0.15
+BRANCH_LEVEL_SD = 0.2
+_BRANCH_SIZE_SD = 0.5  # log-normal spread of the branch sizes
+_BRANCH_STREAM = 0x6272616E  # the branches' own seed stream ("bran")
+_MAX_BRANCHES = 9999
+
 _MAX_HAZARD = 0.9
 _MAX_CUSTOMERS = 99_999_999  # ids are C + 8 digits
 _MONTH = re.compile(r"(\d{4})-(\d{2})")
@@ -255,6 +277,7 @@ def simulate(
     *,
     start: str = "2025-01",
     money: MoneySettings | None = None,
+    branches: int = 0,
 ) -> SimSummary:
     """Write a simulated customer base with known intervention effects into the store.
 
@@ -277,6 +300,10 @@ def simulate(
         Margin, value horizon and discount rate of the planted money (default
         ``MoneySettings()``, the configuration's defaults). Stored in each experiment's design
         record under ``money``.
+    branches : int
+        0 (default) for none; else customers are served by this many branches (a ``branch``
+        column of customers) whose effects make outcomes correlate within a branch (see the
+        module docstring). At most 9,999.
 
     Returns
     -------
@@ -317,6 +344,15 @@ def simulate(
     """
     began = time.perf_counter()
     first = _validate(n_customers, months, seed, start)
+    if (
+        not isinstance(branches, int | np.integer)
+        or isinstance(branches, bool)
+        or not 0 <= branches <= _MAX_BRANCHES
+    ):
+        raise InputError(
+            f"branches must be a whole number from 0 to {_MAX_BRANCHES}, got {branches!r}"
+        )
+    branch = _Branches.draw(seed, int(branches)) if branches else None
     money = MoneySettings() if money is None else money
     t0 = months // 2
     month0 = np.datetime64(first, "M")
@@ -324,6 +360,8 @@ def simulate(
     start_day = periods[t0]
 
     store.add_customer_columns(con, {"tenure_band": "VARCHAR"})
+    if branch is not None:
+        store.add_customer_columns(con, {"branch": "VARCHAR"})
     rows = dict.fromkeys(
         ("customers", "interactions", "interventions", "outcomes", "assignments"), 0
     )
@@ -332,7 +370,8 @@ def simulate(
     for k, child in enumerate(np.random.SeedSequence(seed).spawn(n_chunks)):
         offset = k * CHUNK_SIZE
         n = min(CHUNK_SIZE, n_customers - offset)
-        chunk = _simulate_chunk(child, offset, n, months, t0, periods, acc, money)
+        clusters = (branch.chunk(k, n), branch) if branch is not None else None
+        chunk = _simulate_chunk(child, offset, n, months, t0, periods, acc, money, clusters)
         for table, frame in chunk.items():
             rows[table] += _append(con, table, frame)
 
@@ -422,9 +461,49 @@ class _Path:
         self.flows: list[np.ndarray] = []  # per month: (revenue, cost) of the month
 
 
-def _simulate_chunk(ss, offset, n, months, t0, periods, acc, money):
+@dataclass(frozen=True)
+class _Branches:
+    """The branches of a world: sizes (as shares) and effects, from their own seed stream."""
+
+    seed: int
+    share: np.ndarray
+    hazard: np.ndarray
+    buy: np.ndarray
+    level: np.ndarray
+
+    @classmethod
+    def draw(cls, seed: int, k: int) -> _Branches:
+        rng = np.random.default_rng(np.random.SeedSequence([seed, _BRANCH_STREAM]))
+        size = np.exp(_BRANCH_SIZE_SD * rng.standard_normal(k))
+        return cls(
+            seed=seed,
+            share=size / size.sum(),
+            hazard=BRANCH_HAZARD_SD * rng.standard_normal(k),
+            buy=BRANCH_BUY_SD * rng.standard_normal(k),
+            level=BRANCH_LEVEL_SD * rng.standard_normal(k),
+        )
+
+    def chunk(self, k: int, n: int) -> np.ndarray:
+        """Branch code of each of chunk ``k``'s ``n`` customers."""
+        rng = np.random.default_rng(np.random.SeedSequence([self.seed, _BRANCH_STREAM, k + 1]))
+        cum = np.cumsum(self.share)[:-1]
+        return np.searchsorted(cum, rng.random(n), side="right").astype(np.int32)
+
+    def shift(self, cust: _Customers, codes: np.ndarray) -> None:
+        """Move each customer's churn hazard, purchase probability and spend level by their
+        branch's effects (in place)."""
+        cust.log_hazard = cust.log_hazard + self.hazard[codes]
+        cust.buy = np.minimum(cust.buy * np.exp(self.buy[codes]), 0.95)
+        cust.level = cust.level + self.level[codes]
+
+
+def _simulate_chunk(ss, offset, n, months, t0, periods, acc, money, branches=None):
     rng_attr, rng_dyn, rng_case = (np.random.default_rng(s) for s in ss.spawn(3))
     seg, signup, cust = _draw_customers(rng_attr, n, periods[0])
+    if branches is not None:
+        codes, world = branches
+        world.shift(cust, codes)
+        seg["branch"] = codes
     digits = _id_digits(offset + 1, n)
 
     # Observed-path history, month-major.
@@ -784,6 +863,10 @@ def _customers_table(digits, seg, signup):
     cols = {"customer_id": _ids(digits), "signup_date": pa.array(signup)}
     for col in SEGMENT_COLUMNS:
         cols[col] = _labels(seg[col], _SEGMENT_LEVELS[col])
+    if "branch" in seg:
+        codes = seg["branch"]
+        levels = pa.array([f"B{i + 1:04d}" for i in range(int(codes.max()) + 1)])
+        cols["branch"] = pa.DictionaryArray.from_arrays(pa.array(codes), levels).cast(pa.string())
     return pa.table(cols)
 
 

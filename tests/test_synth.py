@@ -489,3 +489,51 @@ def test_planted_net_value_is_the_discounted_cash_flow_of_the_planted_effects():
     assert longer != short
     design = json.loads(b.execute("SELECT design FROM experiments LIMIT 1").fetchone()[0])
     assert design["money"] == {"margin_rate": 0.3, "value_horizon_months": 12, "discount_rate": 0.1}
+
+
+# --- branches: clusters whose customers share part of their outcomes ------------------------------
+def _one_way_icc(frame: pd.DataFrame, group: str, y: str) -> float:
+    """One-way ANOVA ICC of ``y`` between ``group`` values (unequal sizes)."""
+    g = frame.groupby(group)[y]
+    k, n = g.size(), len(frame)
+    msb = (k * (g.mean() - frame[y].mean()) ** 2).sum() / (len(k) - 1)
+    msw = ((frame[y] - g.transform("mean")) ** 2).sum() / (n - len(k))
+    m0 = (n - (k**2).sum() / n) / (len(k) - 1)
+    return float((msb - msw) / (msb + (m0 - 1) * msw))
+
+
+def _per_customer(con) -> pd.DataFrame:
+    return con.execute(
+        """
+        SELECT c.*, SUM(o.revenue) AS revenue,
+               MAX(CASE WHEN o.period = DATE '2025-10-01' AND o.active THEN 1 ELSE 0 END) AS active
+        FROM outcomes o JOIN customers c USING (customer_id)
+        WHERE o.period >= DATE '2025-07-01'
+        GROUP BY ALL ORDER BY c.customer_id
+        """
+    ).df()
+
+
+def test_branches_correlate_outcomes_within_a_branch_and_leave_the_rest_of_the_world_alone():
+    plain, branched = store.connect(":memory:"), store.connect(":memory:")
+    synth.simulate(plain, 6000, months=10, seed=4)
+    synth.simulate(branched, 6000, months=10, seed=4, branches=50)
+    a, b = _per_customer(plain), _per_customer(branched)
+    assert "branch" not in a.columns
+    assert b["branch"].str.fullmatch(r"B\d{4}").all() and b["branch"].nunique() == 50
+    same = ["customer_id", "signup_date", *synth.SEGMENT_COLUMNS]
+    pd.testing.assert_frame_equal(a[same], b[same])  # the same customers, only served by branches
+    sizes = b.groupby("branch").size()
+    assert 0.3 < sizes.std() / sizes.mean() < 0.8  # branch sizes vary
+    # outcomes correlate within branches (design effects well above 1), not by chance labels
+    for y in ("active", "revenue"):
+        planted = _one_way_icc(b, "branch", y)
+        shuffled = b.assign(branch=b["branch"].sample(frac=1.0, random_state=0).to_numpy())
+        assert planted > 0.005 and planted > 3 * abs(_one_way_icc(shuffled, "branch", y))
+        assert 1 + (sizes.mean() - 1) * planted > 1.5
+
+
+@pytest.mark.parametrize("branches", [-1, 10_000, 2.5, True])
+def test_bad_branches_raise_input_error_naming_the_setting(branches):
+    with pytest.raises(InputError, match="branches"):
+        synth.simulate(store.connect(":memory:"), 100, months=4, branches=branches)
