@@ -658,3 +658,62 @@ def test_a_re_randomized_test_is_read_out_with_a_note_on_its_conservative_interv
     plain = assign(eligible, "plain", covariates=["region"])
     write_assignment(sim, "exp_plain", "gift", plain, started="2025-04")
     assert not any(n.startswith("Re-randomized") for n in preflight(sim, "exp_plain").notes)
+
+
+# ---------------------------------------------------------------------------------------------
+# Cluster randomization
+
+
+def _clustered_frame(n_clusters: int = 40, seed: int = 0) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    sizes = rng.integers(1, 30, n_clusters)
+    branch = np.repeat([f"B{i:03d}" for i in range(n_clusters)], sizes)
+    region = np.repeat(rng.choice(["north", "south"], n_clusters), sizes)
+    return pd.DataFrame({"customer_id": ids(len(branch)), "branch": branch, "region": region})
+
+
+@pytest.mark.parametrize("strata", [(), ("region",)])
+def test_clusters_are_assigned_whole_each_with_the_design_share_and_srm_counts_clusters(strata):
+    frame = _clustered_frame()
+    runs_ = 400
+    treated = pd.Series(0.0, index=sorted(frame["branch"].unique()))
+    for k in range(runs_):
+        result = assign(frame, f"cl-{k}", control_share=0.3, cluster="branch", strata=strata)
+        got = result.frame.merge(frame, on="customer_id")
+        per = got.groupby("branch")["arm"].agg(["nunique", "first"])
+        assert (per["nunique"] == 1).all()  # every customer takes their cluster's arm
+        treated += per["first"] == "treatment"
+        record = result.design
+        assert record["unit"] == "cluster" and record["cluster"]["column"] == "branch"
+        assert sum(record["cluster"]["counts"].values()) == 40
+        assert list(result.srm.counts) == list(record["cluster"]["counts"].values())
+    lo, hi = stats.binom.ppf(1e-5, runs_, 0.7), stats.binom.isf(1e-5, runs_, 0.7)
+    assert ((lo <= treated) & (treated <= hi)).all(), treated.tolist()
+
+
+def test_the_same_salt_gives_the_same_cluster_arms_and_a_cluster_follows_its_label():
+    frame = _clustered_frame()
+    a = assign(frame, "same", cluster="branch").frame
+    b = assign(frame.sample(frac=1.0, random_state=1), "same", cluster="branch").frame
+    pd.testing.assert_frame_equal(a, b)
+    # unstratified: the cluster's arm is the plain rule applied to its label's hash unit
+    got = a.merge(frame, on="customer_id").groupby("branch")["arm"].first()
+    u = pd.Series(hash_unit(got.index.to_numpy(dtype=object), "same"), index=got.index)
+    assert (got == np.where(u < 0.5, "control", "treatment")).all()
+
+
+def test_cluster_assignment_errors_name_the_row_and_the_cluster():
+    frame = _clustered_frame()
+    holes = frame.assign(branch=frame["branch"].where(frame.index != 4))
+    with pytest.raises(InputError, match=r"cluster column 'branch' is missing in row\(s\) 5"):
+        assign(holes, "s", cluster="branch")
+    mixed = frame.copy()
+    mixed.loc[mixed.index[1], "region"] = "east" if mixed.loc[0, "region"] != "east" else "west"
+    first = mixed.loc[0, "branch"]
+    if (mixed["branch"] == first).sum() > 1:
+        with pytest.raises(InputError, match=f"row 2: cluster '{first}' spans several strata"):
+            assign(mixed, "s", cluster="branch", strata=["region"])
+    with pytest.raises(InputError, match="1 cluster"):
+        assign(frame.assign(branch="all"), "s", cluster="branch")
+    with pytest.raises(InputError, match="cluster: column 'shop' is not in eligible"):
+        assign(frame, "s", cluster="shop")

@@ -97,9 +97,22 @@ class Assignment:
             if strata
             else "unstratified (Bernoulli by hash)"
         )
+        cluster = d.get("cluster")
+        if cluster:
+            how = how.replace("Bernoulli by hash", "by hash") + (
+                f", whole clusters by {cluster['column']} ({cluster['clusters']:,} clusters, "
+                f"{cluster['mean_size']:,.1f} customers each on average)"
+            )
         lines = [f"Assigned {total:,} customers with {salt}, {how}."]
         width = max(len(a) for a in self.counts)
         for arm, n in self.counts.items():
+            if cluster:  # the shares hold for clusters; customers follow their clusters' sizes
+                k, share = cluster["counts"][arm], cluster["counts"][arm] / cluster["clusters"]
+                lines.append(
+                    f"  {arm:<{width}} {n:>10,} customers in {k:,} clusters ({share:.1%} of "
+                    f"clusters; intended {d['allocation'][arm]:.1%})"
+                )
+                continue
             lines.append(
                 f"  {arm:<{width}} {n:>10,} ({n / total:.1%}; intended {d['allocation'][arm]:.1%})"
             )
@@ -121,7 +134,8 @@ class Assignment:
                 name = worst["covariate"] + (f"={level}" if level is not None else "")
                 text += f"; largest |smd| {abs(worst['smd']):.3f} ({name}, {worst['arm']})"
             lines.append(text + ".")
-        lines.append(self.srm.describe())
+        srm = self.srm.describe()
+        lines.append(srm.replace("SRM check:", "SRM check on clusters:", 1) if cluster else srm)
         m = d.get("monitoring")
         if m:
             looks = ", ".join(
@@ -167,6 +181,7 @@ def assign(
     covariates: Sequence[str] = (),
     rerandomize_p: float | None = None,
     max_tries: int = 1000,
+    cluster: str | None = None,
 ) -> Assignment:
     """Assign eligible customers to arms from a salted hash of their ids.
 
@@ -195,6 +210,11 @@ def assign(
         probability (e.g. 0.1 accepts the best-balanced 10% of assignments). Needs covariates.
     max_tries : int
         Salts to try when re-randomizing, >= 1.
+    cluster : str, optional
+        A column of clusters (branch, team, store) to randomize whole: the hash is of the
+        cluster's label, every customer takes their cluster's arm, strata (when given) must be
+        constant within a cluster, and the sample-ratio check counts clusters. The readout then
+        models the cluster as a level (:mod:`attribution.uplift`).
 
     Returns
     -------
@@ -230,6 +250,7 @@ def assign(
         covariates=covariates,
         rerandomize_p=rerandomize_p,
         max_tries=max_tries,
+        cluster=cluster,
     )
 
 
@@ -246,6 +267,7 @@ def assign_frame(
     max_tries: int,
     label: str = "eligible",
     source: tuple[str, str] | None = None,
+    cluster: str | None = None,
 ) -> Assignment:
     """:func:`assign` on a frame of eligible customers (also used by
     :func:`experiments.assign.write.assign_from_file`): the whole assignment."""
@@ -261,13 +283,19 @@ def assign_frame(
     if not isinstance(eligible, pd.DataFrame):
         raise InputError(f"{label} must be a pandas DataFrame, got {type(eligible).__name__}")
     ids = customer_ids(eligible, label)
-    for setting, cols in (("strata", strata), ("covariates", covariates)):
+    cluster_cols = setting_names("cluster", [] if cluster is None else [cluster])
+    for setting, cols in (
+        ("strata", strata),
+        ("covariates", covariates),
+        ("cluster", cluster_cols),
+    ):
         for col in cols:
             if col not in eligible.columns:
                 raise InputError(
                     f"{setting}: column {col!r} is not in {label}; columns: {list(eligible)}"
                 )
     codes, labels = _strata(eligible, strata)
+    units = _clusters(eligible, cluster_cols[0], codes, label) if cluster_cols else None
     X, names = design_matrix(eligible, covariates)
     metric = Mahalanobis(X, names, label) if covariates else None
     threshold = None
@@ -279,8 +307,11 @@ def assign_frame(
     best = math.inf
     for attempt in range(int(max_tries) if p is not None else 1):
         salt_used = salt if attempt == 0 else f"{salt}#{attempt}"
-        u = hash_unit(ids, salt_used)
-        arm_idx = _draw(ids, u, arm_shares, codes, _offsets(labels, codes, salt_used))
+        if units is None:
+            u = hash_unit(ids, salt_used)
+            arm_idx = _draw(ids, u, arm_shares, codes, _offsets(labels, codes, salt_used))
+        else:
+            arm_idx, u = units.draw(arm_shares, salt_used, labels)
         distance = metric.distance(arm_idx, len(arm_names)) if metric else None
         if threshold is None or (distance is not None and distance < threshold):
             break
@@ -309,7 +340,18 @@ def assign_frame(
     balance = balance_report(inner, covariates) if covariates else empty_balance()
     per_arm = np.bincount(arm_idx, minlength=len(arm_names))
     counts = {a: int(n) for a, n in zip(arm_names, per_arm, strict=True)}
-    srm = srm_check(list(counts.values()), list(arm_shares))
+    cluster_record = None
+    if units is None:
+        srm = srm_check(list(counts.values()), list(arm_shares))
+    else:
+        cluster_counts = units.counts(arm_idx, arm_names)
+        srm = srm_check(list(cluster_counts.values()), list(arm_shares))
+        cluster_record = {
+            "column": cluster_cols[0],
+            "clusters": len(units.labels),
+            "counts": cluster_counts,
+            "mean_size": len(ids) / len(units.labels),
+        }
     record = design_record(
         salt=salt,
         salt_used=salt_used,
@@ -330,6 +372,7 @@ def assign_frame(
         mahalanobis=distance,
         balance=balance,
         srm=srm,
+        cluster=cluster_record,
     )
     return Assignment(
         frame=frame,
@@ -444,6 +487,68 @@ def _strata(
         dtype=object,
     )
     return combined.astype(np.int64), labels[combined]
+
+
+@dataclass(frozen=True)
+class _Units:
+    """The clusters of a cluster-randomized assignment: labels, each row's cluster, each
+    cluster's stratum code (or None)."""
+
+    labels: np.ndarray
+    row: np.ndarray
+    codes: np.ndarray | None
+
+    def draw(
+        self, shares: tuple[float, ...], salt: str, row_labels: np.ndarray | None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Arm index and hash unit per row: the rule applied to the clusters, then spread."""
+        u = hash_unit(self.labels, salt)
+        stratum_labels = None if row_labels is None else _first(row_labels, self.row)
+        arm = _draw(self.labels, u, shares, self.codes, _offsets(stratum_labels, self.codes, salt))
+        return arm[self.row], u[self.row]
+
+    def counts(self, arm_idx: np.ndarray, arms: tuple[str, ...]) -> dict[str, int]:
+        """Clusters per arm."""
+        per_cluster = np.zeros(len(self.labels), dtype=np.int64)
+        per_cluster[self.row] = arm_idx
+        n = np.bincount(per_cluster, minlength=len(arms))
+        return {a: int(k) for a, k in zip(arms, n, strict=True)}
+
+
+def _first(values: np.ndarray, row: np.ndarray) -> np.ndarray:
+    """Each cluster's value of a per-row array (the value of its first row)."""
+    first = np.zeros(row.max() + 1, dtype=np.int64)
+    first[row[::-1]] = np.arange(len(row))[::-1]
+    return values[first]
+
+
+def _clusters(eligible: pd.DataFrame, column: str, codes: np.ndarray | None, label: str) -> _Units:
+    """The clusters of ``column``: refused when a value is missing or, with strata, when a
+    cluster spans several strata (the row and the cluster are named)."""
+    raw = eligible[column]
+    missing = np.flatnonzero(raw.isna().to_numpy())
+    if len(missing):
+        rows = ", ".join(str(i + 1) for i in missing[:5])
+        raise InputError(f"{label}: cluster column {column!r} is missing in row(s) {rows}")
+    text = raw.astype(str).to_numpy(dtype=object)
+    labels, row = np.unique(text, return_inverse=True)
+    if len(labels) < 2:
+        raise InputError(
+            f"{label}: cluster column {column!r} has {len(labels)} cluster(s); a cluster-"
+            "randomized test needs at least two per arm"
+        )
+    cluster_codes = None
+    if codes is not None:
+        cluster_codes = _first(codes, row)
+        spans = np.flatnonzero(cluster_codes[row] != codes)
+        if len(spans):
+            i = spans[0]
+            raise InputError(
+                f"{label} row {i + 1}: cluster {text[i]!r} spans several strata; a cluster "
+                "is assigned whole, so stratify by columns that are constant within a cluster"
+            )
+        _, cluster_codes = np.unique(cluster_codes, return_inverse=True)
+    return _Units(labels=labels.astype(object), row=row, codes=cluster_codes)
 
 
 def _allocate(n: int, shares: tuple[float, ...], offset: float) -> np.ndarray:

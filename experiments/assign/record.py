@@ -17,6 +17,7 @@ from attribution.srm import SRMCheck
 from experiments.assign.hashing import assignment_hash
 from experiments.assign.rules import (
     BERNOULLI_RULE,
+    CLUSTER_RULE,
     HASH_ALGORITHM,
     RERANDOMIZATION_RULE,
     SMD_RULE,
@@ -50,6 +51,7 @@ def design_record(
     mahalanobis: float | None,
     balance: pd.DataFrame,
     srm: SRMCheck,
+    cluster: dict | None = None,
 ) -> dict:
     """The JSON-ready record a finance reviewer files with the experiment."""
     strata_record = None
@@ -65,8 +67,9 @@ def design_record(
     smd = balance["smd"].abs() if len(balance) else pd.Series(dtype=float)
     record = {
         "record": "cx experiment design v1",
-        "unit": "customer",
+        "unit": "cluster" if cluster else "customer",
         "randomization": "stratified" if strata else "bernoulli",
+        "cluster": cluster,
         "rerandomized": rerandomize_p is not None,
         "arms": list(arms),
         "allocation": dict(zip(arms, shares, strict=True)),
@@ -79,6 +82,7 @@ def design_record(
             "covariates": list(covariates),
             "rerandomize_p": rerandomize_p,
             "max_tries": max_tries,
+            "cluster": cluster["column"] if cluster else None,
             "eligible_file": source[0] if source else None,
             "eligible_sha256": source[1] if source else None,
             "n_eligible": int(n_eligible),
@@ -86,10 +90,14 @@ def design_record(
         "algorithm": {
             "hash": HASH_ALGORITHM,
             "unit": UNIT_RULE,
+            "cluster": CLUSTER_RULE if cluster else None,
             "rule": STRATIFIED_RULE if strata else BERNOULLI_RULE,
             "rerandomization": RERANDOMIZATION_RULE if rerandomize_p is not None else None,
             "balance": SMD_RULE,
-            "srm": "chi-square goodness of fit of counts against allocation, alarm at p < 0.001",
+            "srm": (
+                f"chi-square goodness of fit of {'cluster' if cluster else 'customer'} counts "
+                "against allocation, alarm at p < 0.001"
+            ),
         },
         "salt": salt,
         "salt_used": salt_used,

@@ -198,6 +198,7 @@ def assign_from_file(
     rerandomize_p: float | None = None,
     max_tries: int = 1000,
     started: date | str | None = None,
+    cluster: str | None = None,
     **monitoring,
 ) -> Assignment:
     """Read eligible customers from a CSV or Parquet file, assign them and write the experiment.
@@ -214,8 +215,8 @@ def assign_from_file(
         As in :func:`write_assignment`.
     eligible_path : str or Path
         ``.csv`` (header row) or ``.parquet`` file.
-    salt, control_share, arms, shares, strata, covariates, rerandomize_p, max_tries
-        As in :func:`assign`.
+    salt, control_share, arms, shares, strata, covariates, rerandomize_p, max_tries, cluster
+        As in :func:`assign` (a cluster column not in the file is taken from customers).
     **monitoring
         ``looks``, ``horizon_months``, ``spending``, ``roll_out_threshold`` and
         ``interval_width`` of :func:`write_assignment`: a monitored test.
@@ -247,7 +248,9 @@ def assign_from_file(
     frame["customer_id"] = ids
     strata_names = setting_names("strata", strata)
     covariate_names = setting_names("covariates", covariates)
-    needed = [c for c in dict.fromkeys(strata_names + covariate_names) if c not in frame.columns]
+    cluster_names = setting_names("cluster", [] if cluster is None else [cluster])
+    wanted = strata_names + covariate_names + cluster_names
+    needed = [c for c in dict.fromkeys(wanted) if c not in frame.columns]
     view = "_cx_eligible_ids"
     store.register(con, view, pd.DataFrame({"customer_id": ids}))
     try:
@@ -283,6 +286,7 @@ def assign_from_file(
         max_tries=max_tries,
         label=label,
         source=(label, digest),
+        cluster=cluster,
     )
     written = write_assignment(
         con, eid, intervention, result, started=started, source=label, **monitoring
