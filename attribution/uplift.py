@@ -42,6 +42,15 @@ customer over the horizon) and relative (treated / control - 1), with the interv
 ``effect_abs`` / ``effect_rel`` with dims ``(chain, draw, arm, segment)`` in
 ``idata_.posterior``.
 
+Clusters (a test randomized by branch, team or store: ``cluster="branch"``): the cells are also
+split by cluster and every likelihood gains a random intercept per cluster, ``u_c ~ Normal(0,
+sd_u)`` on the logit of retention and of the positive share, ``v_c ~ Normal(0, sd_v)`` on the
+log of the mean positive value (:func:`_cluster_level`). Customers of one cluster share what
+their cluster does to them, so the effect's interval carries the between-cluster variation (a
+design effect), not only the customers' own. A (segment, band, arm) cell's published mean is the
+average over the experiment's clusters, each weighted by its customers in the segment and band,
+of the cluster's mean under that arm: the effect on these customers, wherever they were served.
+
 The compiled model is cached per structure (outcome, segments, pre-bands, arms, priors); a later
 fit of the same structure swaps the data in instead of recompiling.
 """
@@ -50,7 +59,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import arviz as az
 import numpy as np
@@ -100,6 +109,7 @@ class LogitPriors:
     mean, ``HalfNormal(baseline_spread)`` spread. Pre-period bands (when present): fixed offsets
     ``Normal(0, band_scale)`` against the first band. Arm effects, per treatment arm:
     ``Normal(0, effect_scale)`` mean, ``HalfNormal(effect_spread)`` between-segment spread.
+    With clusters: ``HalfNormal(cluster_spread)`` between-cluster spread of the intercepts.
     """
 
     baseline_loc: float = 0.0
@@ -108,6 +118,7 @@ class LogitPriors:
     band_scale: float = 2.0
     effect_scale: float = 1.0
     effect_spread: float = 0.5
+    cluster_spread: float = 0.5
 
 
 @dataclass(frozen=True)
@@ -119,10 +130,13 @@ class SpendPriors:
     (:func:`_cell_means`), ``Normal(centre, value_relative_sd x centre)``, ``centre`` being the
     (segment, band)'s mean positive value over all arms: weak whatever the currency. The spread
     of the values is plugged in from the cells (see :func:`_value_guesses`), not sampled.
+    With clusters, ``HalfNormal(cluster_log_spread)`` is the between-cluster spread of the log
+    mean positive value.
     """
 
     positive: LogitPriors = field(default_factory=LogitPriors)
     value_relative_sd: float = 2.0
+    cluster_log_spread: float = 0.5
 
     def __post_init__(self):
         v = self.value_relative_sd
@@ -144,10 +158,23 @@ class _Cells:
     arms: list[str]
     stats: dict[str, np.ndarray]
     table: pd.DataFrame
+    cluster_by: str | None = None
+    clusters: list[str] = field(default_factory=list)
+    cluster_stats: dict[str, np.ndarray] = field(default_factory=dict)
 
     @property
     def treatments(self) -> list[str]:
         return self.arms[1:]
+
+    def cluster_weights(self) -> np.ndarray:
+        """Each cluster's share of a (segment, band)'s customers, all arms together (S, B, C);
+        a (segment, band) without customers takes the clusters' shares of everyone."""
+        n_sbc = self.cluster_stats["n"].sum(axis=2)
+        n_sb = n_sbc.sum(axis=2, keepdims=True)
+        n_c = n_sbc.sum(axis=(0, 1))
+        overall = n_c / max(n_c.sum(), 1.0)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return np.where(n_sb > 0, n_sbc / n_sb, overall[None, None, :])
 
     def weights(self) -> tuple[np.ndarray, np.ndarray]:
         """Band weights within segment (S, B) and segment weights in the population (S,)."""
@@ -172,7 +199,7 @@ def _sorted_labels(values) -> list:
         return sorted(uniq, key=str)
 
 
-def _prepare(cells, segment, outcome: str) -> _Cells:
+def _prepare(cells, segment, outcome: str, cluster: str | None = None) -> _Cells:
     """Validate a cells frame and turn it into dense arrays; raise InputError on bad input."""
     if not isinstance(cells, pd.DataFrame):
         raise InputError(f"cells must be a pandas DataFrame, got {type(cells).__name__}")
@@ -198,7 +225,8 @@ def _prepare(cells, segment, outcome: str) -> _Cells:
         raise InputError("cells is empty: no customers to fit")
 
     band_cols = ["pre_band"] if "pre_band" in cells.columns else []
-    key_cols = seg_cols + band_cols + ["arm"]
+    cluster_cols = _cluster_columns(cells, cluster, seg_cols)
+    key_cols = seg_cols + band_cols + ["arm"] + cluster_cols
     if cells[key_cols].isna().any().any():
         bad = [c for c in key_cols if cells[c].isna().any()]
         raise InputError(f"cells has missing values in key column(s) {bad}")
@@ -280,6 +308,16 @@ def _prepare(cells, segment, outcome: str) -> _Cells:
     shape = (len(segments), len(bands), len(arms))
     stats = {c: agg[c].to_numpy(dtype=float).reshape(shape) for c in stat_cols}
     table = agg.reset_index().rename(columns={"_segment": "segment", "_band": "pre_band"})
+    clusters, cluster_stats = [], {}
+    if cluster_cols:
+        df["_cluster"] = df[cluster].astype(str)
+        clusters = sorted(pd.unique(df["_cluster"]).tolist())
+        names = ["_segment", "_band", "arm", "_cluster"]
+        by_cluster = df.groupby(names, sort=False)[stat_cols].sum()
+        full = pd.MultiIndex.from_product([segments, bands, arms, clusters], names=names)
+        by_cluster = by_cluster.reindex(full, fill_value=0.0)
+        shape4 = (*shape, len(clusters))
+        cluster_stats = {c: by_cluster[c].to_numpy(dtype=float).reshape(shape4) for c in stat_cols}
     return _Cells(
         outcome=outcome,
         segment_by="+".join(seg_cols),
@@ -288,10 +326,32 @@ def _prepare(cells, segment, outcome: str) -> _Cells:
         arms=arms,
         stats=stats,
         table=table,
+        cluster_by=cluster if cluster_cols else None,
+        clusters=clusters,
+        cluster_stats=cluster_stats,
     )
 
 
+def _cluster_columns(cells: pd.DataFrame, cluster: str | None, seg_cols: list[str]) -> list[str]:
+    """The cluster column as a key list ([] without clusters), checked against the cells."""
+    if cluster is None:
+        return []
+    if not isinstance(cluster, str) or not cluster:
+        raise InputError(f"cluster must be a column name, got {cluster!r}")
+    if cluster not in cells.columns:
+        raise InputError(
+            f"cluster column {cluster!r} not in cells; cells has columns {list(cells.columns)}"
+        )
+    if cluster in seg_cols or cluster in ("arm", "pre_band"):
+        raise InputError(
+            f"cluster column {cluster!r} is also a segment or key column: a cluster sits in one "
+            "arm, so it cannot be a segment the arms are compared within"
+        )
+    return [cluster]
+
+
 _PAD = "__pad{}__"
+_CLUSTER_PAD = "__cluster_pad{}__"
 
 
 def _pad(c: _Cells) -> _Cells:
@@ -305,16 +365,33 @@ def _pad(c: _Cells) -> _Cells:
     n = len(c.segments)
     size = 1 if n == 1 else max(4, 1 << (n - 1).bit_length())
     extra = size - len(c.segments)
-    if extra == 0:
+    clusters, cluster_stats = c.clusters, c.cluster_stats
+    if c.clusters:  # clusters likewise, to 8, 16, 32, ...
+        more = max(8, 1 << (len(c.clusters) - 1).bit_length()) - len(c.clusters)
+        clusters = [*c.clusters, *(_CLUSTER_PAD.format(i) for i in range(more))]
+        cluster_stats = {
+            k: np.concatenate([v, np.zeros((*v.shape[:3], more))], axis=3)
+            for k, v in c.cluster_stats.items()
+        }
+    if extra == 0 and clusters is c.clusters:
         return c
     pads = [_PAD.format(i) for i in range(extra)]
     stats = {k: np.concatenate([v, np.zeros((extra, *v.shape[1:]))]) for k, v in c.stats.items()}
-    return _Cells(c.outcome, c.segment_by, [*c.segments, *pads], c.bands, c.arms, stats, c.table)
+    cluster_stats = {
+        k: np.concatenate([v, np.zeros((extra, *v.shape[1:]))]) for k, v in cluster_stats.items()
+    }
+    return replace(
+        c,
+        segments=[*c.segments, *pads],
+        stats=stats,
+        clusters=clusters,
+        cluster_stats=cluster_stats,
+    )
 
 
 def _trim(idata: az.InferenceData, c: _Cells) -> az.InferenceData:
     """Drop the padded segments of :func:`_pad` from every group of a fit."""
-    keep = {"seg": c.segments, "segment": [*c.segments, "all"]}
+    keep = {"seg": c.segments, "segment": [*c.segments, "all"], "cluster": c.clusters}
     for group in idata.groups():
         ds = idata[group]
         sel = {d: labels for d, labels in keep.items() if d in ds.dims}
@@ -336,6 +413,8 @@ def _coords(c: _Cells) -> dict[str, list[str]]:
     }
     if len(c.bands) > 1:
         coords["band_rest"] = c.bands[1:]
+    if c.clusters:
+        coords["cluster"] = c.clusters
     return coords
 
 
@@ -518,7 +597,7 @@ def _share_guesses(k: np.ndarray, n: np.ndarray) -> dict[str, np.ndarray]:
 _SD_PSEUDO_VALUES = 5.0
 
 
-def _value_guesses(K, S1, S2, center: float) -> dict[str, np.ndarray]:
+def _value_guesses(K, S1, S2, center: float, within=None) -> dict[str, np.ndarray]:
     """Per (segment, band, arm) cell: the sampler's coordinates, the prior's centre, the spread.
 
     The spread of the positive values is plugged in, not sampled: a cell with one or two values
@@ -526,15 +605,23 @@ def _value_guesses(K, S1, S2, center: float) -> dict[str, np.ndarray]:
     sampling it gave divergences. Each cell's variance is its within-cell sum of squares shrunk
     towards the segment and arm's pooled coefficient of variation (times the cell's mean) with
     :data:`_SD_PSEUDO_VALUES` pseudo-values: ``(SS + nu cv^2 mean^2) / (K - 1 + nu)``.
+
+    ``within``: the (sum of squares, degrees of freedom) within clusters, when the cells are
+    split by cluster: the spread is then the customers' own around their cluster's mean, the
+    cluster-to-cluster part being the cluster level's (:func:`_cluster_level`).
     """
     with np.errstate(invalid="ignore", divide="ignore"):
         mean = np.where(K > 0, S1 / np.maximum(K, 1), center)
-        ss = np.maximum(S2 - np.where(K > 0, S1**2 / np.maximum(K, 1), 0.0), 0.0)
-        K_sa, ss_sa = K.sum(axis=1), (ss / np.maximum(mean, 1e-12) ** 2).sum(axis=1)
-        cv2_sa = np.where(K_sa > 1, ss_sa / np.maximum(K_sa - 1, 1), 1.0)  # (S, A)
+        if within is None:
+            ss = np.maximum(S2 - np.where(K > 0, S1**2 / np.maximum(K, 1), 0.0), 0.0)
+            dof = np.maximum(K - 1, 0)
+        else:
+            ss, dof = within
+        dof_sa, ss_sa = dof.sum(axis=1), (ss / np.maximum(mean, 1e-12) ** 2).sum(axis=1)
+        cv2_sa = np.where(dof_sa > 0, ss_sa / np.maximum(dof_sa, 1), 1.0)  # (S, A)
         cv2_sa = np.where(np.isfinite(cv2_sa) & (cv2_sa > 1e-8), cv2_sa, 1.0)
         nu = _SD_PSEUDO_VALUES
-        var = (ss + nu * cv2_sa[:, None, :] * mean**2) / (np.maximum(K - 1, 0) + nu)
+        var = (ss + nu * cv2_sa[:, None, :] * mean**2) / (dof + nu)
         sd = np.sqrt(np.maximum(var, 1e-12 * center**2))
         se = sd / np.sqrt(np.maximum(K, 1))
         # the prior's centre: the (segment, band)'s mean over its arms, else the segment's
@@ -560,6 +647,12 @@ def _data_arrays(c: _Cells) -> dict[str, np.ndarray]:
     if c.outcome == "retention":
         out["n_active"] = c.stats["n_active"]
         out.update(_logit_guesses(c.stats["n_active"], n, ""))
+        if c.clusters:
+            out.update(
+                cluster_n=c.cluster_stats["n"],
+                cluster_active=c.cluster_stats["n_active"],
+                cluster_w=c.cluster_weights(),
+            )
         return out
     f = c.outcome
     k, s1, s2 = (c.stats[f"{f}_{s}"] for s in ("npos", "sum", "sum2"))
@@ -569,8 +662,27 @@ def _data_arrays(c: _Cells) -> dict[str, np.ndarray]:
     center = s1.sum() / total
     out.update(npos=k, sum_positive=s1, sum2_positive=s2)
     out.update(_share_guesses(k, n))
-    out.update(_value_guesses(k, s1, s2, center))
+    within = None
+    if c.clusters:
+        cs = c.cluster_stats
+        k4, s14, s24 = (cs[f"{f}_{s}"] for s in ("npos", "sum", "sum2"))
+        out.update(cluster_n=cs["n"], cluster_npos=k4, cluster_sum=s14, cluster_sum2=s24)
+        out["cluster_w"] = c.cluster_weights()
+        with np.errstate(invalid="ignore", divide="ignore"):
+            ss4 = np.maximum(s24 - np.where(k4 > 0, s14**2 / np.maximum(k4, 1), 0.0), 0.0)
+        within = (ss4.sum(axis=3), np.maximum(k4 - 1, 0).sum(axis=3))
+    out.update(_value_guesses(k, s1, s2, center, within))
     return out
+
+
+#: Per-cell counts and sums a clustered model reads split by cluster instead (``cluster_*``).
+_UNCLUSTERED = ("n", "n_active", "npos", "sum_positive", "sum2_positive")
+
+
+def _model_data(c: _Cells) -> dict[str, np.ndarray]:
+    """:func:`_data_arrays` as the model holds them: a clustered model has no unsplit counts."""
+    data = _data_arrays(c)
+    return {k: v for k, v in data.items() if not (c.clusters and k in _UNCLUSTERED)}
 
 
 _GUESS_DIMS = {
@@ -611,20 +723,28 @@ def _build_model(c: _Cells, priors) -> tuple[pm.Model, dict]:
     """
     data = _data_arrays(c)
     dims3 = ("seg", "band", "cell_arm")
+    dims4 = (*dims3, "cluster")
     with pm.Model(coords=_coords(c)) as model:
         w_band = pm.Data("w_band", data["w_band"], dims=("seg", "band"))
         w_seg = pm.Data("w_segment", data["w_segment"], dims="seg")
-        n = pm.Data("n", data["n"], dims=dims3)
+        if c.clusters:
+            n4 = pm.Data("cluster_n", data["cluster_n"], dims=dims4)
+            w4 = pm.Data("cluster_w", data["cluster_w"], dims=("seg", "band", "cluster"))
         if c.outcome == "retention":
-            k = pm.Data("n_active", data["n_active"], dims=dims3)
             eta = _hier_linear("", c, _logit_scales(priors), _guess_data(data, ""))
-            pm.Potential("loglik_active", _binomial_kernel(k, n, eta))
-            _publish(pm.math.sigmoid(eta), w_band, w_seg)
-            return model, {"eta": eta}
+            if not c.clusters:
+                n = pm.Data("n", data["n"], dims=dims3)
+                k = pm.Data("n_active", data["n_active"], dims=dims3)
+                pm.Potential("loglik_active", _binomial_kernel(k, n, eta))
+                _publish(pm.math.sigmoid(eta), w_band, w_seg)
+                return model, {"eta": eta}
+            k4 = pm.Data("cluster_active", data["cluster_active"], dims=dims4)
+            eta4 = eta[..., None] + _cluster_level("", priors.cluster_spread)[None, None, None, :]
+            pm.Potential("loglik_active", _binomial_kernel(k4, n4, eta4))
+            p4 = pm.math.sigmoid(eta4)
+            _publish((w4[:, :, None, :] * p4).sum(axis=3), w_band, w_seg)
+            return model, {"eta": eta4}
 
-        k = pm.Data("npos", data["npos"], dims=dims3)
-        s1 = pm.Data("sum_positive", data["sum_positive"], dims=dims3)
-        s2 = pm.Data("sum2_positive", data["sum2_positive"], dims=dims3)
         eta = _cell_linear(
             "positive_",
             _logit_scales(priors.positive),
@@ -632,10 +752,42 @@ def _build_model(c: _Cells, priors) -> tuple[pm.Model, dict]:
         )
         mean = _cell_means(priors, _guess_data(data, "value_", _VALUE_DIMS))
         sd = pm.Data("sd_positive", data["sd_positive"], dims=dims3)
-        pm.Potential("loglik_positive", _binomial_kernel(k, n, eta))
-        pm.Potential("loglik_values", _value_kernel(k, s1, s2, mean, sd))
-        _publish(pm.math.sigmoid(eta) * mean, w_band, w_seg)
-        return model, {"eta": eta, "mean": mean, "sd": sd}
+        if not c.clusters:
+            n = pm.Data("n", data["n"], dims=dims3)
+            k = pm.Data("npos", data["npos"], dims=dims3)
+            s1 = pm.Data("sum_positive", data["sum_positive"], dims=dims3)
+            s2 = pm.Data("sum2_positive", data["sum2_positive"], dims=dims3)
+            pm.Potential("loglik_positive", _binomial_kernel(k, n, eta))
+            pm.Potential("loglik_values", _value_kernel(k, s1, s2, mean, sd))
+            _publish(pm.math.sigmoid(eta) * mean, w_band, w_seg)
+            return model, {"eta": eta, "mean": mean, "sd": sd}
+        k4 = pm.Data("cluster_npos", data["cluster_npos"], dims=dims4)
+        s14 = pm.Data("cluster_sum", data["cluster_sum"], dims=dims4)
+        s24 = pm.Data("cluster_sum2", data["cluster_sum2"], dims=dims4)
+        u = _cluster_level("positive_", priors.positive.cluster_spread)
+        v = _cluster_level("value_", priors.cluster_log_spread)
+        eta4 = eta[..., None] + u[None, None, None, :]
+        mean4 = mean[..., None] * pt.exp(v)[None, None, None, :]
+        sd4 = sd[..., None] * pt.ones_like(v)[None, None, None, :]
+        pm.Potential("loglik_positive", _binomial_kernel(k4, n4, eta4))
+        pm.Potential("loglik_values", _value_kernel(k4, s14, s24, mean4, sd4))
+        spend4 = pm.math.sigmoid(eta4) * mean4
+        _publish((w4[:, :, None, :] * spend4).sum(axis=3), w_band, w_seg)
+        return model, {"eta": eta4, "mean": mean4, "sd": sd4}
+
+
+def _cluster_level(prefix: str, spread: float):
+    """Random intercepts, one per cluster: ``effect_c = sd z_c``, ``z_c ~ Normal(0, 1)``,
+    ``sd ~ HalfNormal(spread)``.
+
+    Non-centred: a cluster holds tens to hundreds of customers, so its own data say about as
+    much as the between-cluster spread (where the centred form would be the better one, the
+    clusters are large enough that the design needs no cluster level). Padded clusters carry no
+    customers and no weight: their intercepts are prior draws, dropped before reporting.
+    """
+    sd = pm.HalfNormal(f"{prefix}cluster_sd", spread)
+    z = pm.Normal(f"{prefix}cluster_z", 0.0, 1.0, dims="cluster")
+    return pm.Deterministic(f"{prefix}cluster_effect", sd * z, dims="cluster")
 
 
 def _logit_scales(p: LogitPriors) -> dict:
@@ -700,13 +852,14 @@ def precompile(fits: Sequence[tuple[_CellUplift, pd.DataFrame, str | list[str]]]
 def _structure_key(c: _Cells, priors) -> tuple:
     """What the compiled model depends on: revenue and cost-to-serve share one spend model."""
     kind = "retention" if c.outcome == "retention" else "spend"
-    return (kind, len(c.segments), len(c.bands), len(c.arms), priors)
+    return (kind, len(c.segments), len(c.bands), len(c.arms), len(c.clusters), priors)
 
 
 def _hyper(model: pm.Model) -> list[str]:
     """Variables reported (not gated) by the diagnostics: hyper-parameters and the means."""
-    names = [rv.name for rv in model.free_RVs if not rv.name.endswith("_u")]
-    return names + [d.name for d in model.deterministics if d.name not in PUBLISHED]
+    names = [rv.name for rv in model.free_RVs if not rv.name.endswith(("_u", "_z"))]
+    skip = (*PUBLISHED, "cluster_effect", "positive_cluster_effect", "value_cluster_effect")
+    return names + [d.name for d in model.deterministics if d.name not in skip]
 
 
 # --------------------------------------------------------------------------------------------
@@ -732,6 +885,7 @@ class _CellUplift:
         seed: int | None = None,
         interval: IntervalSetting | None = None,
         gate: GateSetting | None = None,
+        cluster: str | None = None,
     ):
         self.intervention = intervention
         self.priors = priors
@@ -745,6 +899,7 @@ class _CellUplift:
         self.seed = seed
         self.interval = interval
         self.gate = gate
+        self.cluster = cluster
 
     # -- fitting -----------------------------------------------------------------------------
     def _default_priors(self):
@@ -765,7 +920,7 @@ class _CellUplift:
     def _structure(self, cells: pd.DataFrame, segment: str | list[str]):
         """Validated cells, the padded cells the model is built on, the priors and the key."""
         priors = self._validate_params()
-        c = _prepare(cells, segment, self._outcome)
+        c = _prepare(cells, segment, self._outcome, self.cluster)
         padded = _pad(c)
         return c, padded, priors, _structure_key(padded, priors)
 
@@ -794,7 +949,7 @@ class _CellUplift:
             _CACHE,
             key,
             lambda: _model_only(padded, priors),
-            _data_arrays(padded),
+            _model_data(padded),
             what=f"{self._outcome} uplift",
             published=PUBLISHED,
             settings=cellmodel.SamplerSettings(
@@ -822,6 +977,7 @@ class _CellUplift:
         self.cells_ = c.table
         self.segment_by_ = c.segment_by
         self.segments_ = list(c.segments)
+        self.clusters_ = list(c.clusters)
         self.arms_ = list(c.treatments)
         self.idata_ = idata
         self.compiled_ = fitted.compiled
@@ -967,6 +1123,10 @@ class RetentionUplift(_CellUplift):
         Default :data:`attribution.settings.INTERVAL`.
     gate : GateSetting, optional
         Default :data:`attribution.settings.GATE`.
+    cluster : str, optional
+        A cells column of clusters (the unit a test was randomized by: branch, team, store):
+        each cluster gets a random intercept, so intervals carry the between-cluster variation
+        (see the module docstring). Default: customers are independent.
 
     Examples
     --------

@@ -57,9 +57,15 @@ def _random_point(model: pm.Model, seed: int) -> dict:
     return {k: v + rng.normal(0.0, 0.7, np.shape(v)) for k, v in point.items()}
 
 
-def _cell_and_row_logp(outcome: str, seed: int) -> tuple[float, float]:
+def _cell_and_row_logp(outcome: str, seed: int, clustered: bool = False) -> tuple[float, float]:
     rows = _rows(seed)
-    c = uplift._prepare(_cells(rows), "tier", outcome)
+    if clustered:  # seven branches; the likelihood must hold at any parameter point
+        rows["branch"] = np.random.default_rng(seed + 100).choice([f"B{i}" for i in range(7)], 3000)
+        c = uplift._prepare(
+            _cells(rows, by=("tier", "pre_band", "arm", "branch")), "tier", outcome, "branch"
+        )
+    else:
+        c = uplift._prepare(_cells(rows), "tier", outcome)
     priors = uplift.LogitPriors() if outcome == "retention" else uplift.SpendPriors()
     model, tensors = uplift._build_model(c, priors)
     spend = ["loglik_positive", "loglik_values"]
@@ -76,14 +82,17 @@ def _cell_and_row_logp(outcome: str, seed: int) -> tuple[float, float]:
     s = rows["tier"].map({v: i for i, v in enumerate(c.segments)}).to_numpy()
     b = rows["pre_band"].map({int(v): i for i, v in enumerate(c.bands)}).to_numpy()
     a = rows["arm"].map({v: i for i, v in enumerate(c.arms)}).to_numpy()
-    eta = per_cell["eta"][s, b, a]
+    idx = (s, b, a)
+    if clustered:
+        idx = (s, b, a, rows["branch"].map({v: i for i, v in enumerate(c.clusters)}).to_numpy())
+    eta = per_cell["eta"][idx]
     if outcome == "retention":
         row_logp = pm.logp(pm.Bernoulli.dist(logit_p=eta), rows["active"].astype(int)).sum()
         return cell_logp, float(row_logp.eval())
     y = rows[outcome].to_numpy()
     pos = y > 0
     row_logp = pm.logp(pm.Bernoulli.dist(logit_p=eta), pos.astype(int)).sum()
-    mean, sd = per_cell["mean"][s, b, a][pos], per_cell["sd"][s, b, a][pos]
+    mean, sd = per_cell["mean"][idx][pos], per_cell["sd"][idx][pos]
     row_logp += pm.logp(pm.Normal.dist(mu=mean, sigma=sd), y[pos]).sum()
     return cell_logp, float(row_logp.eval())
 
@@ -94,6 +103,33 @@ def test_cell_likelihood_equals_the_row_likelihood(outcome, seed):
     cell, row = _cell_and_row_logp(outcome, seed)
     assert np.isfinite(cell)
     assert abs(cell - row) / abs(row) < 1e-6
+
+
+@pytest.mark.parametrize("outcome", ["retention", "revenue"])
+def test_cell_likelihood_with_a_cluster_level_equals_the_row_likelihood(outcome):
+    cell, row = _cell_and_row_logp(outcome, 5, clustered=True)
+    assert np.isfinite(cell)
+    assert abs(cell - row) / abs(row) < 1e-6
+
+
+def test_clustered_cells_split_the_plain_cells_and_weigh_clusters_by_their_customers():
+    rows = _rows(6, arms=("control", "treatment"))
+    rows["branch"] = np.where(rows.index % 3 == 0, "north", "south")
+    frame = _cells(rows, by=("tier", "pre_band", "arm", "branch"))
+    c = uplift._prepare(frame, "tier", "retention", cluster="branch")
+    plain = uplift._prepare(_cells(rows), "tier", "retention")
+    assert c.clusters == ["north", "south"] and c.cluster_by == "branch"
+    np.testing.assert_array_equal(c.cluster_stats["n"].sum(axis=3), plain.stats["n"])
+    w = c.cluster_weights()
+    assert w.shape == (3, 3, 2) and np.allclose(w.sum(axis=2), 1.0)
+    north = rows[(rows.tier == c.segments[0]) & (rows.pre_band == 0)]
+    assert w[0, 0, 0] == pytest.approx((north.branch == "north").mean())
+    padded = uplift._pad(c)
+    assert len(padded.clusters) == 8 and padded.cluster_stats["n"][..., 2:].sum() == 0
+    with pytest.raises(InputError, match="cluster column 'shop' not in cells"):
+        uplift._prepare(frame, "tier", "retention", cluster="shop")
+    with pytest.raises(InputError, match="cannot be a segment"):
+        uplift._prepare(frame, "branch", "retention", cluster="branch")
 
 
 def test_cells_with_one_segment_and_no_bands_are_exact_too():
