@@ -73,6 +73,14 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, metavar="S")
     p.add_argument("--start", default="2025-01", metavar="YYYY-MM", help="first month")
     p.add_argument(
+        "--branches",
+        type=int,
+        default=0,
+        metavar="K",
+        help="customers served by K branches whose outcomes correlate (a customers column "
+        "`branch`, for trying tests randomized by cluster)",
+    )
+    p.add_argument(
         "--replace",
         action="store_true",
         help="delete the store's data first (else it must be empty)",
@@ -159,6 +167,13 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--shares", default=None, metavar="S,S,..", help="share per arm, summing to 1")
     p.add_argument("--strata", default="", metavar="COL,COL", help="exact balance inside strata")
     p.add_argument("--covariates", default="", metavar="COL,COL", help="balance report columns")
+    p.add_argument(
+        "--cluster",
+        default=None,
+        metavar="COL",
+        help="randomize whole clusters (branch, team, store: a column of the file or of "
+        "customers); the readout models the cluster as a level",
+    )
     p.add_argument(
         "--rerandomize-p",
         type=float,
@@ -367,7 +382,12 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
             if args.replace:
                 store.clear(con)
             result = synth.simulate(
-                con, args.customers, months=args.months, seed=args.seed, start=args.start
+                con,
+                args.customers,
+                months=args.months,
+                seed=args.seed,
+                start=args.start,
+                branches=args.branches,
             )
             con.execute("COMMIT")
         except BaseException:
@@ -639,6 +659,7 @@ def _cmd_assign(args: argparse.Namespace) -> int:
             covariates=_segments(args.covariates) or (),
             rerandomize_p=args.rerandomize_p,
             started=args.started,
+            cluster=args.cluster,
             **monitoring,
         )
     _emit(args, result.to_dict(), result.describe())

@@ -123,6 +123,9 @@ class ExperimentReadout:
     look : attribution.looks.LookState or None
         A monitored test's planned look (the window ends at it when one is reached); None for
         a fixed-horizon test.
+    cluster : str or None
+        A cluster-randomized test's customers column of clusters (a level of every model);
+        None when customers were randomized.
     """
 
     experiment_id: str
@@ -142,6 +145,7 @@ class ExperimentReadout:
     assumed: tuple[str, ...] = ()
     interval: IntervalSetting = field(default_factory=IntervalSetting)
     look: LookState | None = None
+    cluster: str | None = None
 
     @property
     def window_months(self) -> int:
@@ -380,9 +384,10 @@ def gather(
     )  # fmt: skip
     splits, costs, totals = {}, {}, {}
     for seg_by in list(pre.segments) or [None]:
+        by = [seg_by, joint.STATUS] if seg_by else [joint.STATUS]
         split = cells(
             con,
-            [seg_by, joint.STATUS] if seg_by else [joint.STATUS],
+            [*by, pre.cluster] if pre.cluster else by,
             experiment_id=experiment_id,
             start=pre.start,
             horizon=pre.horizon,
@@ -483,6 +488,7 @@ def fit_inputs(inputs: ReadoutInputs, config: Config | None = None) -> Experimen
         assumed=assumed,
         interval=cfg.interval,
         look=pre.look,
+        cluster=pre.cluster,
     )
 
 
@@ -499,12 +505,12 @@ def _plan(inputs: ReadoutInputs, cfg: Config, notes: list[str]) -> tuple[tuple[s
     plan = {}
     for seg_by, split in inputs.splits.items():
         seg_name = seg_by or OVERALL
-        keys = [c for c in split.columns if c in (seg_name, "pre_band", "arm")]
+        keys = [c for c in split.columns if c in (seg_name, "pre_band", "arm", pre.cluster)]
         stats = [c for c in split.columns if c not in (*keys, joint.STATUS, OVERALL, seg_by)]
         frame = split.groupby(keys, as_index=False, sort=True)[stats].sum()
         fits = []
         for outcome in [o for o in cfg.model.outcomes if o not in assumed]:
-            model = _model(outcome, inputs.preflight.experiment["intervention"], cfg)
+            model = _model(outcome, pre.experiment["intervention"], cfg, pre.cluster)
             if outcome == "retention" or not cfg.model.money:
                 fits.append((outcome, model, frame, seg_name))
             else:
@@ -553,6 +559,9 @@ class Preflight:
     look : attribution.looks.LookState or None
         For a test with a monitoring plan in its design record: the planned look the window
         ends at (see :func:`_look`); None for a fixed-horizon test.
+    cluster : str or None
+        For a cluster-randomized test: the customers column of its clusters, a level of every
+        model (:mod:`attribution.uplift`); None when customers were randomized.
     """
 
     experiment_id: str
@@ -566,6 +575,7 @@ class Preflight:
     pre_bands: int
     notes: tuple[str, ...]
     look: LookState | None = None
+    cluster: str | None = None
 
     @property
     def window_months(self) -> int:
@@ -590,8 +600,18 @@ def preflight(
     exp = _experiment(con, experiment_id)
     arms = _arms(con, experiment_id, exp["design"])
     notes: list[str] = []
-    srm, srm_arms = srm_gate(experiment_id, arms, exp["design"], check_srm=check_srm, notes=notes)
+    cluster, units = cluster_units(con, experiment_id, exp["design"], arms, notes)
+    srm, srm_arms = srm_gate(
+        experiment_id, units or arms, exp["design"], check_srm=check_srm, notes=notes,
+        unit="clusters" if cluster else "customers",
+    )  # fmt: skip
     seg_cols = _segment_columns(con, experiment_id, segments, cfg, notes)
+    if cluster in seg_cols:
+        seg_cols.remove(cluster)
+        notes.append(
+            f"Not broken down by {cluster}: the test was randomized by {cluster}, so each "
+            f"{cluster} is in one arm only and has no comparison of its own."
+        )
     last = _last_period(con, experiment_id)
     look = _look(exp, last, horizon_months)
     if look is not None:
@@ -621,7 +641,55 @@ def preflight(
         pre_bands=pre_bands,
         notes=tuple(notes),
         look=look,
+        cluster=cluster,
     )
+
+
+def cluster_units(
+    con: duckdb.DuckDBPyConnection,
+    experiment_id: str,
+    design: dict,
+    arms: dict[str, int],
+    notes: list[str] | None = None,
+) -> tuple[str | None, dict[str, int] | None]:
+    """The cluster column of a cluster-randomized test and its clusters per arm (a note says
+    how it is read out); (None, None) when customers were randomized.
+
+    Raises InputError when the column is not a customers column or a cluster sits in two arms
+    (the record says clusters were assigned whole: the data say otherwise).
+    """
+    record = design.get("cluster") if isinstance(design, dict) else None
+    if not record:
+        return None, None
+    column = record.get("column") if isinstance(record, dict) else None
+    if not isinstance(column, str) or not column:
+        raise InputError(
+            f"experiment {experiment_id!r}: design.cluster must name a customers column, "
+            f"got {record!r}"
+        )
+    columns = store.segment_columns(con)
+    if column not in columns:
+        raise InputError(
+            f"experiment {experiment_id!r} was randomized by {column!r}, which is not a column "
+            f"of customers ({columns}); load it with the customers to read the test out"
+        )
+    counts, mixed = store.cluster_counts(con, experiment_id, column)
+    if mixed:
+        raise InputError(
+            f"experiment {experiment_id!r} was randomized by {column}, but {column} "
+            f"{', '.join(map(repr, mixed))} ha{'s' if len(mixed) == 1 else 've'} customers in "
+            "more than one arm: the assignments are not the cluster design the record states"
+        )
+    units = {a: counts.get(a, 0) for a in arms}
+    per_arm = ", ".join(f"{a} {k:,}" for a, k in units.items())
+    notes = [] if notes is None else notes
+    notes.append(
+        f"Randomized by {column}: {sum(units.values()):,} clusters ({per_arm}), "
+        f"{sum(arms.values()) / max(sum(units.values()), 1):,.0f} customers each on average. "
+        f"Every model has a {column} level (random intercepts), so the intervals carry the "
+        f"variation between {column} values, and the sample-ratio check counts clusters."
+    )
+    return column, units
 
 
 def rerandomization_note(design: dict | None, segments: list[str] | tuple[str, ...]) -> str:
@@ -748,6 +816,7 @@ def srm_gate(
     *,
     check_srm: bool = True,
     notes: list[str] | None = None,
+    unit: str = "customers",
 ) -> tuple[SRMCheck | None, tuple[str, ...]]:
     """Sample-ratio-mismatch gate: arm counts against the design record's allocation.
 
@@ -756,13 +825,16 @@ def srm_gate(
     experiment_id : str
         For messages.
     arms : dict
-        Customers assigned per arm (arms with customers only).
+        Customers (or, for a cluster-randomized test, clusters) assigned per arm (arms with
+        customers only).
     design : dict
         The experiment's design record; ``design["allocation"]`` maps arm to designed share.
     check_srm : bool
         Raise on an alarm (default); False records the override in ``notes`` instead.
     notes : list of str, optional
         Receives a line when the check is skipped (no allocation) or an alarm is overridden.
+    unit : str
+        What ``arms`` counts, for messages: ``"customers"`` or ``"clusters"``.
 
     Returns
     -------
@@ -804,9 +876,9 @@ def srm_gate(
         check = SRMCheck(math.inf, 0.0, True, tuple(counts), expected)
         problems = []
         if extra:
-            problems.append(f"arm(s) {extra} have customers but are not in the design's allocation")
+            problems.append(f"arm(s) {extra} have {unit} but are not in the design's allocation")
         if empty:
-            problems.append(f"arm(s) {empty} of the design's allocation have no customers")
+            problems.append(f"arm(s) {empty} of the design's allocation have no {unit}")
         cause = "; ".join(problems)
     else:
         check = srm_check(counts, [shares[a] for a in order])
@@ -816,7 +888,7 @@ def srm_gate(
     observed = ", ".join(f"{a} {n:,}" for a, n in zip(order, counts, strict=True))
     designed = ", ".join(f"{a} {s:g}" for a, s in shares.items())
     message = (
-        f"experiment {experiment_id!r} fails the sample-ratio-mismatch check: customers "
+        f"experiment {experiment_id!r} fails the sample-ratio-mismatch check: {unit} "
         f"{observed} against designed shares {designed} ({cause})"
     )
     if check_srm:
@@ -850,9 +922,10 @@ def _allocation(experiment_id: str, allocation: object) -> dict[str, float]:
     return shares
 
 
-def _model(outcome: str, intervention: str, cfg: Config):
+def _model(outcome: str, intervention: str, cfg: Config, cluster: str | None = None):
     kwargs = dict(
         intervention=intervention,
+        cluster=cluster,
         sampler=cfg.model.sampler,
         draws=cfg.model.draws,
         tune=cfg.model.tune,

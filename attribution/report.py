@@ -35,7 +35,7 @@ from attribution.checks import CHECK_COLUMNS, check_from_dict, checks_frame
 from attribution.config import Config
 from attribution.errors import InputError
 from attribution.formatting import DRIVERS, RANDOMIZED_METHOD, _finite, headline_sentence
-from attribution.readout import srm_gate
+from attribution.readout import cluster_units, srm_gate
 from attribution.srm import srm_record
 from attribution.value import MONEY_OUTCOMES
 
@@ -368,7 +368,11 @@ def experiments_table(con: duckdb.DuckDBPyConnection, run: dict, ids: list[str])
         source = "recorded by the run"
         if srm is None and len(arms) >= 2:
             try:
-                check, order = srm_gate(experiment_id, arms, design, check_srm=False, notes=[])
+                _, units = cluster_units(con, experiment_id, design, arms)
+                check, order = srm_gate(
+                    experiment_id, units or arms, design, check_srm=False, notes=[],
+                    unit="clusters" if units else "customers",
+                )  # fmt: skip
                 srm = srm_record(check, order)
                 source = "computed now from the assignments"
             except InputError as exc:

@@ -407,6 +407,16 @@ def _design(data: ReportData) -> list[str]:
         if isinstance(design.get("allocation"), dict):
             alloc = ", ".join(f"{a} {_plain(s)}" for a, s in design["allocation"].items())
             fields.append(f"allocation: {_e(alloc)}")
+        cluster = design.get("cluster")
+        if isinstance(cluster, dict) and cluster.get("column"):
+            per_arm = ", ".join(
+                f"{a} {_plain(n)}" for a, n in (cluster.get("counts") or {}).items()
+            )
+            fields.append(
+                f"randomized by {_e(cluster['column'])}: {_e(_plain(cluster.get('clusters')))} "
+                f"clusters ({_e(per_arm)}), read out with a {_e(cluster['column'])} level in "
+                "every model; the sample-ratio check counts clusters"
+            )
         if design.get("simulated"):
             fields.append("<strong>simulated data</strong>")
         watch = design.get("monitoring")

@@ -593,6 +593,32 @@ def segment_profile(
     )
 
 
+def cluster_counts(
+    con: duckdb.DuckDBPyConnection, experiment_id: str, column: str
+) -> tuple[dict[str, int], list[str]]:
+    """Clusters per arm of a cluster-randomized experiment (``column`` a customers column), and
+    the clusters found in more than one arm (at most five, for messages)."""
+    col = quote_identifier(column)
+    rows = con.execute(
+        f"""
+        WITH per AS (
+            SELECT CAST(c.{col} AS VARCHAR) AS cluster, MIN(a.arm) AS arm,
+                   COUNT(DISTINCT a.arm) AS arms
+            FROM assignments a JOIN customers c ON c.customer_id = a.customer_id
+            WHERE a.experiment_id = ?
+            GROUP BY 1
+        )
+        SELECT arm, COUNT(*) AS clusters,
+               LIST(cluster ORDER BY cluster) FILTER (WHERE arms > 1) AS mixed
+        FROM per GROUP BY arm ORDER BY arm
+        """,
+        [experiment_id],
+    ).fetchall()
+    counts = {str(arm): int(n) for arm, n, _ in rows}
+    mixed = sorted(str(c) for _, _, m in rows for c in (m or []))
+    return counts, mixed[:5]
+
+
 def arm_counts(con: duckdb.DuckDBPyConnection, experiment_id: str) -> dict[str, int]:
     """Customers assigned per arm of an experiment, by arm name (empty when none)."""
     rows = con.execute(

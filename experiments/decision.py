@@ -64,7 +64,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from attribution import checks
+from attribution import checks, store
 from attribution.checks import Check, describe_checks
 from attribution.config import OUTCOMES, Config, DecisionSettings
 from attribution.estimates import as_estimate_rows
@@ -328,6 +328,7 @@ def decide_readout(
         tolerance=rules.csat_tolerance,
         interval=cfg.interval,
         z=guard_z,
+        cluster=readout.cluster,
     )
     margin, margin_text = _cost_margin(con, experiment_id, readout, rules)
     cost = cost_guardrail(
@@ -574,6 +575,43 @@ _CSAT_SQL = """
     SELECT arm, count(*) AS n, avg(csat) AS mean, var_samp(csat) AS var
     FROM per_customer GROUP BY arm
 """
+#: The same per customer, summed per (arm, cluster) of a cluster-randomized test; ``{cluster}``
+#: is a quoted customers column (schema-checked, never user text).
+_CSAT_CLUSTER_SQL = """
+    WITH per_customer AS (
+        SELECT a.arm, a.customer_id, avg(i.csat) AS csat
+        FROM assignments a
+        JOIN interactions i ON i.customer_id = a.customer_id
+        WHERE a.experiment_id = $e AND i.csat IS NOT NULL
+          AND i.ts >= $start AND i.ts < $end
+        GROUP BY ALL
+    )
+    SELECT p.arm, CAST(c.{cluster} AS VARCHAR) AS cluster, count(*) AS n, sum(p.csat) AS total
+    FROM per_customer p JOIN customers c ON c.customer_id = p.customer_id
+    GROUP BY ALL
+"""
+
+
+def _csat_arms(con: duckdb.DuckDBPyConnection, params: dict, cluster: str | None) -> pd.DataFrame:
+    """Per arm: rated customers ``n``, their mean CSAT ``mean`` and the variance of that mean
+    ``var_mean`` (customers independent; with ``cluster``, the cluster-robust variance of a
+    ratio mean, ``C / (C - 1) sum_c (Y_c - mean n_c)^2 / n^2`` over the arm's ``C`` clusters,
+    and ``units`` counts clusters)."""
+    if cluster is None:
+        per_arm = con.execute(_CSAT_SQL, params).df().set_index("arm")
+        per_arm["var_mean"] = np.nan_to_num(per_arm["var"]) / per_arm["n"]
+        per_arm["units"] = per_arm["n"]
+        return per_arm
+    sql = _CSAT_CLUSTER_SQL.format(cluster=store.quote_identifier(cluster))
+    per = con.execute(sql, params).df()
+    rows = {}
+    for arm, g in per.groupby("arm"):
+        n, total, k = float(g["n"].sum()), float(g["total"].sum()), len(g)
+        mean = total / n
+        resid = g["total"].to_numpy(float) - mean * g["n"].to_numpy(float)
+        var_mean = k / (k - 1) * float((resid**2).sum()) / n**2 if k > 1 else math.nan
+        rows[arm] = {"n": int(n), "mean": mean, "var_mean": var_mean, "units": k}
+    return pd.DataFrame.from_dict(rows, orient="index", columns=["n", "mean", "var_mean", "units"])
 
 
 def csat_guardrail(
@@ -585,6 +623,7 @@ def csat_guardrail(
     tolerance: float = 0.05,
     interval: IntervalSetting | None = None,
     z: float | None = None,
+    cluster: str | None = None,
 ) -> pd.DataFrame:
     """CSAT must not fall: treated minus control mean CSAT, per treatment arm.
 
@@ -619,6 +658,10 @@ def csat_guardrail(
     z : float, optional
         The normal quantile of the interval instead of the width's: a monitored test's look
         boundary (:mod:`experiments.design.sequential`).
+    cluster : str, optional
+        A cluster-randomized test's customers column of clusters: the variance of each arm's
+        mean is the cluster-robust one (ratings of one cluster's customers are not independent),
+        and an arm needs two rated clusters.
 
     Returns
     -------
@@ -649,8 +692,7 @@ def csat_guardrail(
             [experiment_id, CONTROL],
         ).fetchall()
     ]
-    per_arm = con.execute(_CSAT_SQL, {"e": experiment_id, "start": start, "end": end}).df()
-    per_arm = per_arm.set_index("arm")
+    per_arm = _csat_arms(con, {"e": experiment_id, "start": start, "end": end}, cluster)
     rated = con.execute("SELECT count(*) FROM interactions WHERE csat IS NOT NULL").fetchone()[0]
     window = f"from {start:%Y-%m-%d} to before {end:%Y-%m-%d}"
     rows = []
@@ -658,6 +700,7 @@ def csat_guardrail(
         row = {"arm": arm, "guardrail": "csat", "threshold": -tolerance}
         n_t = int(per_arm["n"].get(arm, 0))
         n_c = int(per_arm["n"].get(CONTROL, 0))
+        units = min(int(per_arm["units"].get(arm, 0)), int(per_arm["units"].get(CONTROL, 0)))
         if rated == 0:
             rows.append(
                 {
@@ -670,11 +713,12 @@ def csat_guardrail(
                 }
             )
             continue
-        if min(n_t, n_c) < 2:
+        if min(n_t, n_c) < 2 or units < 2:
             reason = (
                 "No CSAT ratings"
                 if n_t + n_c == 0
-                else f"Too few CSAT ratings (control {n_c}, {arm} {n_t} rated customers)"
+                else f"Too few CSAT ratings (control {n_c}, {arm} {n_t} rated customers"
+                + (f"; fewer than two rated {cluster} values in an arm)" if cluster else ")")
             )
             rows.append(
                 {
@@ -688,14 +732,13 @@ def csat_guardrail(
             )
             continue
         d = float(per_arm.loc[arm, "mean"] - per_arm.loc[CONTROL, "mean"])
-        var_t = float(np.nan_to_num(per_arm.loc[arm, "var"]))
-        var_c = float(np.nan_to_num(per_arm.loc[CONTROL, "var"]))
-        se = math.sqrt(var_t / n_t + var_c / n_c)
+        se = math.sqrt(per_arm.loc[arm, "var_mean"] + per_arm.loc[CONTROL, "var_mean"])
         lo, hi = d - z * se, d + z * se
         verdict = _three_way(lo, hi, -tolerance, None)
         said = (
             f"Mean CSAT {arm} minus control {d:+.3f} points ({pct} interval {lo:+.3f} to "
-            f"{hi:+.3f}; {n_t:,} and {n_c:,} rated customers)"
+            f"{hi:+.3f}; {n_t:,} and {n_c:,} rated customers"
+            + (f", clustered by {cluster})" if cluster else ")")
         )
         if verdict == PASS:
             said += f": a fall of more than {tolerance:g} points is ruled out."
