@@ -150,9 +150,24 @@ SELECT band, COUNT(*) AS n{stats} FROM banded GROUP BY band ORDER BY band
 """
 )
 
+#: Per cluster: customers and each outcome's mean and population variance, the outcomes taken
+#: within the readout's pre-period spend bands (minus their band's mean): the readout compares
+#: customers within bands, so the clustering it meets is what the bands leave.
 _CLUSTER_SQL = (
     _POPULATION_SQL
-    + "SELECT cluster, COUNT(*) AS n{stats} FROM per_customer GROUP BY cluster ORDER BY n"
+    + ","
+    + pre_band_sql()
+    + """
+banded AS (
+    SELECT pc.*, pb.pre_band AS band
+    FROM per_customer pc
+    LEFT JOIN pre_band pb ON pb.customer_id = pc.customer_id
+),
+adjusted AS (
+    SELECT cluster{residuals} FROM banded
+)
+SELECT cluster, COUNT(*) AS n{stats} FROM adjusted GROUP BY cluster ORDER BY n
+"""
 )
 
 #: Distinct triggered customers per month in [$rate_start, $rate_end).
@@ -339,7 +354,9 @@ class DesignInputs:
         With ``cluster``: clusters holding population customers, their mean size and the
         coefficient of variation of the sizes (population sd over mean).
     icc_revenue, icc_cost, icc_retention : float or None
-        With ``cluster``: one-way ANOVA ICC of each horizon outcome, truncated at 0.
+        With ``cluster``: one-way ANOVA ICC of each horizon outcome within the readout's
+        pre-period spend bands (each customer's outcome minus their band's mean: the clustering
+        the readout's comparison meets), truncated at 0.
     net_value_mean, net_value_sd, r2_net_value_bands : float
         Each customer's net value as the readout's money counts it, before any intervention
         cost: the window's margin on spend minus cost-to-serve, ``flow = margin x revenue -
@@ -704,7 +721,7 @@ def design_inputs(
             events_per_week=rate * (1.0 - baseline),
         )
     if cluster is not None:
-        fields.update(_clusters(con, fill, params, cluster))
+        fields.update(_clusters(con, fill, _band_params(params, first, ref), cluster))
     return DesignInputs(**fields)
 
 
@@ -755,6 +772,19 @@ def _r2(moments: dict[str, float], outcome: str) -> float:
     return float(min(max(float(beta @ r), 0.0), 1.0))
 
 
+def _band_params(params: dict[str, Any], first: date, ref: date) -> dict[str, Any]:
+    """The parameters of the readout's pre-period bands for a start at ``ref``: their own window
+    (the features' ``$pre_start`` is not theirs), one band without a month of history."""
+    band_start = max(first, add_months(ref, -PRE_MONTHS))
+    no_bands = band_start >= ref
+    return {
+        **params,
+        "pre_start": band_start,
+        "start": ref,
+        "pre_bands": PRE_BANDS if not no_bands else 1,
+    }
+
+
 def _band_r2(
     con: duckdb.DuckDBPyConnection,
     fill: dict[str, str],
@@ -770,21 +800,15 @@ def _band_r2(
     bands, adjusted for their number (``1 - (1 - R^2)(n - 1)/(n - B)``), is the variance
     reduction the readout's precision gets from them: the R^2 a design must be sized with.
     """
-    band_start = max(first, add_months(ref, -PRE_MONTHS))
     outcomes = {**dict(zip(("revenue", "cost", "retention"), OUTCOMES, strict=True))}
     outcomes["net_value"] = _NET_SQL
     stats = "".join(f", AVG({y}) AS avg_{k}, VAR_POP({y}) AS var_{k}" for k, y in outcomes.items())
-    no_bands = band_start >= ref
+    banded = _band_params(params, first, ref)
+    no_bands = banded["pre_bands"] == 1
     frame = con.execute(
         # without history the bands' query still gives the net value's moments (one band)
         _BANDS_SQL.format(**fill, stats=stats),
-        # the bands' own window (the features' $pre_start is not used by this query's output)
-        {
-            **params,
-            "pre_start": band_start,
-            "start": ref,
-            "pre_bands": PRE_BANDS if not no_bands else 1,
-        },
+        banded,
     ).df()
     n, bands = frame["n"].to_numpy(dtype=float), len(frame)
     total = n.sum()
@@ -835,7 +859,9 @@ def _clusters(
     con: duckdb.DuckDBPyConnection, fill: dict[str, str], params: dict[str, Any], cluster: str
 ) -> dict[str, Any]:
     stats = "".join(f", AVG({y}) AS avg_{y}, VAR_POP({y}) AS var_{y}" for y in OUTCOMES)
-    frame = con.execute(_CLUSTER_SQL.format(**fill, stats=stats), params).df()
+    residuals = "".join(f", {y} - AVG({y}) OVER (PARTITION BY band) AS {y}" for y in OUTCOMES)
+    sql = _CLUSTER_SQL.format(**fill, stats=stats, residuals=residuals)
+    frame = con.execute(sql, params).df()
     k = len(frame)
     sizes = frame["n"].to_numpy(dtype=float)
     total = sizes.sum()
