@@ -612,6 +612,7 @@ def _cmd_design(args: argparse.Namespace) -> int:
         clusters_available=clusters,
         looks=args.looks,
         spending=args.spending,
+        horizon_months=_horizon_months(args, given["horizon_weeks"]),
         guardrails=guards,
         roll_out_threshold=cfg.decision.roll_out_threshold,
     )
@@ -620,6 +621,17 @@ def _cmd_design(args: argparse.Namespace) -> int:
     payload = plan.to_dict() if asked is None else {**plan.to_dict(), "asked": asked}
     _emit(args, payload, text)
     return EXIT_OK
+
+
+def _horizon_months(args: argparse.Namespace, horizon_weeks: float | None) -> int | None:
+    """The outcome horizon in whole months a monitored design's looks are placed in (as
+    ``cx assign --horizon-months`` records them): the store's horizon with --from-store, else
+    --horizon-weeks in months; None when neither says."""
+    if args.from_store:
+        return args.horizon_months
+    if horizon_weeks:
+        return max(1, round(horizon_weeks * 12 / 52))
+    return None
 
 
 def _cmd_assign(args: argparse.Namespace) -> int:

@@ -398,6 +398,7 @@ def plan_test(
     looks: int = 1,
     spending: str = "obrien-fleming",
     guardrails: Guardrails | None = None,
+    horizon_months: int | None = None,
 ) -> TestPlan:
     """Size a CX test and say how long it takes and what its MDE is worth.
 
@@ -470,6 +471,12 @@ def plan_test(
         of the horizon the test is expected to run at the MDE.
     spending : {"obrien-fleming", "pocock"}
         The alpha spending function of the looks.
+    horizon_months : int, optional
+        The outcome horizon in months of a monitored test (``cx assign --horizon-months``): the
+        looks are then at the months the assignment records
+        (:func:`experiments.design.look_months`, e.g. months 2, 3 and 4 of a 4-month horizon
+        with 3 looks), so the plan's thresholds are the ones the readout will use. Without it,
+        the looks are at information fractions 1/K, 2/K, ..., 1.
     guardrails : Guardrails, optional
         The decision rolls out only when its guardrails pass too. With them,
         :attr:`TestPlan.rule` gains ``guardrails``: each guardrail's standard error and chance
@@ -526,7 +533,7 @@ def plan_test(
     rule = _rule(
         metric, baseline, sd, mde, r2, control_share, power, n_control, n_treatment, n_total,
         cluster, roll_out_threshold, value_per_unit, unit_cost, int(arms), looks, spending,
-        guardrails, prior_mean, prior_sd,
+        guardrails, prior_mean, prior_sd, horizon_months,
     )  # fmt: skip
     deadline = None
     if timeline is not None:
@@ -635,7 +642,7 @@ def plan_test(
 def _rule(
     metric, baseline, sd, mde, r2, control_share, power, n_control, n_treatment, n_total,
     cluster, threshold, value_per_unit, unit_cost, arms, looks=1, spending="obrien-fleming",
-    guardrails=None, prior_mean=None, prior_sd=None,
+    guardrails=None, prior_mean=None, prior_sd=None, horizon_months=None,
 ) -> dict:  # fmt: skip
     """How often the readout's rule rolls out at this size, at the MDE and with no effect, and
     the total the rule needs for ``power`` roll-outs at the MDE (normal approximation)."""
@@ -673,11 +680,14 @@ def _rule(
     watched = None
     if int(looks) != looks or looks < 1:
         raise InputError(f"looks must be a whole number >= 1, got {looks!r}")
+    fractions = _look_fractions(int(looks), horizon_months)
     if looks > 1:
         watched = _looks(
-            int(looks), spending, 1.0 - per_arm, target, (mde - money["unit_cost"] / value),
+            fractions, spending, 1.0 - per_arm, target, (mde - money["unit_cost"] / value),
             se_at, se_null, n_pair, need, per_pair, money["unit_cost"] / value,
         )  # fmt: skip
+        if horizon_months is not None:
+            watched["look_months"] = list(design.look_months(horizon_months, int(looks)))
     rule_z = stats.norm.ppf(watched["thresholds"]) if watched else None
 
     def chance(effect: float, n: float) -> float:
@@ -689,7 +699,7 @@ def _rule(
 
     guarded = None
     if guardrails is not None:
-        final_z = _final_guardrail_z(guardrails.interval_width, int(looks), spending)
+        final_z = _final_guardrail_z(guardrails.interval_width, fractions, spending)
         at_end = watched["p_rollout_at_mde"] if watched else at_mde
         guarded = _guardrail_chances(guardrails, c, n_pair, per_pair, deff, final_z, at_end)
         terms = guarded.pop("_terms")
@@ -723,12 +733,20 @@ def _rule(
     }
 
 
-def _final_guardrail_z(width: float, looks: int, spending: str) -> float:
+def _look_fractions(looks: int, horizon_months: int | None) -> list[float]:
+    """Information fractions of the looks: at the recorded look months of a horizon in months
+    (what the readout uses), else evenly spread."""
+    if horizon_months is None or looks <= 1:
+        return [k / looks for k in range(1, looks + 1)]
+    return [m / horizon_months for m in design.look_months(horizon_months, looks)]
+
+
+def _final_guardrail_z(width: float, fractions: list[float], spending: str) -> float:
     """The guardrails' z at the last look: the interval's, or the looks' last boundary."""
     alpha = (1.0 - width) / 2.0
-    if looks <= 1:
+    if len(fractions) <= 1:
         return float(stats.norm.isf(alpha))
-    return float(design.boundaries([k / looks for k in range(1, looks + 1)], alpha, spending).z[-1])
+    return float(design.boundaries(fractions, alpha, spending).z[-1])
 
 
 def _guardrail_chances(g: Guardrails, c, n_pair, per_pair, deff, z, p_rule) -> dict:
@@ -783,10 +801,11 @@ def _decision_size(p_rule, terms, z, power, n_pair, per_pair) -> int | None:
 
 
 def _looks(
-    looks, spending, alpha, power, margin, se_at, se_null, n_pair, need, per_pair, cost,
+    fractions, spending, alpha, power, margin, se_at, se_null, n_pair, need, per_pair, cost,
 ) -> dict:  # fmt: skip
-    """The rule over ``looks`` evenly spread looks: thresholds, chances, size, expected length."""
-    fractions = [k / looks for k in range(1, looks + 1)]
+    """The rule over looks at information ``fractions``: thresholds, chances, size, expected
+    length."""
+    looks = len(fractions)
     b = design.boundaries(fractions, alpha, spending)
     at_mde = design.crossing_probabilities(fractions, b.z, margin / se_at(n_pair))
     at_zero = design.crossing_probabilities(fractions, b.z, -cost / se_null(n_pair))

@@ -151,6 +151,15 @@ def test_plan_with_looks_states_the_thresholds_and_what_they_cost():
     assert "Monitored over 3 looks" in watched.describe()
     with pytest.raises(InputError, match="looks must be"):
         plan_test("revenue", 5.0, sd=60.0, looks=0)
+    # a horizon the looks do not divide: the plan's looks are the months the record will hold
+    uneven = plan_test("revenue", 5.0, sd=60.0, value_per_unit=0.3, looks=3, horizon_months=4)
+    u, record = uneven.rule["looks"], design.monitoring_record(4, 3)
+    assert u["look_months"] == list(record["look_months"]) == [2, 3, 4]
+    assert u["fractions"] == pytest.approx([0.5, 0.75, 1.0])
+    assert u["thresholds"] == pytest.approx(record["thresholds"])
+    assert u["thresholds"] != pytest.approx(w["thresholds"])
+    with pytest.raises(InputError, match="looks must be a whole number from 1 to the horizon"):
+        plan_test("revenue", 5.0, sd=60.0, looks=5, horizon_months=4)
 
 
 def test_the_command_lines_spending_choices_are_the_design_modules():
