@@ -31,8 +31,10 @@ from attribution.config import Config
 from attribution.errors import InputError
 from attribution.periods import add_months
 from attribution.readout import preflight, read_out
+from experiments import design
 from experiments.assign import assign, write_assignment
 from experiments.decision import csat_guardrail, decide_readout
+from experiments.history import design_inputs
 
 #: Overall effects only (the decision's rows), as a nightly refresh of a small test reads them.
 CONFIG = replace(Config(), model=replace(Config().model, segments=()))
@@ -56,6 +58,25 @@ def _twins(con, salt: str):
     blind = replace(result, design={k: v for k, v in result.design.items() if k != "cluster"})
     write_assignment(con, "exp_blind", "branch_call", blind, started="2025-07")
     return result
+
+
+def _promised(con, counts: dict[str, int]) -> dict[str, float]:
+    """The design's 90% interval width per outcome for these arms: the store's history (sd,
+    the bands' R^2, the ICC within bands and the branch sizes), inflated by the design effect."""
+    inputs = design_inputs(con, horizon_months=4, as_of="2025-07", cluster="branch")
+    pair = 1 / counts["control"] + 1 / counts["treatment"]
+    retention, revenue = inputs.for_retention(), inputs.for_means("revenue")
+    p = retention["baseline"]
+    flat = {
+        "retention": p * (1 - p) * design.variance_factor(retention["r2"]),
+        "revenue": revenue["sd"] ** 2 * design.variance_factor(revenue["r2"]),
+        "cost_to_serve": inputs.cost_sd**2 * design.variance_factor(inputs.r2_cost_bands),
+    }
+    z = stats.norm.isf((1 - CONFIG.interval.width) / 2)
+    return {
+        o: 2 * z * (v * pair * design.design_effect(**inputs.for_cluster(o))) ** 0.5
+        for o, v in flat.items()
+    }
 
 
 def _overall(readout, outcome: str) -> tuple[float, float, float]:
@@ -146,7 +167,7 @@ def test_the_readout_carries_the_between_branch_variation_and_the_decision_uses_
     planted design effect is about 3.6), its fits pass the gate, and the CSAT guardrail is
     cluster-robust."""
     con = _world(33)
-    _twins(con, "branches-33")
+    result = _twins(con, "branches-33")
     clustered = read_out(con, "exp_branch", config=CONFIG)
     blind = read_out(con, "exp_blind", config=CONFIG, check_srm=False)
     assert clustered.passed and clustered.cluster == "branch" and blind.cluster is None
@@ -162,6 +183,13 @@ def test_the_readout_carries_the_between_branch_variation_and_the_decision_uses_
         widths[outcome] = (hi - lo) / (bhi - blo)
     assert widths["retention"] > 1.3 and widths["revenue"] > 1.1, widths
     assert widths["net_value"] > 1.1, widths
+    # the design's promise for this cluster design (over worlds its average is within 10%,
+    # see the slow test; one world's cluster-level spread varies by up to about 20%)
+    promised = _promised(con, result.counts)
+    for outcome, width in promised.items():
+        _, lo, hi = _overall(clustered, outcome)
+        tolerance = 0.10 if outcome == "retention" else 0.25
+        assert hi - lo == pytest.approx(width, rel=tolerance), (outcome, width, hi - lo)
 
     decision = decide_readout(con, clustered, config=CONFIG)
     csat = decision.guardrails[decision.guardrails.guardrail == "csat"].iloc[0]
@@ -195,16 +223,22 @@ def test_the_readout_carries_the_between_branch_variation_and_the_decision_uses_
 def test_cluster_readout_intervals_cover_a_zero_effect_at_the_nominal_rate_over_worlds():
     """Over ``CX_CLUSTER_REPS`` worlds (default 100), each with a new branch assignment (true
     effects exactly zero): the cluster readout's 90% intervals cover zero for retention,
-    revenue, cost-to-serve and net value within the binomial band around 90%, while the
-    readout blind to the branches covers retention's zero clearly less often."""
+    revenue, cost-to-serve and net value at least at the binomial band's lower end around 90%
+    (and not always), while the readout blind to the branches covers retention's zero clearly
+    less often; the widths average within 10% of what the design promised."""
     reps = int(os.environ.get("CX_CLUSTER_REPS", "100"))
     outcomes = ("retention", "revenue", "cost_to_serve", "net_value")
     covered = {o: 0 for o in outcomes}
     blind_covered = 0
+    widths = {o: [0.0, 0.0] for o in ("retention", "revenue", "cost_to_serve")}
     for k in range(reps):
         con = _world(1000 + k)
-        _twins(con, f"cl-{k}")
+        result = _twins(con, f"cl-{k}")
         clustered = read_out(con, "exp_branch", config=CONFIG)
+        for o, width in _promised(con, result.counts).items():
+            _, lo, hi = _overall(clustered, o)
+            widths[o][0] += hi - lo
+            widths[o][1] += width
         blind = read_out(con, "exp_blind", config=CONFIG, check_srm=False)
         assert clustered.passed, clustered.reasons
         for o in outcomes:
@@ -213,8 +247,11 @@ def test_cluster_readout_intervals_cover_a_zero_effect_at_the_nominal_rate_over_
         _, lo, hi = _overall(blind, "retention")
         blind_covered += lo <= 0.0 <= hi
         con.close()
-    low = stats.binom.ppf(0.005, reps, 0.9)  # two-sided 1% band per outcome
-    high = stats.binom.isf(0.005, reps, 0.9)
+    low = stats.binom.ppf(0.005, reps, 0.9)  # the lower end of a two-sided 1% band
     for o in outcomes:
-        assert low <= covered[o] <= high, (o, covered, reps)
+        # too narrow is the dishonest failure; a weakly clustered outcome (cost) is somewhat
+        # conservative, its cluster spread's prior keeping it away from zero
+        assert low <= covered[o] < reps, (o, covered, reps)
     assert blind_covered < low, (blind_covered, reps)
+    for o, (reported, promised) in widths.items():
+        assert reported == pytest.approx(promised, rel=0.10), (o, reported / promised)
