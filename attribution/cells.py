@@ -26,6 +26,7 @@ import pandas as pd
 
 from attribution import store
 from attribution.errors import InputError
+from attribution.lake import arrow_frame, arrow_result
 from attribution.periods import add_months
 
 VALUE_FAMILIES = ("revenue", "cost_to_serve")
@@ -149,7 +150,8 @@ def cells(
         params["pre_bands"] = pre_bands
         groups = [*groups, "pre_band"]
     sql = _render(groups)
-    frame = con.execute(sql, params).df()
+    # exact decimals out of either engine, one conversion to float (attribution.lake)
+    frame = arrow_frame(arrow_result(con, sql, params))
     if frame.empty or (not groups and frame["n"].iloc[0] == 0):
         if experiment_id is not None:
             raise InputError(f"experiment {experiment_id!r} has no assigned customers")
@@ -292,7 +294,7 @@ def segment_sql(con: duckdb.DuckDBPyConnection, segment: str | None) -> str:
         return "'everyone'"
     if segment not in store.segment_columns(con):
         raise InputError(f"segment column {segment!r} is not a column of customers")
-    return f"COALESCE(CAST(c.{store.quote_identifier(segment)} AS VARCHAR), '{MISSING_SEGMENT}')"
+    return f"COALESCE(CAST(c.{store.quote_identifier(segment)} AS STRING), '{MISSING_SEGMENT}')"
 
 
 _MONTHLY_SQL = """
@@ -334,7 +336,6 @@ def monthly_totals(
     pandas.DataFrame
         Columns segment (text), arm, period, revenue, cost_to_serve.
     """
-    return con.execute(
-        _MONTHLY_SQL.format(segment=segment_sql(con, segment)),
-        {"experiment_id": experiment_id, "start": start, "horizon": horizon},
-    ).df()
+    sql = _MONTHLY_SQL.format(segment=segment_sql(con, segment))
+    params = {"experiment_id": experiment_id, "start": start, "horizon": horizon}
+    return arrow_frame(arrow_result(con, sql, params))  # decimals to floats as the cells are

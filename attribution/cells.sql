@@ -1,5 +1,6 @@
 -- Collapse customers into cells of sufficient statistics. The one heavy data step.
--- Portable SQL (DuckDB and Spark SQL): CTEs, CASE, SUM, COUNT, LN, CAST, LEFT JOIN only.
+-- Portable SQL (DuckDB and Spark SQL): CTEs, CASE, SUM, COUNT, LN, CAST, LEFT JOIN only; run by
+-- both engines (attribution/lake.py: Spark in ANSI mode with double-quoted identifiers).
 -- Money is summed as DECIMAL (exact, to 1e-6; logs to 1e-12): a float sum depends on the order
 -- the engine's threads add partial sums in, so the same store could give cells differing in the
 -- last bits, and a readout of the same data with the same seed different numbers.
@@ -57,11 +58,11 @@ pre_revenue AS (
 ),
 pre_band AS (
     SELECT p.customer_id,
-           CASE WHEN COALESCE(r.pre_revenue, 0) > 0
+           CAST(CASE WHEN COALESCE(r.pre_revenue, 0) > 0
                 THEN NTILE($pre_bands - 1) OVER (
                          PARTITION BY CASE WHEN COALESCE(r.pre_revenue, 0) > 0 THEN 1 ELSE 0 END
                          ORDER BY r.pre_revenue, p.customer_id)
-                ELSE 0 END AS pre_band
+                ELSE 0 END AS BIGINT) AS pre_band
     FROM population p
     LEFT JOIN pre_revenue r ON r.customer_id = p.customer_id
 ),

@@ -81,6 +81,12 @@ def _parser() -> argparse.ArgumentParser:
         "`branch`, for trying tests randomized by cluster)",
     )
     p.add_argument(
+        "--lake",
+        default=None,
+        metavar="PATH",
+        help="write the world as a lake of Parquet tables (for --engine spark), not a store",
+    )
+    p.add_argument(
         "--replace",
         action="store_true",
         help="delete the store's data first (else it must be empty)",
@@ -119,6 +125,7 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="read out despite a sample ratio mismatch (the output says so)",
     )
+    _engine_arguments(p)
     p.set_defaults(func=_cmd_readout)
 
     p = sub.add_parser(
@@ -131,6 +138,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--horizon", type=int, default=None, metavar="MONTHS")
     p.add_argument("--config", default=None, metavar="FILE", help="cx.toml settings")
     p.add_argument("--ignore-srm", action="store_true", help="decide despite an SRM alarm")
+    _engine_arguments(p)
     p.set_defaults(func=_cmd_decide)
 
     p = sub.add_parser(
@@ -369,6 +377,8 @@ def _cmd_load(args: argparse.Namespace) -> int:
 def _cmd_simulate(args: argparse.Namespace) -> int:
     from attribution import synth
 
+    if args.lake:
+        return _simulate_lake(args)
     path = store.resolve_path(args.store)
     started = time.perf_counter()
     with store.opened(path) as con:
@@ -401,6 +411,44 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
         f"simulated {args.customers:,} customers x {args.months} months (seed {args.seed}) "
         f"into {path} in {seconds:.1f} s: "
         + ", ".join(f"{t} {counts[t]:,}" for t in store.LOADABLE_TABLES + ("truth",))
+    )
+    _emit(args, payload, text)
+    return EXIT_OK
+
+
+def _simulate_lake(args: argparse.Namespace) -> int:
+    """cx simulate --lake: the world as the contract's Parquet folders (and ``truth/``), through
+    a temporary DuckDB file beside the lake that is deleted afterwards."""
+    import tempfile
+    from pathlib import Path
+
+    from attribution import lake, synth
+
+    root = Path(args.lake)
+    if root.exists() and any(root.iterdir()):
+        raise InputError(f"lake folder {str(root)!r} is not empty; choose a new --lake")
+    root.parent.mkdir(parents=True, exist_ok=True)
+    started = time.perf_counter()
+    with (
+        tempfile.TemporaryDirectory(dir=root.parent, prefix=".cx-simulate-") as tmp,
+        store.opened(Path(tmp) / "world.duckdb") as con,
+    ):
+        result = synth.simulate(
+            con,
+            args.customers,
+            months=args.months,
+            seed=args.seed,
+            start=args.start,
+            branches=args.branches,
+        )
+        rows = lake.write_lake(con, root, extra=("truth",))
+    seconds = time.perf_counter() - started
+    payload = {"lake": str(root), "seconds": round(seconds, 2), "rows": rows}
+    payload.update({k: str(v) for k, v in asdict(result).items() if k not in payload})
+    text = (
+        f"simulated {args.customers:,} customers x {args.months} months (seed {args.seed}) "
+        f"into the lake {root} (Parquet) in {seconds:.1f} s: "
+        + ", ".join(f"{t} {n:,}" for t, n in rows.items())
     )
     _emit(args, payload, text)
     return EXIT_OK
@@ -458,8 +506,8 @@ def _cmd_readout(args: argparse.Namespace) -> int:
     from attribution.config import load_config
     from attribution.readout import read_out
 
-    cfg = load_config(args.config)
-    with store.opened(args.store or cfg.store, create=False) as con:
+    cfg = _with_engine(load_config(args.config), args)
+    with _source(args, cfg) as con:
         result = read_out(
             con,
             args.experiment_id,
@@ -473,12 +521,60 @@ def _cmd_readout(args: argparse.Namespace) -> int:
     return EXIT_OK if result.passed else EXIT_GATE
 
 
+def _engine_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--engine",
+        choices=("duckdb", "spark"),
+        default=None,
+        help="where the cells are computed: the store (duckdb, default) or a lake (spark)",
+    )
+    p.add_argument("--lake", default=None, metavar="PATH", help="lake folder of Parquet tables")
+    p.add_argument("--master", default=None, metavar="URL", help="Spark master (default local[2])")
+
+
+def _with_engine(cfg, args: argparse.Namespace):
+    """The configuration's [engine] with the command line's --engine, --lake, --master."""
+    from dataclasses import replace
+
+    from attribution.config import EngineSettings
+
+    given = {"kind": args.engine, "lake": args.lake, "master": args.master}
+    given = {k: v for k, v in given.items() if v is not None}
+    if not given:
+        return cfg
+    if args.lake is not None and args.engine is None:
+        given["kind"] = "spark"
+    if "lake" in given:
+        given["database"] = None
+    base = cfg.engine.__dict__ | given
+    return replace(cfg, engine=EngineSettings(**base))
+
+
+@contextlib.contextmanager
+def _source(args: argparse.Namespace, cfg):
+    """What the readout reads: the DuckDB store, or the lake through Spark (attribution.lake)."""
+    engine = cfg.engine
+    if engine.kind == "duckdb":
+        with store.opened(args.store or cfg.store, create=False) as con:
+            yield con
+        return
+    from attribution import lake
+
+    spark = lake.session(engine.master, memory=engine.memory)
+    opened = lake.open_lake(engine.lake, spark=spark, database=engine.database)
+    try:
+        yield opened
+    finally:
+        opened.close()
+        spark.stop()
+
+
 def _cmd_decide(args: argparse.Namespace) -> int:
     from attribution.config import load_config
     from experiments.decision import decide
 
-    cfg = load_config(args.config)
-    with store.opened(args.store or cfg.store, create=False) as con:
+    cfg = _with_engine(load_config(args.config), args)
+    with _source(args, cfg) as con:
         decision = decide(
             con,
             args.experiment_id,

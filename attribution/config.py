@@ -59,6 +59,13 @@ that names the file, the key and what was expected, before any work starts. Exam
     tune = 500
     seed = 0
 
+    [engine]                   # where the cells are computed (attribution.lake)
+    kind = "duckdb"            # or "spark": the contract's tables in a lake, read by Spark
+    master = "local[2]"        # Spark master URL when cx starts the session
+    # lake = "/data/cx-lake"   # spark: a folder of Parquet tables (customers/, outcomes/, ...)
+    # database = "cx"          # spark: or a catalog database with tables of those names
+    # memory = "8g"            # Spark driver memory
+
 Observational questions for ``cx refresh`` (default none) are an array of tables; each is fitted
 with :func:`attribution.causal.attribute` after the experiments and published with them::
 
@@ -78,7 +85,8 @@ What :attr:`Config.hash` covers (the hash decides whether ``cx refresh`` refits)
   setting existed keep their hash);
 - ``[causal]`` and the ``[[observational]]`` questions only when at least one question is
   declared: then the causal settings change published numbers. Without questions they change
-  nothing a refresh publishes and stay out, like ``[decision]``, which never counts.
+  nothing a refresh publishes and stay out, like ``[decision]``, which never counts, and
+  ``[engine]`` (both engines compute the same cells).
 """
 
 from __future__ import annotations
@@ -394,6 +402,45 @@ class ObservationalQuestion:
         return f"condition {self.condition}"
 
 
+ENGINES = ("duckdb", "spark")
+
+
+@dataclass(frozen=True)
+class EngineSettings:
+    """Where the heavy aggregation (the cells) runs: DuckDB on the store, or Spark on a lake.
+
+    Parameters
+    ----------
+    kind : {"duckdb", "spark"}
+        ``duckdb`` (default): the store file. ``spark``: the contract's tables in a lake folder
+        (``lake``) or a Spark catalog database (``database``), read by Spark
+        (:mod:`attribution.lake`); runs and estimates still go to the DuckDB store.
+    master : str
+        Spark master URL when the session is built here. Default ``local[2]``.
+    lake : str, optional
+        Folder of Parquet tables (``customers/``, ``outcomes/``, ...).
+    database : str, optional
+        Instead of ``lake``: a catalog database with tables of the contract's names.
+    memory : str, optional
+        Spark driver memory, e.g. ``"8g"``.
+    """
+
+    kind: str = "duckdb"
+    master: str = "local[2]"
+    lake: str | None = None
+    database: str | None = None
+    memory: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.kind not in ENGINES:
+            raise InputError(f"engine.kind must be one of {list(ENGINES)}, got {self.kind!r}")
+        if self.kind == "spark" and (self.lake is None) == (self.database is None):
+            raise InputError(
+                "engine.kind = 'spark' needs the lake: engine.lake (a folder of Parquet tables) "
+                "or engine.database (a catalog database), one of them"
+            )
+
+
 @dataclass(frozen=True)
 class Config:
     """Everything a run needs. ``Config()`` is the documented defaults."""
@@ -407,6 +454,7 @@ class Config:
     decision: DecisionSettings = field(default_factory=DecisionSettings)
     causal: CausalSettings = field(default_factory=CausalSettings)
     observational: tuple[ObservationalQuestion, ...] = ()
+    engine: EngineSettings = field(default_factory=EngineSettings)
 
     def __post_init__(self) -> None:
         names = [q.name for q in self.observational]
@@ -422,12 +470,13 @@ class Config:
     def hash(self) -> str:
         """SHA-256 of the settings (not of the file's formatting): identifies a configuration.
 
-        ``decision`` is left out: it changes no number that a refresh fits or publishes. So are
-        ``causal`` and ``observational`` unless a question is declared, and ``model.outcomes``
-        when it is all three (see the module docstring).
+        ``decision`` is left out: it changes no number that a refresh fits or publishes; so is
+        ``engine`` (both engines compute the same cells). So are ``causal`` and
+        ``observational`` unless a question is declared, and ``model.outcomes`` when it is all
+        three (see the module docstring).
         """
         settings = self.to_dict()
-        del settings["decision"]
+        del settings["decision"], settings["engine"]
         if not self.observational:
             del settings["causal"], settings["observational"]
         if tuple(settings["model"]["outcomes"]) == OUTCOMES:
@@ -444,6 +493,7 @@ _SECTIONS = {
     "experiments": ExperimentSelection,
     "decision": DecisionSettings,
     "causal": CausalSettings,
+    "engine": EngineSettings,
 }
 
 
@@ -521,6 +571,11 @@ def _section(cls, name: str, values: dict, source: str):
             )
         spec = defaults[key]
         default = spec.default_factory() if spec.default is MISSING else spec.default
+        if default is None and str(spec.type).startswith("str"):  # optional text: a path, a name
+            if not isinstance(value, str) or not value.strip():
+                raise InputError(f"{source}: {name}.{key} must be text, got {value!r}")
+            out[key] = value
+            continue
         out[key] = _coerce(f"{name}.{key}", value, default, source)
     try:
         return cls(**out)

@@ -256,7 +256,10 @@ def quote_identifier(name: str) -> str:
 
 
 def columns(con: duckdb.DuckDBPyConnection, table: str) -> dict[str, str]:
-    """Return ``{column: duckdb type}`` for a table, in table order."""
+    """Return ``{column: duckdb type}`` for a table, in table order (of a Spark lake's table
+    too: :class:`attribution.lake.Lake`)."""
+    if getattr(con, "is_lake", False):
+        return con.columns(table)
     rows = con.execute(
         "SELECT column_name, data_type FROM information_schema.columns "
         "WHERE table_name = ? ORDER BY ordinal_position",
@@ -598,25 +601,27 @@ def cluster_counts(
 ) -> tuple[dict[str, int], list[str]]:
     """Clusters per arm of a cluster-randomized experiment (``column`` a customers column), and
     the clusters found in more than one arm (at most five, for messages)."""
-    col = quote_identifier(column)
-    rows = con.execute(
-        f"""
+    per = f"""
         WITH per AS (
-            SELECT CAST(c.{col} AS VARCHAR) AS cluster, MIN(a.arm) AS arm,
+            SELECT CAST(c.{quote_identifier(column)} AS STRING) AS cluster, MIN(a.arm) AS arm,
                    COUNT(DISTINCT a.arm) AS arms
             FROM assignments a JOIN customers c ON c.customer_id = a.customer_id
             WHERE a.experiment_id = ?
             GROUP BY 1
         )
-        SELECT arm, COUNT(*) AS clusters,
-               LIST(cluster ORDER BY cluster) FILTER (WHERE arms > 1) AS mixed
-        FROM per GROUP BY arm ORDER BY arm
-        """,
+    """
+    rows = con.execute(
+        per + "SELECT arm, COUNT(*), SUM(CASE WHEN arms > 1 THEN 1 ELSE 0 END) "
+        "FROM per GROUP BY arm ORDER BY arm",
         [experiment_id],
     ).fetchall()
     counts = {str(arm): int(n) for arm, n, _ in rows}
-    mixed = sorted(str(c) for _, _, m in rows for c in (m or []))
-    return counts, mixed[:5]
+    if not any(m for _, _, m in rows):
+        return counts, []
+    mixed = con.execute(
+        per + "SELECT cluster FROM per WHERE arms > 1 ORDER BY cluster LIMIT 5", [experiment_id]
+    ).fetchall()
+    return counts, [str(m[0]) for m in mixed]
 
 
 def arm_counts(con: duckdb.DuckDBPyConnection, experiment_id: str) -> dict[str, int]:

@@ -586,7 +586,7 @@ _CSAT_CLUSTER_SQL = """
           AND i.ts >= $start AND i.ts < $end
         GROUP BY ALL
     )
-    SELECT p.arm, CAST(c.{cluster} AS VARCHAR) AS cluster, count(*) AS n, sum(p.csat) AS total
+    SELECT p.arm, CAST(c.{cluster} AS STRING) AS cluster, count(*) AS n, sum(p.csat) AS total
     FROM per_customer p JOIN customers c ON c.customer_id = p.customer_id
     GROUP BY ALL
 """
@@ -856,19 +856,20 @@ def _cost_margin(
     """The cost margin and how it was set: explicit, or a share of control's mean cost."""
     if rules.cost_margin is not None:
         return float(rules.cost_margin), " (decision.cost_margin)"
-    mean = con.execute(
+    # summed as exact decimals (as the cells are): the same margin from either engine
+    total, n = con.execute(
         """
         WITH cost AS (
-            SELECT customer_id, sum(cost_to_serve) AS cost FROM outcomes
+            SELECT customer_id, sum(CAST(cost_to_serve AS DECIMAL(18, 6))) AS cost FROM outcomes
             WHERE period >= $start AND period <= $horizon GROUP BY customer_id
         )
-        SELECT avg(coalesce(cost.cost, 0))
+        SELECT sum(coalesce(cost.cost, 0)), count(*)
         FROM assignments a LEFT JOIN cost ON cost.customer_id = a.customer_id
         WHERE a.experiment_id = $e AND a.arm = 'control'
         """,
         {"e": experiment_id, "start": readout.start, "horizon": readout.horizon},
-    ).fetchone()[0]
-    mean = float(mean or 0.0)
+    ).fetchone()
+    mean = float(total) / n if n else 0.0
     return rules.cost_margin_share * mean, (
         f" ({rules.cost_margin_share:.0%} of control's mean cost-to-serve of {mean:,.2f} per "
         "customer over the window)"

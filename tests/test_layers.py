@@ -3,7 +3,8 @@
 Low to high (README, "Layout"):
 
 0. foundation: errors, settings, versions, JSON helpers, validation of settings;
-1. the store and what reads it: store, cells, loader, simulator, summaries, the runs registry,
+1. the store and what reads it: store, cells, the lake (Spark), loader, simulator, summaries, the
+   runs registry,
    observational frames, the assignment history;
 2. models and checks on cells: the cell-model core and its compiled-model cache, uplift, joint,
    money, g-formula, diagnostics, the sample-ratio check, the design maths, the configuration
@@ -31,7 +32,8 @@ LAYERS = {
     0: ["attribution", "attribution.errors", "attribution.settings", "attribution.versions",
         "attribution.jsonready", "attribution.validation", "attribution.checks",
         "attribution.periods", "attribution.estimates", "attribution.looks", "experiments"],
-    1: ["attribution.store", "attribution.cells", "attribution.load", "attribution.synth",
+    1: ["attribution.store", "attribution.cells", "attribution.lake", "attribution.load",
+        "attribution.synth",
         "attribution.summary", "attribution.runs", "attribution.observational",
         "experiments.history"],
     2: ["attribution.diagnostics", "attribution.compiledcache", "attribution.cellmodel",
