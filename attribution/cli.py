@@ -330,6 +330,7 @@ def _design_parser(sub, s: argparse.ArgumentParser, j: argparse.ArgumentParser) 
     p.add_argument(
         "--config", default=None, metavar="FILE", help="cx.toml: decision thresholds, guardrails"
     )
+    _engine_arguments(p)
     p.set_defaults(func=_cmd_design)
 
 
@@ -551,11 +552,11 @@ def _with_engine(cfg, args: argparse.Namespace):
 
 
 @contextlib.contextmanager
-def _source(args: argparse.Namespace, cfg):
-    """What the readout reads: the DuckDB store, or the lake through Spark (attribution.lake)."""
+def _source(args: argparse.Namespace, cfg, *, read_only: bool = False):
+    """What a command reads: the DuckDB store, or the lake through Spark (attribution.lake)."""
     engine = cfg.engine
     if engine.kind == "duckdb":
-        with store.opened(args.store or cfg.store, create=False) as con:
+        with store.opened(args.store or cfg.store, create=False, read_only=read_only) as con:
             yield con
         return
     from attribution import lake
@@ -627,7 +628,7 @@ def _cmd_design(args: argparse.Namespace) -> int:
     if args.from_store:
         from experiments.history import design_inputs
 
-        with store.opened(args.store, read_only=True) as con:
+        with _source(args, _with_engine(cfg, args), read_only=True) as con:
             inputs = design_inputs(
                 con,
                 eligible=args.eligible,

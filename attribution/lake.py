@@ -144,6 +144,14 @@ class LakeResult:
         """The result as Arrow, decimals exact (as DuckDB's ``to_arrow_table``)."""
         return self.table
 
+    @property
+    def description(self) -> list[tuple]:
+        """Column names as DB-API's ``description`` gives them (name first)."""
+        return [
+            (name, str(typ), None, None, None, None, None)
+            for name, typ in zip(self.table.column_names, self.table.schema.types, strict=True)
+        ]
+
     def fetchall(self) -> list[tuple]:
         """Rows as tuples of Python values."""
         names = self.table.column_names

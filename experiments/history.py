@@ -298,7 +298,7 @@ def _where(
             params[name] = value
             names.append(f"${name}")
         col = f"{alias}.{store.quote_identifier(cond.column)}"
-        listed = f"CAST({col} AS VARCHAR) IN ({', '.join(names)})"
+        listed = f"CAST({col} AS STRING) IN ({', '.join(names)})"
         parts.append(f"({col} IS NULL OR NOT {listed})" if cond.negate else listed)
     return " AND ".join(parts), params
 

@@ -20,6 +20,7 @@ from attribution.config import Config, EngineSettings, config_from_dict
 from attribution.errors import InputError
 from attribution.readout import read_out
 from experiments.decision import decide
+from experiments.history import design_inputs
 
 
 @pytest.fixture(scope="module")
@@ -155,3 +156,24 @@ def test_cx_simulate_lake_then_cx_readout_on_spark_equals_the_duckdb_readout(tmp
     duck = read_out(con, "exp_recovery_gift", segments=[])
     from_duck = pd.DataFrame(duck.to_records())
     pd.testing.assert_frame_equal(from_spark, from_duck, check_exact=True)
+
+
+def test_design_inputs_from_the_lake_are_the_stores(worlds):
+    """Design from history reads the same SQL on the lake: baselines, spreads, the bands' R^2,
+    rates and ICCs, to float rounding (their sums of floats are added in another order)."""
+    con, opened, _, _ = worlds
+    ask = {
+        "eligible": "tier=gold,silver",
+        "trigger": "resolution=very_ineffective,somewhat_ineffective",
+        "horizon_months": 2,
+        "as_of": "2025-05",
+        "cluster": "branch",
+    }
+    duck, spark = design_inputs(con, **ask), design_inputs(opened, **ask)
+    assert duck.n_eligible == spark.n_eligible > 0 and duck.n_clusters == spark.n_clusters
+    for name, value in duck.__dict__.items():
+        other = spark.__dict__[name]
+        if isinstance(value, float):
+            assert other == pytest.approx(value, rel=1e-9, abs=1e-12), name
+        else:
+            assert other == value, name
