@@ -376,7 +376,6 @@ def _cmd_load(args: argparse.Namespace) -> int:
 
 
 def _cmd_simulate(args: argparse.Namespace) -> int:
-    from attribution import synth
 
     if args.lake:
         return _simulate_lake(args)
@@ -392,26 +391,40 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
         try:
             if args.replace:
                 store.clear(con)
-            result = synth.simulate(
-                con,
-                args.customers,
-                months=args.months,
-                seed=args.seed,
-                start=args.start,
-                branches=args.branches,
-            )
+            result = _simulate(con, args)
             con.execute("COMMIT")
         except BaseException:
             con.execute("ROLLBACK")
             raise
         counts = store.table_counts(con)
+    rows = {t: counts[t] for t in (*store.LOADABLE_TABLES, "truth")}
     seconds = time.perf_counter() - started
-    payload = {"store": str(path), "seconds": round(seconds, 2), "rows": counts}
+    return _simulated(args, {"store": str(path)}, seconds, rows, result)
+
+
+def _simulate(con, args: argparse.Namespace):
+    """The simulated world of ``cx simulate``'s arguments, written into ``con``."""
+    from attribution import synth
+
+    return synth.simulate(
+        con,
+        args.customers,
+        months=args.months,
+        seed=args.seed,
+        start=args.start,
+        branches=args.branches,
+    )
+
+
+def _simulated(args: argparse.Namespace, where: dict, seconds: float, rows: dict, result) -> int:
+    """Print what ``cx simulate`` wrote (``where``: ``{"store": path}`` or ``{"lake": path}``)."""
+    payload = {**where, "seconds": round(seconds, 2), "rows": rows}
     payload.update({k: str(v) for k, v in asdict(result).items() if k not in payload})
+    ((kind, path),) = where.items()
     text = (
         f"simulated {args.customers:,} customers x {args.months} months (seed {args.seed}) "
-        f"into {path} in {seconds:.1f} s: "
-        + ", ".join(f"{t} {counts[t]:,}" for t in store.LOADABLE_TABLES + ("truth",))
+        f"into {'the lake ' if kind == 'lake' else ''}{path} in {seconds:.1f} s: "
+        + ", ".join(f"{t} {n:,}" for t, n in rows.items())
     )
     _emit(args, payload, text)
     return EXIT_OK
@@ -423,7 +436,7 @@ def _simulate_lake(args: argparse.Namespace) -> int:
     import tempfile
     from pathlib import Path
 
-    from attribution import lake, synth
+    from attribution import lake
 
     root = Path(args.lake)
     if root.exists() and any(root.iterdir()):
@@ -434,25 +447,10 @@ def _simulate_lake(args: argparse.Namespace) -> int:
         tempfile.TemporaryDirectory(dir=root.parent, prefix=".cx-simulate-") as tmp,
         store.opened(Path(tmp) / "world.duckdb") as con,
     ):
-        result = synth.simulate(
-            con,
-            args.customers,
-            months=args.months,
-            seed=args.seed,
-            start=args.start,
-            branches=args.branches,
-        )
+        result = _simulate(con, args)
         rows = lake.write_lake(con, root, extra=("truth",))
     seconds = time.perf_counter() - started
-    payload = {"lake": str(root), "seconds": round(seconds, 2), "rows": rows}
-    payload.update({k: str(v) for k, v in asdict(result).items() if k not in payload})
-    text = (
-        f"simulated {args.customers:,} customers x {args.months} months (seed {args.seed}) "
-        f"into the lake {root} (Parquet) in {seconds:.1f} s: "
-        + ", ".join(f"{t} {n:,}" for t, n in rows.items())
-    )
-    _emit(args, payload, text)
-    return EXIT_OK
+    return _simulated(args, {"lake": str(root)}, seconds, rows, result)
 
 
 def _cmd_summary(args: argparse.Namespace) -> int:

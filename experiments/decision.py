@@ -563,7 +563,8 @@ def _three_way(lo: float, hi: float, ok_when_lo_at_least: float | None, bad_abov
     return UNCLEAR
 
 
-_CSAT_SQL = """
+#: Each rated customer of the experiment once, with the mean of their ratings in the window.
+_CSAT_PER_CUSTOMER = """
     WITH per_customer AS (
         SELECT a.arm, a.customer_id, avg(i.csat) AS csat
         FROM assignments a
@@ -572,24 +573,24 @@ _CSAT_SQL = """
           AND i.ts >= $start AND i.ts < $end
         GROUP BY ALL
     )
+"""
+_CSAT_SQL = (
+    _CSAT_PER_CUSTOMER
+    + """
     SELECT arm, count(*) AS n, avg(csat) AS mean, var_samp(csat) AS var
     FROM per_customer GROUP BY arm
 """
+)
 #: The same per customer, summed per (arm, cluster) of a cluster-randomized test; ``{cluster}``
 #: is a quoted customers column (schema-checked, never user text).
-_CSAT_CLUSTER_SQL = """
-    WITH per_customer AS (
-        SELECT a.arm, a.customer_id, avg(i.csat) AS csat
-        FROM assignments a
-        JOIN interactions i ON i.customer_id = a.customer_id
-        WHERE a.experiment_id = $e AND i.csat IS NOT NULL
-          AND i.ts >= $start AND i.ts < $end
-        GROUP BY ALL
-    )
+_CSAT_CLUSTER_SQL = (
+    _CSAT_PER_CUSTOMER
+    + """
     SELECT p.arm, CAST(c.{cluster} AS STRING) AS cluster, count(*) AS n, sum(p.csat) AS total
     FROM per_customer p JOIN customers c ON c.customer_id = p.customer_id
     GROUP BY ALL
 """
+)
 
 
 def _csat_arms(con: duckdb.DuckDBPyConnection, params: dict, cluster: str | None) -> pd.DataFrame:

@@ -136,7 +136,8 @@ SELECT COUNT(*) AS n_rated, VAR_SAMP(csat) AS var_csat FROM rated
 #: The readout's adjustment: the pre-period spend bands of attribution/cells.sql itself
 #: (:func:`attribution.cells.pre_band_sql`, parameters $pre_start, $start, $pre_bands). Per
 #: band: customers, and each outcome's mean and population variance.
-_BANDS_SQL = (
+#: The population's customers with their band (``banded``), for the queries below.
+_BANDED = (
     _POPULATION_SQL
     + ","
     + pre_band_sql()
@@ -145,7 +146,11 @@ banded AS (
     SELECT pc.*, pb.pre_band AS band
     FROM per_customer pc
     LEFT JOIN pre_band pb ON pb.customer_id = pc.customer_id
+)"""
 )
+_BANDS_SQL = (
+    _BANDED
+    + """
 SELECT band, COUNT(*) AS n{stats} FROM banded GROUP BY band ORDER BY band
 """
 )
@@ -154,15 +159,8 @@ SELECT band, COUNT(*) AS n{stats} FROM banded GROUP BY band ORDER BY band
 #: within the readout's pre-period spend bands (minus their band's mean): the readout compares
 #: customers within bands, so the clustering it meets is what the bands leave.
 _CLUSTER_SQL = (
-    _POPULATION_SQL
-    + ","
-    + pre_band_sql()
-    + """
-banded AS (
-    SELECT pc.*, pb.pre_band AS band
-    FROM per_customer pc
-    LEFT JOIN pre_band pb ON pb.customer_id = pc.customer_id
-),
+    _BANDED
+    + """,
 adjusted AS (
     SELECT cluster{residuals} FROM banded
 )

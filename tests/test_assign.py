@@ -686,6 +686,8 @@ def test_clusters_are_assigned_whole_each_with_the_design_share_and_srm_counts_c
         record = result.design
         assert record["unit"] == "cluster" and record["cluster"]["column"] == "branch"
         assert sum(record["cluster"]["counts"].values()) == 40
+        if not strata:  # complete randomization: exactly the design's share of the clusters
+            assert record["cluster"]["counts"] == {"control": 12, "treatment": 28}
         assert list(result.srm.counts) == list(record["cluster"]["counts"].values())
     lo, hi = stats.binom.ppf(1e-5, runs_, 0.7), stats.binom.isf(1e-5, runs_, 0.7)
     assert ((lo <= treated) & (treated <= hi)).all(), treated.tolist()
@@ -696,10 +698,12 @@ def test_the_same_salt_gives_the_same_cluster_arms_and_a_cluster_follows_its_lab
     a = assign(frame, "same", cluster="branch").frame
     b = assign(frame.sample(frac=1.0, random_state=1), "same", cluster="branch").frame
     pd.testing.assert_frame_equal(a, b)
-    # unstratified: the cluster's arm is the plain rule applied to its label's hash unit
+    # unstratified: complete randomization of the clusters, the half with the smallest hash
+    # units of their labels in control (40 clusters: exactly 20 each)
     got = a.merge(frame, on="customer_id").groupby("branch")["arm"].first()
     u = pd.Series(hash_unit(got.index.to_numpy(dtype=object), "same"), index=got.index)
-    assert (got == np.where(u < 0.5, "control", "treatment")).all()
+    assert (got[u.sort_values().index[:20]] == "control").all()
+    assert (got[u.sort_values().index[20:]] == "treatment").all()
 
 
 def test_cluster_assignment_errors_name_the_row_and_the_cluster():

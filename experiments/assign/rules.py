@@ -45,9 +45,10 @@ RERANDOMIZATION_RULE = (
 )
 CLUSTER_RULE = (
     "cluster randomization: the unit is the cluster; u is computed from the cluster's label in "
-    "place of the customer_id, the rule above is applied to the clusters (strata of clusters "
-    "when stratified: a cluster's stratum is its customers' one), and every customer takes "
-    "their cluster's arm"
+    "place of the customer_id and the stratified rule is applied to the clusters (strata of "
+    "clusters when stratified, a cluster's stratum being its customers' one; otherwise all "
+    "clusters are one stratum labelled '(all clusters)', so the clusters per arm are exact), "
+    "and every customer takes their cluster's arm"
 )
 SMD_RULE = "smd = (mean_arm - mean_control) / sqrt((var_control + var_arm) / 2), var with ddof 1"
 BALANCE_COLUMNS = ["arm", "covariate", "level", "mean_control", "mean_arm", "smd", "flagged"]
