@@ -557,15 +557,19 @@ def _source(args: argparse.Namespace, cfg, *, read_only: bool = False):
         with store.opened(args.store or cfg.store, create=False, read_only=read_only) as con:
             yield con
         return
+    from pyspark.sql import SparkSession
+
     from attribution import lake
 
-    spark = lake.session(engine.master, memory=engine.memory)
+    existing = SparkSession.getActiveSession()  # cx called from a notebook: the session stays
+    spark = lake.session(engine.master, memory=engine.memory) if existing is None else existing
     opened = lake.open_lake(engine.lake, spark=spark, database=engine.database)
     try:
         yield opened
     finally:
         opened.close()
-        spark.stop()
+        if existing is None:
+            spark.stop()
 
 
 def _cmd_decide(args: argparse.Namespace) -> int:

@@ -258,7 +258,7 @@ def open_lake(
                 found.append(table)
         source = str(root)
     else:
-        names = {t.name for t in spark.catalog.listTables(database)}
+        names = {t.name for t in spark.catalog.listTables(database) if not t.isTemporary}
         for table in TABLES:
             if table in names:
                 spark.table(f"{database}.{table}").createOrReplaceTempView(table)

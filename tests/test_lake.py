@@ -12,6 +12,7 @@ import json
 
 import pandas as pd
 import pytest
+from conftest import run_cx
 
 from attribution import lake, store, synth
 from attribution.cells import STAT_COLUMNS, cells
@@ -138,18 +139,18 @@ def test_a_decision_on_the_lake_is_the_decision_on_the_store(worlds):
 
 
 def test_cx_simulate_lake_then_cx_readout_on_spark_equals_the_duckdb_readout(tmp_path, capsys):
-    """The command line end to end: a simulated lake, read out by Spark; the same world in a
-    DuckDB store, read out by DuckDB; the same seed gives the same published table."""
+    """The command line end to end: a simulated lake, read out by Spark (the real ``cx``, a
+    process of its own with its own Spark session); the same world in a DuckDB store, read out
+    by DuckDB; the same seed gives the same published table."""
     path = tmp_path / "lake"
     assert main(["simulate", "--customers", "3000", "--months", "8", "--seed", "3",
                  "--lake", str(path), "--json"]) == 0  # fmt: skip
     made = json.loads(capsys.readouterr().out)
     assert made["rows"]["outcomes"] == 24_000 and (path / "truth").is_dir()
-    code = main(["readout", "exp_recovery_gift", "--lake", str(path), "--segments", "",
-                 "--json"])  # fmt: skip
-    captured = capsys.readouterr()
-    assert code in (0, 3) and captured.err == ""  # no Spark output reaches the user
-    from_spark = pd.DataFrame(json.loads(captured.out))
+    ran = run_cx("readout", "exp_recovery_gift", "--lake", str(path), "--segments", "", "--json")
+    assert ran.returncode in (0, 3), ran.stderr
+    assert ran.stderr == ""  # no Spark output reaches the user
+    from_spark = pd.DataFrame(json.loads(ran.stdout))
 
     con = store.connect(":memory:")
     synth.simulate(con, 3000, months=8, seed=3)
@@ -177,3 +178,24 @@ def test_design_inputs_from_the_lake_are_the_stores(worlds):
             assert other == pytest.approx(value, rel=1e-9, abs=1e-12), name
         else:
             assert other == value, name
+
+
+def test_a_catalog_database_is_read_like_a_folder(worlds, tmp_path):
+    """Tables of a Spark catalog (here external Parquet tables of a database) in place of a
+    folder: the same cells."""
+    con, opened, _, root = worlds
+    spark = opened.spark
+    spark.sql(f"CREATE DATABASE IF NOT EXISTS cx_test LOCATION '{tmp_path / 'db'}'")
+    try:
+        for table in ("customers", "outcomes", "assignments", "experiments"):
+            spark.sql(
+                f"CREATE TABLE cx_test.{table} USING parquet LOCATION '{root / 'lake' / table}'"
+            )
+        catalog = lake.open_lake(spark=spark, database="cx_test")
+        assert catalog.source == "catalog database cx_test"
+        assert catalog.tables == ("customers", "outcomes", "assignments", "experiments")
+        ask = {"by": ["tier"], "experiment_id": "exp_recovery_gift"}
+        pd.testing.assert_frame_equal(_sorted(cells(catalog, **ask)), _sorted(cells(con, **ask)))
+    finally:
+        spark.sql("DROP DATABASE cx_test CASCADE")
+        lake.open_lake(root / "lake", spark=spark)  # the folder's views back for other tests
