@@ -557,11 +557,9 @@ def _source(args: argparse.Namespace, cfg, *, read_only: bool = False):
         with store.opened(args.store or cfg.store, create=False, read_only=read_only) as con:
             yield con
         return
-    from pyspark.sql import SparkSession
-
     from attribution import lake
 
-    existing = SparkSession.getActiveSession()  # cx called from a notebook: the session stays
+    existing = lake.active_session()  # cx called from a notebook: its session stays
     spark = lake.session(engine.master, memory=engine.memory) if existing is None else existing
     opened = lake.open_lake(engine.lake, spark=spark, database=engine.database)
     try:

@@ -53,6 +53,7 @@ __all__ = [
     "SPARK_CONF",
     "TABLES",
     "Lake",
+    "active_session",
     "arrow_frame",
     "arrow_result",
     "open_lake",
@@ -103,13 +104,7 @@ def session(master: str = "local[2]", *, app: str = "cx-attribution", memory: st
     -------
     pyspark.sql.SparkSession
     """
-    try:
-        from pyspark.sql import SparkSession
-    except ImportError:  # pragma: no cover - pyspark is a dependency; a broken install says so
-        raise InputError(
-            "the Spark engine needs pyspark (pip install pyspark) and Java 17"
-        ) from None
-    builder = SparkSession.builder.master(master).appName(app)
+    builder = _pyspark().builder.master(master).appName(app)
     for key, value in {**_LOCAL_CONF, **SPARK_CONF}.items():
         builder = builder.config(key, value)
     if memory:
@@ -127,6 +122,21 @@ def session(master: str = "local[2]", *, app: str = "cx-attribution", memory: st
             os.close(saved)
     spark.sparkContext.setLogLevel("ERROR")
     return spark
+
+
+def active_session():
+    """The Spark session active in this process (a notebook's), or None."""
+    return _pyspark().getActiveSession()
+
+
+def _pyspark():
+    try:
+        from pyspark.sql import SparkSession
+    except ImportError:
+        raise InputError(
+            "the Spark engine needs pyspark and Java 17: pip install 'cx-attribution[spark]'"
+        ) from None
+    return SparkSession
 
 
 @dataclass(frozen=True)
