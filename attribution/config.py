@@ -571,6 +571,9 @@ def _section(cls, name: str, values: dict, source: str):
             )
         spec = defaults[key]
         default = spec.default_factory() if spec.default is MISSING else spec.default
+        if default is None and value is None:  # from Python (TOML has no null): the default
+            out[key] = None
+            continue
         if default is None and str(spec.type).startswith("str"):  # optional text: a path, a name
             if not isinstance(value, str) or not value.strip():
                 raise InputError(f"{source}: {name}.{key} must be text, got {value!r}")
