@@ -688,6 +688,7 @@ def test_clusters_are_assigned_whole_each_with_the_design_share_and_srm_counts_c
         assert sum(record["cluster"]["counts"].values()) == 40
         if not strata:  # complete randomization: exactly the design's share of the clusters
             assert record["cluster"]["counts"] == {"control": 12, "treatment": 28}
+            assert record["randomization"] == "complete"
         assert list(result.srm.counts) == list(record["cluster"]["counts"].values())
     lo, hi = stats.binom.ppf(1e-5, runs_, 0.7), stats.binom.isf(1e-5, runs_, 0.7)
     assert ((lo <= treated) & (treated <= hi)).all(), treated.tolist()

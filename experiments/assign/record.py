@@ -68,7 +68,8 @@ def design_record(
     record = {
         "record": "cx experiment design v1",
         "unit": "cluster" if cluster else "customer",
-        "randomization": "stratified" if strata else "bernoulli",
+        # clusters without strata: one stratum of all clusters (complete randomization)
+        "randomization": "stratified" if strata else ("complete" if cluster else "bernoulli"),
         "cluster": cluster,
         "rerandomized": rerandomize_p is not None,
         "arms": list(arms),
@@ -91,7 +92,7 @@ def design_record(
             "hash": HASH_ALGORITHM,
             "unit": UNIT_RULE,
             "cluster": CLUSTER_RULE if cluster else None,
-            "rule": STRATIFIED_RULE if strata else BERNOULLI_RULE,
+            "rule": STRATIFIED_RULE if strata or cluster else BERNOULLI_RULE,
             "rerandomization": RERANDOMIZATION_RULE if rerandomize_p is not None else None,
             "balance": SMD_RULE,
             "srm": (
