@@ -600,11 +600,9 @@ def preflight(
     exp = _experiment(con, experiment_id)
     arms = _arms(con, experiment_id, exp["design"])
     notes: list[str] = []
-    cluster, units = cluster_units(con, experiment_id, exp["design"], arms, notes)
-    srm, srm_arms = srm_gate(
-        experiment_id, units or arms, exp["design"], check_srm=check_srm, notes=notes,
-        unit="clusters" if cluster else "customers",
-    )  # fmt: skip
+    srm, srm_arms, cluster = design_srm(
+        con, experiment_id, arms, exp["design"], check_srm=check_srm, notes=notes
+    )
     seg_cols = _segment_columns(con, experiment_id, segments, cfg, notes)
     if cluster in seg_cols:
         seg_cols.remove(cluster)
@@ -643,6 +641,28 @@ def preflight(
         look=look,
         cluster=cluster,
     )
+
+
+def design_srm(
+    con: duckdb.DuckDBPyConnection,
+    experiment_id: str,
+    arms: dict[str, int],
+    design: dict,
+    *,
+    check_srm: bool = True,
+    notes: list[str] | None = None,
+) -> tuple[SRMCheck | None, tuple[str, ...], str | None]:
+    """The sample-ratio gate on the unit the design randomized: customers, or the clusters of a
+    cluster-randomized test (:func:`cluster_units`, :func:`srm_gate`).
+
+    Returns the check, the arm order of its counts and the cluster column (None for customers).
+    """
+    cluster, units = cluster_units(con, experiment_id, design, arms, notes)
+    check, order = srm_gate(
+        experiment_id, units or arms, design, check_srm=check_srm, notes=notes,
+        unit="clusters" if cluster else "customers",
+    )  # fmt: skip
+    return check, order, cluster
 
 
 def cluster_units(

@@ -35,7 +35,7 @@ from attribution.checks import CHECK_COLUMNS, check_from_dict, checks_frame
 from attribution.config import Config
 from attribution.errors import InputError
 from attribution.formatting import DRIVERS, RANDOMIZED_METHOD, _finite, headline_sentence
-from attribution.readout import cluster_units, srm_gate
+from attribution.readout import design_srm
 from attribution.srm import srm_record
 from attribution.value import MONEY_OUTCOMES
 
@@ -352,7 +352,7 @@ def experiments_table(con: duckdb.DuckDBPyConnection, run: dict, ids: list[str])
 
     The SRM check is the one the run recorded in its diagnostics (what was behind the numbers);
     where the run recorded none it is computed now from the assignments with the same gate as a
-    readout (:func:`attribution.readout.srm_gate`, never raising).
+    readout (:func:`attribution.readout.design_srm`, never raising).
     """
     recorded = (run.get("diagnostics") or {}).get("srm") or {}
     rows = []
@@ -368,11 +368,9 @@ def experiments_table(con: duckdb.DuckDBPyConnection, run: dict, ids: list[str])
         source = "recorded by the run"
         if srm is None and len(arms) >= 2:
             try:
-                _, units = cluster_units(con, experiment_id, design, arms)
-                check, order = srm_gate(
-                    experiment_id, units or arms, design, check_srm=False, notes=[],
-                    unit="clusters" if units else "customers",
-                )  # fmt: skip
+                check, order, _ = design_srm(
+                    con, experiment_id, arms, design, check_srm=False, notes=[]
+                )
                 srm = srm_record(check, order)
                 source = "computed now from the assignments"
             except InputError as exc:
