@@ -1,38 +1,50 @@
-"""One row per customer for observational attribution: treatment, confounders and outcomes.
+"""One row per customer and trial month for observational attribution: treatment, confounders
+and outcomes, by target-trial emulation.
 
 Most CX work was never randomized, so its effect is estimated by comparing treated and untreated
 customers after adjusting for what made them differ. :func:`observational_frame` reads that
-comparison out of the store, aggregated in DuckDB, and returns one row per customer.
+comparison out of the store, aggregated in DuckDB, as the trials a randomized test would have
+run: one per month in which customers were treated.
 
-Definitions (``as_of`` is the first day of a month; the *lookback* is the ``lookback_months``
-months before it, default 3; the *window* is ``horizon_months`` months from ``as_of``'s month):
+Definitions (a *trial month* ``m`` is the first day of a month; the *lookback* is the
+``lookback_months`` months before it, default 3; the *follow-up* is ``horizon_months`` months
+from ``m``'s month):
 
-- **Population**: customers active in the ``as_of`` month (an ``outcomes`` row for that month
-  with ``active`` true), i.e. still customers when the programme started. This is the simulator's
-  population for a targeted programme. Customers who received the intervention before ``as_of``
-  are left out altogether (counted in the notes): their confounders would be measured after it.
-- **Treated**, for an intervention: population customers with a row of it in ``interventions``
-  dated from ``as_of`` to the end of the window. Rows without an ``experiment_id`` (not
-  randomized) are used when there are any; otherwise all rows (a note says so).
-  For a condition ``column=value`` (``|`` separates alternatives, e.g.
-  ``resolution=very_effective`` or ``resolution=somewhat_ineffective|very_ineffective``): population
-  customers with a matching ``interactions`` row in the lookback, i.e. before ``as_of``.
-- **Untreated**: every other population customer.
-- **as_of** default: the month of the earliest intervention date of the chosen rows; for a
-  condition, the middle month of the outcome periods (first period + number of months // 2).
-- **Confounders** (all measured before ``as_of``; defaults are :data:`DEFAULT_CONFOUNDERS`):
-  ``tenure_months`` (whole months from signup to ``as_of``), ``tier``, ``region``, ``channel``,
-  ``prior_revenue`` and ``prior_cost`` (mean per month over the customer's outcome months in the
-  lookback; 0 without any), ``history_revenue`` (the same over up to :data:`HISTORY_MONTHS`
-  months before ``as_of``: the customer's spend level, which three months measure poorly),
-  ``prior_active_months`` (active months in the lookback),
-  ``months_since_purchase`` (months from the last month with revenue > 0 to ``as_of``, over the
-  whole history; history length + 1 when there was none), ``prior_cases`` and
-  ``prior_bad_cases`` (service cases in the lookback, and those resolved somewhat or very
-  ineffectively). Any ``customers`` column can be added by name (numeric types stay numeric,
-  others are categories; a missing value is the category ``"(missing)"``).
-- **Outcomes**: ``retained`` = active in the window's last month; ``revenue`` and
-  ``cost_to_serve`` = sums over the window's months. A month without an ``outcomes`` row counts
+- **Eligible in m**: customers active in ``m`` (an ``outcomes`` row for that month with
+  ``active`` true) who were not treated before ``m``.
+- **Treated in m**, for an intervention: eligible customers whose first row of it in
+  ``interventions`` falls in month ``m``. Rows without an ``experiment_id`` (not randomized) are
+  used when there are any; otherwise all rows (a note says so). For a condition ``column=value``
+  (``|`` separates alternatives, e.g. ``resolution=very_effective`` or
+  ``resolution=somewhat_ineffective|very_ineffective``): eligible customers whose first matching
+  ``interactions`` row falls in month ``m``.
+- **Untreated in m**: every other eligible customer, including those treated in a later month
+  (the comparison is "treated now" against "not now", as a trial started in ``m`` would compare;
+  their later treatment is part of what "not now" means). Counting the late-treated as treated
+  from ``m`` on (the definition before target-trial emulation) credits the treatment with the
+  untreated months they had to survive: immortal time.
+- **Trial months**: with ``as_of``, that month alone (one baseline). By default, every month in
+  which customers were first treated (for a condition, from ``lookback_months`` after the first
+  outcome period) whose follow-up fits before the last outcome period; the trials are pooled:
+  ``frame`` has a row per customer and trial month they were eligible in, with the categorical
+  confounder ``trial_month``. Estimators resample whole customers (see
+  :func:`attribution.causal.estimators.resampler`).
+- **Follow-up** default: with ``as_of``, to the last outcome period; pooled, the months from the
+  last trial candidate to the last period, at least half of those from the first. Treated
+  customers in later months make no trial (a note counts them).
+- **Confounders** (all measured strictly before the trial month, so never after a treatment or a
+  condition's event; defaults are :data:`DEFAULT_CONFOUNDERS`): ``tenure_months`` (whole months
+  from signup to ``m``), ``tier``, ``region``, ``channel``, ``prior_revenue`` and ``prior_cost``
+  (mean per month over the customer's outcome months in the lookback; 0 without any),
+  ``history_revenue`` (the same over up to :data:`HISTORY_MONTHS` months before ``m``: the
+  customer's spend level, which three months measure poorly), ``prior_active_months`` (active
+  months in the lookback), ``months_since_purchase`` (months from the last month with revenue > 0
+  to ``m``, over the whole history; history length + 1 when there was none), ``prior_cases`` and
+  ``prior_bad_cases`` (service cases in the lookback's outcome months, and those resolved
+  somewhat or very ineffectively). Any ``customers`` column can be added by name (numeric types
+  stay numeric, others are categories; a missing value is the category ``"(missing)"``).
+- **Outcomes**: ``retained`` = active in the follow-up's last month; ``revenue`` and
+  ``cost_to_serve`` = sums over the follow-up's months. A month without an ``outcomes`` row counts
   as inactive with zero revenue and cost (churned customers may stop having rows).
 """
 
@@ -95,10 +107,13 @@ BAD_RESOLUTIONS = ("somewhat_ineffective", "very_ineffective")
 #: Outcome columns of :attr:`ObservationalData.frame` and their names on the readout scale.
 OUTCOME_COLUMNS = {"retention": "retained", "revenue": "revenue", "cost_to_serve": "cost_to_serve"}
 _MISSING = "(missing)"
+#: The categorical confounder that tells pooled trials apart (``YYYY-MM`` of the trial month).
+TRIAL = "trial_month"
 
 # --- the SQL, in one place ----------------------------------------------------------------------
-# Parameters, by name: as_of, lookback_start, window_end (last month of the window),
-# window_stop (the month after it), first_period, bad (list of resolutions).
+# Parameters, by name: trials (list of first days of the trial months), lookback and history
+# (months before a trial month), follow (follow-up months after a trial month's own month),
+# window_last (the last month any trial follows), first_period, bad (list of resolutions).
 _INTERVENTION_TREATMENT = """
     SELECT customer_id, min(ts) AS first_ts
     FROM interventions
@@ -107,74 +122,89 @@ _INTERVENTION_TREATMENT = """
 """
 # {column} is an interactions column checked against the schema and quoted.
 _CONDITION_TREATMENT = """
-    SELECT customer_id, CAST($as_of AS TIMESTAMP) AS first_ts
+    SELECT customer_id, min(ts) AS first_ts
     FROM interactions
-    WHERE ts >= $lookback_start AND ts < $as_of
-      AND CAST({column} AS VARCHAR) IN (SELECT unnest($values))
+    WHERE CAST({column} AS VARCHAR) IN (SELECT unnest($values))
     GROUP BY customer_id
 """
+# Every confounder of a trial month comes from the months before it (RANGE frames over each
+# customer's months); every outcome from the trial month and the ``follow`` months after it.
 _FRAME_SQL = """
 WITH treatment AS ({treatment}),
-population AS (
-    SELECT o.customer_id
-    FROM outcomes o
-    LEFT JOIN treatment t USING (customer_id)
-    WHERE o.period = $as_of AND o.active AND (t.first_ts IS NULL OR t.first_ts >= $as_of)
-),
-history AS (
-    SELECT customer_id,
-        avg(revenue) FILTER (WHERE period >= $lookback_start) AS prior_revenue,
-        avg(cost_to_serve) FILTER (WHERE period >= $lookback_start) AS prior_cost,
-        count(*) FILTER (WHERE period >= $lookback_start AND active) AS prior_active_months,
-        avg(revenue) FILTER (WHERE period >= $history_start) AS history_revenue,
-        max(period) FILTER (WHERE revenue > 0) AS last_purchase
-    FROM outcomes
-    WHERE period < $as_of AND customer_id IN (SELECT customer_id FROM population)
-    GROUP BY customer_id
-),
 cases AS (
-    SELECT customer_id, count(*) AS prior_cases,
-        count(*) FILTER (WHERE resolution IN (SELECT unnest($bad))) AS prior_bad_cases
+    SELECT customer_id, CAST(date_trunc('month', ts) AS DATE) AS period, count(*) AS cases,
+        count(*) FILTER (WHERE resolution IN (SELECT unnest($bad))) AS bad_cases
     FROM interactions
-    WHERE ts >= $lookback_start AND ts < $as_of
-      AND customer_id IN (SELECT customer_id FROM population)
-    GROUP BY customer_id
+    WHERE ts < CAST($window_last AS TIMESTAMP) + INTERVAL 1 MONTH
+    GROUP BY ALL
 ),
-window_outcomes AS (
-    SELECT customer_id,
-        coalesce(bool_or(active) FILTER (WHERE period = $window_end), false) AS retained,
-        sum(revenue) AS revenue, sum(cost_to_serve) AS cost_to_serve,
-        count(*) FILTER (WHERE revenue IS NULL OR cost_to_serve IS NULL OR active IS NULL)
-            AS null_rows
-    FROM outcomes
-    WHERE period >= $as_of AND period <= $window_end
-      AND customer_id IN (SELECT customer_id FROM population)
-    GROUP BY customer_id
+series AS (
+    SELECT o.customer_id, o.period, o.active, o.revenue, o.cost_to_serve,
+        coalesce(k.cases, 0) AS cases, coalesce(k.bad_cases, 0) AS bad_cases,
+        (o.revenue IS NULL OR o.cost_to_serve IS NULL OR o.active IS NULL) AS null_row
+    FROM outcomes o
+    LEFT JOIN cases k USING (customer_id, period)
+    WHERE o.period <= $window_last
+),
+windowed AS (
+    SELECT customer_id, period, active,
+        avg(revenue) OVER (w RANGE BETWEEN to_months($lookback) PRECEDING
+                             AND INTERVAL 1 MONTH PRECEDING) AS prior_revenue,
+        avg(cost_to_serve) OVER (w RANGE BETWEEN to_months($lookback) PRECEDING
+                                   AND INTERVAL 1 MONTH PRECEDING) AS prior_cost,
+        count(*) FILTER (WHERE active) OVER (w RANGE BETWEEN to_months($lookback) PRECEDING
+                                               AND INTERVAL 1 MONTH PRECEDING)
+            AS prior_active_months,
+        sum(cases) OVER (w RANGE BETWEEN to_months($lookback) PRECEDING
+                           AND INTERVAL 1 MONTH PRECEDING) AS prior_cases,
+        sum(bad_cases) OVER (w RANGE BETWEEN to_months($lookback) PRECEDING
+                               AND INTERVAL 1 MONTH PRECEDING) AS prior_bad_cases,
+        avg(revenue) OVER (w RANGE BETWEEN to_months($history) PRECEDING
+                             AND INTERVAL 1 MONTH PRECEDING) AS history_revenue,
+        max(period) FILTER (WHERE revenue > 0) OVER (w RANGE BETWEEN UNBOUNDED PRECEDING
+                                                       AND INTERVAL 1 MONTH PRECEDING)
+            AS last_purchase,
+        bool_or(active) OVER (w RANGE BETWEEN to_months($follow) FOLLOWING
+                                AND to_months($follow) FOLLOWING) AS retained,
+        sum(revenue) OVER (w RANGE BETWEEN CURRENT ROW AND to_months($follow) FOLLOWING)
+            AS revenue,
+        sum(cost_to_serve) OVER (w RANGE BETWEEN CURRENT ROW AND to_months($follow) FOLLOWING)
+            AS cost_to_serve,
+        count(*) FILTER (WHERE null_row) OVER (w RANGE BETWEEN CURRENT ROW
+                                                 AND to_months($follow) FOLLOWING) AS null_rows
+    FROM series
+    WINDOW w AS (PARTITION BY customer_id ORDER BY period)
 )
-SELECT p.customer_id,
-    CAST(t.first_ts IS NOT NULL AND t.first_ts < $window_stop AS INTEGER) AS treated,
-    CAST(datediff('month', c.signup_date, $as_of) AS DOUBLE) AS tenure_months,
-    CAST(coalesce(h.prior_revenue, 0) AS DOUBLE) AS prior_revenue,
-    CAST(coalesce(h.prior_cost, 0) AS DOUBLE) AS prior_cost,
-    CAST(coalesce(h.history_revenue, 0) AS DOUBLE) AS history_revenue,
-    CAST(coalesce(h.prior_active_months, 0) AS DOUBLE) AS prior_active_months,
-    CAST(coalesce(datediff('month', h.last_purchase, $as_of),
-                  datediff('month', $first_period, $as_of) + 1) AS DOUBLE)
+SELECT x.customer_id, strftime(x.period, '%Y-%m') AS trial_month,
+    CAST(t.first_ts IS NOT NULL AND t.first_ts < x.period + INTERVAL 1 MONTH AS INTEGER)
+        AS treated,
+    CAST(datediff('month', c.signup_date, x.period) AS DOUBLE) AS tenure_months,
+    CAST(coalesce(x.prior_revenue, 0) AS DOUBLE) AS prior_revenue,
+    CAST(coalesce(x.prior_cost, 0) AS DOUBLE) AS prior_cost,
+    CAST(coalesce(x.history_revenue, 0) AS DOUBLE) AS history_revenue,
+    CAST(coalesce(x.prior_active_months, 0) AS DOUBLE) AS prior_active_months,
+    CAST(coalesce(datediff('month', x.last_purchase, x.period),
+                  datediff('month', $first_period, x.period) + 1) AS DOUBLE)
         AS months_since_purchase,
-    CAST(coalesce(k.prior_cases, 0) AS DOUBLE) AS prior_cases,
-    CAST(coalesce(k.prior_bad_cases, 0) AS DOUBLE) AS prior_bad_cases,
+    CAST(coalesce(x.prior_cases, 0) AS DOUBLE) AS prior_cases,
+    CAST(coalesce(x.prior_bad_cases, 0) AS DOUBLE) AS prior_bad_cases,
     {customer_columns}
-    CAST(w.retained AS INTEGER) AS retained,
-    CAST(w.revenue AS DOUBLE) AS revenue,
-    CAST(w.cost_to_serve AS DOUBLE) AS cost_to_serve,
-    w.null_rows
-FROM population p
+    CAST(coalesce(x.retained, false) AS INTEGER) AS retained,
+    CAST(x.revenue AS DOUBLE) AS revenue,
+    CAST(x.cost_to_serve AS DOUBLE) AS cost_to_serve,
+    x.null_rows, x.period
+FROM windowed x
 JOIN customers c USING (customer_id)
 LEFT JOIN treatment t USING (customer_id)
-LEFT JOIN history h USING (customer_id)
-LEFT JOIN cases k USING (customer_id)
-LEFT JOIN window_outcomes w USING (customer_id)
-ORDER BY p.customer_id
+WHERE x.period IN (SELECT unnest($trials)) AND x.active
+  AND (t.first_ts IS NULL OR t.first_ts >= x.period)
+ORDER BY x.period, x.customer_id
+"""
+# Months with a first treatment (or a first event), and how many customers start in each.
+_TREATMENT_MONTHS_SQL = """
+WITH treatment AS ({treatment})
+SELECT CAST(date_trunc('month', first_ts) AS DATE) AS month, count(*) AS n
+FROM treatment GROUP BY 1 ORDER BY 1
 """
 _NULL_ROW_SQL = """
     SELECT customer_id, period,
@@ -214,6 +244,10 @@ class ObservationalData:
         Months before ``as_of`` that prior revenue, cost and cases are measured over.
     notes : tuple of str
         Caveats in plain words (customers left out, randomized rows used).
+    trials : tuple of datetime.date
+        The trial months (first days); one for a single baseline. With several, ``frame`` has a
+        row per customer and trial month they were eligible in, and a categorical confounder
+        ``trial_month``.
     """
 
     frame: pd.DataFrame
@@ -227,11 +261,31 @@ class ObservationalData:
     unit_cost: float = 0.0
     lookback_months: int = 3
     notes: tuple[str, ...] = field(default=())
+    trials: tuple[date, ...] = field(default=())
 
     @property
     def horizon(self) -> date:
-        """First day of the window's last month."""
+        """First day of the first trial's last follow-up month."""
         return add_months(self.as_of, self.horizon_months - 1)
+
+    @property
+    def pooled(self) -> bool:
+        """Whether the frame pools several emulated trials (rows are customer x trial month)."""
+        return len(self.trials) > 1
+
+    @property
+    def design(self) -> str:
+        """The design in words: one baseline, or pooled emulated trials."""
+        h = f"{self.horizon_months} month(s) of follow-up"
+        if not self.pooled:
+            return f"one trial at {self.as_of:%Y-%m} (treated in that month vs not), {h}"
+        return (
+            f"{len(self.trials)} emulated trials pooled, one per month from "
+            f"{self.trials[0]:%Y-%m} to {self.trials[-1]:%Y-%m} (treated in the month vs "
+            f"eligible and not treated in it), {h} each; "
+            f"{self.frame['customer_id'].nunique():,} customers in "
+            f"{len(self.frame):,} customer-trials"
+        )
 
     @property
     def n_treated(self) -> int:
@@ -272,10 +326,10 @@ def observational_frame(
         The adjustment set; default :data:`DEFAULT_CONFOUNDERS`. Names come from
         :data:`DERIVED_CONFOUNDERS` or the ``customers`` columns.
     as_of : str or date, optional
-        The month outcomes are measured from (``YYYY-MM`` or a date inside it).
+        One trial at this month (``YYYY-MM`` or a date inside it); default: pooled trials, one
+        per month with first treatments (see the module docstring).
     horizon_months : int, optional
-        Months in the outcome window, counting ``as_of``'s month; default up to the last
-        outcome period in the store.
+        Months of follow-up, counting the trial month; default in the module docstring.
     lookback_months : int
         Months before ``as_of`` for prior revenue, cost, activity and cases. Default 3.
 
@@ -316,29 +370,31 @@ def observational_frame(
     params: dict = {}
     unit_cost = 0.0
     if intervention is not None:
-        treatment_sql, params, start, unit_cost = _intervention(con, intervention, notes)
+        treatment_sql, params, unit_cost = _intervention(con, intervention, notes)
         label = f"intervention={intervention}"
     else:
-        treatment_sql, params, start = _condition(con, condition, first, last)
+        treatment_sql, params = _condition(con, condition)
         label = f"condition={condition}"
-    as_of_d = store.parse_period(as_of) if as_of is not None else start
-    horizon = _horizon(as_of_d, horizon_months, first, last)
+    trials, horizon = _trials(
+        con, treatment_sql, params, label, as_of, horizon_months, first, last,
+        condition=condition is not None, lookback=lookback_months, notes=notes,
+    )  # fmt: skip
+    as_of_d = trials[0]
     chosen = _measurable(con, chosen, defaults=confounders is None, as_of=as_of_d, first=first,
                          notes=notes)  # fmt: skip
     extra = _check_confounders(chosen, customer_cols)
     if horizon == 1:
         notes.append(
-            f"The outcome window is {as_of_d:%Y-%m} alone, the month the population is defined "
+            "The outcome window is the trial month alone, the month the population is defined "
             "as active in: retention cannot differ between treated and untreated (load later "
             "months to measure it)"
         )
-    lookback_start = add_months(as_of_d, -lookback_months)
     params |= {
-        "as_of": as_of_d,
-        "lookback_start": lookback_start,
-        "history_start": add_months(as_of_d, -HISTORY_MONTHS),
-        "window_end": add_months(as_of_d, horizon - 1),
-        "window_stop": add_months(as_of_d, horizon),
+        "trials": list(trials),
+        "lookback": lookback_months,
+        "history": HISTORY_MONTHS,
+        "follow": horizon - 1,
+        "window_last": add_months(trials[-1], horizon - 1),
         "first_period": first,
         "bad": list(BAD_RESOLUTIONS),
     }
@@ -347,13 +403,13 @@ def observational_frame(
         customer_columns="".join(f"c.{store.quote_identifier(c)}, " for c in extra),
     )
     frame = con.execute(sql, _used(sql, params)).df()
-    excluded = _excluded_count(con, treatment_sql, params)
+    excluded = _excluded_count(con, treatment_sql, params | {"as_of": as_of_d})
     if excluded:
         notes.append(
             f"{excluded} customers treated before {as_of_d:%Y-%m} are left out (their history "
             "is not pre-treatment)"
         )
-    _check_frame(con, frame, label, params)
+    _check_frame(con, frame, label, trials, horizon)
     numeric, categorical = [], []
     for name in chosen:
         if confounder_kind(name, customer_cols) == "numeric":
@@ -368,8 +424,11 @@ def observational_frame(
         else:
             frame[name] = frame[name].astype("string").fillna(_MISSING).astype(str)
             categorical.append(name)
+    if len(trials) > 1:
+        chosen = [*chosen, TRIAL]
+        categorical.append(TRIAL)
     keep = ["customer_id", "treated", *chosen, "retained", "revenue", "cost_to_serve"]
-    frame = frame[keep].reset_index(drop=True)
+    frame = frame[list(dict.fromkeys(keep))].reset_index(drop=True)
     frame["treated"] = frame["treated"].astype(int)
     frame["retained"] = frame["retained"].astype(int)
     return ObservationalData(
@@ -384,7 +443,52 @@ def observational_frame(
         unit_cost=unit_cost,
         lookback_months=lookback_months,
         notes=tuple(notes),
+        trials=tuple(trials),
     )
+
+
+def _trials(
+    con, treatment_sql, params, label, as_of, horizon_months, first, last, *, condition,
+    lookback, notes,
+) -> tuple[list[date], int]:  # fmt: skip
+    """The trial months and the follow-up (months, counting the trial month).
+
+    With ``as_of``: one trial at that month, follow-up to the last period by default. Without:
+    a trial per month in which customers were first treated (for a condition, first had the
+    event) from the first such month that has history before it; the follow-up is, by default,
+    the months from the last such month to the last period, at least half of those from the
+    first; months whose follow-up would run past the last period make no trial (a note counts
+    their treated customers, who are untreated in the earlier trials).
+    """
+    if as_of is not None:
+        month = store.parse_period(as_of)
+        return [month], _horizon(month, horizon_months, first, last)
+    sql = _TREATMENT_MONTHS_SQL.format(treatment=treatment_sql)
+    rows = con.execute(sql, _used(sql, params)).fetchall()
+    starts = [(store.parse_period(m), int(k)) for m, k in rows]
+    earliest = add_months(first, lookback if condition else 0)
+    starts = [(m, k) for m, k in starts if earliest <= m <= last]
+    if not starts:
+        raise InputError(
+            f"{label}: no customer is first treated between {earliest:%Y-%m} and {last:%Y-%m} "
+            "(the store's outcome periods"
+            + (f", after {lookback} month(s) of history for a condition)" if condition else ")")
+        )
+    if horizon_months is None:
+        horizon = max(
+            window_months(starts[-1][0], last), -(-window_months(starts[0][0], last) // 2)
+        )
+    else:
+        horizon = _horizon(starts[0][0], horizon_months, first, last)
+    fits = [m for m, _ in starts if window_months(m, last) >= horizon]
+    left = sum(k for m, k in starts if window_months(m, last) < horizon)
+    if left:
+        notes.append(
+            f"{left:,} customers first treated after {fits[-1]:%Y-%m} make no trial of their "
+            f"own (fewer than {horizon} months of follow-up before {last:%Y-%m}); they count as "
+            "untreated in the earlier trials"
+        )
+    return fits, horizon
 
 
 def confounder_kind(name: str, customer_cols: dict[str, str]) -> str:
@@ -456,16 +560,16 @@ def _intervention(con, intervention: str, notes: list[str]):
             f"every {intervention} row belongs to an experiment: the randomized rows are used "
             "as observational data (the experiment's readout is the better estimate)"
         )
-    start, unit_cost = con.execute(
-        "SELECT min(ts), avg(unit_cost) FROM interventions "
+    (unit_cost,) = con.execute(
+        "SELECT avg(unit_cost) FROM interventions "
         "WHERE intervention = ? AND (experiment_id IS NULL OR ?)",
         [intervention, use_randomized],
     ).fetchone()
     params = {"intervention": intervention, "use_randomized": use_randomized}
-    return _INTERVENTION_TREATMENT, params, store.parse_period(start), float(unit_cost)
+    return _INTERVENTION_TREATMENT, params, float(unit_cost or 0.0)
 
 
-def _condition(con, condition: str, first: date, last: date):
+def _condition(con, condition: str):
     if not isinstance(condition, str) or "=" not in condition:
         raise InputError(
             f"condition {condition!r} must be column=value on interactions, e.g. "
@@ -482,10 +586,8 @@ def _condition(con, condition: str, first: date, last: date):
     values = [v.strip() for v in text.split("|") if v.strip()]
     if not values:
         raise InputError(f"condition {condition!r}: no value after '='")
-    months = window_months(first, last)
-    start = add_months(first, months // 2)
     sql = _CONDITION_TREATMENT.format(column=store.quote_identifier(column))
-    return sql, {"values": values}, start
+    return sql, {"values": values}
 
 
 def _measurable(
@@ -561,34 +663,41 @@ def _excluded_count(con, treatment_sql: str, params: dict) -> int:
     return int(con.execute(sql, _used(sql, params)).fetchone()[0])
 
 
-def _check_frame(con, frame: pd.DataFrame, label: str, params: dict) -> None:
+def _check_frame(con, frame: pd.DataFrame, label: str, trials: list[date], horizon: int) -> None:
     if frame.empty:
-        raise InputError(f"no customers are active in {params['as_of']:%Y-%m} (as_of)")
+        raise InputError(
+            f"no customers are active in {trials[0]:%Y-%m}"
+            + (f" or the other trial months to {trials[-1]:%Y-%m}" if len(trials) > 1 else "")
+        )
     nulls = frame["null_rows"].fillna(0) > 0
     if nulls.any():
         customer = frame.loc[nulls, "customer_id"].iloc[0]
+        start = frame.loc[nulls, "period"].iloc[0]
         row = con.execute(
-            _NULL_ROW_SQL, [customer, params["as_of"], params["window_end"]]
+            _NULL_ROW_SQL, [customer, start, add_months(store.parse_period(start), horizon - 1)]
         ).fetchone()
         raise InputError(
             f"outcomes.{row[2]} is missing (null) for customer {customer} in period "
-            f"{row[1]:%Y-%m}; {int(nulls.sum())} customers have missing outcome values in the "
-            "window: fill them (0 revenue and cost for inactive months) before attributing"
+            f"{row[1]:%Y-%m}; {frame.loc[nulls, 'customer_id'].nunique()} customers have missing "
+            "outcome values in the window: fill them (0 revenue and cost for inactive months) "
+            "before attributing"
         )
     for col in ("revenue", "cost_to_serve"):
         frame[col] = frame[col].fillna(0.0)
     frame["retained"] = frame["retained"].fillna(0)
-    n_treated = int(frame["treated"].sum())
-    if n_treated == 0:
-        raise InputError(
-            f"{label}: no treated customers among the {len(frame)} active in "
-            f"{params['as_of']:%Y-%m}; nothing to compare"
-        )
-    if n_treated == len(frame):
-        raise InputError(
-            f"{label}: no untreated customers (all {len(frame)} active in "
-            f"{params['as_of']:%Y-%m} are treated); there is no comparison group"
-        )
+    for month, rows in frame.groupby("trial_month", sort=True):
+        n_treated = int(rows["treated"].sum())
+        where = f"{label}, trial month {month}" if len(trials) > 1 else label
+        if n_treated == 0:
+            raise InputError(
+                f"{where}: no treated customers among the {len(rows)} active in {month}; "
+                "nothing to compare"
+            )
+        if n_treated == len(rows):
+            raise InputError(
+                f"{where}: no untreated customers (all {len(rows)} eligible in {month} are "
+                "treated); there is no comparison group"
+            )
 
 
 def _used(sql: str, params: dict) -> dict:

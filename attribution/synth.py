@@ -45,6 +45,20 @@ or a region of real data, which is what a test randomized by branch must be read
 branches come from their own random stream: the rest of the world is identical with and without
 them (same customers, cases and draws), only shifted by the branch effects.
 
+Staggered outreach (optional, ``outreach_months=K > 1``): the targeted proactive outreach is
+spread over the months ``t0 .. t0 + K - 1``, as real programmes are. In each of those months every
+customer it has not reached yet and who is still active is reached with a probability from their
+own recent history (the same targeting as at ``t0``: spend level, badly resolved cases in the last
+three months, no purchase in the last two; monthly odds divided by ``K``), so who is reached late
+depends on what happened to them in between. The truth then describes the trials a randomized
+test would have run: for every month ``m`` of the outreach and every customer eligible in it
+(active, not reached before), the path reached in ``m`` and the path not reached in ``m`` (and
+then reached or not later, by the same targeting on that path's own history, with the same
+random numbers). ``ate`` averages over every (eligible customer, month) pair, ``att`` over the
+pairs reached in their month; outcomes are summed over the ``months - (t0 + K - 1)`` months from
+``m``, retention is activity in the last of them, and money runs that many months plus the value
+horizon from ``m``. The other interventions are held at what actually happened.
+
 Determinism. Customers are generated in chunks of :data:`CHUNK_SIZE`; chunk ``k`` draws from
 ``np.random.SeedSequence(seed).spawn(...)[k]``, so the same seed gives identical tables on any
 machine and whatever the memory.
@@ -278,6 +292,7 @@ def simulate(
     start: str = "2025-01",
     money: MoneySettings | None = None,
     branches: int = 0,
+    outreach_months: int = 1,
 ) -> SimSummary:
     """Write a simulated customer base with known intervention effects into the store.
 
@@ -304,6 +319,11 @@ def simulate(
         0 (default) for none; else customers are served by this many branches (a ``branch``
         column of customers) whose effects make outcomes correlate within a branch (see the
         module docstring). At most 9,999.
+    outreach_months : int
+        1 (default): the targeted proactive outreach reaches its customers at ``t0``, like the
+        other interventions. ``K > 1``: it is staggered over the months ``t0 .. t0 + K - 1``
+        (see "Staggered outreach" in the module docstring); at most ``months - t0 - 1`` so that
+        every trial month has a follow-up of at least two months.
 
     Returns
     -------
@@ -355,6 +375,17 @@ def simulate(
     branch = _Branches.draw(seed, int(branches)) if branches else None
     money = MoneySettings() if money is None else money
     t0 = months // 2
+    if (
+        not isinstance(outreach_months, int | np.integer)
+        or isinstance(outreach_months, bool)
+        or not 1 <= outreach_months <= max(1, months - t0 - 1)
+    ):
+        raise InputError(
+            f"outreach_months must be a whole number from 1 to {max(1, months - t0 - 1)} with "
+            f"{months} months (the outreach starts in month {t0 + 1} and every trial month needs "
+            f"two months of follow-up), got {outreach_months!r}"
+        )
+    stagger = int(outreach_months)
     month0 = np.datetime64(first, "M")
     periods = (month0 + np.arange(months)).astype("datetime64[D]")
     start_day = periods[t0]
@@ -371,7 +402,9 @@ def simulate(
         offset = k * CHUNK_SIZE
         n = min(CHUNK_SIZE, n_customers - offset)
         clusters = (branch.chunk(k, n), branch) if branch is not None else None
-        chunk = _simulate_chunk(child, offset, n, months, t0, periods, acc, money, clusters)
+        chunk = _simulate_chunk(
+            child, offset, n, months, t0, periods, acc, money, clusters, stagger
+        )
         for table, frame in chunk.items():
             rows[table] += _append(con, table, frame)
 
@@ -459,6 +492,33 @@ class _Path:
         self.revenue_sum = np.zeros(len(active))
         self.cost_sum = np.zeros(len(active))
         self.flows: list[np.ndarray] = []  # per month: (revenue, cost) of the month
+        self.actives: list[np.ndarray] = []  # per month: active during the month
+        # What a staggered outreach targets on: revenue summed since the first month, the last
+        # two months' revenue and the last three months' badly resolved cases.
+        self.revenue_total = np.zeros(len(active))
+        self.recent_revenue = [np.zeros(len(active))] * 2
+        self.recent_bad = [np.zeros(len(active), dtype=bool)] * 3
+        self.open = np.zeros(len(active), dtype=bool)  # may still be reached by the outreach
+
+    def branch(self, idx: np.ndarray, cust: _Customers) -> _Path:
+        """A new path over ``idx`` (indices into this path's customers) that starts from this
+        path's present state; its outcomes are recorded from now on."""
+        out = _Path(
+            idx if self.idx is None else self.idx[idx],
+            cust,
+            self.active[idx].copy(),
+            self.grievance[idx].copy(),
+            self.pending[idx].copy(),
+            self.reducer[idx].copy(),
+            self.gift[idx].copy(),
+            self.premium[idx].copy(),
+            self.outreach[idx].copy(),
+        )
+        out.revenue_total = self.revenue_total[idx].copy()
+        out.recent_revenue = [r[idx] for r in self.recent_revenue]
+        out.recent_bad = [b[idx] for b in self.recent_bad]
+        out.open = self.open[idx].copy()
+        return out
 
 
 @dataclass(frozen=True)
@@ -497,7 +557,7 @@ class _Branches:
         cust.level = cust.level + self.level[codes]
 
 
-def _simulate_chunk(ss, offset, n, months, t0, periods, acc, money, branches=None):
+def _simulate_chunk(ss, offset, n, months, t0, periods, acc, money, branches=None, stagger=1):
     rng_attr, rng_dyn, rng_case = (np.random.default_rng(s) for s in ss.spawn(3))
     seg, signup, cust = _draw_customers(rng_attr, n, periods[0])
     if branches is not None:
@@ -517,17 +577,42 @@ def _simulate_chunk(ss, offset, n, months, t0, periods, acc, money, branches=Non
         None, cust, np.ones(n, dtype=bool), np.zeros(n), np.zeros(n), none.copy(), none, none, none
     )
     flips: dict[str, _Path] = {}
+    staggered = stagger > 1
+    # A staggered outreach: the month each customer was reached (-1: never), the trial paths
+    # (one per outreach month: every eligible customer with that month's outreach flipped) and
+    # the months each trial path records (its follow-up window and the value horizon).
+    reached = np.full(n, -1, dtype=np.int64)
+    trials: dict[int, _Path] = {}
+    follow_up = months - (t0 + stagger - 1)
+    recorded = follow_up + money.value_horizon_months
+    rng_reach = np.random.default_rng(ss.spawn(1)[0]) if staggered else None
     for t in range(months):
         draws = _draw_month(rng_dyn, n)
         if t == t0:
-            treat, population = _assign(rng_dyn, seg, obs, revenue_hist, bad_hist, t0)
+            treat, population = _assign(rng_dyn, seg, obs, revenue_hist, bad_hist, t0, stagger)
             obs.gift = treat["recovery_gift"]
             obs.premium = treat["premium_support"]
-            obs.outreach = treat["proactive_outreach"]
             winback = rng_dyn.random(n)
-            flips = _flip_paths(obs, population, cust)
-            for path in (obs, *flips.values()):
+            names = INTERVENTIONS[:2] if staggered else INTERVENTIONS
+            if staggered:
+                obs.open = np.ones(n, dtype=bool)
+                _reach(obs, trials, t, treat.pop("proactive_outreach"), reached, cust, stagger)
+            else:
+                obs.outreach = treat["proactive_outreach"]
+            flips = _flip_paths(obs, population, cust, names)
+            for path in (obs, *flips.values(), *trials.values()):
                 _start_gift(path, winback)
+        elif staggered and t0 < t < t0 + stagger:
+            u = rng_reach.random(n)
+            _reach(obs, trials, t, u < _path_outreach_p(obs, t, stagger), reached, cust, stagger)
+            for m, path in trials.items():
+                if m < t:
+                    p = _path_outreach_p(path, t, stagger)
+                    now = path.open & path.active & (u[path.idx] < p)
+                    path.outreach = path.outreach | now
+                    path.open = path.open & ~now
+            for path in flips.values():
+                path.outreach = obs.outreach[path.idx]
         step = _step(obs, draws, t == t0, record=True)
         active_hist[t], revenue_hist[t], cost_hist[t] = step[0], step[1], step[2]
         case, res, minutes = step[3], step[4], step[5]
@@ -535,6 +620,8 @@ def _simulate_chunk(ss, offset, n, months, t0, periods, acc, money, branches=Non
         where = np.flatnonzero(case)
         cases.append((t, where, res[where], minutes[where]))
         for path in flips.values():
+            _step(path, draws, t == t0, record=False)
+        for path in trials.values():
             _step(path, draws, t == t0, record=False)
 
     last_active = active_hist[-1]
@@ -553,6 +640,9 @@ def _simulate_chunk(ss, offset, n, months, t0, periods, acc, money, branches=Non
         draws = _draw_month(rng_dyn, n)
         for path in (obs, *flips.values()):
             _step(path, draws, False, record=False)
+        for path in trials.values():
+            if len(path.flows) < recorded:
+                _step(path, draws, False, record=False)
     m = money.margin_rate
     obs_flows = obs.flows[t0:]
     for name, path in flips.items():
@@ -560,14 +650,53 @@ def _simulate_chunk(ss, offset, n, months, t0, periods, acc, money, branches=Non
         for (r_obs, c_obs), (r_alt, c_alt) in zip(obs_flows, path.flows, strict=True):
             diffs[name].append(sign * (m * (r_obs[path.idx] - r_alt) - (c_obs[path.idx] - c_alt)))
         acc.add(name, seg, path.idx, treat[name][path.idx], diffs[name])
+    for month, path in trials.items():
+        _add_trial(acc, seg, obs, path, month, reached, follow_up, recorded, m)
+    if staggered:
+        treat["proactive_outreach"] = reached >= 0
 
     return {
         "customers": _customers_table(digits, seg, signup),
         "outcomes": _outcomes_table(digits, periods, active_hist, revenue_hist, cost_hist),
         "interactions": _interactions_table(rng_case, digits, periods, cases),
-        "interventions": _interventions_table(digits, treat, periods[t0]),
+        "interventions": _interventions_table(digits, treat, periods[t0], periods, reached),
         "assignments": _assignments_table(digits, seg, treat, population, periods[t0]),
     }
+
+
+def _reach(obs, trials, t, chosen, reached, cust, stagger) -> None:
+    """Month ``t`` of a staggered outreach: the observed path reaches the ``chosen`` customers
+    among those it can still reach; the month's trial path starts from the observed state with
+    that choice flipped for every eligible customer (active, not reached before)."""
+    now = obs.open & obs.active & chosen
+    eligible = np.flatnonzero(obs.open & obs.active)
+    trial = obs.branch(eligible, cust.subset(eligible))
+    trial.outreach = ~now[eligible]  # reached here when the observed path is not
+    trial.open = now[eligible]  # not reached here: later months may reach them
+    trials[t] = trial
+    obs.outreach = obs.outreach | now
+    obs.open = obs.open & ~now
+    reached[now] = t
+
+
+def _add_trial(acc, seg, obs, path, month, reached, follow_up, recorded, margin) -> None:
+    """Individual effects of trial ``month``: reached in that month or not (and then reached or
+    not later, as the targeting goes on), over the ``follow_up`` months from it, and the cash
+    flows over those months and the value horizon."""
+    idx = path.idx
+    treated = reached[idx] == month
+    sign = np.where(treated, 1.0, -1.0)
+    last = month + follow_up - 1
+    window = range(follow_up)
+    diffs = [
+        sign * (obs.actives[last][idx].astype(float) - path.actives[follow_up - 1]),
+        sign * sum(obs.flows[month + j][0][idx] - path.flows[j][0] for j in window),
+        sign * sum(obs.flows[month + j][1][idx] - path.flows[j][1] for j in window),
+    ]
+    for j in range(recorded):
+        (r_obs, c_obs), (r_alt, c_alt) = obs.flows[month + j], path.flows[j]
+        diffs.append(sign * (margin * (r_obs[idx] - r_alt) - (c_obs[idx] - c_alt)))
+    acc.add("proactive_outreach", seg, idx, treated, diffs)
 
 
 def _draw_customers(rng, n, first_day):
@@ -671,12 +800,40 @@ def _step(path, draws, gift_month, record):
     path.revenue_sum += revenue
     path.cost_sum += cost
     path.flows.append((revenue, cost))
+    path.actives.append(active)
+    path.revenue_total = path.revenue_total + revenue
+    path.recent_revenue = [path.recent_revenue[-1], revenue]
+    path.recent_bad = [*path.recent_bad[1:], case & (res >= 2)]
     if record:
         return active, revenue, cost, case, res, minutes
     return None
 
 
-def _assign(rng, seg, obs, revenue_hist, bad_hist, t0):
+def _outreach_p(spend, recent_bad, quiet, stagger: int = 1) -> np.ndarray:
+    """Probability that the targeted outreach reaches a customer in a month: more likely for
+    big spenders, customers with recent badly resolved cases and quiet ones; with a staggered
+    outreach (``stagger`` months) the monthly odds are divided by ``stagger``."""
+    a, b_spend, b_bad, b_quiet = _OUTREACH_LOGIT
+    logit = (
+        a
+        + b_spend * (spend - _OUTREACH_SPEND_CENTER) / _OUTREACH_SPEND_SCALE
+        + b_bad * recent_bad
+        + b_quiet * quiet
+    )
+    if stagger > 1:
+        logit = logit - np.log(stagger)
+    return 1.0 / (1.0 + np.exp(-logit))
+
+
+def _path_outreach_p(path: _Path, t: int, stagger: int) -> np.ndarray:
+    """:func:`_outreach_p` from a path's own history before month ``t``."""
+    spend = np.log1p(path.revenue_total / t)
+    recent_bad = np.sum(path.recent_bad, axis=0)
+    quiet = (path.recent_revenue[0] == 0) & (path.recent_revenue[1] == 0)
+    return _outreach_p(spend, recent_bad, quiet, stagger)
+
+
+def _assign(rng, seg, obs, revenue_hist, bad_hist, t0, stagger=1):
     """Decide who is in each population and who is treated, from pre-period data only."""
     n = len(obs.active)
     active = obs.active
@@ -686,14 +843,7 @@ def _assign(rng, seg, obs, revenue_hist, bad_hist, t0):
     spend = np.log1p(revenue_hist[:t0].mean(axis=0))
     recent_bad = bad_hist[max(0, t0 - 3) : t0].sum(axis=0)
     quiet = (revenue_hist[max(0, t0 - 2) : t0] == 0).all(axis=0)
-    a, b_spend, b_bad, b_quiet = _OUTREACH_LOGIT
-    logit = (
-        a
-        + b_spend * (spend - _OUTREACH_SPEND_CENTER) / _OUTREACH_SPEND_SCALE
-        + b_bad * recent_bad
-        + b_quiet * quiet
-    )
-    target_p = 1.0 / (1.0 + np.exp(-logit))
+    target_p = _outreach_p(spend, recent_bad, quiet, stagger)
     treated = {
         "recovery_gift": gift_pop & (u_gift < 0.5),
         "premium_support": premium_pop & (u_premium < _PREMIUM_TREATED_SHARE),
@@ -707,10 +857,10 @@ def _assign(rng, seg, obs, revenue_hist, bad_hist, t0):
     return treated, population
 
 
-def _flip_paths(obs, population, cust):
+def _flip_paths(obs, population, cust, names=INTERVENTIONS):
     """For each intervention, a path over its population with that intervention flipped."""
     out = {}
-    for name in INTERVENTIONS:
+    for name in names:
         idx = np.flatnonzero(population[name])
         flags = {
             "gift": obs.gift[idx],
@@ -910,17 +1060,20 @@ def _interactions_table(rng, digits, periods, cases):
     )
 
 
-def _interventions_table(digits, treat, start_day):
+def _interventions_table(digits, treat, start_day, periods, reached):
     parts = []
     for name in INTERVENTIONS:
         where = np.flatnonzero(treat[name])
         k = len(where)
+        ts = np.full(k, start_day.astype("datetime64[us]"))
+        if name == "proactive_outreach" and (reached >= 0).any():
+            ts = periods[reached[where]].astype("datetime64[us]")
         parts.append(
             pa.table(
                 {
                     "customer_id": _ids(digits[where]),
                     "intervention": pa.array([name] * k, type=pa.string()),
-                    "ts": pa.array(np.full(k, start_day.astype("datetime64[us]"))),
+                    "ts": pa.array(ts),
                     "unit_cost": pa.array(np.full(k, UNIT_COSTS[name])),
                     "experiment_id": pa.array([_EXPERIMENT_OF.get(name)] * k, type=pa.string()),
                 }

@@ -90,16 +90,21 @@ def test_frame_values_agree_with_the_raw_tables(world):
     assert row["retained"] == int(active)
 
 
-def test_condition_treats_customers_with_a_matching_case_in_the_lookback(world):
+def test_condition_treats_customers_whose_first_matching_case_falls_in_the_trial_month(world):
     data = observational_frame(world, condition="resolution=very_effective", as_of="2025-07")
-    expected = world.execute(
-        "SELECT count(DISTINCT i.customer_id) FROM interactions i JOIN outcomes o "
-        "ON o.customer_id = i.customer_id AND o.period = DATE '2025-07-01' AND o.active "
-        "WHERE i.resolution = 'very_effective' "
-        "AND i.ts >= DATE '2025-04-01' AND i.ts < DATE '2025-07-01'"
-    ).fetchone()[0]
+    treated, eligible = world.execute(
+        "WITH first AS (SELECT customer_id, min(ts) AS ts FROM interactions "
+        "  WHERE resolution = 'very_effective' GROUP BY customer_id) "
+        "SELECT count(*) FILTER (WHERE f.ts >= DATE '2025-07-01' AND f.ts < DATE '2025-08-01'), "
+        "  count(*) FROM outcomes o LEFT JOIN first f USING (customer_id) "
+        "WHERE o.period = DATE '2025-07-01' AND o.active "
+        "  AND (f.ts IS NULL OR f.ts >= DATE '2025-07-01')"
+    ).fetchone()
     assert data.treatment == "condition=resolution=very_effective"
-    assert data.n_treated == expected > 0
+    assert data.n_treated == treated > 0
+    assert len(data.frame) == eligible
+    # The confounders end before the event: the treating case is not among the prior cases.
+    assert data.frame.loc[data.frame["treated"] == 1, "prior_cases"].min() == 0
 
 
 # --- the proof of issue 5 -------------------------------------------------------------------------
@@ -328,11 +333,12 @@ def test_bad_questions_are_clear_errors(small, kwargs, message):
 def test_without_history_the_defaults_adapt_and_customer_columns_need_none(small):
     """At the first outcome month the history confounders cannot be measured: the defaults drop
     them and say so; customer columns and tenure, asked for by name, need no history."""
-    data = observational_frame(small, OUTREACH, as_of="2025-01")
+    case = {"condition": "resolution=very_effective", "as_of": "2025-01"}
+    data = observational_frame(small, **case)
     assert not set(data.confounders) & {"prior_revenue", "prior_cost", "history_revenue"}
     assert "tier" in data.confounders
     assert any("No outcome months before 2025-01" in n for n in data.notes)
-    named = observational_frame(small, OUTREACH, as_of="2025-01", confounders=["tier", "region"])
+    named = observational_frame(small, **case, confounders=["tier", "region"])
     assert named.confounders == ["tier", "region"]
     assert named.n_treated > 0
 

@@ -4,7 +4,7 @@ regression, with vectorised bootstrap replicas of DoWhy's formulas for the inter
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -142,11 +142,11 @@ def estimate(
     beta0 = np.concatenate([model.intercept_, model.coef_.ravel()])
     A_ps = np.column_stack([np.ones(len(T)), X_ps])
     draws = {k: np.empty((bootstrap, 3)) for k in point}
-    n = len(T)
+    resample = resampler(frame)
     for b in range(bootstrap):
-        idx = rng.integers(0, n, n)
+        idx = resample(rng)
         if T[idx].min() == T[idx].max():  # a resample without treated or untreated: redraw once
-            idx = rng.integers(0, n, n)
+            idx = resample(rng)
         Tb = T[idx]
         pb = _logistic_refit(A_ps[idx], Tb, beta0)
         masks = {name: m[idx] for name, m in groups.items()}
@@ -191,6 +191,31 @@ def estimate(
                     )
                 )
     return out
+
+
+def resampler(frame: pd.DataFrame) -> Callable[[np.random.Generator], np.ndarray]:
+    """Row indices of one bootstrap resample of ``frame``, drawn by ``rng``.
+
+    Rows are resampled when each customer has one row. Pooled emulated trials reuse a customer
+    (a control in several months, then perhaps treated): their rows are correlated, so whole
+    customers are resampled with all their rows (a cluster bootstrap), which keeps the interval
+    honest about the repeated use.
+    """
+    codes, uniques = pd.factorize(frame["customer_id"])
+    n = len(codes)
+    if len(uniques) == n:
+        return lambda rng: rng.integers(0, n, n)
+    order = np.argsort(codes, kind="stable")
+    counts = np.bincount(codes)
+    starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
+
+    def draw(rng: np.random.Generator) -> np.ndarray:
+        pick = rng.integers(0, len(counts), len(counts))
+        c = counts[pick]
+        offsets = np.repeat(starts[pick] - (np.cumsum(c) - c), c) + np.arange(c.sum())
+        return order[offsets]
+
+    return draw
 
 
 def segment_groups(frame: pd.DataFrame, data: ObservationalData, segment: str | None) -> dict:

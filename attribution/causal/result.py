@@ -238,6 +238,8 @@ class Attribution:
             "intervention": self.data.intervention,
             "as_of": str(self.data.as_of),
             "horizon_months": self.data.horizon_months,
+            "design": self.data.design,
+            "trials": [f"{m:%Y-%m}" for m in self.data.trials],
             "n_treated": self.data.n_treated,
             "n_untreated": self.data.n_untreated,
             "confounders": list(self.data.confounders),
@@ -256,9 +258,9 @@ class Attribution:
         d = self.data
         pct = f"{self.interval.width:.0%}"
         lines = [
-            f"Observational attribution of {d.treatment}: outcomes from {d.as_of:%Y-%m} over "
-            f"{d.horizon_months} month(s); {d.n_treated:,} treated and {d.n_untreated:,} "
-            "untreated customers.",
+            f"Observational attribution of {d.treatment}: {d.n_treated:,} treated and "
+            f"{d.n_untreated:,} untreated {'customer-trials' if d.pooled else 'customers'}.",
+            f"Design: {d.design}.",
             "Causal graph:",
         ]
         first = next(iter(self.graphs.values()), None)

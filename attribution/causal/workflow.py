@@ -15,7 +15,13 @@ import pandas as pd
 import xarray as xr
 from threadpoolctl import threadpool_limits
 
-from attribution.causal.estimators import Estimate, estimate, naive_draws, segment_groups
+from attribution.causal.estimators import (
+    Estimate,
+    estimate,
+    naive_draws,
+    resampler,
+    segment_groups,
+)
 from attribution.causal.graph import causal_graph, identify
 from attribution.causal.propensity import overlap
 from attribution.causal.refuters import refute
@@ -149,6 +155,13 @@ def attribute(
         data = _dowhy_route(result, data, outcomes, segment, refuters, cs, cfg)
     t = time.perf_counter()
     use_gformula = True if gformula is None else gformula
+    if use_gformula and data.pooled:
+        use_gformula = gformula = False
+        notes.append(
+            "The Bayesian cell route is not fitted on pooled trials: its cells would count a "
+            "customer who is a control in several trial months as several independent "
+            "customers, and its intervals would be too narrow"
+        )
     if use_gformula:
         from attribution.gformula import fit_gformula
 
@@ -222,8 +235,9 @@ def estimate_naive(
     Y = data.frame[list(OUTCOME_COLUMNS.values())].to_numpy(dtype=float)
     rng = np.random.default_rng(seed)
     draws = np.empty((bootstrap, 3))
+    resample = resampler(data.frame)
     for b in range(bootstrap):
-        idx = rng.integers(0, len(T), len(T))
+        idx = resample(rng)
         draws[b] = naive_draws(T[idx], Y[idx])
     point = naive_draws(T, Y)
     q_lo, q_hi = interval.quantiles

@@ -1,0 +1,217 @@
+"""Observational attribution on staggered treatment: target-trial emulation (issue 17).
+
+One 20k-customer simulated world of 18 months whose targeted outreach is spread over four
+months (each month's reach depends on the customer's own recent spend, badly resolved cases and
+quiet months). The simulator plants the effect of each trial exactly: for every customer eligible
+in a trial month, both paths (reached in that month or not, and then reached or not later as the
+targeting goes on), with common random numbers.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from attribution import store, synth
+from attribution.causal import attribute
+from attribution.causal.estimators import estimate, resampler
+from attribution.causal.propensity import overlap
+from attribution.config import config_from_dict
+from attribution.errors import InputError
+from attribution.observational import TRIAL, observational_frame
+
+OUTREACH = "proactive_outreach"
+OUTCOMES = ("retention", "revenue", "cost_to_serve")
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    con = store.connect(tmp_path_factory.mktemp("trials") / "world.duckdb")
+    synth.simulate(con, 20_000, months=18, seed=1, outreach_months=4)
+    yield con
+    con.close()
+
+
+@pytest.fixture(scope="module")
+def truth(world):
+    rows = world.execute(
+        "SELECT estimand, outcome, effect, n FROM truth "
+        "WHERE intervention = ? AND segment_by = 'all'",
+        [OUTREACH],
+    ).fetchall()
+    return {(e, o): (eff, n) for e, o, eff, n in rows}
+
+
+@pytest.fixture(scope="module")
+def pooled(world):
+    config = config_from_dict({"causal": {"bootstrap": 200, "refuter_simulations": 3}})
+    return attribute(world, OUTREACH, outcome="all", config=config, refuters=[])
+
+
+# --- the simulator ------------------------------------------------------------------------------
+
+
+def test_the_staggered_outreach_reaches_customers_over_four_months(world):
+    months = world.execute(
+        "SELECT strftime(ts, '%Y-%m'), count(*) FROM interventions WHERE intervention = ? "
+        "GROUP BY 1 ORDER BY 1",
+        [OUTREACH],
+    ).fetchall()
+    assert [m for m, _ in months] == ["2025-10", "2025-11", "2025-12", "2026-01"]
+    assert all(k > 200 for _, k in months)
+    (reached_twice,) = world.execute(
+        "SELECT count(*) FROM (SELECT customer_id FROM interventions WHERE intervention = ? "
+        "GROUP BY 1 HAVING count(*) > 1)",
+        [OUTREACH],
+    ).fetchone()
+    assert reached_twice == 0
+
+
+def test_one_outreach_month_is_the_unstaggered_world_and_bad_settings_are_named(con):
+    def tables(c):
+        return {
+            t: c.execute(f"SELECT * FROM {t} ORDER BY ALL").fetchall()
+            for t in ("outcomes", "interventions", "truth")
+        }
+
+    synth.simulate(con, 800, months=8, seed=3)
+    other = store.connect(":memory:")
+    synth.simulate(other, 800, months=8, seed=3, outreach_months=1)
+    assert tables(con) == tables(other)
+    with pytest.raises(InputError, match="outreach_months must be a whole number from 1 to 3"):
+        synth.simulate(store.connect(":memory:"), 100, months=8, outreach_months=4)
+
+
+# --- the emulated trials ------------------------------------------------------------------------
+
+
+def test_pooled_trials_have_a_row_per_eligible_customer_and_month(world, truth):
+    frame = observational_frame(world, OUTREACH)
+    assert frame.pooled and [f"{m:%Y-%m}" for m in frame.trials] == [
+        "2025-10",
+        "2025-11",
+        "2025-12",
+        "2026-01",
+    ]
+    assert frame.horizon_months == 6  # from the last outreach month to the last period
+    # The simulator's trial pairs: every eligible customer in every trial month, once.
+    assert len(frame.frame) == truth[("ate", "retention")][1]
+    assert frame.n_treated == truth[("att", "retention")][1]
+    assert not frame.frame.duplicated(["customer_id", TRIAL]).any()
+    assert TRIAL in frame.confounders and TRIAL in frame.categorical
+    # A treated customer is treated in one trial and a control in the trials before it only.
+    treated = frame.frame[frame.frame["treated"] == 1].set_index("customer_id")[TRIAL]
+    rows = frame.frame[frame.frame["customer_id"].isin(treated.index)]
+    assert (rows[TRIAL] <= rows["customer_id"].map(treated)).all()
+    assert "emulated trials pooled" in frame.design and "customer-trials" in frame.design
+
+
+def test_confounders_come_strictly_from_before_each_trial_month(world):
+    data = observational_frame(world, OUTREACH)
+    frame = data.frame
+    row = frame[(frame["treated"] == 1) & (frame[TRIAL] == "2025-12")].iloc[0]
+    cid = row["customer_id"]
+    prior, cases, revenue, retained = world.execute(
+        "SELECT avg(revenue) FILTER (WHERE period >= DATE '2025-09-01' "
+        "  AND period < DATE '2025-12-01'), "
+        " (SELECT count(*) FROM interactions WHERE customer_id = $c "
+        "  AND ts >= DATE '2025-09-01' AND ts < DATE '2025-12-01'), "
+        " sum(revenue) FILTER (WHERE period >= DATE '2025-12-01' "
+        "  AND period <= DATE '2026-05-01'), "
+        " bool_or(active) FILTER (WHERE period = DATE '2026-05-01') "
+        "FROM outcomes WHERE customer_id = $c",
+        {"c": cid},
+    ).fetchone()
+    assert row["prior_revenue"] == pytest.approx(prior)
+    assert row["prior_cases"] == cases
+    assert row["revenue"] == pytest.approx(revenue)
+    assert row["retained"] == int(retained)
+
+
+@pytest.mark.parametrize("outcome", OUTCOMES)
+def test_emulated_trials_hold_the_planted_att_where_the_old_definition_misses(
+    world, pooled, truth, outcome
+):
+    """The old definition (one baseline at the first outreach month; treated = reached at any
+    time in the window) credits the outreach with the months its late-reached customers had to
+    survive untreated: its cost-to-serve effect has the wrong sign."""
+    att = truth[("att", outcome)][0]
+    assert pooled.get("dowhy_psw", outcome, "att").contains(att)
+    assert pooled.get("dowhy_psw", outcome, "ate").contains(truth[("ate", outcome)][0])
+    if outcome == "cost_to_serve":
+        old = _old_definition(world)
+        cost = next(e for e in old if e.outcome == outcome)
+        assert cost.lo > 0 > att
+
+
+def _old_definition(world):
+    data = observational_frame(world, OUTREACH, as_of="2025-10")
+    ever = world.execute(
+        "SELECT DISTINCT customer_id FROM interventions WHERE intervention = ?", [OUTREACH]
+    ).df()["customer_id"]
+    frame = data.frame.assign(treated=data.frame["customer_id"].isin(ever).astype(int))
+    keep = [c for c in data.confounders if frame[c].nunique() > 1]
+    old = replace(
+        data, frame=frame, confounders=keep, numeric=[c for c in data.numeric if c in keep]
+    )
+    ov = overlap(old)
+    inside = (ov.propensity >= 0.01) & (ov.propensity <= 0.99)
+    old = replace(old, frame=old.frame[inside].reset_index(drop=True))
+    estimates = estimate(old, ov.propensity[inside], bootstrap=200)
+    return [e for e in estimates if e.estimator == "dowhy_psw" and e.estimand == "att"]
+
+
+def test_the_design_is_said_and_the_cell_route_is_not_fitted_on_pooled_trials(pooled):
+    assert "4 emulated trials pooled" in pooled.data.design
+    assert not pooled.gformula
+    assert any("not fitted on pooled trials" in n for n in pooled.notes)
+    assert not any("is not available" in n for n in pooled.notes)
+    assert pooled.to_dict()["design"] == pooled.data.design
+    assert pooled.data.design in pooled.describe()
+
+
+def test_the_money_of_the_pooled_trials_holds_the_planted_net_value(pooled, truth):
+    money = pooled.money
+    row = money[(money["estimator"] == "dowhy_psw") & (money["outcome"] == "net_value")]
+    row = row[row["segment"] == "all"].iloc[0]
+    assert row["lo"] <= truth[("att", "net_value")][0] <= row["hi"]
+
+
+def test_the_bootstrap_resamples_whole_customers_when_trials_reuse_them():
+    frame = pd.DataFrame({"customer_id": ["a", "b", "a", "c", "b", "a"]})
+    draw = resampler(frame)
+    rng = np.random.default_rng(0)
+    for _ in range(20):
+        ids = frame["customer_id"].to_numpy()[draw(rng)]
+        counts = pd.Series(ids).value_counts()
+        # every customer drawn k times brings k copies of each of its rows
+        assert all(counts[c] % (frame["customer_id"] == c).sum() == 0 for c in counts.index)
+    single = pd.DataFrame({"customer_id": ["a", "b", "c"]})
+    assert np.array_equal(
+        resampler(single)(np.random.default_rng(5)), np.random.default_rng(5).integers(0, 3, 3)
+    )
+
+
+# --- bad input ----------------------------------------------------------------------------------
+
+
+def test_a_trial_month_without_untreated_customers_is_named(con):
+    synth.simulate(con, 600, months=8, seed=2)
+    con.execute(
+        "INSERT INTO interventions SELECT o.customer_id, 'call', TIMESTAMP '2025-06-03', 2.0, "
+        "NULL FROM outcomes o WHERE o.period = DATE '2025-06-01' AND o.active"
+    )
+    con.execute(
+        "INSERT INTO interventions SELECT customer_id, 'call', TIMESTAMP '2025-05-10', 2.0, NULL "
+        "FROM customers WHERE customer_id = 'C00000001'"
+    )
+    with pytest.raises(InputError, match="trial month 2025-06: no untreated customers"):
+        observational_frame(con, "call", horizon_months=2)
+
+
+def test_a_follow_up_no_trial_month_can_have_is_refused(world):
+    with pytest.raises(InputError, match="horizon_months must be 1 to 9"):
+        observational_frame(world, OUTREACH, horizon_months=10)
