@@ -81,6 +81,14 @@ def _parser() -> argparse.ArgumentParser:
         "`branch`, for trying tests randomized by cluster)",
     )
     p.add_argument(
+        "--outreach-months",
+        type=int,
+        default=1,
+        metavar="K",
+        help="spread the targeted proactive outreach over K months (staggered treatment, for "
+        "trying target-trial emulation in `cx attribute`)",
+    )
+    p.add_argument(
         "--lake",
         default=None,
         metavar="PATH",
@@ -229,14 +237,24 @@ def _parser() -> argparse.ArgumentParser:
         help="retention, revenue, cost_to_serve (comma-separated for several) or all",
     )
     p.add_argument("--confounders", default=None, metavar="A,B,C", help="default: from the store")
-    p.add_argument("--as-of", default=None, metavar="YYYY-MM", help="outcomes measured from here")
-    p.add_argument("--horizon", type=int, default=None, metavar="MONTHS")
+    p.add_argument(
+        "--as-of",
+        default=None,
+        metavar="YYYY-MM",
+        help="one trial at this month (default: a trial per month of first treatments, pooled)",
+    )
+    p.add_argument("--horizon", type=int, default=None, metavar="MONTHS", help="follow-up months")
     p.add_argument("--segment", default=None, metavar="COL", help="effects by this segment too")
     p.add_argument("--graph", default=None, metavar="PNG", help="write the causal graph picture")
     p.add_argument(
         "--no-gformula",
         action="store_true",
         help="skip the Bayesian cell route (minutes per outcome with many confounders)",
+    )
+    p.add_argument(
+        "--aipw",
+        action="store_true",
+        help="add the doubly robust check: cross-fitted AIPW with boosted outcome models",
     )
     p.add_argument("--config", default=None, metavar="FILE", help="cx.toml settings")
     p.set_defaults(func=_cmd_attribute)
@@ -413,6 +431,7 @@ def _simulate(con, args: argparse.Namespace):
         seed=args.seed,
         start=args.start,
         branches=args.branches,
+        outreach_months=args.outreach_months,
     )
 
 
@@ -793,6 +812,7 @@ def _cmd_attribute(args: argparse.Namespace) -> int:
             horizon_months=args.horizon,
             segment=args.segment,
             gformula=False if args.no_gformula else None,
+            doubly_robust=args.aipw,
         )
     text = result.describe()
     if args.graph:

@@ -822,8 +822,9 @@ def _fit_question(con, cfg: Config, q: ObservationalQuestion, fitted: _Fitted, s
     d = result.data
     tm = result.timings
     say(
-        f"{where}: {d.n_treated:,} treated and {d.n_untreated:,} untreated customers from "
-        f"{d.as_of:%Y-%m} over {d.horizon_months} month(s); data {tm.get('data', 0):.1f} s, "
+        f"{where}: {d.n_treated:,} treated and {d.n_untreated:,} untreated "
+        f"{'customer-trials' if d.pooled else 'customers'}; {d.design}; "
+        f"data {tm.get('data', 0):.1f} s, "
         f"overlap {tm.get('overlap', 0):.1f} s, DoWhy estimates {tm.get('dowhy', 0):.1f} s, "
         f"refutations {tm.get('refute', 0):.1f} s"
     )
@@ -872,7 +873,7 @@ def _question_record(q: ObservationalQuestion, result) -> dict:
     """What the run's diagnostics JSON holds for one question (see the module docstring)."""
     d = result.data
     fits = result.gformula
-    if not q.gformula:
+    if not q.gformula or (d.pooled and not fits):
         gate = "not fitted"
     else:
         gate = "passed" if fits and all(f.diagnostics_.passed for f in fits.values()) else "failed"
@@ -881,6 +882,7 @@ def _question_record(q: ObservationalQuestion, result) -> dict:
         "treatment": d.treatment,
         "as_of": str(d.as_of),
         "horizon_months": d.horizon_months,
+        "design": d.design,
         "n_treated": d.n_treated,
         "n_untreated": d.n_untreated,
         "confounders": list(d.confounders),

@@ -677,6 +677,7 @@ _METHOD_ORDER = (
     "naive_difference",
     "backdoor.propensity_score_weighting",
     "backdoor.linear_regression",
+    "backdoor.aipw_crossfit",
     "bayes_gformula_cells",
 )
 
@@ -688,10 +689,12 @@ def _question(name: str, rows: pd.DataFrame, record: dict, width: str) -> list[s
     out = [f'<h3 id="question-{_e(name)}">Question {_e(name)}: {_e(treated)}</h3>']
     facts = []
     if record:
+        design = record.get("design") or (
+            f"outcomes from {record.get('as_of')} over {record.get('horizon_months')} month(s)"
+        )
         facts.append(
-            f"Outcomes from {_e(record.get('as_of'))} over {_e(record.get('horizon_months'))} "
-            f"month(s); {_count(record.get('n_treated'))} treated and "
-            f"{_count(record.get('n_untreated'))} untreated customers."
+            f"Design: {_e(design)}; {_count(record.get('n_treated'))} treated and "
+            f"{_count(record.get('n_untreated'))} untreated."
         )
         if record.get("confounders"):
             facts.append("Adjusted for: " + _e(", ".join(map(str, record["confounders"]))) + ".")
@@ -776,6 +779,7 @@ _ESTIMATOR_WORDS = {
     "dowhy_psw": "propensity-score weighting (ATT)",
     "bayes_gformula": "Bayesian cells, g-formula (ATT)",
     "dowhy_regression": "linear regression",
+    "aipw": "doubly robust AIPW",
     "naive": "naive difference",
 }
 

@@ -156,7 +156,10 @@ def test_cx_simulate_lake_then_cx_readout_on_spark_equals_the_duckdb_readout(tmp
     synth.simulate(con, 3000, months=8, seed=3)
     duck = read_out(con, "exp_recovery_gift", segments=[])
     from_duck = pd.DataFrame(duck.to_records())
-    pd.testing.assert_frame_equal(from_spark, from_duck, check_exact=True)
+    # Equal to 1e-7: the cells' logs may round the other way in the last bit between engines
+    # (see above), and under load one such bit moved one interval bound by ~1e-6 relative
+    # (full suite, 2026-12-04); the sampler is otherwise the same, seed for seed.
+    pd.testing.assert_frame_equal(from_spark, from_duck, check_exact=False, rtol=1e-7, atol=0)
 
 
 def test_design_inputs_from_the_lake_are_the_stores(worlds):

@@ -48,7 +48,7 @@ def truth(world):
 @pytest.fixture(scope="module")
 def pooled(world):
     config = config_from_dict({"causal": {"bootstrap": 200, "refuter_simulations": 3}})
-    return attribute(world, OUTREACH, outcome="all", config=config, refuters=[])
+    return attribute(world, OUTREACH, outcome="all", config=config, refuters=[], doubly_robust=True)
 
 
 # --- the simulator ------------------------------------------------------------------------------
@@ -162,6 +162,16 @@ def _old_definition(world):
     old = replace(old, frame=old.frame[inside].reset_index(drop=True))
     estimates = estimate(old, ov.propensity[inside], bootstrap=200)
     return [e for e in estimates if e.estimator == "dowhy_psw" and e.estimand == "att"]
+
+
+@pytest.mark.parametrize("outcome", OUTCOMES)
+def test_the_doubly_robust_check_holds_the_planted_effects(pooled, truth, outcome):
+    for estimand in ("ate", "att"):
+        est = pooled.get("aipw", outcome, estimand)
+        assert est.contains(truth[(estimand, outcome)][0])
+        assert est.lo < est.mean < est.hi
+    rows = pooled.summary()
+    assert set(rows.loc[rows["estimator"] == "aipw", "method"]) == {"backdoor.aipw_crossfit"}
 
 
 def test_the_design_is_said_and_the_cell_route_is_not_fitted_on_pooled_trials(pooled):

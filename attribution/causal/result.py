@@ -127,11 +127,10 @@ class Attribution:
                 verdict = NAIVE_VERDICT
             else:
                 diag = "refutation_warn" if e.outcome in warn else "refutation_pass"
-                method = (
-                    "backdoor.propensity_score_weighting"
-                    if e.estimator == "dowhy_psw"
-                    else "backdoor.linear_regression"
-                )
+                method = {
+                    "dowhy_psw": "backdoor.propensity_score_weighting",
+                    "aipw": "backdoor.aipw_crossfit",
+                }.get(e.estimator, "backdoor.linear_regression")
             rows.append(
                 {
                     "experiment_id": None,

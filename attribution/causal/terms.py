@@ -19,6 +19,7 @@ ESTIMATORS = {
     "naive": "naive difference in means",
     "dowhy_psw": "DoWhy propensity-score weighting",
     "dowhy_regression": "DoWhy linear regression",
+    "aipw": "doubly robust AIPW, cross-fitted",
     "bayes_gformula": "Bayesian standardization on cells",
 }
 #: Numeric confounders holding money; the propensity model takes them as log1p.

@@ -51,6 +51,7 @@ def attribute(
     segment: str | None = None,
     refuters: Sequence[str] | None = None,
     gformula: bool | None = None,
+    doubly_robust: bool = False,
 ) -> Attribution:
     """Attribute outcomes to an untested CX treatment: every route side by side, with checks.
 
@@ -82,6 +83,10 @@ def attribute(
         Default all of :data:`REFUTERS`; ``[]`` runs none.
     gformula : bool, optional
         Fit the cell route (:mod:`attribution.gformula`). Default (None): yes.
+    doubly_robust : bool
+        Add the cross-fitted AIPW estimates (:mod:`attribution.causal.aipw`), overall ATE and
+        ATT per outcome. Default no (gradient-boosted outcome models per fold: about a minute
+        on 50k customer-trials).
 
     Returns
     -------
@@ -154,6 +159,19 @@ def attribute(
     with threadpool_limits(limits=1, user_api="blas"):
         data = _dowhy_route(result, data, outcomes, segment, refuters, cs, cfg)
     t = time.perf_counter()
+    if doubly_robust:
+        from attribution.causal.aipw import aipw
+
+        with threadpool_limits(limits=1, user_api="blas"):
+            result.estimates += aipw(
+                data,
+                outcomes=outcomes,
+                clip=(cs.overlap_low, cs.overlap_high),
+                seed=cs.seed,
+                interval=cfg.interval,
+            )
+        timings["aipw"] = time.perf_counter() - t
+        t = time.perf_counter()
     use_gformula = True if gformula is None else gformula
     if use_gformula and data.pooled:
         use_gformula = gformula = False
