@@ -39,6 +39,7 @@ ESTIMATE_COLUMNS = [
     "verdict",
     "question",
     "estimator",
+    "population",
 ]
 #: An estimate row before it is published: :data:`ESTIMATE_COLUMNS` without the run id.
 EFFECT_COLUMNS = [c for c in ESTIMATE_COLUMNS if c != "run_id"]

@@ -883,6 +883,7 @@ def _question_record(q: ObservationalQuestion, result) -> dict:
         "as_of": str(d.as_of),
         "horizon_months": d.horizon_months,
         "design": d.design,
+        "populations": result.populations,
         "n_treated": d.n_treated,
         "n_untreated": d.n_untreated,
         "confounders": list(d.confounders),

@@ -696,6 +696,12 @@ def _question(name: str, rows: pd.DataFrame, record: dict, width: str) -> list[s
             f"Design: {_e(design)}; {_count(record.get('n_treated'))} treated and "
             f"{_count(record.get('n_untreated'))} untreated."
         )
+        pops = record.get("populations") or {}
+        if pops:
+            facts.append(
+                f"ATE over {_e(pops.get('ate'))}; ATT, and money per treated customer, over "
+                f"{_e(pops.get('att'))}."
+            )
         if record.get("confounders"):
             facts.append("Adjusted for: " + _e(", ".join(map(str, record["confounders"]))) + ".")
         overlap = record.get("overlap") or {}

@@ -100,8 +100,10 @@ CREATE TABLE IF NOT EXISTS estimates (
     estimand       VARCHAR,  -- itt (randomized, intention to treat), ate or att (observational)
     verdict        VARCHAR,  -- refutation verdict in words (observational rows), else NULL
     question       VARCHAR,  -- the [[observational]] question's name, NULL for experiments
-    estimator      VARCHAR   -- observational route: naive, dowhy_psw, dowhy_regression,
+    estimator      VARCHAR,  -- observational route: naive, dowhy_psw, dowhy_regression, aipw,
                              -- bayes_gformula (money rows: the route whose ATT draws they use)
+    -- added in schema version 3 (target-trial emulation, issue 17):
+    population     VARCHAR   -- whom an observational row is about after trimming, in words
 );
 
 -- Written by cx: one row per load that changed something.

@@ -22,7 +22,7 @@ import pandas as pd
 
 from attribution.errors import InputError, StoreLockedError
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 DEFAULT_STORE = Path("data") / "cx.duckdb"
 STORE_ENV = "CX_STORE"
 #: Memory DuckDB may use before it spills to disk; keeps 10M-customer jobs under a few GiB.
@@ -208,6 +208,10 @@ _MIGRATIONS: dict[int, str] = {
         ALTER TABLE estimates ADD COLUMN IF NOT EXISTS verdict VARCHAR;
         ALTER TABLE estimates ADD COLUMN IF NOT EXISTS question VARCHAR;
         ALTER TABLE estimates ADD COLUMN IF NOT EXISTS estimator VARCHAR;
+    """,
+    # 2 -> 3: whom an observational row is about after trimming (issue 17).
+    2: """
+        ALTER TABLE estimates ADD COLUMN IF NOT EXISTS population VARCHAR;
     """,
 }
 

@@ -87,6 +87,9 @@ __all__ = [
     "BRANCH_LEVEL_SD",
     "CHUNK_SIZE",
     "EXPERIMENTS",
+    "HIDDEN_HAZARD",
+    "HIDDEN_LEVEL",
+    "HIDDEN_TARGETING",
     "INTERVENTIONS",
     "KEEPER_SHARE",
     "OUTCOMES",
@@ -96,6 +99,7 @@ __all__ = [
     "UNHAPPY_PURCHASE_FACTOR",
     "UNIT_COSTS",
     "calibration_facts",
+    "hidden_confounder",
     "simulate",
 ]
 
@@ -227,6 +231,15 @@ BRANCH_BUY_SD = 0.15
 BRANCH_LEVEL_SD = 0.2
 _BRANCH_SIZE_SD = 0.5  # log-normal spread of the branch sizes
 _BRANCH_STREAM = 0x6272616E  # the branches' own seed stream ("bran")
+# A hidden confounder (optional): per customer u ~ N(0, 1), never written to any table, from its
+# own seed stream; per unit of strength it raises the outreach's targeting logit by
+# HIDDEN_TARGETING x u, lowers the log churn hazard by HIDDEN_HAZARD x u and raises the log spend
+# level by HIDDEN_LEVEL x u: the outreach team sees something the data does not.
+HIDDEN_TARGETING = 1.0
+HIDDEN_HAZARD = 0.3
+HIDDEN_LEVEL = 0.15
+_HIDDEN_STREAM = 0x68696464  # "hidd"
+_MAX_HIDDEN = 5.0
 _MAX_BRANCHES = 9999
 
 _MAX_HAZARD = 0.9
@@ -293,6 +306,7 @@ def simulate(
     money: MoneySettings | None = None,
     branches: int = 0,
     outreach_months: int = 1,
+    hidden_confounding: float = 0.0,
 ) -> SimSummary:
     """Write a simulated customer base with known intervention effects into the store.
 
@@ -324,6 +338,12 @@ def simulate(
         other interventions. ``K > 1``: it is staggered over the months ``t0 .. t0 + K - 1``
         (see "Staggered outreach" in the module docstring); at most ``months - t0 - 1`` so that
         every trial month has a follow-up of at least two months.
+    hidden_confounding : float
+        0 (default): none. ``s > 0`` (at most 5): every customer has an unrecorded trait
+        :func:`hidden_confounder` that the outreach targets on and that lowers churn and raises
+        spend, ``s`` times the effects :data:`HIDDEN_TARGETING`, :data:`HIDDEN_HAZARD`,
+        :data:`HIDDEN_LEVEL` per standard deviation: no adjustment on the stored data can remove
+        the bias it causes, which is what the sensitivity analysis is for.
 
     Returns
     -------
@@ -386,6 +406,16 @@ def simulate(
             f"two months of follow-up), got {outreach_months!r}"
         )
     stagger = int(outreach_months)
+    if (
+        not isinstance(hidden_confounding, int | float | np.integer | np.floating)
+        or isinstance(hidden_confounding, bool)
+        or not 0.0 <= float(hidden_confounding) <= _MAX_HIDDEN
+    ):
+        raise InputError(
+            f"hidden_confounding must be a number from 0 to {_MAX_HIDDEN:g}, got "
+            f"{hidden_confounding!r}"
+        )
+    strength = float(hidden_confounding)
     month0 = np.datetime64(first, "M")
     periods = (month0 + np.arange(months)).astype("datetime64[D]")
     start_day = periods[t0]
@@ -402,8 +432,9 @@ def simulate(
         offset = k * CHUNK_SIZE
         n = min(CHUNK_SIZE, n_customers - offset)
         clusters = (branch.chunk(k, n), branch) if branch is not None else None
+        hidden = strength * _hidden_chunk(seed, k, n) if strength else None
         chunk = _simulate_chunk(
-            child, offset, n, months, t0, periods, acc, money, clusters, stagger
+            child, offset, n, months, t0, periods, acc, money, clusters, stagger, hidden
         )
         for table, frame in chunk.items():
             rows[table] += _append(con, table, frame)
@@ -423,6 +454,29 @@ def simulate(
         experiment_start=_to_date(start_day),
         horizon=_to_date(periods[-1]),
     )
+
+
+def hidden_confounder(seed: int, n_customers: int) -> np.ndarray:
+    """The hidden trait ``u`` (standard normal) of customers ``C00000001 ..`` in a world of
+    this seed and size, as :func:`simulate` draws it (whatever ``hidden_confounding``; with 0 it
+    has no effect). For tests that need the confounder's known strength.
+
+    Examples
+    --------
+    >>> hidden_confounder(1, 3).shape
+    (3,)
+    """
+    n_chunks = -(-n_customers // CHUNK_SIZE)
+    parts = [
+        _hidden_chunk(seed, k, min(CHUNK_SIZE, n_customers - k * CHUNK_SIZE))
+        for k in range(n_chunks)
+    ]
+    return np.concatenate(parts)
+
+
+def _hidden_chunk(seed: int, k: int, n: int) -> np.ndarray:
+    rng = np.random.default_rng(np.random.SeedSequence([seed, _HIDDEN_STREAM, k + 1]))
+    return rng.standard_normal(n)
 
 
 def _validate(n_customers: object, months: object, seed: object, start: object) -> date:
@@ -466,12 +520,14 @@ class _Customers:
         "premium_buy",
         "premium_churn",
         "tier",
+        "hidden",
     )
 
     def subset(self, idx: np.ndarray) -> _Customers:
         out = _Customers.__new__(_Customers)
         for name in self.__slots__:
-            setattr(out, name, getattr(self, name)[idx])
+            value = getattr(self, name)
+            setattr(out, name, None if value is None else value[idx])
         return out
 
 
@@ -557,9 +613,15 @@ class _Branches:
         cust.level = cust.level + self.level[codes]
 
 
-def _simulate_chunk(ss, offset, n, months, t0, periods, acc, money, branches=None, stagger=1):
+def _simulate_chunk(
+    ss, offset, n, months, t0, periods, acc, money, branches=None, stagger=1, hidden=None
+):
     rng_attr, rng_dyn, rng_case = (np.random.default_rng(s) for s in ss.spawn(3))
     seg, signup, cust = _draw_customers(rng_attr, n, periods[0])
+    if hidden is not None:  # strength x u
+        cust.log_hazard = cust.log_hazard - HIDDEN_HAZARD * hidden
+        cust.level = cust.level + HIDDEN_LEVEL * hidden
+        cust.hidden = HIDDEN_TARGETING * hidden
     if branches is not None:
         codes, world = branches
         world.shift(cust, codes)
@@ -732,6 +794,7 @@ def _draw_customers(rng, n, first_day):
     cust.premium_buy = _PREMIUM_BUY_MULT[tier]
     cust.desk_cost = _PREMIUM_DESK_COST[tier]
     cust.outreach_churn = _OUTREACH_CHURN[tier] * _OUTREACH_CHURN_TENURE[band]
+    cust.hidden = None
     seg = {"tier": tier, "region": region, "channel": channel, "tenure_band": band}
     return seg, signup, cust
 
@@ -809,7 +872,7 @@ def _step(path, draws, gift_month, record):
     return None
 
 
-def _outreach_p(spend, recent_bad, quiet, stagger: int = 1) -> np.ndarray:
+def _outreach_p(spend, recent_bad, quiet, stagger: int = 1, hidden=None) -> np.ndarray:
     """Probability that the targeted outreach reaches a customer in a month: more likely for
     big spenders, customers with recent badly resolved cases and quiet ones; with a staggered
     outreach (``stagger`` months) the monthly odds are divided by ``stagger``."""
@@ -822,6 +885,8 @@ def _outreach_p(spend, recent_bad, quiet, stagger: int = 1) -> np.ndarray:
     )
     if stagger > 1:
         logit = logit - np.log(stagger)
+    if hidden is not None:
+        logit = logit + hidden
     return 1.0 / (1.0 + np.exp(-logit))
 
 
@@ -830,7 +895,7 @@ def _path_outreach_p(path: _Path, t: int, stagger: int) -> np.ndarray:
     spend = np.log1p(path.revenue_total / t)
     recent_bad = np.sum(path.recent_bad, axis=0)
     quiet = (path.recent_revenue[0] == 0) & (path.recent_revenue[1] == 0)
-    return _outreach_p(spend, recent_bad, quiet, stagger)
+    return _outreach_p(spend, recent_bad, quiet, stagger, path.cust.hidden)
 
 
 def _assign(rng, seg, obs, revenue_hist, bad_hist, t0, stagger=1):
@@ -843,7 +908,7 @@ def _assign(rng, seg, obs, revenue_hist, bad_hist, t0, stagger=1):
     spend = np.log1p(revenue_hist[:t0].mean(axis=0))
     recent_bad = bad_hist[max(0, t0 - 3) : t0].sum(axis=0)
     quiet = (revenue_hist[max(0, t0 - 2) : t0] == 0).all(axis=0)
-    target_p = _outreach_p(spend, recent_bad, quiet, stagger)
+    target_p = _outreach_p(spend, recent_bad, quiet, stagger, obs.cust.hidden)
     treated = {
         "recovery_gift": gift_pop & (u_gift < 0.5),
         "premium_support": premium_pop & (u_premium < _PREMIUM_TREATED_SHARE),

@@ -282,7 +282,7 @@ def test_questions_the_store_cannot_answer_are_named_before_a_run(
 def test_a_version_1_store_gains_the_estimate_columns_when_opened(tmp_path):
     path = tmp_path / "old.duckdb"
     with store.opened(path) as con:
-        for col in ("estimand", "verdict", "question", "estimator"):
+        for col in ("estimand", "verdict", "question", "estimator", "population"):
             con.execute(f"ALTER TABLE estimates DROP COLUMN {col}")
         con.execute("UPDATE schema_meta SET value = '1' WHERE key = 'schema_version'")
         run_id = runs.start_run(con, "c", "d")
@@ -300,7 +300,7 @@ def test_a_version_1_store_gains_the_estimate_columns_when_opened(tmp_path):
         est = runs.current_estimates(con)
         assert list(est.columns) == runs.ESTIMATE_COLUMNS and est["verdict"].isna().all()
     with store.opened(path) as con:
-        assert store.schema_version(con) == 2
+        assert store.schema_version(con) == store.SCHEMA_VERSION == 3
         assert list(store.columns(con, "estimates")) == runs.ESTIMATE_COLUMNS
         assert runs.current_estimates(con)["mean"].tolist() == [0.1]
     fresh = duckdb.connect(":memory:")

@@ -16,7 +16,7 @@ import pandas as pd
 import pytest
 
 from attribution import store, synth
-from attribution.causal import attribute
+from attribution.causal import attribute, estimators
 from attribution.causal.estimators import estimate, resampler
 from attribution.causal.propensity import overlap
 from attribution.config import config_from_dict
@@ -183,6 +183,29 @@ def test_the_design_is_said_and_the_cell_route_is_not_fitted_on_pooled_trials(po
     assert pooled.data.design in pooled.describe()
 
 
+def test_rows_say_the_population_they_are_about_after_trimming(pooled):
+    pops, ov = pooled.populations, pooled.overlap
+    assert ov.trimmed and ov.n_outside > 0
+    kept = len(pooled.data.frame)
+    assert pops["ate"] == (
+        f"the overlap population: {kept:,} of {ov.n:,} customer-trials kept ({kept / ov.n:.1%})"
+    )
+    treated = pooled.data.n_treated
+    assert f"{treated:,} of {treated + ov.n_treated_outside:,} treated" in pops["att"]
+    rows = pooled.summary()
+    for estimand in ("ate", "att"):  # money rows (att) included
+        assert set(rows.loc[rows["estimand"] == estimand, "population"]) == {pops[estimand]}
+    assert pooled.get("dowhy_psw", "revenue", "att").population == pops["att"]
+    assert pops["ate"] in pooled.describe() and pooled.to_dict()["populations"] == pops
+    # the total is over the same population: per treated customer x the treated kept
+    money = pooled.money[(pooled.money["estimator"] == "dowhy_psw")]
+    per, total = (
+        money.loc[(money["outcome"] == o) & (money["segment"] == "all"), "mean"].iloc[0]
+        for o in ("net_value", "total_net_value")
+    )
+    assert total == pytest.approx(per * treated, rel=1e-9)
+
+
 def test_the_money_of_the_pooled_trials_holds_the_planted_net_value(pooled, truth):
     money = pooled.money
     row = money[(money["estimator"] == "dowhy_psw") & (money["outcome"] == "net_value")]
@@ -203,6 +226,57 @@ def test_the_bootstrap_resamples_whole_customers_when_trials_reuse_them():
     assert np.array_equal(
         resampler(single)(np.random.default_rng(5)), np.random.default_rng(5).integers(0, 3, 3)
     )
+
+
+# --- a confounder the data does not hold ---------------------------------------------------------
+
+
+def test_a_hidden_confounder_of_known_strength_is_what_the_sensitivity_analysis_allows_for():
+    """With an unrecorded trait that the outreach targets on and that lowers churn, every
+    adjusted route overstates retention; the Cinelli-Hazlett bound computed with the trait's own
+    partial R-squared (known here, from the simulator) moves the regression estimate by more than
+    its interval's half-width, past the truth: the estimate is not robust to that confounder."""
+    con = store.connect(":memory:")
+    synth.simulate(con, 20_000, months=18, seed=1, outreach_months=4, hidden_confounding=1.5)
+    truth = con.execute(
+        "SELECT effect FROM truth WHERE intervention = ? AND outcome = 'retention' "
+        "AND estimand = 'ate' AND segment_by = 'all'",
+        [OUTREACH],
+    ).fetchone()[0]
+    config = config_from_dict({"causal": {"bootstrap": 100}})
+    result = attribute(
+        con, OUTREACH, outcome="retention", config=config, refuters=[], gformula=False
+    )
+    reg = result.get("dowhy_regression", "retention")
+    assert not reg.contains(truth) and not result.get("dowhy_psw", "retention").contains(truth)
+
+    frame = result.data.frame
+    u = synth.hidden_confounder(1, 20_000)[frame["customer_id"].str[1:].astype(int) - 1]
+    X = estimators._regression_design(frame, result.data)
+    T = frame["treated"].to_numpy(float)
+    y = frame["retained"].to_numpy(float)
+
+    def resid(v, A):
+        return v - A @ np.linalg.lstsq(A, v, rcond=None)[0]
+
+    XT = np.column_stack([X, T])
+    r2_treatment = np.corrcoef(resid(u, X), resid(T, X))[0, 1] ** 2
+    r2_outcome = np.corrcoef(resid(u, XT), resid(y, XT))[0, 1] ** 2
+    bound = np.sqrt(r2_outcome * r2_treatment / (1 - r2_treatment)) * (
+        resid(y, XT).std() / resid(T, X).std()
+    )
+    assert bound > reg.half_width
+    assert reg.mean - bound < truth < reg.mean
+
+
+def test_without_hidden_confounding_the_world_is_unchanged_and_bad_strengths_are_named(con):
+    synth.simulate(con, 500, months=8, seed=4, outreach_months=2)
+    other = store.connect(":memory:")
+    synth.simulate(other, 500, months=8, seed=4, outreach_months=2, hidden_confounding=0.0)
+    sql = "SELECT * FROM truth ORDER BY ALL"
+    assert con.execute(sql).fetchall() == other.execute(sql).fetchall()
+    with pytest.raises(InputError, match="hidden_confounding must be a number from 0 to 5"):
+        synth.simulate(store.connect(":memory:"), 100, months=8, hidden_confounding=-1)
 
 
 # --- bad input ----------------------------------------------------------------------------------

@@ -45,6 +45,10 @@ class Estimate:
         Bootstrap or posterior draws of the effect.
     segment_by, segment : str
         ``"all"`` for the overall effect, else the segment column and level.
+    population : str
+        Whom the estimand is about, in words (set by :func:`attribution.causal.attribute`
+        after trimming: e.g. "the treated in the overlap: 1,380 of 1,447 treated customers
+        kept (95.4%)").
     """
 
     estimator: str
@@ -59,6 +63,7 @@ class Estimate:
     draws: np.ndarray = field(repr=False)
     segment_by: str = "all"
     segment: str = "all"
+    population: str = ""
 
     def contains(self, value: float) -> bool:
         """Whether ``value`` lies inside the interval."""

@@ -73,6 +73,26 @@ class Attribution:
     interval: IntervalSetting = field(default_factory=IntervalSetting)
     segment_by: str | None = None
 
+    @property
+    def populations(self) -> dict[str, str]:
+        """Whom the ATE and the ATT are about, in words: every eligible customer (or
+        customer-trial) and every treated one, or, after trimming, those inside the overlap
+        bounds with the share kept. Money rows are about the ATT's population."""
+        d = self.data
+        unit = "customer-trials" if d.pooled else "customers"
+        n, n_t = len(d.frame), d.n_treated
+        ov = self.overlap
+        if ov is None or not ov.trimmed or ov.n_outside == 0:
+            return {"ate": f"all {n:,} eligible {unit}", "att": f"all {n_t:,} treated {unit}"}
+        total_t = n_t + ov.n_treated_outside
+        return {
+            "ate": f"the overlap population: {n:,} of {ov.n:,} {unit} kept ({n / ov.n:.1%})",
+            "att": (
+                f"the treated in the overlap: {n_t:,} of {total_t:,} treated {unit} kept "
+                f"({n_t / total_t:.1%})"
+            ),
+        }
+
     def get(
         self, estimator: str, outcome: str, estimand: str = "ate", segment: str = "all"
     ) -> Estimate:
@@ -153,6 +173,7 @@ class Attribution:
                     "estimand": e.estimand,
                     "method": method,
                     "verdict": verdict,
+                    "population": e.population or self.populations[e.estimand],
                 }
             )
         money_verdict = self.verdict_words(self.outcomes)
@@ -179,6 +200,7 @@ class Attribution:
                     "estimand": "att",
                     "method": "money_per_treated_customer",
                     "verdict": money_verdict,
+                    "population": self.populations.get("att"),
                 }
             )
         return [json_ready(r) for r in rows]
@@ -239,6 +261,7 @@ class Attribution:
             "horizon_months": self.data.horizon_months,
             "design": self.data.design,
             "trials": [f"{m:%Y-%m}" for m in self.data.trials],
+            "populations": self.populations,
             "n_treated": self.data.n_treated,
             "n_untreated": self.data.n_untreated,
             "confounders": list(self.data.confounders),
@@ -260,6 +283,8 @@ class Attribution:
             f"Observational attribution of {d.treatment}: {d.n_treated:,} treated and "
             f"{d.n_untreated:,} untreated {'customer-trials' if d.pooled else 'customers'}.",
             f"Design: {d.design}.",
+            f"ATE over {self.populations['ate']}; ATT over {self.populations['att']}; "
+            "money per treated customer is over the ATT's population.",
             "Causal graph:",
         ]
         first = next(iter(self.graphs.values()), None)

@@ -190,6 +190,8 @@ def attribute(
         timings["gformula"] = time.perf_counter() - t
     elif gformula is None:
         notes.append("attribution.gformula is not available: the Bayesian cell route was skipped")
+    populations = result.populations
+    result.estimates = [replace(e, population=populations[e.estimand]) for e in result.estimates]
     result.money = _money(result, cfg)
     return result
 
