@@ -89,6 +89,14 @@ def _parser() -> argparse.ArgumentParser:
         "trying target-trial emulation in `cx attribute`)",
     )
     p.add_argument(
+        "--hidden-confounding",
+        type=float,
+        default=0.0,
+        metavar="S",
+        help="an unrecorded trait of strength S (0-5) that drives the outreach's targeting and "
+        "the outcomes: a confounder no adjustment can see",
+    )
+    p.add_argument(
         "--lake",
         default=None,
         metavar="PATH",
@@ -432,6 +440,7 @@ def _simulate(con, args: argparse.Namespace):
         start=args.start,
         branches=args.branches,
         outreach_months=args.outreach_months,
+        hidden_confounding=args.hidden_confounding,
     )
 
 

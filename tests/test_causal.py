@@ -130,6 +130,15 @@ def test_retention_naive_gets_the_sign_wrong_and_adjustment_recovers_it(outreach
     assert outreach.get("dowhy_psw", "retention").p_positive > 0.95
 
 
+def test_each_rows_verdict_says_which_estimate_the_refuters_ran_on(outreach):
+    rows = outreach.summary()
+    adjusted = rows[rows["estimator"].notna() & (rows["estimator"] != "naive")]
+    on_regression = adjusted["estimator"] == "dowhy_regression"
+    assert not adjusted.loc[on_regression, "verdict"].str.contains(causal.REFUTED_ON).any()
+    assert adjusted.loc[~on_regression, "verdict"].str.endswith(causal.REFUTED_ON).all()
+    assert adjusted["verdict"].str.match(r"^(pass|warn)").all()
+
+
 def test_bootstrap_replica_equals_dowhy_on_the_full_sample(outreach):
     data = outreach.data
     T = data.frame["treated"].to_numpy(float)

@@ -25,10 +25,13 @@ from attribution.observational import (
 )
 from attribution.settings import IntervalSetting
 
-
 # --------------------------------------------------------------------------------------------
 # The side-by-side result
 # --------------------------------------------------------------------------------------------
+#: What a row's verdict adds when the refuters ran on another estimate than the row's.
+REFUTED_ON = "refuters ran on DoWhy's regression ATE, not on this estimate"
+
+
 @dataclass
 class Attribution:
     """Observational attribution of one treatment: every route side by side, with its checks.
@@ -135,9 +138,12 @@ class Attribution:
         """
         name = self.data.intervention or self.data.treatment
         warn = {r.outcome for r in self.refutations if r.verdict == "warn"}
+        elsewhere = f"; {REFUTED_ON}" if self.refutations else ""
         rows = []
         for e in self.estimates:
             verdict = self.verdict_words([e.outcome])
+            if e.estimator != "dowhy_regression":
+                verdict += elsewhere
             if e.estimator == "bayes_gformula":
                 fit = self.gformula.get(e.outcome)
                 diag = "passed" if fit is not None and fit.diagnostics_.passed else "failed"
@@ -176,7 +182,7 @@ class Attribution:
                     "population": e.population or self.populations[e.estimand],
                 }
             )
-        money_verdict = self.verdict_words(self.outcomes)
+        money_verdict = self.verdict_words(self.outcomes) + elsewhere
         for m in self.money.to_dict(orient="records"):
             rows.append(
                 {

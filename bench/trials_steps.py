@@ -1,0 +1,116 @@
+"""Child-process steps of the emulated-trials benchmark (see bench/trials.py)."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+
+from bench._measure import peak_rss_gib
+
+OUTCOMES = ("retention", "revenue", "cost_to_serve")
+
+
+def simulate(path: str, customers: int) -> dict:
+    from attribution import store, synth
+
+    t0 = time.perf_counter()
+    with store.opened(path) as con:
+        con.execute("BEGIN TRANSACTION")
+        synth.simulate(con, customers, months=18, seed=1, outreach_months=4)
+        con.execute("COMMIT")
+        seconds = time.perf_counter() - t0
+        rows = con.execute(
+            "SELECT outcome, estimand, effect FROM truth WHERE intervention = "
+            "'proactive_outreach' AND segment_by = 'all' AND outcome IN "
+            "('retention', 'revenue', 'cost_to_serve')"
+        ).fetchall()
+    return {"seconds": seconds, "truth": {f"{o}_{e}": v for o, e, v in rows}}
+
+
+def _data(path: str):
+    from dataclasses import replace
+
+    from attribution import store
+    from attribution.observational import observational_frame
+
+    t0 = time.perf_counter()
+    with store.opened(path, read_only=True) as con:
+        data = observational_frame(con, "proactive_outreach")
+    seconds = time.perf_counter() - t0
+    keep = [c for c in data.confounders if data.frame[c].nunique() > 1]
+    data = replace(data, confounders=keep, numeric=[c for c in data.numeric if c in keep],
+                   categorical=[c for c in data.categorical if c in keep])  # fmt: skip
+    return data, seconds
+
+
+def frame(path: str) -> dict:
+    data, seconds = _data(path)
+    return {
+        "seconds": seconds,
+        "rows": len(data.frame),
+        "customers": int(data.frame["customer_id"].nunique()),
+        "trials": len(data.trials),
+        "treated": data.n_treated,
+    }
+
+
+def _trimmed(data):
+    from dataclasses import replace
+
+    from attribution import causal
+
+    ov = causal.overlap(data)
+    inside = (ov.propensity >= ov.low) & (ov.propensity <= ov.high)
+    return replace(data, frame=data.frame.loc[inside].reset_index(drop=True)), ov.propensity[inside]
+
+
+def dowhy(path: str, bootstrap: int) -> dict:
+    """Overlap (trimmed), DoWhy's weighting and regression with a cluster bootstrap."""
+    from threadpoolctl import threadpool_limits
+
+    from attribution import causal
+
+    data, data_s = _data(path)
+    t0 = time.perf_counter()
+    with threadpool_limits(limits=1, user_api="blas"):
+        data, propensity = _trimmed(data)
+        estimates = causal.estimate(
+            data, propensity, outcomes=OUTCOMES, bootstrap=bootstrap, seed=0
+        )
+    return {
+        "rows": len(data.frame),
+        "data_seconds": data_s,
+        "seconds": time.perf_counter() - t0,
+        "estimates": {
+            f"{e.outcome}_{e.estimand}": [e.mean, e.lo, e.hi]
+            for e in estimates
+            if e.segment == "all" and e.estimator == "dowhy_psw"
+        },
+    }
+
+
+def aipw(path: str) -> dict:
+    from threadpoolctl import threadpool_limits
+
+    from attribution.causal.aipw import aipw as fit
+
+    data, data_s = _data(path)
+    t0 = time.perf_counter()
+    with threadpool_limits(limits=1, user_api="blas"):
+        data, _ = _trimmed(data)
+        estimates = fit(data, outcomes=OUTCOMES)
+    return {
+        "rows": len(data.frame),
+        "data_seconds": data_s,
+        "seconds": time.perf_counter() - t0,
+        "estimates": {f"{e.outcome}_{e.estimand}": [e.mean, e.lo, e.hi] for e in estimates},
+    }
+
+
+if __name__ == "__main__":
+    name, *rest = sys.argv[1:]
+    fn = {"simulate": simulate, "frame": frame, "dowhy": dowhy, "aipw": aipw}[name]
+    result = fn(*[int(a) if a.isdigit() else a for a in rest])
+    result["peak_rss_gib"] = peak_rss_gib()
+    print(json.dumps(result, default=float))
