@@ -103,7 +103,7 @@ def connect(
     --------
     >>> con = connect(":memory:")
     >>> schema_version(con)
-    2
+    3
     """
     target = str(path) if path == ":memory:" else str(resolve_path(path))
     if target != ":memory:":
