@@ -148,8 +148,8 @@ class StoreCheck:
             lines.append(f"\nobservational {q.name} ({q.treatment}): {head}.")
             if q.ok:
                 lines.append(
-                    f"  as of {q.as_of}: {q.treated:,} treated and {q.untreated:,} untreated "
-                    "eligible customers"
+                    f"  from {q.as_of}: {q.treated:,} treated and {q.untreated:,} untreated "
+                    "eligible (customer-trials when trials are pooled; see the design)"
                 )
             lines += [f"  note: {n}" for n in q.notes]
             lines += [f"  PROBLEM: {p}" for p in q.problems]
@@ -295,5 +295,5 @@ def _question(con: duckdb.DuckDBPyConnection, question, cfg: Config) -> Question
         as_of=month_text(data.as_of),
         treated=int(data.n_treated),
         untreated=int(len(data.frame) - data.n_treated),
-        notes=list(data.notes),
+        notes=[f"design: {data.design}", *data.notes],
     )

@@ -205,7 +205,7 @@ trial's effect planted:
 """),
     code("""
 staggered = store.connect(":memory:")
-synth.simulate(staggered, 20_000, months=18, seed=1, outreach_months=4)
+synth.simulate(staggered, 12_000, months=18, seed=1, outreach_months=4)
 trials = attribute(
     staggered, "proactive_outreach", outcome="all", config=quick, refuters=[], gformula=False,
     doubly_robust=True,

@@ -87,6 +87,16 @@ def snapshot(con) -> dict[str, pd.DataFrame]:
     return out
 
 
+def planted_overall(con, intervention: str) -> dict[tuple[str, str], tuple[float, int]]:
+    """The simulator's overall truth of an intervention: (estimand, outcome) -> (effect, n)."""
+    rows = con.execute(
+        "SELECT estimand, outcome, effect, n FROM truth "
+        "WHERE intervention = ? AND segment_by = 'all'",
+        [intervention],
+    ).fetchall()
+    return {(e, o): (eff, n) for e, o, eff, n in rows}
+
+
 def assert_unchanged(before: dict[str, pd.DataFrame], con) -> None:
     after = snapshot(con)
     for table, frame in before.items():

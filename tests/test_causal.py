@@ -11,6 +11,7 @@ import json
 
 import numpy as np
 import pytest
+from conftest import planted_overall
 
 from attribution import causal, store, synth
 from attribution.causal import attribute, estimators
@@ -35,12 +36,7 @@ def world(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def truth(world):
-    rows = world.execute(
-        "SELECT estimand, outcome, effect, n FROM truth "
-        "WHERE intervention = ? AND segment_by = 'all'",
-        [OUTREACH],
-    ).fetchall()
-    return {(e, o): (eff, n) for e, o, eff, n in rows}
+    return planted_overall(world, OUTREACH)
 
 
 @pytest.fixture(scope="module")

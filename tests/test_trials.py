@@ -14,6 +14,7 @@ from dataclasses import replace
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import planted_overall
 
 from attribution import store, synth
 from attribution.causal import attribute, estimators
@@ -37,17 +38,12 @@ def world(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def truth(world):
-    rows = world.execute(
-        "SELECT estimand, outcome, effect, n FROM truth "
-        "WHERE intervention = ? AND segment_by = 'all'",
-        [OUTREACH],
-    ).fetchall()
-    return {(e, o): (eff, n) for e, o, eff, n in rows}
+    return planted_overall(world, OUTREACH)
 
 
 @pytest.fixture(scope="module")
 def pooled(world):
-    config = config_from_dict({"causal": {"bootstrap": 200, "refuter_simulations": 3}})
+    config = config_from_dict({"causal": {"bootstrap": 100, "refuter_simulations": 3}})
     return attribute(world, OUTREACH, outcome="all", config=config, refuters=[], doubly_robust=True)
 
 
@@ -160,7 +156,7 @@ def _old_definition(world):
     ov = overlap(old)
     inside = (ov.propensity >= 0.01) & (ov.propensity <= 0.99)
     old = replace(old, frame=old.frame[inside].reset_index(drop=True))
-    estimates = estimate(old, ov.propensity[inside], bootstrap=200)
+    estimates = estimate(old, ov.propensity[inside], bootstrap=100)
     return [e for e in estimates if e.estimator == "dowhy_psw" and e.estimand == "att"]
 
 
