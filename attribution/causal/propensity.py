@@ -32,6 +32,8 @@ class Overlap:
         Whether the customers outside were left out of the estimates.
     propensity : numpy.ndarray
         Every customer's propensity (same order as the data's frame).
+    unit : str
+        What a row is: ``"customers"``, or ``"customer-trials"`` for pooled emulated trials.
     """
 
     low: float
@@ -42,6 +44,7 @@ class Overlap:
     n_untreated_outside: int
     trimmed: bool
     propensity: np.ndarray = field(repr=False)
+    unit: str = "customers"
 
     @property
     def share_outside(self) -> float:
@@ -60,12 +63,12 @@ class Overlap:
                 f"Overlap: pass. Every customer's propensity lies in [{self.low:g}, {self.high:g}]."
             )
         action = (
-            f"they are left out of every estimate ({self.n - self.n_outside:,} customers remain)"
+            f"they are left out of every estimate ({self.n - self.n_outside:,} {self.unit} remain)"
             if self.trimmed
             else "they are kept (trimming is off): estimates extrapolate there"
         )
         return (
-            f"Overlap: warn. {self.n_outside:,} customers ({100 * self.share_outside:.1f}%; "
+            f"Overlap: warn. {self.n_outside:,} {self.unit} ({100 * self.share_outside:.1f}%; "
             f"{self.n_treated_outside:,} treated, {self.n_untreated_outside:,} untreated) have a "
             f"propensity outside [{self.low:g}, {self.high:g}]: treated and untreated customers "
             f"do not overlap there; {action}."
@@ -142,6 +145,7 @@ def overlap(
         n_untreated_outside=int((outside & (T == 0)).sum()),
         trimmed=trim,
         propensity=p,
+        unit="customer-trials" if data.pooled else "customers",
     )
 
 
