@@ -670,9 +670,7 @@ def _simulate_chunk(
             for m, path in trials.items():
                 if m < t:
                     p = _path_outreach_p(path, t, stagger)
-                    now = path.open & path.active & (u[path.idx] < p)
-                    path.outreach = path.outreach | now
-                    path.open = path.open & ~now
+                    _take(path, path.open & path.active & (u[path.idx] < p))
             for path in flips.values():
                 path.outreach = obs.outreach[path.idx]
         step = _step(obs, draws, t == t0, record=True)
@@ -736,9 +734,14 @@ def _reach(obs, trials, t, chosen, reached, cust, stagger) -> None:
     trial.outreach = ~now[eligible]  # reached here when the observed path is not
     trial.open = now[eligible]  # not reached here: later months may reach them
     trials[t] = trial
-    obs.outreach = obs.outreach | now
-    obs.open = obs.open & ~now
+    _take(obs, now)
     reached[now] = t
+
+
+def _take(path, now) -> None:
+    """The outreach reaches ``now`` on ``path``: from this month on, and never again."""
+    path.outreach = path.outreach | now
+    path.open = path.open & ~now
 
 
 def _add_trial(acc, seg, obs, path, month, reached, follow_up, recorded, margin) -> None:

@@ -174,7 +174,7 @@ def attribute(
         t = time.perf_counter()
     use_gformula = True if gformula is None else gformula
     if use_gformula and data.pooled:
-        use_gformula = gformula = False
+        use_gformula = False
         notes.append(
             "The Bayesian cell route is not fitted on pooled trials: its cells would count a "
             "customer who is a control in several trial months as several independent "
@@ -188,8 +188,6 @@ def attribute(
             result.gformula[o] = fit
             result.estimates += _gformula_estimates(fit, o)
         timings["gformula"] = time.perf_counter() - t
-    elif gformula is None:
-        notes.append("attribution.gformula is not available: the Bayesian cell route was skipped")
     populations = result.populations
     result.estimates = [replace(e, population=populations[e.estimand]) for e in result.estimates]
     result.money = _money(result, cfg)
