@@ -224,6 +224,33 @@ def test_the_bootstrap_resamples_whole_customers_when_trials_reuse_them():
     )
 
 
+@pytest.mark.slow
+def test_pooled_trial_intervals_cover_the_planted_effects_over_worlds():
+    """Coverage over CX_TRIAL_REPS worlds (seeds 0, 1, ...; default 20): every planted ATE and
+    ATT of the three outcomes against the weighting and the AIPW intervals (90% nominal). The
+    six intervals of one world share its data, so the band is wide: at least 80%."""
+    import os
+
+    reps = int(os.environ.get("CX_TRIAL_REPS", "20"))
+    config = config_from_dict({"causal": {"bootstrap": 100}})
+    held: dict[str, list[bool]] = {"dowhy_psw": [], "aipw": []}
+    for seed in range(reps):
+        con = store.connect(":memory:")
+        synth.simulate(con, 20_000, months=18, seed=seed, outreach_months=4)
+        truth = planted_overall(con, OUTREACH)
+        result = attribute(
+            con, OUTREACH, outcome="all", config=config, refuters=[], gformula=False,
+            doubly_robust=True,
+        )  # fmt: skip
+        for estimator, hits in held.items():
+            for outcome in OUTCOMES:
+                for estimand in ("ate", "att"):
+                    est = result.get(estimator, outcome, estimand)
+                    hits.append(est.contains(truth[(estimand, outcome)][0]))
+    for estimator, hits in held.items():
+        assert np.mean(hits) >= 0.8, f"{estimator}: {np.mean(hits):.0%} of {len(hits)}"
+
+
 # --- a confounder the data does not hold ---------------------------------------------------------
 
 
