@@ -54,7 +54,10 @@ that names the file, the key and what was expected, before any work starts. Exam
     overlap_low = 0.01         # propensity bounds of the overlap check ...
     overlap_high = 0.99
     trim = true                # ... and customers outside them are left out
-    bands = 4                  # quantile bands per numeric confounder (Bayesian cell route)
+    cells = "propensity"       # Bayesian cell route's cells: "propensity" strata or
+                               # "confounders" (band combinations; single trials only)
+    strata = 0                 # propensity strata; 0: treated // 50, within 20..100
+    bands = 4                  # quantile bands per numeric confounder ("confounders" cells)
     draws = 500                # draws per chain of the cell route (chains, sampler from [model])
     tune = 500
     seed = 0
@@ -273,8 +276,16 @@ class CausalSettings:
         ``trim``, left out. Defaults 0.01 and 0.99.
     trim : bool
         Leave customers outside the overlap bounds out of every estimate. Default true.
+    cells : {"propensity", "confounders"}
+        The Bayesian cell route's cells: strata of the propensity score x arm x trial month x
+        segment (:mod:`attribution.causal.strata`; a few hundred whatever the number of
+        customers, and it handles customers repeated across pooled trials), or every
+        confounder's bands combined (single trials only; cells multiply with confounders).
+        Default ``"propensity"``.
+    strata : int
+        Propensity strata; 0 (default) chooses ``treated // 50`` within 20..100.
     bands : int
-        Quantile bands per numeric confounder for the Bayesian cell route. Default 4.
+        Quantile bands per numeric confounder for ``cells = "confounders"``. Default 4.
     draws, tune : int
         Kept and tuning draws per chain of the cell route (chains, sampler and seed come from
         ``[model]``). Default 500 each: its posterior is close to normal, and 4 x 500 draws
@@ -294,6 +305,8 @@ class CausalSettings:
     overlap_low: float = 0.01
     overlap_high: float = 0.99
     trim: bool = True
+    cells: str = "propensity"
+    strata: int = 0
     bands: int = 4
     draws: int = 500
     tune: int = 500
@@ -313,6 +326,13 @@ class CausalSettings:
                 f"got {self.overlap_low} and {self.overlap_high}"
             )
         whole("causal.bands", self.bands)
+        if self.cells not in ("propensity", "confounders"):
+            raise InputError(
+                f"causal.cells must be 'propensity' or 'confounders', got {self.cells!r}"
+            )
+        whole("causal.strata", self.strata, minimum=0)
+        if self.strata == 1:
+            raise InputError("causal.strata must be 0 (the rule) or at least 2, got 1")
         for name in ("draws", "tune"):
             whole(f"causal.{name}", getattr(self, name))
         whole("causal.seed", self.seed, minimum=0)

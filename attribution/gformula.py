@@ -267,12 +267,17 @@ def _raise_row(frame: pd.DataFrame, bad: pd.Series, col: str, what: str) -> None
     )
 
 
-def _collapse(data, outcome: str, bands: int, slopes: bool = True) -> _StrataCells:
+def _collapse(
+    data, outcome: str, bands: int, slopes: bool = True, given: dict | None = None
+) -> _StrataCells:
     """Cells via DuckDB: cut points once per numeric confounder, then one GROUP BY.
 
     With ``slopes``, each cell also carries the mean of ``sign(x) ln(1 + |x|)`` of every numeric
     confounder whose values vary inside a band (``<col>_z``), for the within-band slopes.
+    ``given`` maps numeric confounders to cut points chosen by the caller (upper edges of every
+    band but the last); the others get ``bands`` quantile bands over everyone.
     """
+    given = given or {}
     ycol = OUTCOMES[outcome]
     confounders = list(data.confounders)
     numeric = [c for c in confounders if c in data.numeric]
@@ -290,6 +295,8 @@ def _collapse(data, outcome: str, bands: int, slopes: bool = True) -> _StrataCel
                 f"count(DISTINCT {q}) FROM {_ROWS}",
                 [probs],
             ).fetchone()
+            if col in given:
+                got = given[col]
             cuts[col] = sorted({float(v) for v in got if float(v) < float(top)})
             if slopes and distinct > len(cuts[col]) + 1:
                 sloped.append(col)
@@ -774,6 +781,10 @@ class GFormulaFit:
     interval : IntervalSetting
     as_of : date or None
     horizon_months : int or None
+    basis : str
+        What the cells are, in a sentence (empty: confounder band combinations).
+    likelihood_scale : float
+        What each row counted in the likelihood (below 1 when rows repeat customers).
     """
 
     outcome: str
@@ -797,6 +808,8 @@ class GFormulaFit:
     interval: IntervalSetting = field(default_factory=IntervalSetting)
     as_of: date | None = None
     horizon_months: int | None = None
+    basis: str = ""
+    likelihood_scale: float = 1.0
 
     def summary(self) -> pd.DataFrame:
         """Effects per estimand, segment (and ``"all"``) and metric.
@@ -850,11 +863,11 @@ class GFormulaFit:
                 f"{fmt(r['hi'], False)}; {100 * rel['mean']:+.1f}% relative), "
                 f"{cellmodel.p_text(r['p_positive'])}."
             )
-        lines.append(
+        cells = self.basis or (
             f"Bayesian standardization over {len(self.confounders)} confounder(s) on "
-            f"{self.n_cells:,} cells of {self.n_customers:,} customers. "
-            + self.diagnostics_.describe()
+            f"{self.n_cells:,} cells of {self.n_customers:,} customers."
         )
+        lines.append(f"{cells} {self.diagnostics_.describe()}")
         return "\n".join(lines)
 
     def _fmt(self, x: float, unit: bool = True) -> str:
@@ -881,6 +894,8 @@ class GFormulaFit:
             "horizon_months": self.horizon_months,
             "n_customers": self.n_customers,
             "n_cells": self.n_cells,
+            "basis": self.basis,
+            "likelihood_scale": self.likelihood_scale,
             "interval": {"width": self.interval.width, "kind": self.interval.kind},
             "effects": rows,
             "diagnostics": self.diagnostics_.to_dict(),
@@ -909,6 +924,9 @@ def fit_gformula(
     priors: GFormulaPriors | None = None,
     target_accept: float = 0.95,
     retry_target_accept: float | None = 0.99,
+    cuts: dict[str, Sequence[float]] | None = None,
+    likelihood_scale: float = 1.0,
+    basis: str = "",
 ) -> GFormulaFit:
     """Bayesian standardization (g-formula) of one outcome over the confounders, on cells.
 
@@ -942,6 +960,17 @@ def fit_gformula(
     target_accept, retry_target_accept : float
         NUTS target acceptance; on divergences the fit is sampled once more at
         ``retry_target_accept`` (None: never), and the gate judges the retry.
+    cuts : dict, optional
+        Numeric confounder -> cut points (upper edges of every band but the last) to use
+        instead of its ``bands`` quantile bands (the propensity strata of
+        :mod:`attribution.causal.strata`).
+    likelihood_scale : float
+        What each row counts in the likelihood, in (0, 1]: ``1 / design effect`` when rows
+        repeat customers (pooled emulated trials), so the posterior is as wide as the
+        customers, not the rows, allow (a magnitude-adjusted composite likelihood). The
+        standardization weights keep the full row counts. Default 1.
+    basis : str
+        A sentence on what the cells are, said by :meth:`GFormulaFit.describe`.
 
     Returns
     -------
@@ -977,8 +1006,14 @@ def fit_gformula(
             raise InputError(f"{name} must be in (0, 1), got {value!r}")
     one_of("outcome", outcome, OUTCOMES)
     whole("bands", bands, minimum=2)
+    if not (isinstance(likelihood_scale, int | float) and 0.0 < likelihood_scale <= 1.0):
+        raise InputError(f"likelihood_scale must be in (0, 1], got {likelihood_scale!r}")
     _check_data(data, outcome)
     confounders = list(data.confounders)
+    given = {k: [float(v) for v in vals] for k, vals in (cuts or {}).items()}
+    odd = [k for k in given if k not in confounders or k not in data.numeric]
+    if odd:
+        raise InputError(f"cuts given for {odd}, which are not numeric confounders")
     if segment is not None and segment not in confounders:
         raise InputError(
             f"segment {segment!r} is not one of the confounders {confounders}; a segment must be "
@@ -993,9 +1028,13 @@ def fit_gformula(
     mods = [c for c in confounders if c in mods]
 
     t0 = time.perf_counter()
-    c = _collapse(data, outcome, bands, slopes=bool(slopes))
+    c = _collapse(data, outcome, bands, slopes=bool(slopes), given=given)
     collapse_s = time.perf_counter() - t0
     s = _strata(c, outcome, confounders, mods, segment)
+    if likelihood_scale != 1.0:  # the weights W were made from the full counts above
+        s = dataclasses.replace(
+            s, cell_stats={k: v * likelihood_scale for k, v in s.cell_stats.items()}
+        )
     padded = _pad(s)
     arrays = _data_arrays(padded)
     ms = cfg.model
@@ -1055,6 +1094,8 @@ def fit_gformula(
         interval=cfg.interval,
         as_of=getattr(data, "as_of", None),
         horizon_months=getattr(data, "horizon_months", None),
+        basis=basis,
+        likelihood_scale=float(likelihood_scale),
     )
     return fit
 

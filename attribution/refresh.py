@@ -898,6 +898,8 @@ def _question_record(q: ObservationalQuestion, result) -> dict:
                 "timings": {k: round(v, 2) for k, v in f.timings.items()},
                 "sampler": f.sampler,
                 "n_cells": f.n_cells,
+                "basis": f.basis,
+                "likelihood_scale": f.likelihood_scale,
             }
             for o, f in fits.items()
         },

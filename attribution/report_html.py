@@ -711,6 +711,9 @@ def _question(name: str, rows: pd.DataFrame, record: dict, width: str) -> list[s
         cls = "ok" if gate == "passed" else "bad" if gate == "failed" else ""
         gate_text = f'<span class="{cls}">{_e(gate)}</span>' if cls else _e(gate)
         facts.append(f"Bayesian cell route (g-formula) diagnostics gate: {gate_text}.")
+        bases = [f.get("basis") for f in (record.get("gformula") or {}).values() if f.get("basis")]
+        if bases:
+            facts.append(_e(bases[0].split(" Customers repeat")[0]))
         facts.append(f"Refutations: {_e(record.get('verdict'))}.")
     out.append("<p>" + " ".join(facts) + "</p>")
     effects = rows[rows["method"] != "money_per_treated_customer"]

@@ -170,13 +170,56 @@ def test_the_doubly_robust_check_holds_the_planted_effects(pooled, truth, outcom
     assert set(rows.loc[rows["estimator"] == "aipw", "method"]) == {"backdoor.aipw_crossfit"}
 
 
-def test_the_design_is_said_and_the_cell_route_is_not_fitted_on_pooled_trials(pooled):
+def test_the_design_is_said_and_the_cell_route_fits_propensity_strata(pooled):
     assert "4 emulated trials pooled" in pooled.data.design
-    assert not pooled.gformula
-    assert any("not fitted on pooled trials" in n for n in pooled.notes)
+    assert sorted(pooled.gformula) == sorted(OUTCOMES)
+    for fit in pooled.gformula.values():
+        assert fit.diagnostics_.passed
+        assert "propensity strata x 4 trial months x arm" in fit.basis
+        assert fit.basis in fit.describe()
+        assert 0.5 < fit.likelihood_scale < 1.0  # controls repeat across the trials
+        assert fit.n_cells < 1_000
+    assert any("counts 1/design effect" in n for n in pooled.notes)
     assert not any("is not available" in n for n in pooled.notes)
     assert pooled.to_dict()["design"] == pooled.data.design
     assert pooled.data.design in pooled.describe()
+
+
+def test_the_cell_route_on_pooled_trials_holds_the_planted_att_and_its_money(pooled, truth):
+    for outcome in OUTCOMES:
+        assert pooled.get("bayes_gformula", outcome, "att").contains(truth[("att", outcome)][0])
+    money = pooled.money
+    row = money[(money["estimator"] == "bayes_gformula") & (money["outcome"] == "net_value")]
+    row = row[row["segment"] == "all"].iloc[0]
+    assert row["lo"] <= truth[("att", "net_value")][0] <= row["hi"]
+    assert row["n_treated"] == pooled.data.n_treated
+
+
+def test_customers_used_twice_widen_the_cell_posterior_back_to_what_they_hold(pooled):
+    """Every customer-trial copied: the design effect doubles, and the tempered posterior is as
+    wide as the original one; a likelihood over rows would be about 1/sqrt(2) as wide."""
+    from attribution.causal.strata import plan_strata
+    from attribution.gformula import fit_gformula
+
+    data, ov = pooled.data, pooled.overlap
+    p = ov.propensity[(ov.propensity >= ov.low) & (ov.propensity <= ov.high)]
+    copied = replace(data, frame=pd.concat([data.frame] * 2, ignore_index=True))
+    config = config_from_dict({"model": {"chains": 4}})
+
+    def width(d, prop, tempered=True):
+        plan = plan_strata(d, prop, outcomes=["retention"])
+        cell_data, cuts = plan.for_outcome("retention")
+        scale = 1.0 / plan.design_effects["retention"] if tempered else 1.0
+        fit = fit_gformula(cell_data, "retention", config=config, cuts=cuts, likelihood_scale=scale)
+        r = fit.effects.query("segment == 'all' and metric == 'absolute' and estimand == 'ate'")
+        return float(r["hi"].iloc[0] - r["lo"].iloc[0]), plan.design_effects["retention"]
+
+    one, deff_one = width(data, p)
+    two, deff_two = width(copied, np.tile(p, 2))
+    naive, _ = width(copied, np.tile(p, 2), tempered=False)
+    assert deff_two == pytest.approx(2 * deff_one, rel=0.05)
+    assert two == pytest.approx(one, rel=0.15)
+    assert naive < 0.8 * one
 
 
 def test_rows_say_the_population_they_are_about_after_trimming(pooled):
@@ -227,21 +270,22 @@ def test_the_bootstrap_resamples_whole_customers_when_trials_reuse_them():
 @pytest.mark.slow
 def test_pooled_trial_intervals_cover_the_planted_effects_over_worlds():
     """Coverage over CX_TRIAL_REPS worlds (seeds 0, 1, ...; default 20): every planted ATE and
-    ATT of the three outcomes against the weighting and the AIPW intervals (90% nominal). The
-    six intervals of one world share its data, so the band is wide: at least 80%."""
+    ATT of the three outcomes against the weighting, the AIPW and the cell route's (propensity
+    strata) intervals (90% nominal). The six intervals of one world share its data, so the band
+    is wide: at least 80%."""
     import os
 
     reps = int(os.environ.get("CX_TRIAL_REPS", "20"))
     config = config_from_dict({"causal": {"bootstrap": 100}})
-    held: dict[str, list[bool]] = {"dowhy_psw": [], "aipw": []}
+    held: dict[str, list[bool]] = {"dowhy_psw": [], "aipw": [], "bayes_gformula": []}
     for seed in range(reps):
         con = store.connect(":memory:")
         synth.simulate(con, 20_000, months=18, seed=seed, outreach_months=4)
         truth = planted_overall(con, OUTREACH)
         result = attribute(
-            con, OUTREACH, outcome="all", config=config, refuters=[], gformula=False,
-            doubly_robust=True,
-        )  # fmt: skip
+            con, OUTREACH, outcome="all", config=config, refuters=[], doubly_robust=True
+        )
+        assert all(f.diagnostics_.passed for f in result.gformula.values()), seed
         for estimator, hits in held.items():
             for outcome in OUTCOMES:
                 for estimand in ("ate", "att"):

@@ -26,6 +26,7 @@ from attribution.causal.graph import causal_graph, identify
 from attribution.causal.propensity import overlap
 from attribution.causal.refuters import refute
 from attribution.causal.result import Attribution
+from attribution.causal.strata import plan_strata
 from attribution.causal.terms import REFUTERS, TREATED, outcome_list
 from attribution.config import CausalSettings, Config
 from attribution.errors import InputError
@@ -157,7 +158,7 @@ def attribute(
     # The matrices here are tall and narrow: BLAS threads only fight each other (measured: a
     # bootstrap took 45 s with default threads on a busy 2-core machine, 6 s with one).
     with threadpool_limits(limits=1, user_api="blas"):
-        data = _dowhy_route(result, data, outcomes, segment, refuters, cs, cfg)
+        data, propensity = _dowhy_route(result, data, outcomes, segment, refuters, cs, cfg)
     t = time.perf_counter()
     if doubly_robust:
         from attribution.causal.aipw import aipw
@@ -173,20 +174,16 @@ def attribute(
         timings["aipw"] = time.perf_counter() - t
         t = time.perf_counter()
     use_gformula = True if gformula is None else gformula
-    if use_gformula and data.pooled:
+    if use_gformula and data.pooled and cs.cells == "confounders":
         use_gformula = False
         notes.append(
-            "The Bayesian cell route is not fitted on pooled trials: its cells would count a "
-            "customer who is a control in several trial months as several independent "
-            "customers, and its intervals would be too narrow"
+            "The Bayesian cell route on confounder bands (causal.cells = 'confounders') is not "
+            "fitted on pooled trials: its cells would count a customer who is a control in "
+            "several trial months as several independent customers; propensity strata "
+            "(causal.cells = 'propensity') account for it"
         )
     if use_gformula:
-        from attribution.gformula import fit_gformula
-
-        for o in outcomes:
-            fit = fit_gformula(data, o, bands=cs.bands, segment=segment, config=cfg)
-            result.gformula[o] = fit
-            result.estimates += _gformula_estimates(fit, o)
+        _cell_route(result, data, propensity, outcomes, segment, cfg)
         timings["gformula"] = time.perf_counter() - t
     populations = result.populations
     result.estimates = [replace(e, population=populations[e.estimand]) for e in result.estimates]
@@ -194,8 +191,53 @@ def attribute(
     return result
 
 
-def _dowhy_route(result, data, outcomes, segment, refuters, cs, cfg) -> ObservationalData:
-    """Overlap (and trimming), DoWhy estimates and refutations, recorded into ``result``."""
+def _cell_route(result, data, propensity, outcomes, segment, cfg) -> None:
+    """The Bayesian cell route (:mod:`attribution.gformula`) on propensity strata
+    (:mod:`attribution.causal.strata`) or on confounder band combinations, into ``result``."""
+    from attribution.gformula import fit_gformula
+
+    cs = cfg.causal
+    plan = None
+    if cs.cells == "propensity":
+        plan = plan_strata(
+            data,
+            propensity,
+            outcomes=outcomes,
+            segment=segment,
+            strata=cs.strata or None,
+            seed=cs.seed,
+        )
+        repeated = {o: d for o, d in plan.design_effects.items() if d > 1.0}
+        if repeated:
+            result.notes.append(
+                "Cell route: customers repeat across the pooled trials; each customer-trial "
+                "counts 1/design effect in its likelihood ("
+                + ", ".join(f"{o} {d:.2f}" for o, d in repeated.items())
+                + ")"
+            )
+    for o in outcomes:
+        if plan is None:
+            fit = fit_gformula(data, o, bands=cs.bands, segment=segment, config=cfg)
+        else:
+            cell_data, cuts = plan.for_outcome(o)
+            fit = fit_gformula(
+                cell_data,
+                o,
+                segment=segment,
+                config=cfg,
+                cuts=cuts,
+                likelihood_scale=1.0 / plan.design_effects[o],
+            )
+            fit = replace(fit, basis=plan.basis(o, fit.n_cells))
+        result.gformula[o] = fit
+        result.estimates += _gformula_estimates(fit, o)
+
+
+def _dowhy_route(
+    result, data, outcomes, segment, refuters, cs, cfg
+) -> tuple[ObservationalData, np.ndarray]:
+    """Overlap (and trimming), DoWhy estimates and refutations, recorded into ``result``;
+    returns the rows the estimates used and their propensity."""
     timings = result.timings
     t = time.perf_counter()
     ov = overlap(data, low=cs.overlap_low, high=cs.overlap_high, trim=cs.trim, seed=cs.seed)
@@ -236,7 +278,7 @@ def _dowhy_route(result, data, outcomes, segment, refuters, cs, cfg) -> Observat
             seed=cs.seed,
         )
     timings["refute"] = time.perf_counter() - t
-    return data
+    return data, propensity
 
 
 def estimate_naive(
