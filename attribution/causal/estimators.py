@@ -113,7 +113,7 @@ def estimate(
     -------
     list of Estimate
         Per outcome and segment: naive ATE and ATT (the same number), DoWhy PSW ATE and ATT,
-        DoWhy regression ATE.
+        DoWhy regression ATE and ATT (treatment x confounder interactions, standardized).
     """
     interval = interval or IntervalSetting()
     for o in outcomes:
@@ -125,7 +125,7 @@ def estimate(
     X_reg = _regression_design(frame, data)
     X_ps = propensity_design(frame, data)
     lo_c, hi_c = clip
-    keys = ("naive", "psw_ate", "psw_att", "reg")
+    keys = ("naive", "psw_ate", "psw_att", "reg_ate", "reg_att")
 
     def effects(Tb, Yb, pb, Xb, masks) -> dict:
         out = {}
@@ -137,7 +137,7 @@ def estimate(
             out[("naive", name)] = naive_draws(Tb[m], Yb[m])
             out[("psw_ate", name)] = _psw(Tb[m], Yb[m], pb[m], lo_c, hi_c, att=False)
             out[("psw_att", name)] = _psw(Tb[m], Yb[m], pb[m], lo_c, hi_c, att=True)
-            out[("reg", name)] = _ols_effect(Tb[m], Yb[m], Xb[m])
+            out[("reg_ate", name)], out[("reg_att", name)] = _ols_effect(Tb[m], Yb[m], Xb[m])
         return out
 
     point = effects(T, Y, propensity, X_reg, groups)
@@ -165,7 +165,8 @@ def estimate(
         ("naive", "att", "naive"),
         ("dowhy_psw", "ate", "psw_ate"),
         ("dowhy_psw", "att", "psw_att"),
-        ("dowhy_regression", "ate", "reg"),
+        ("dowhy_regression", "ate", "reg_ate"),
+        ("dowhy_regression", "att", "reg_att"),
     ]
     for o in outcomes:
         j = names.index(o)
@@ -258,15 +259,24 @@ def _regression_design(frame: pd.DataFrame, data: ObservationalData) -> np.ndarr
     return np.column_stack([np.ones(len(frame)), X.to_numpy(dtype=float)])
 
 
-def _ols_effect(T: np.ndarray, Y: np.ndarray, X: np.ndarray) -> np.ndarray:
-    """The treatment coefficient of ``Y ~ 1 + T + X`` per outcome column (minimum-norm).
+def _ols_effect(T: np.ndarray, Y: np.ndarray, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """ATE and ATT of ``Y ~ 1 + T + X + T X`` by standardization, per outcome column.
 
-    Solved through the normal equations with a pseudo-inverse (the design is tall and narrow),
-    which gives the same minimum-norm solution as statsmodels' ``pinv`` fit in DoWhy.
+    With effects that differ between customers, the one treatment coefficient of an additive
+    regression is a variance-weighted average of them, not the ATE (on a 60k simulated world
+    it put the retention ATE at [0.038, 0.056] against a planted 0.034). With every confounder
+    interacted with the treatment, the effect at ``x`` is ``b_T + x gamma``; averaged over
+    everyone it is the ATE, over the treated the ATT: what DoWhy's linear regression with the
+    confounders as effect modifiers gives on the frame and on its treated rows. Solved through
+    the normal equations with a pseudo-inverse (the design is tall and narrow), the same
+    minimum-norm solution as statsmodels' ``pinv`` fit in DoWhy.
     """
-    A = np.column_stack([X[:, :1], T, X[:, 1:]])
+    Xc = X[:, 1:]
+    A = np.column_stack([X[:, :1], T, Xc, T[:, None] * Xc])
     coef = np.linalg.pinv(A.T @ A) @ (A.T @ Y)
-    return coef[1]
+    b_t, gamma = coef[1], coef[2 + Xc.shape[1] :]
+    treated = T == 1
+    return b_t + Xc.mean(axis=0) @ gamma, b_t + Xc[treated].mean(axis=0) @ gamma
 
 
 def _logistic_refit(A: np.ndarray, T: np.ndarray, beta: np.ndarray, steps: int = 6) -> np.ndarray:
@@ -303,8 +313,11 @@ def _dowhy_point(data, propensity, outcomes, clip) -> dict:
         with Quiet():
             estimand = model.identify_effect(proceed_when_unidentifiable=False)
             frame = data.frame[[TREATED, graph.outcome, *data.confounders]].copy()
-            reg = LinearRegressionEstimator(estimand).fit(frame)
-            out[("reg", o)] = reg.estimate_effect(frame).value
+            reg = LinearRegressionEstimator(estimand).fit(
+                frame, effect_modifier_names=list(data.confounders)
+            )
+            for key, rows in (("reg_ate", frame), ("reg_att", frame[frame[TREATED] == 1])):
+                out[(key, o)] = reg.estimate_effect(rows, need_conditional_estimates=False).value
             ps_frame = frame.assign(propensity_score=propensity)
             psw = PropensityScoreWeightingEstimator(
                 estimand, min_ps_score=clip[0], max_ps_score=clip[1]

@@ -29,7 +29,9 @@ from attribution.settings import IntervalSetting
 # The side-by-side result
 # --------------------------------------------------------------------------------------------
 #: What a row's verdict adds when the refuters ran on another estimate than the row's.
-REFUTED_ON = "refuters ran on DoWhy's regression ATE, not on this estimate"
+REFUTED_ON = (
+    "refuters ran on DoWhy's additive regression (one treatment coefficient), not on this estimate"
+)
 
 
 @dataclass
@@ -141,9 +143,7 @@ class Attribution:
         elsewhere = f"; {REFUTED_ON}" if self.refutations else ""
         rows = []
         for e in self.estimates:
-            verdict = self.verdict_words([e.outcome])
-            if e.estimator != "dowhy_regression":
-                verdict += elsewhere
+            verdict = self.verdict_words([e.outcome]) + elsewhere
             if e.estimator == "bayes_gformula":
                 fit = self.gformula.get(e.outcome)
                 diag = "passed" if fit is not None and fit.diagnostics_.passed else "failed"
