@@ -47,6 +47,7 @@ that names the file, the key and what was expected, before any work starts. Exam
     confounders = []           # empty: the default adjustment set
     instruments = []
     unobserved = []            # declared unobserved common causes (makes it unidentifiable)
+    descendants = []           # declared consequences of the treatment: never confounders
     lookback_months = 3
     bootstrap = 200            # resamples for the DoWhy estimators' intervals
     refuter_simulations = 10
@@ -263,6 +264,9 @@ class CausalSettings:
     unobserved : tuple of str
         Names of declared unobserved common causes of treatment and outcome; with any, the
         effect is not identifiable by the backdoor criterion and nothing is estimated.
+    descendants : tuple of str
+        Variables the treatment causes (measured after it); drawn in the graph between
+        treatment and outcome. A confounder named here is refused.
     lookback_months : int
         Months before ``as_of`` for prior revenue, cost and service cases. Default 3.
     bootstrap : int
@@ -298,6 +302,7 @@ class CausalSettings:
     confounders: tuple[str, ...] = ()
     instruments: tuple[str, ...] = ()
     unobserved: tuple[str, ...] = ()
+    descendants: tuple[str, ...] = ()
     lookback_months: int = 3
     bootstrap: int = 200
     refuter_simulations: int = 10

@@ -286,6 +286,22 @@ def small(con):
     return con
 
 
+def test_a_confounder_declared_a_descendant_of_the_treatment_is_refused(small):
+    """A variable the treatment caused (measured after it) is drawn between treatment and outcome
+    and never adjusted for; naming it a confounder too is refused before anything is fitted."""
+    cfg = config_from_dict({"causal": {"descendants": ["prior_bad_cases"]}})
+    with pytest.raises(InputError, match=r"\['prior_bad_cases'\] are declared descendants"):
+        attribute(small, OUTREACH, outcome="retention", config=cfg, gformula=False)
+    data = observational_frame(small, OUTREACH)
+    graph = causal.causal_graph(data, "retention", descendants=["csat_after"])
+    assert ("treated", "csat_after") in graph.edges()
+    assert ("csat_after", "retained") in graph.edges()
+    assert "not adjusted for" in graph.describe()
+    assert causal.identify(data, graph).identifiable
+    with pytest.raises(InputError, match="must name a variable"):
+        causal.causal_graph(data, "retention", descendants=["retained"])
+
+
 def test_a_confounder_that_is_not_a_column_is_named(small):
     with pytest.raises(InputError, match=r"confounder 'shoe_size' is not a column.*tenure_band"):
         observational_frame(small, OUTREACH, confounders=["tier", "shoe_size"])

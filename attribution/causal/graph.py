@@ -28,6 +28,9 @@ class CausalGraph:
     treatment, outcome : str
         Column names (``treated`` and one of ``retained``, ``revenue``, ``cost_to_serve``).
     confounders, instruments, unobserved : tuple of str
+    descendants : tuple of str
+        Declared consequences of the treatment (measured after it): drawn treatment -> d ->
+        outcome, never adjusted for.
     """
 
     treatment: str
@@ -35,6 +38,7 @@ class CausalGraph:
     confounders: tuple[str, ...]
     instruments: tuple[str, ...] = ()
     unobserved: tuple[str, ...] = ()
+    descendants: tuple[str, ...] = ()
 
     def to_networkx(self) -> nx.DiGraph:
         """The graph as a networkx DiGraph (unobserved nodes carry ``observed="no"``)."""
@@ -50,6 +54,10 @@ class CausalGraph:
             g.add_node(u, observed="no")
             g.add_edge(u, self.treatment)
             g.add_edge(u, self.outcome)
+        for d in self.descendants:  # not in the data: DoWhy treats the node as unobserved
+            g.add_node(d, observed="no")
+            g.add_edge(self.treatment, d)
+            g.add_edge(d, self.outcome)
         g.add_edge(self.treatment, self.outcome)
         return g
 
@@ -71,6 +79,11 @@ class CausalGraph:
                 f"  ({', '.join(self.unobserved)}, unobserved) --> {self.treatment} and "
                 f"{self.outcome}"
             )
+        if self.descendants:
+            lines.append(
+                f"  {self.treatment} --> [{', '.join(self.descendants)}] --> {self.outcome} "
+                "(descendants of the treatment: not adjusted for)"
+            )
         return "\n".join(lines)
 
     def to_dict(self) -> dict:
@@ -81,6 +94,7 @@ class CausalGraph:
             "confounders": list(self.confounders),
             "instruments": list(self.instruments),
             "unobserved": list(self.unobserved),
+            "descendants": list(self.descendants),
             "edges": [list(e) for e in self.edges()],
         }
 
@@ -91,6 +105,7 @@ def causal_graph(
     *,
     instruments: Sequence[str] = (),
     unobserved: Sequence[str] = (),
+    descendants: Sequence[str] = (),
 ) -> CausalGraph:
     """The graph of one question: treatment, outcome, the data's confounders and declared extras.
 
@@ -102,6 +117,16 @@ def causal_graph(
         Columns of ``data.frame`` that cause the treatment only.
     unobserved : sequence of str
         Names of unobserved common causes (not columns).
+    descendants : sequence of str
+        Variables the treatment causes (measured after it: a later CSAT, cases opened after
+        the outreach). Drawn between treatment and outcome, never adjusted for.
+
+    Raises
+    ------
+    InputError
+        An instrument that is not a column or is also a confounder; an unobserved cause that is
+        a column; a confounder declared a descendant of the treatment (adjusting for what the
+        treatment caused removes part of its effect, or opens a collider path).
 
     Examples
     --------
@@ -123,12 +148,24 @@ def causal_graph(
             raise InputError(
                 f"unobserved common cause {u!r} must be a new name, not a column of the data"
             )
+    after = [c for c in data.confounders if c in set(descendants)]
+    if after:
+        raise InputError(
+            f"confounder(s) {after} are declared descendants of the treatment "
+            "([causal] descendants: measured after it or caused by it); adjusting for them "
+            "would remove part of the effect asked about or open a collider path: leave them "
+            "out of the confounders"
+        )
+    for d in descendants:
+        if not isinstance(d, str) or not d or d in (TREATED, column):
+            raise InputError(f"descendant {d!r} must name a variable, not the treatment or outcome")
     return CausalGraph(
         treatment=TREATED,
         outcome=column,
         confounders=tuple(data.confounders),
         instruments=tuple(instruments),
         unobserved=tuple(unobserved),
+        descendants=tuple(dict.fromkeys(descendants)),
     )
 
 
@@ -136,7 +173,7 @@ def graph_png(graph: CausalGraph, path: str | Path) -> Path:
     """Draw the graph into a PNG file (matplotlib, no display needed).
 
     Treatment and outcome are dark, confounders light, instruments green, unobserved causes
-    dashed grey. Returns the path written.
+    dashed grey, descendants of the treatment orange. Returns the path written.
     """
     import matplotlib
 
@@ -152,6 +189,8 @@ def graph_png(graph: CausalGraph, path: str | Path) -> Path:
         pos[z] = (-1.0, -0.5 - 0.4 * i)
     for i, u in enumerate(graph.unobserved):
         pos[u] = (1.0 + 0.5 * i, -1.0)
+    for i, d in enumerate(graph.descendants):
+        pos[d] = (1.0, -0.5 - 0.4 * i)
     colors = []
     for node in g.nodes:
         if node in (graph.treatment, graph.outcome):
@@ -160,6 +199,8 @@ def graph_png(graph: CausalGraph, path: str | Path) -> Path:
             colors.append("#2e8b57")
         elif node in graph.unobserved:
             colors.append("#bbbbbb")
+        elif node in graph.descendants:
+            colors.append("#f4a582")
         else:
             colors.append("#9ecae1")
     fig, ax = plt.subplots(figsize=(max(6.0, 1.2 * len(g.nodes)), 4.5))

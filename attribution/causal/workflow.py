@@ -132,7 +132,13 @@ def attribute(
     data = _drop_constant(data, notes)
     timings["data"] = time.perf_counter() - began
     graphs = {
-        o: causal_graph(data, o, instruments=cs.instruments, unobserved=cs.unobserved)
+        o: causal_graph(
+            data,
+            o,
+            instruments=cs.instruments,
+            unobserved=cs.unobserved,
+            descendants=cs.descendants,
+        )
         for o in outcomes
     }
     ident = identify(data, graphs[outcomes[0]])
