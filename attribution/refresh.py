@@ -890,6 +890,7 @@ def _question_record(q: ObservationalQuestion, result) -> dict:
         "identification": result.identification.to_dict(),
         "overlap": None if result.overlap is None else result.overlap.to_dict(),
         "refutations": [r.to_dict() for r in result.refutations],
+        "sensitivity": [x.to_dict() for x in result.sensitivity],
         "verdict": result.verdict_words(),
         "gate": gate,
         "gformula": {

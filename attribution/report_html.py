@@ -780,6 +780,18 @@ def _question(name: str, rows: pd.DataFrame, record: dict, width: str) -> list[s
                 f'<span class="{cls}">{_e(verdict)}</span>. {_e(r.get("text"))}</li>'
             )
         out.append("</ul>")
+    sensitivity = record.get("sensitivity") or []
+    if sensitivity:
+        out.append(
+            "<p>How strong a hidden confounder would have to be to erase the ATTs the "
+            "money is built on:</p>"
+        )
+        out.append('<ul class="refutations">')
+        for x in sensitivity:
+            verdict = str(x.get("verdict"))
+            cls = "ok" if verdict == "pass" else "bad" if verdict == "warn" else ""
+            out.append(f'<li><span class="{cls}">{_e(verdict)}</span>. {_e(x.get("text"))}</li>')
+        out.append("</ul>")
     out += [f'<p class="meta">Note: {_e(n)}</p>' for n in record.get("notes") or []]
     return out
 

@@ -136,6 +136,23 @@ def test_each_rows_verdict_says_which_estimate_the_refuters_ran_on(outreach):
     assert adjusted["verdict"].str.match(r"^(pass|warn)").all()
 
 
+def test_money_rows_say_how_strong_a_hidden_confounder_would_have_to_be(outreach):
+    """The sensitivity analysis runs on the ATTs money is built on, not only on the regression."""
+    sens = outreach.sensitivity
+    assert sorted((s.estimator, s.outcome) for s in sens) == [
+        ("dowhy_psw", o) for o in sorted(["retention", "revenue", "cost_to_serve"])
+    ]
+    for s in sens:
+        assert s.mean == outreach.get("dowhy_psw", s.outcome, "att").mean
+        assert s.verdict in ("pass", "warn") and s.benchmarks
+        assert 0 <= s.robustness_value_interval <= s.robustness_value < 1
+    money = outreach.summary()
+    money = money[money["method"] == "money_per_treated_customer"]
+    assert money["verdict"].str.contains("hidden-confounder sensitivity of this route's ATT").all()
+    assert len(outreach.to_dict()["sensitivity"]) == 3
+    assert "Hidden-confounder sensitivity of the ATTs money is built on" in outreach.describe()
+
+
 def test_bootstrap_replica_equals_dowhy_on_the_full_sample(outreach):
     data = outreach.data
     T = data.frame["treated"].to_numpy(float)

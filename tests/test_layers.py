@@ -46,6 +46,7 @@ LAYERS = {
     3: ["attribution.readout", "attribution.causal", "attribution.causal.terms",
         "attribution.causal.graph", "attribution.causal.propensity",
         "attribution.causal.estimators", "attribution.causal.aipw", "attribution.causal.strata",
+        "attribution.causal.sensitivity",
         "attribution.causal.refuters",
         "attribution.causal.result",
         "attribution.causal.workflow", "attribution.check", "experiments.plan",

@@ -13,6 +13,7 @@ from attribution.causal.estimators import Estimate
 from attribution.causal.graph import CausalGraph, Identification, graph_png
 from attribution.causal.propensity import Overlap
 from attribution.causal.refuters import Refutation
+from attribution.causal.sensitivity import Sensitivity
 from attribution.causal.terms import ESTIMATORS, NAIVE_VERDICT, REFUTERS, unit_words
 from attribution.causal.terms import fmt_effect as _fmt
 from attribution.checks import Check
@@ -56,6 +57,9 @@ class Attribution:
         shaped like the readout's money rows, plus ``estimator``).
     gformula : dict
         Outcome -> the cell route's fit (``attribution.gformula.GFormulaFit``), when available.
+    sensitivity : list of Sensitivity
+        How strong a hidden confounder would have to be to erase each overall ATT that money
+        is built on (:mod:`attribution.causal.sensitivity`).
     notes : list of str
     timings : dict
         Seconds per stage (``data``, ``overlap``, ``dowhy``, ``refute``, ``gformula``).
@@ -73,6 +77,7 @@ class Attribution:
     refutations: list[Refutation] = field(default_factory=list)
     money: pd.DataFrame = field(default_factory=pd.DataFrame)
     gformula: dict = field(default_factory=dict)
+    sensitivity: list[Sensitivity] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)
     interval: IntervalSetting = field(default_factory=IntervalSetting)
@@ -182,8 +187,9 @@ class Attribution:
                     "population": e.population or self.populations[e.estimand],
                 }
             )
-        money_verdict = self.verdict_words(self.outcomes) + elsewhere
+        money_verdict = self.verdict_words(self.outcomes)
         for m in self.money.to_dict(orient="records"):
+            verdict = money_verdict + self._sensitivity_words(m["estimator"]) + elsewhere
             rows.append(
                 {
                     "experiment_id": None,
@@ -205,11 +211,21 @@ class Attribution:
                     "estimator": m["estimator"],
                     "estimand": "att",
                     "method": "money_per_treated_customer",
-                    "verdict": money_verdict,
+                    "verdict": verdict,
                     "population": self.populations.get("att"),
                 }
             )
         return [json_ready(r) for r in rows]
+
+    def _sensitivity_words(self, estimator: str) -> str:
+        """``"; hidden confounder on this route's ATT: warn (revenue)"`` or ``pass``; ``""``
+        when it was not checked."""
+        mine = [s for s in self.sensitivity if s.estimator == estimator]
+        if not mine or all(s.verdict == "not checked" for s in mine):
+            return ""
+        warned = [s.outcome for s in mine if s.verdict == "warn"]
+        words = f"warn ({', '.join(warned)})" if warned else "pass"
+        return f"; hidden-confounder sensitivity of this route's ATT: {words}"
 
     def plot(self, outcomes: Sequence[str] | None = None):
         """Forest plot of every estimator's overall and per-segment effect side by side, one
@@ -277,6 +293,7 @@ class Attribution:
             "overlap": None if self.overlap is None else self.overlap.to_dict(),
             "rows": self.records(),
             "refutations": [r.to_dict() for r in self.refutations],
+            "sensitivity": [s.to_dict() for s in self.sensitivity],
             "notes": list(self.notes),
             "timings": {k: round(v, 3) for k, v in self.timings.items()},
         }
@@ -338,6 +355,10 @@ class Attribution:
                         f"  {label:<48} {m['mean']:>14,.2f}  "
                         f"[{m['lo']:,.2f}, {m['hi']:,.2f}]  P(>0) {m['p_positive']:.2f}"
                     )
+        if self.sensitivity:
+            lines.append("")
+            lines.append("Hidden-confounder sensitivity of the ATTs money is built on:")
+            lines += [f"  - {s.sentence}" for s in self.sensitivity]
         for note in self.notes:
             lines.append(f"Note: {note}")
         return "\n".join(lines)

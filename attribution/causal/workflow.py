@@ -26,6 +26,7 @@ from attribution.causal.graph import causal_graph, identify
 from attribution.causal.propensity import overlap
 from attribution.causal.refuters import refute
 from attribution.causal.result import Attribution
+from attribution.causal.sensitivity import money_sensitivity
 from attribution.causal.strata import plan_strata
 from attribution.causal.terms import REFUTERS, TREATED, outcome_list
 from attribution.config import CausalSettings, Config
@@ -193,6 +194,7 @@ def attribute(
         timings["gformula"] = time.perf_counter() - t
     populations = result.populations
     result.estimates = [replace(e, population=populations[e.estimand]) for e in result.estimates]
+    result.sensitivity = money_sensitivity(data, result.estimates, result.refutations)
     result.money = _money(result, cfg)
     return result
 
