@@ -144,6 +144,7 @@ def plan_strata(
     segment: str | None = None,
     strata: int | None = None,
     seed: int = 0,
+    prognosis: str = "linear",
 ) -> StrataPlan:
     """Strata of the logit propensity, the frame the cell route fits on, and the design effects.
 
@@ -161,6 +162,11 @@ def plan_strata(
         Score strata; default :func:`n_strata` of the treated rows.
     seed : int
         Seed of the prognostic models' folds and row samples.
+    prognosis : {"linear", "boosted"}
+        The prognostic models: the linear GLMs (logistic, Poisson; default) or gradient-boosted
+        trees (scikit-learn's histogram boosting, Poisson loss for spend). Boosting took 168 s
+        against 11 s on 300k customers (690k customer-trials) and moved the revenue ATT from
+        15.8 to 17.9 against a planted 26.5: not worth its time as the default.
 
     Raises
     ------
@@ -201,7 +207,7 @@ def plan_strata(
     features = propensity_design(frame, data)
     for o in outcomes:
         y = out[OUTCOME_COLUMNS[o]].to_numpy(dtype=float)
-        out[prognosis_column(o)] = _prognosis(features, y, treated, ids, o, seed)
+        out[prognosis_column(o)] = _prognosis(features, y, treated, ids, o, seed, prognosis)
     band = np.searchsorted(np.asarray(cuts), score, side="left")
     keys = [band, *(pd.factorize(out[c])[0] for c in categorical)]
     cell = pd.factorize(pd.MultiIndex.from_arrays(keys))[0] if len(keys) > 1 else band
@@ -213,7 +219,13 @@ def plan_strata(
 
 
 def _prognosis(
-    X: np.ndarray, y: np.ndarray, treated: np.ndarray, ids: np.ndarray, outcome: str, seed: int
+    X: np.ndarray,
+    y: np.ndarray,
+    treated: np.ndarray,
+    ids: np.ndarray,
+    outcome: str,
+    seed: int,
+    kind: str = "linear",
 ) -> np.ndarray:
     """Each row's outcome as the confounders predict it untreated, cross-fitted over customers.
 
@@ -222,7 +234,11 @@ def _prognosis(
     logistic regression; revenue and cost-to-serve: the mean of a Poisson log-link regression
     (a GLM whose mean is right for any positive outcome with a log-linear mean).
     """
+    from sklearn.ensemble import HistGradientBoostingClassifier, HistGradientBoostingRegressor
     from sklearn.linear_model import LogisticRegression, PoissonRegressor
+
+    if kind not in ("boosted", "linear"):
+        raise InputError(f"prognosis must be 'boosted' or 'linear', got {kind!r}")
 
     rng = np.random.default_rng(seed)
     fold = rng.integers(0, 2, size=int(ids.max()) + 1)[ids]
@@ -236,8 +252,16 @@ def _prognosis(
             if np.unique(y[train]).size < 2:  # nothing to predict: everyone alike
                 out[rows] = 0.0
                 continue
-            model = LogisticRegression(max_iter=1000).fit(X[train], y[train])
-            out[rows] = model.decision_function(X[rows])
+            if kind == "boosted":
+                model = HistGradientBoostingClassifier(max_iter=200, random_state=seed)
+                model.fit(X[train], y[train])
+                out[rows] = model.decision_function(X[rows])
+            else:
+                model = LogisticRegression(max_iter=1000).fit(X[train], y[train])
+                out[rows] = model.decision_function(X[rows])
+        elif kind == "boosted":
+            model = HistGradientBoostingRegressor(loss="poisson", max_iter=200, random_state=seed)
+            out[rows] = model.fit(X[train], y[train]).predict(X[rows])
         else:
             model = PoissonRegressor(alpha=1e-6, max_iter=1000).fit(X[train], y[train])
             out[rows] = model.predict(X[rows])
