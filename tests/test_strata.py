@@ -127,8 +127,8 @@ def test_bad_strata_inputs_are_named():
     data, p = _data(500)
     with pytest.raises(InputError, match="propensity has"):
         plan_strata(data, p[:-1], outcomes=OUTCOMES)
-    with pytest.raises(InputError, match="strictly between 0 and 1"):
-        plan_strata(data, np.r_[p[:-1], 1.0], outcomes=OUTCOMES)
+    with pytest.raises(InputError, match="between 0 and 1"):
+        plan_strata(data, np.r_[p[:-1], np.nan], outcomes=OUTCOMES)
     with pytest.raises(InputError, match="at least 2"):
         plan_strata(data, p, outcomes=OUTCOMES, strata=1)
     with pytest.raises(InputError, match="likelihood_scale must be in"):

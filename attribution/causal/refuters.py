@@ -239,7 +239,12 @@ def _sensitivity(model, estimand, est, data, frame, outcome, value):
     for c, r2t, r2y in zip(bench, analyzer.r2twj_w, analyzer.r2ywj_tw, strict=True):
         r2tu = r2t / (1 - r2t)
         r2uwj = r2t**2 / ((1 - r2t) * (1 - r2t))
-        r2yu = min(1.0, ((1 + math.sqrt(r2uwj)) / math.sqrt(1 - r2uwj)) ** 2 * (r2y / (1 - r2y)))
+        if r2uwj >= 1:  # a benchmark this strong with the treatment bounds nothing below 1
+            r2yu = 1.0
+        else:
+            r2yu = min(
+                1.0, ((1 + math.sqrt(r2uwj)) / math.sqrt(1 - r2uwj)) ** 2 * (r2y / (1 - r2y))
+            )
         if r2tu >= 1:
             r2tu = 0.999
         b = analyzer.compute_bias_adjusted(np.array([r2tu]), np.array([r2yu]))

@@ -187,9 +187,9 @@ class Attribution:
                     "population": e.population or self.populations[e.estimand],
                 }
             )
-        money_verdict = self.verdict_words(self.outcomes)
+        refuted = self.verdict_words(self.outcomes)
         for m in self.money.to_dict(orient="records"):
-            verdict = money_verdict + self._sensitivity_words(m["estimator"]) + elsewhere
+            verdict = self._money_verdict(m["estimator"], refuted) + elsewhere
             rows.append(
                 {
                     "experiment_id": None,
@@ -217,15 +217,19 @@ class Attribution:
             )
         return [json_ready(r) for r in rows]
 
-    def _sensitivity_words(self, estimator: str) -> str:
-        """``"; hidden confounder on this route's ATT: warn (revenue)"`` or ``pass``; ``""``
-        when it was not checked."""
+    def _money_verdict(self, estimator: str, refuted: str) -> str:
+        """A money row's verdict: the refutations of all outcomes, then the hidden-confounder
+        sensitivity of this route's ATTs; led by ``warn`` when either warns."""
         mine = [s for s in self.sensitivity if s.estimator == estimator]
         if not mine or all(s.verdict == "not checked" for s in mine):
-            return ""
+            return refuted
         warned = [s.outcome for s in mine if s.verdict == "warn"]
-        words = f"warn ({', '.join(warned)})" if warned else "pass"
-        return f"; hidden-confounder sensitivity of this route's ATT: {words}"
+        if not warned:
+            return f"{refuted}; hidden-confounder sensitivity of this route's ATT: pass"
+        return (
+            f"warn: hidden-confounder sensitivity of this route's ATT ({', '.join(warned)}); "
+            f"refutations {refuted}"
+        )
 
     def plot(self, outcomes: Sequence[str] | None = None):
         """Forest plot of every estimator's overall and per-segment effect side by side, one

@@ -17,8 +17,10 @@ For each ATT this gives
   ``f = |estimate| sd(T | X) / sd(Y | T, X)``;
 * the same for the interval's end nearest zero (the strength that would make it include zero);
 * the interval moved toward zero by the bias of a confounder as strong as each observed numeric
-  confounder (its partial R-squared from the refuter's benchmarks), and a verdict: ``pass`` when
-  every such interval stays clear of zero, else ``warn``.
+  confounder (its partial R-squared from the refuter's benchmarks) and widened around the moved
+  estimate by ``sqrt((1 - r2_y) / (1 - r2_t))`` (the standard error with the confounder in the
+  model, as DoWhy's ``compute_bias_adjusted`` does), and a verdict: ``pass`` when every such
+  interval stays clear of zero, else ``warn``.
 
 For the weighting and cell routes the bias bound is the linear model's, carried over: exact for
 the regression, an approximation elsewhere, and said so.
@@ -136,6 +138,8 @@ def bias(r2_t: float, r2_y: float, sd_t: float, sd_y: float) -> float:
     0.0
     """
     r2_t = min(max(float(r2_t), 0.0), 0.999)
+    if sd_t <= 0:
+        return math.inf
     return math.sqrt(max(float(r2_y), 0.0) * r2_t / (1.0 - r2_t)) * sd_y / sd_t
 
 
@@ -180,14 +184,16 @@ def money_sensitivity(data, estimates: Sequence, refutations: Sequence) -> list[
         for b in (ref.details.get("benchmarks") if ref is not None else None) or []:
             shift = bias(b["r2_treatment"], b["r2_outcome"], sd_t, sd_y[e.outcome])
             toward = -shift if e.mean >= 0 else shift
+            r2_t = min(max(float(b["r2_treatment"]), 0.0), 0.999)
+            widen = math.sqrt(max(1.0 - float(b["r2_outcome"]), 0.0) / (1.0 - r2_t))
             rows.append(
                 {
                     "benchmark": b["benchmark"],
                     "r2_treatment": float(b["r2_treatment"]),
                     "r2_outcome": float(b["r2_outcome"]),
                     "bias": shift,
-                    "adjusted_lo": e.lo + toward,
-                    "adjusted_hi": e.hi + toward,
+                    "adjusted_lo": e.mean + toward - (e.mean - e.lo) * widen,
+                    "adjusted_hi": e.mean + toward + (e.hi - e.mean) * widen,
                 }
             )
         if rows:

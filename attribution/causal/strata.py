@@ -118,7 +118,7 @@ class StrataPlan:
         text = (
             f"Bayesian standardization on {' x '.join(parts)} x arm ({n_cells:,} cells of "
             f"{len(d.frame):,} {unit}), with within-stratum slopes on the logit propensity "
-            "and the outcome's prognostic score."
+            "and the outcome's prognostic score (each as sign(x) ln(1 + |x|))."
         )
         deff = self.design_effects.get(outcome, 1.0)
         if deff > 1.0:
@@ -177,8 +177,9 @@ def plan_strata(
     p = np.asarray(propensity, dtype=float)
     if p.shape != (len(frame),):
         raise InputError(f"propensity has {p.shape} values for {len(frame)} rows")
-    if not np.all((p > 0) & (p < 1)):
-        raise InputError("propensity must lie strictly between 0 and 1 for every row")
+    if not np.all((p >= 0) & (p <= 1)):  # also catches NaN
+        raise InputError("propensity must lie between 0 and 1 for every row")
+    p = np.clip(p, 1e-9, 1 - 1e-9)  # untrimmed rows a saturated model put at 0 or 1
     treated = frame[TREATED].to_numpy(dtype=int)
     k = n_strata(int(treated.sum())) if strata is None else int(strata)
     if k < 2:
@@ -193,7 +194,7 @@ def plan_strata(
     if TRIAL in data.confounders:
         out[TRIAL] = frame[TRIAL].astype(str)
         categorical.append(TRIAL)
-    if segment is not None:
+    if segment is not None and segment not in categorical:
         out[segment] = frame[segment].astype(str)
         categorical.append(segment)
     sdata = replace(
@@ -248,6 +249,9 @@ def _prognosis(
         if len(train) > PROGNOSIS_ROWS:
             train = rng.choice(train, PROGNOSIS_ROWS, replace=False)
         rows = fold == k
+        if len(train) == 0:  # no untreated customer in the other fold: nothing to learn from
+            out[rows] = 0.0
+            continue
         if outcome == "retention":
             if np.unique(y[train]).size < 2:  # nothing to predict: everyone alike
                 out[rows] = 0.0
