@@ -287,6 +287,8 @@ def test_a_wider_interval_setting_widens_the_reported_interval(retention_fit, wo
 # ------------------------------------------------------------------------------------------
 # The simulator's targeted programme
 # ------------------------------------------------------------------------------------------
+@pytest.mark.slow  # ~40 s; band-combination cells are no longer attribute()'s default route (the
+# propensity strata are, checked against the planted truth in tests/test_trials.py)
 def test_proactive_outreach_ate_and_att_intervals_contain_the_planted_truth():
     con = store.connect(":memory:")
     synth.simulate(con, 40_000, months=12, seed=3)

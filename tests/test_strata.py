@@ -115,7 +115,7 @@ def test_the_design_effect_is_what_a_customer_bootstrap_says():
 
 
 def test_boosted_prognostic_scores_track_the_outcome_as_well():
-    data, p = _data(3_000, seed=1)
+    data, p = _data(1_000, seed=1)
     plan = plan_strata(data, p, outcomes=["revenue"], strata=10, prognosis="boosted")
     untreated = plan.data.frame[plan.data.frame["treated"] == 0]
     assert np.corrcoef(untreated[prognosis_column("revenue")], untreated["revenue"])[0, 1] > 0.2

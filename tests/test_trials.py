@@ -204,7 +204,7 @@ def test_customers_used_twice_widen_the_cell_posterior_back_to_what_they_hold(po
     data, ov = pooled.data, pooled.overlap
     p = ov.propensity[(ov.propensity >= ov.low) & (ov.propensity <= ov.high)]
     copied = replace(data, frame=pd.concat([data.frame] * 2, ignore_index=True))
-    config = config_from_dict({"model": {"chains": 4}})
+    config = config_from_dict({"model": {"chains": 2}})
 
     def width(d, prop, tempered=True):
         plan = plan_strata(d, prop, outcomes=["retention"])
