@@ -180,6 +180,10 @@ def test_the_report_shows_each_question_apart_with_verdicts_and_gate(published, 
     assert 'g-formula) diagnostics gate: <span class="ok">passed</span>' in weak
     assert "placebo treatment" in weak and "unobserved confounder" in weak
     assert "Money per treated customer from the ATT draws" in weak
+    # what the cells were, and how strong a hidden confounder would have to be for each money ATT
+    assert "propensity strata x arm" in weak
+    assert "How strong a hidden confounder would have to be to erase the ATTs" in weak
+    assert weak.count("hidden confounder explaining") == 6  # 2 routes x 3 outcomes
     for frame in (pd.read_csv(result.csv), pd.read_parquet(result.parquet)):
         assert {"estimand", "verdict", "question", "estimator"} <= set(frame.columns)
         assert (frame["question"] == "outreach").sum() == (est["question"] == "outreach").sum()
