@@ -659,8 +659,9 @@ def _observational(data: ReportData, width: str) -> list[str]:
             "the same diagnostics gate as the randomized models. ATE is the effect averaged over "
             "everyone analysed, ATT over the treated. The refutation tests (placebo treatment, "
             "random common cause, data subset, sensitivity to an unobserved confounder) run on "
-            "the linear-regression estimate of each outcome; each row carries the verdicts of its "
-            "outcome (money rows: of all three). A warning does not stop publication: it says "
+            "an additive linear regression of each outcome; each row carries the verdicts of its "
+            "outcome (money rows: of all three, and how strong a hidden confounder would have "
+            "to be to erase the route's ATTs). A warning does not stop publication: it says "
             "how far to trust the row.</p>"
         )
     for name in sorted(asked["question"].astype(str).unique()):

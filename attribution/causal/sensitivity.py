@@ -79,18 +79,22 @@ class Sensitivity:
     def sentence(self) -> str:
         """The check in words."""
         o = self.outcome
+        near = (
+            "its interval already holds zero"
+            if self.lo <= 0 <= self.hi
+            else f"{100 * self.robustness_value_interval:.1f}% would bring its interval to zero"
+        )
         text = (
             f"{ESTIMATORS[self.estimator]} ATT of {o}: a hidden confounder explaining "
             f"{100 * self.robustness_value:.1f}% of the remaining variation of both treatment and "
-            f"outcome would erase it ({100 * self.robustness_value_interval:.1f}% would bring "
-            "its interval to zero)"
+            f"outcome would erase it ({near})"
         )
         if not self.benchmarks:
             return text + "."
         worst = min(self.benchmarks, key=lambda b: _clearance(self.mean, b))
         moved = (
             f"; one as strong as the observed {worst['benchmark']} would move the interval to "
-            f"{_fmt(o, worst['adjusted_lo'], False)} to {_fmt(o, worst['adjusted_hi'], False)}"
+            f"{_fmt(o, worst['adjusted_lo'], False)} to {_fmt(o, worst['adjusted_hi'])}"
         )
         tail = (
             ", still clear of zero."
