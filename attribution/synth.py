@@ -307,6 +307,7 @@ def simulate(
     branches: int = 0,
     outreach_months: int = 1,
     hidden_confounding: float = 0.0,
+    outreach_targeting: float = 1.0,
 ) -> SimSummary:
     """Write a simulated customer base with known intervention effects into the store.
 
@@ -344,6 +345,11 @@ def simulate(
         spend, ``s`` times the effects :data:`HIDDEN_TARGETING`, :data:`HIDDEN_HAZARD`,
         :data:`HIDDEN_LEVEL` per standard deviation: no adjustment on the stored data can remove
         the bias it causes, which is what the sensitivity analysis is for.
+    outreach_targeting : float
+        1 (default): the outreach targets spend, bad cases and quiet months as documented. 0:
+        it reaches eligible customers at random (the intercept's monthly rate): a randomized
+        staggered trial, where the difference in means must recover the planted truth (the
+        check of the truth itself). Values in between (up to 2) scale the targeting.
 
     Returns
     -------
@@ -416,6 +422,14 @@ def simulate(
             f"{hidden_confounding!r}"
         )
     strength = float(hidden_confounding)
+    if (
+        not isinstance(outreach_targeting, int | float | np.integer | np.floating)
+        or isinstance(outreach_targeting, bool)
+        or not 0.0 <= float(outreach_targeting) <= 2.0
+    ):
+        raise InputError(
+            f"outreach_targeting must be a number from 0 to 2, got {outreach_targeting!r}"
+        )
     month0 = np.datetime64(first, "M")
     periods = (month0 + np.arange(months)).astype("datetime64[D]")
     start_day = periods[t0]
@@ -434,7 +448,18 @@ def simulate(
         clusters = (branch.chunk(k, n), branch) if branch is not None else None
         hidden = strength * _hidden_chunk(seed, k, n) if strength else None
         chunk = _simulate_chunk(
-            child, offset, n, months, t0, periods, acc, money, clusters, stagger, hidden
+            child,
+            offset,
+            n,
+            months,
+            t0,
+            periods,
+            acc,
+            money,
+            clusters,
+            stagger,
+            hidden,
+            float(outreach_targeting),
         )
         for table, frame in chunk.items():
             rows[table] += _append(con, table, frame)
@@ -521,6 +546,7 @@ class _Customers:
         "premium_churn",
         "tier",
         "hidden",
+        "targeting",
     )
 
     def subset(self, idx: np.ndarray) -> _Customers:
@@ -614,10 +640,23 @@ class _Branches:
 
 
 def _simulate_chunk(
-    ss, offset, n, months, t0, periods, acc, money, branches=None, stagger=1, hidden=None
+    ss,
+    offset,
+    n,
+    months,
+    t0,
+    periods,
+    acc,
+    money,
+    branches=None,
+    stagger=1,
+    hidden=None,
+    targeting=1.0,
 ):
     rng_attr, rng_dyn, rng_case = (np.random.default_rng(s) for s in ss.spawn(3))
     seg, signup, cust = _draw_customers(rng_attr, n, periods[0])
+    if targeting != 1.0:  # the outreach's slopes on spend, bad cases and quiet months, scaled
+        cust.targeting = np.full(n, float(targeting))
     if hidden is not None:  # strength x u
         cust.log_hazard = cust.log_hazard - HIDDEN_HAZARD * hidden
         cust.level = cust.level + HIDDEN_LEVEL * hidden
@@ -798,6 +837,7 @@ def _draw_customers(rng, n, first_day):
     cust.desk_cost = _PREMIUM_DESK_COST[tier]
     cust.outreach_churn = _OUTREACH_CHURN[tier] * _OUTREACH_CHURN_TENURE[band]
     cust.hidden = None
+    cust.targeting = None
     seg = {"tier": tier, "region": region, "channel": channel, "tenure_band": band}
     return seg, signup, cust
 
@@ -875,17 +915,17 @@ def _step(path, draws, gift_month, record):
     return None
 
 
-def _outreach_p(spend, recent_bad, quiet, stagger: int = 1, hidden=None) -> np.ndarray:
+def _outreach_p(spend, recent_bad, quiet, stagger: int = 1, hidden=None, targeting=None):
     """Probability that the targeted outreach reaches a customer in a month: more likely for
     big spenders, customers with recent badly resolved cases and quiet ones; with a staggered
     outreach (``stagger`` months) the monthly odds are divided by ``stagger``."""
     a, b_spend, b_bad, b_quiet = _OUTREACH_LOGIT
-    logit = (
-        a
-        + b_spend * (spend - _OUTREACH_SPEND_CENTER) / _OUTREACH_SPEND_SCALE
+    slopes = (
+        b_spend * (spend - _OUTREACH_SPEND_CENTER) / _OUTREACH_SPEND_SCALE
         + b_bad * recent_bad
         + b_quiet * quiet
     )
+    logit = a + (slopes if targeting is None else targeting * slopes)
     if stagger > 1:
         logit = logit - np.log(stagger)
     if hidden is not None:
@@ -898,7 +938,7 @@ def _path_outreach_p(path: _Path, t: int, stagger: int) -> np.ndarray:
     spend = np.log1p(path.revenue_total / t)
     recent_bad = np.sum(path.recent_bad, axis=0)
     quiet = (path.recent_revenue[0] == 0) & (path.recent_revenue[1] == 0)
-    return _outreach_p(spend, recent_bad, quiet, stagger, path.cust.hidden)
+    return _outreach_p(spend, recent_bad, quiet, stagger, path.cust.hidden, path.cust.targeting)
 
 
 def _assign(rng, seg, obs, revenue_hist, bad_hist, t0, stagger=1):
@@ -911,7 +951,7 @@ def _assign(rng, seg, obs, revenue_hist, bad_hist, t0, stagger=1):
     spend = np.log1p(revenue_hist[:t0].mean(axis=0))
     recent_bad = bad_hist[max(0, t0 - 3) : t0].sum(axis=0)
     quiet = (revenue_hist[max(0, t0 - 2) : t0] == 0).all(axis=0)
-    target_p = _outreach_p(spend, recent_bad, quiet, stagger, obs.cust.hidden)
+    target_p = _outreach_p(spend, recent_bad, quiet, stagger, obs.cust.hidden, obs.cust.targeting)
     treated = {
         "recovery_gift": gift_pop & (u_gift < 0.5),
         "premium_support": premium_pop & (u_premium < _PREMIUM_TREATED_SHARE),

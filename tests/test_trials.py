@@ -295,6 +295,54 @@ def test_pooled_trial_intervals_cover_the_planted_effects_over_worlds():
         assert np.mean(hits) >= 0.8, f"{estimator}: {np.mean(hits):.0%} of {len(hits)}"
 
 
+def test_full_targeting_is_the_default_world_and_no_targeting_reaches_at_random(con):
+    synth.simulate(con, 800, months=8, seed=4, outreach_months=2)
+    same, random = store.connect(":memory:"), store.connect(":memory:")
+    synth.simulate(same, 800, months=8, seed=4, outreach_months=2, outreach_targeting=1.0)
+    synth.simulate(random, 800, months=8, seed=4, outreach_months=2, outreach_targeting=0)
+    sql = "SELECT * FROM interventions ORDER BY ALL"
+    assert con.execute(sql).fetchall() == same.execute(sql).fetchall()
+    assert con.execute(sql).fetchall() != random.execute(sql).fetchall()
+
+
+@pytest.mark.slow
+def test_with_the_outreach_at_random_the_difference_in_means_recovers_the_planted_effects():
+    """The check of the truth itself: with the staggered outreach reaching eligible customers at
+    random (``outreach_targeting=0``), each trial month is a randomized test, and the pooled
+    difference in means (trial months weighted by their eligible customers, variance with
+    customers as clusters) must hold the planted ATE at the nominal rate over CX_ORACLE_REPS
+    worlds (seeds 0, 1, ...; default 10) and every outcome."""
+    import os
+
+    from attribution.causal.strata import design_effect
+
+    reps = int(os.environ.get("CX_ORACLE_REPS", "10"))
+    held = []
+    for seed in range(reps):
+        con = store.connect(":memory:")
+        synth.simulate(con, 200_000, months=18, seed=seed, outreach_months=4, outreach_targeting=0)
+        truth = planted_overall(con, OUTREACH)
+        f = observational_frame(con, OUTREACH).frame
+        month = pd.factorize(f[TRIAL])[0]
+        ids = pd.factorize(f["customer_id"])[0]
+        t = f["treated"].to_numpy(int)
+        for outcome, col in (("retention", "retained"), ("revenue", "revenue"),
+                             ("cost_to_serve", "cost_to_serve")):  # fmt: skip
+            y = f[col].to_numpy(float)
+            est, var = 0.0, 0.0
+            for m in np.unique(month):
+                rows = month == m
+                w = rows.mean()
+                a, b = y[rows & (t == 1)], y[rows & (t == 0)]
+                est += w * (a.mean() - b.mean())
+                var += w**2 * (a.var(ddof=1) / len(a) + b.var(ddof=1) / len(b))
+            half = 1.645 * np.sqrt(var * design_effect(y, t, month, ids))
+            held.append(abs(est - truth[("ate", outcome)][0]) <= half)
+    assert np.mean(held) >= 0.8, f"{np.mean(held):.0%} of {len(held)}"
+    with pytest.raises(InputError, match="outreach_targeting must be a number from 0 to 2"):
+        synth.simulate(store.connect(":memory:"), 100, months=8, outreach_targeting=3)
+
+
 # --- a confounder the data does not hold ---------------------------------------------------------
 
 
