@@ -114,6 +114,7 @@ def test_the_design_effect_is_what_a_customer_bootstrap_says():
     )
 
 
+@pytest.mark.slow  # gradient boosting twice; the default linear prognosis is tested above
 def test_boosted_prognostic_scores_track_the_outcome_as_well():
     data, p = _data(1_000, seed=1)
     plan = plan_strata(data, p, outcomes=["revenue"], strata=10, prognosis="boosted")

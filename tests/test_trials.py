@@ -195,6 +195,8 @@ def test_the_cell_route_on_pooled_trials_holds_the_planted_att_and_its_money(poo
     assert row["n_treated"] == pooled.data.n_treated
 
 
+@pytest.mark.slow  # ~30 s (three fits); the fast suite checks the design effect against a
+# customer bootstrap (tests/test_strata.py) and that pooled fits are tempered (above)
 def test_customers_used_twice_widen_the_cell_posterior_back_to_what_they_hold(pooled):
     """Every customer-trial copied: the design effect doubles, and the tempered posterior is as
     wide as the original one; a likelihood over rows would be about 1/sqrt(2) as wide."""
