@@ -290,13 +290,17 @@ def _collapse(
         sloped: list[str] = []
         for col in numeric:
             q = store.quote_identifier(col)
-            got, top, distinct = con.execute(
-                f"SELECT quantile_disc({q}::DOUBLE, ?::DOUBLE[]), max({q}::DOUBLE), "
-                f"count(DISTINCT {q}) FROM {_ROWS}",
-                [probs],
-            ).fetchone()
-            if col in given:
+            if col in given:  # the caller's cut points: no quantiles to compute
+                top, distinct = con.execute(
+                    f"SELECT max({q}::DOUBLE), count(DISTINCT {q}) FROM {_ROWS}"
+                ).fetchone()
                 got = given[col]
+            else:
+                got, top, distinct = con.execute(
+                    f"SELECT quantile_disc({q}::DOUBLE, ?::DOUBLE[]), max({q}::DOUBLE), "
+                    f"count(DISTINCT {q}) FROM {_ROWS}",
+                    [probs],
+                ).fetchone()
             cuts[col] = sorted({float(v) for v in got if float(v) < float(top)})
             if slopes and distinct > len(cuts[col]) + 1:
                 sloped.append(col)
