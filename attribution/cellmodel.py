@@ -209,30 +209,38 @@ class ModelCache:
             source = "none"
             if want_nutpie:
                 folder = compiledcache.directory()
-                if folder is not None:
-                    if entry.fingerprint is None:
-                        entry.fingerprint = compiledcache.fingerprint(entry.model, key)
-                    entry.compiled, _ = compiledcache.load(entry.model, entry.fingerprint, folder)
-                helper_s = self._helper_seconds.pop(key, None)
-                if entry.compiled is not None and helper_s is not None:
-                    self.compilations += 1
-                    source = "compiled"  # by a helper process, just now
-                    t0 -= helper_s
-                elif entry.compiled is not None:
-                    self.disk_loads += 1
-                    source = "disk"
-                else:
-                    try:
-                        import nutpie
-
-                        entry.compiled = nutpie.compile_pymc_model(entry.model)
-                        self.compilations += 1
-                        source = "compiled"
-                    except Exception as exc:  # noqa: BLE001 - any failure falls back to PyMC
-                        entry.compile_error = f"{type(exc).__name__}: {exc}"
-                    if entry.compiled is not None and folder is not None:
-                        compiledcache.save(entry.compiled, entry.fingerprint, folder)
+                if folder is not None and entry.fingerprint is None:
+                    entry.fingerprint = compiledcache.fingerprint(entry.model, key)
+                with compiledcache.compiling(entry.fingerprint or "", folder):
+                    source, helper_s = self._load_or_compile(entry, key, folder)
+                t0 -= helper_s  # a helper's compile time counts as this fit's
             return entry, time.perf_counter() - t0, source
+
+    def _load_or_compile(
+        self, entry: Compiled, key: tuple, folder: Path | None
+    ) -> tuple[str, float]:
+        """Fill ``entry.compiled`` from the disk cache, a helper's work or nutpie; say which
+        (and the seconds a helper spent compiling it)."""
+        if folder is not None:
+            entry.compiled, _ = compiledcache.load(entry.model, entry.fingerprint, folder)
+        helper_s = self._helper_seconds.pop(key, None)
+        if entry.compiled is not None and helper_s is not None:
+            self.compilations += 1
+            return "compiled", helper_s  # by a helper process, just now
+        if entry.compiled is not None:
+            self.disk_loads += 1
+            return "disk", 0.0
+        try:
+            import nutpie
+
+            entry.compiled = nutpie.compile_pymc_model(entry.model)
+        except Exception as exc:  # noqa: BLE001 - any failure falls back to PyMC
+            entry.compile_error = f"{type(exc).__name__}: {exc}"
+            return "none", 0.0
+        self.compilations += 1
+        if folder is not None:
+            compiledcache.save(entry.compiled, entry.fingerprint, folder)
+        return "compiled", 0.0
 
     def _collect(self, key: tuple, proc: subprocess.Popen) -> None:
         out, _ = proc.communicate()
@@ -393,7 +401,9 @@ def fit(
                 **(settings.nutpie_options if use_nutpie else {}),
             )
         idata = tidy(idata)
-        return idata, _diagnostics.check(idata, published, gate=gate, report=hyper)
+        # what tidy dropped (a variable of padding only) is not reported
+        kept = [name for name in hyper if name in idata.posterior.data_vars]
+        return idata, _diagnostics.check(idata, published, gate=gate, report=kept)
 
     t0 = time.perf_counter()
     target_accept = settings.target_accept

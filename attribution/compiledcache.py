@@ -20,7 +20,8 @@ changes the name), the data shapes and the CPU numba compiles for. Inside, it re
 versions that built it; an entry from other versions, an unreadable or altered entry is never
 used: it is rebuilt and replaced, and one warning line on the ``attribution.compiledcache`` logger
 says why. Writes go to a temporary file in the same folder and are renamed into place, so two
-processes filling the cache at once each see either no entry or a whole one.
+processes filling the cache at once each see either no entry or a whole one; and a process about
+to compile a model another one is compiling waits for it (:func:`compiling`) and loads its entry.
 
 Where: :func:`directory` (``$CX_MODEL_CACHE``, else ``$XDG_CACHE_HOME/cx-attribution/models``,
 else ``~/.cache/cx-attribution/models``; ``CX_MODEL_CACHE=off`` turns the disk cache off), or
@@ -29,6 +30,8 @@ else ``~/.cache/cx-attribution/models``; ``CX_MODEL_CACHE=off`` turns the disk c
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
 import logging
 import os
@@ -36,6 +39,7 @@ import pickle
 import re
 import sys
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -115,6 +119,32 @@ def stored(fp: str, folder: Path | None = None) -> bool:
     """Whether an entry for fingerprint ``fp`` exists (it may still prove unusable on load)."""
     folder = directory() if folder is None else folder
     return folder is not None and _path(folder, fp).exists()
+
+
+@contextlib.contextmanager
+def compiling(fp: str, folder: Path | None = None) -> Iterator[None]:
+    """Hold the entry ``fp`` while loading or compiling it, so that processes needing the same
+    model at once compile it once: the others wait, then load what the first one stored.
+
+    An exclusive ``flock`` on a lock file beside the entry; the system releases it when its
+    holder ends, however it ends. Without a cache folder (None), or one that cannot be
+    written, there is nothing to hold (each process compiles, as before).
+    """
+    if folder is None or not fp:
+        yield
+        return
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        handle = open(folder / f"{fp[:40]}.lock", "a")  # noqa: SIM115 - held across the yield
+    except OSError:
+        yield
+        return
+    with handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def load(model: Any, fp: str, folder: Path | None = None) -> tuple[Any | None, str]:

@@ -41,8 +41,9 @@ flag, the confounders of the identified adjustment set and the outcomes
 
 The standardization happens inside the model, so the posterior holds only a few numbers per draw
 (``effect_abs`` and ``effect_rel`` with dims (estimand, segment)) and the diagnostics gate judges
-exactly the published quantities. Compiled models are cached per shape (cells are padded to
-:func:`_padded_size`), so a refit with the same confounders and segment swaps the data in.
+exactly the published quantities. Compiled models are cached per shape, and shapes are padded
+(:func:`_pad`: cells, confounder columns and coefficients rounded up), so a refit, a pooled and
+a single trial, or another store of similar size swaps its data into one compiled model.
 """
 
 from __future__ import annotations
@@ -493,27 +494,65 @@ def _padded_size(n: int, minimum: int = 16) -> int:
     return next(base * q // 4 for q in (5, 6, 7, 8) if base * q // 4 >= n)
 
 
+#: Fewest cells, confounder index columns and coefficients a compiled model is built for.
+_MIN_CELLS, _MIN_COLUMNS, _MIN_COEFS = 256, 2, 32
+_COEF_PAD = "__pad{}__"
+
+
+def _round_up(n: int, minimum: int) -> int:
+    """``n`` rounded up to ``minimum``, 2 x minimum, 4 x minimum, ... (0 stays 0)."""
+    return 0 if n == 0 else max(minimum, 1 << (n - 1).bit_length())
+
+
 def _pad(s: _Strata) -> _Strata:
-    """Cells padded with empty ones so shapes repeat across refits (:func:`_padded_size`).
+    """Cells, index columns and coefficients padded so shapes repeat across fits.
 
-    Empty cells carry no customers and zero weight: they add nothing to the likelihood or to
-    the standardized means, and let refits of similar data reuse one compiled model.
+    Cells to :func:`_padded_size` (at least :data:`_MIN_CELLS`), confounder and modifier index
+    columns and their coefficients to a power of two (at least :data:`_MIN_COLUMNS` and
+    :data:`_MIN_COEFS`; none stays none). A refit of similar data, a pooled and a single trial, a
+    small store and a notebook's then share one compiled model per kind. Padding changes no
+    published number: empty cells carry no customers and zero weight, a padded index column
+    points at the fixed zero (every row at its reference level) and a padded coefficient is
+    used by no row, so it only adds a prior-only dimension that integrates out; padded
+    coefficients are dropped before anything is reported or gated (:func:`_drop_padding`).
     """
-    extra = _padded_size(len(s.cell_t)) - len(s.cell_t)
+    extra = _padded_size(len(s.cell_t), minimum=_MIN_CELLS) - len(s.cell_t)
 
-    def grow(a: np.ndarray, axis: int = 0) -> np.ndarray:
+    def grow(a: np.ndarray, k: int, axis: int = 0) -> np.ndarray:
         shape = list(a.shape)
-        shape[axis] = extra
+        shape[axis] = k
         return np.concatenate([a, np.zeros(shape, dtype=a.dtype)], axis=axis)
 
+    def columns(index: np.ndarray) -> np.ndarray:
+        return grow(index, _round_up(index.shape[1], _MIN_COLUMNS) - index.shape[1], axis=1)
+
+    more_coef = _round_up(len(s.coef), _MIN_COEFS) - len(s.coef)
+    more_mod = _round_up(len(s.mod), _MIN_COEFS) - len(s.mod)
     return dataclasses.replace(
         s,
-        cell_stratum=grow(s.cell_stratum),
-        cell_t=grow(s.cell_t),
-        cell_z=grow(s.cell_z),
-        cell_stats={k: grow(v) for k, v in s.cell_stats.items()},
-        W=grow(s.W, axis=2),
+        index=columns(s.index),
+        index_m=columns(s.index_m),
+        xbar=grow(s.xbar, more_coef),
+        xbar_m=grow(s.xbar_m, more_mod),
+        coef=[*s.coef, *(_COEF_PAD.format(i) for i in range(more_coef))],
+        mod=[*s.mod, *(_COEF_PAD.format(i) for i in range(more_mod))],
+        cell_stratum=grow(s.cell_stratum, extra),
+        cell_t=grow(s.cell_t, extra),
+        cell_z=grow(s.cell_z, extra),
+        cell_stats={k: grow(v, extra) for k, v in s.cell_stats.items()},
+        W=grow(s.W, extra, axis=2),
     )
+
+
+def _drop_padding(idata: az.InferenceData, s: _Strata) -> az.InferenceData:
+    """The padded coefficients of :func:`_pad` leave every group of a fit."""
+    keep = {"coef": list(s.coef), "mod": list(s.mod)}
+    for group in idata.groups():
+        ds = idata[group]
+        sel = {d: labels for d, labels in keep.items() if d in ds.dims}
+        if sel and any(ds.sizes[d] != len(labels) for d, labels in sel.items()):
+            idata[group] = ds.sel(sel)
+    return idata
 
 
 # --------------------------------------------------------------------------------------------
@@ -622,6 +661,38 @@ def _binomial(k, n, eta):
     return pt.sum(k * eta - n * pt.softplus(eta))
 
 
+# Lanczos approximation (g = 7, 9 terms; relative error about 1e-15 for x > 0), as in Numerical
+# Recipes and Python's own math.lgamma before 3.x: log Gamma in elementary operations only.
+_LANCZOS_G = 7.0
+_LANCZOS = (
+    0.99999999999980993,
+    676.5203681218851,
+    -1259.1392167224028,
+    771.32342877765313,
+    -176.61502916214059,
+    12.507343278686905,
+    -0.13857109526572012,
+    9.9843695780195716e-6,
+    1.5056327351493116e-7,
+)
+
+
+def _lgamma(x):
+    """``log Gamma(x)`` for ``x > 0`` in elementary operations (Lanczos, with one recurrence).
+
+    PyTensor's ``gammaln`` compiles to a call into a C library whose address numba embeds in
+    the machine code, so the compiled model cannot be stored on disk
+    (:mod:`attribution.compiledcache`) and every new process compiled it again. This form (and
+    its gradient, which PyTensor derives from it) has no such call. ``log Gamma(x) =
+    log Gamma(x + 1) - log x``, and the Lanczos series is used at ``x + 1 >= 1``.
+    """
+    z = x  # log Gamma(z + 1) by Lanczos
+    series = _LANCZOS[0] + sum(c / (z + i) for i, c in enumerate(_LANCZOS[1:], start=1))
+    t = z + _LANCZOS_G + 0.5
+    lgamma_z1 = 0.5 * math.log(2.0 * math.pi) + (z + 0.5) * pt.log(t) - t + pt.log(series)
+    return lgamma_z1 - pt.log(x)
+
+
 def _gamma(k, sum_y, sum_log, log_mean, shape):
     """Sum over cells of the gamma log-likelihood of the positive values, from k, sum, sum of logs.
 
@@ -630,7 +701,7 @@ def _gamma(k, sum_y, sum_log, log_mean, shape):
     """
     return pt.sum(
         k * shape * (pt.log(shape) - log_mean)
-        - k * pt.gammaln(shape)
+        - k * _lgamma(shape)
         + (shape - 1.0) * sum_log
         - shape * sum_y * pt.exp(-log_mean)
     )
@@ -1064,7 +1135,9 @@ def fit_gformula(
             single_blas_thread=True,
         ),
         gate=cfg.gate,
-        tidy=lambda idata: _drop_strata(cellmodel.relabel(idata, _coords(padded))),
+        tidy=lambda idata: _drop_padding(
+            _drop_strata(cellmodel.relabel(idata, _coords(padded))), s
+        ),
         report=lambda model: [rv.name for rv in model.free_RVs],
     )
     idata, diag = fitted.idata, fitted.diagnostics

@@ -352,51 +352,63 @@ def _cluster_columns(cells: pd.DataFrame, cluster: str | None, seg_cols: list[st
 
 _PAD = "__pad{}__"
 _CLUSTER_PAD = "__cluster_pad{}__"
+_BAND_PAD = "__band_pad{}__"
 
 
 def _pad(c: _Cells) -> _Cells:
-    """Cells with empty segments added up to 4, 8, 16, ... segments (one segment stays one).
+    """Cells with empty segments added up to 4, 8, 16, ... segments, and empty pre-period bands
+    up to 4, 8, ... bands (clusters, when there are any, to 8, 16, 32, ...).
 
-    The compiled model depends on the number of segments; padding lets experiments with 2 to 4
-    segments (say) share one compiled model, so a refresh compiles a few models, not one per
-    experiment. Empty segments carry no customers: they get zero weight in the overall effect,
-    their draws come from the pooled prior and are dropped before anything is reported or gated.
+    The compiled model depends on these counts; padding lets experiments with 1 to 4 segments
+    and 1 to 4 bands (say) share one compiled model, so a refresh, a notebook or the test suite
+    compiles a few models, not one per experiment. Padding changes no published number: an empty
+    segment or band carries no customers, so it has zero weight in every mean, and its values
+    come from the pooled prior without informing it (a value without data integrates out of the
+    posterior of the others); they are dropped before anything is reported or gated.
     """
-    n = len(c.segments)
-    size = 1 if n == 1 else max(4, 1 << (n - 1).bit_length())
+    size = max(4, 1 << (len(c.segments) - 1).bit_length())
     extra = size - len(c.segments)
-    clusters, cluster_stats = c.clusters, c.cluster_stats
-    if c.clusters:  # clusters likewise, to 8, 16, 32, ...
-        more = max(8, 1 << (len(c.clusters) - 1).bit_length()) - len(c.clusters)
-        clusters = [*c.clusters, *(_CLUSTER_PAD.format(i) for i in range(more))]
-        cluster_stats = {
-            k: np.concatenate([v, np.zeros((*v.shape[:3], more))], axis=3)
-            for k, v in c.cluster_stats.items()
-        }
-    if extra == 0 and clusters is c.clusters:
+    more_bands = max(4, 1 << (len(c.bands) - 1).bit_length()) - len(c.bands)
+    more_clusters = (
+        max(8, 1 << (len(c.clusters) - 1).bit_length()) - len(c.clusters) if c.clusters else 0
+    )
+    if extra == more_bands == more_clusters == 0:
         return c
-    pads = [_PAD.format(i) for i in range(extra)]
-    stats = {k: np.concatenate([v, np.zeros((extra, *v.shape[1:]))]) for k, v in c.stats.items()}
-    cluster_stats = {
-        k: np.concatenate([v, np.zeros((extra, *v.shape[1:]))]) for k, v in cluster_stats.items()
-    }
+
+    def grow(v: np.ndarray) -> np.ndarray:
+        for axis, k in ((0, extra), (1, more_bands), (3, more_clusters)):
+            if k and axis < v.ndim:
+                shape = list(v.shape)
+                shape[axis] = k
+                v = np.concatenate([v, np.zeros(shape)], axis=axis)
+        return v
+
     return replace(
         c,
-        segments=[*c.segments, *pads],
-        stats=stats,
-        clusters=clusters,
-        cluster_stats=cluster_stats,
+        segments=[*c.segments, *(_PAD.format(i) for i in range(extra))],
+        bands=[*c.bands, *(_BAND_PAD.format(i) for i in range(more_bands))],
+        stats={k: grow(v) for k, v in c.stats.items()},
+        clusters=[*c.clusters, *(_CLUSTER_PAD.format(i) for i in range(more_clusters))],
+        cluster_stats={k: grow(v) for k, v in c.cluster_stats.items()},
     )
 
 
 def _trim(idata: az.InferenceData, c: _Cells) -> az.InferenceData:
-    """Drop the padded segments of :func:`_pad` from every group of a fit."""
-    keep = {"seg": c.segments, "segment": [*c.segments, "all"], "cluster": c.clusters}
+    """Drop the padded segments, bands and clusters of :func:`_pad` from every group of a fit
+    (and the band offsets altogether when the cells have one band)."""
+    keep = {
+        "seg": c.segments,
+        "segment": [*c.segments, "all"],
+        "band": c.bands,
+        "band_rest": c.bands[1:],
+        "cluster": c.clusters,
+    }
     for group in idata.groups():
         ds = idata[group]
         sel = {d: labels for d, labels in keep.items() if d in ds.dims}
         if sel and any(ds.sizes[d] != len(labels) for d, labels in sel.items()):
-            idata[group] = ds.sel(sel)
+            ds = ds.sel(sel)
+            idata[group] = ds.drop_vars([v for v in ds.data_vars if ds[v].size == 0])
     return idata
 
 

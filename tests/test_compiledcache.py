@@ -97,9 +97,38 @@ def test_a_loaded_model_samples_exactly_as_the_compiled_one(folder, stored):
 def test_a_miss_compiles_and_stores_and_the_next_process_loads(folder):
     entry, source = _get(folder)
     assert source == "compiled" and entry.compiled is not None
-    assert [p.name for p in folder.iterdir()] == [_entry_path(folder).name]
+    assert [p.name for p in folder.glob("*.nutpie")] == [_entry_path(folder).name]
     _, again = _get(folder)
     assert again == "disk"
+
+
+TWO_AT_ONCE = """
+import sys, time
+sys.path.insert(0, "tests")
+from test_compiledcache import KEY, _tiny_model
+from attribution import cellmodel
+_, _, source = cellmodel.ModelCache().get(KEY, _tiny_model, want_nutpie=True)
+print(source)
+"""
+
+
+def test_two_processes_needing_one_model_at_once_compile_it_once(folder):
+    env = {**os.environ, "CX_MODEL_CACHE": str(folder)}
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", TWO_AT_ONCE],
+            stdout=subprocess.PIPE,
+            text=True,
+            env=env,
+            cwd=ROOT,
+        )
+        for _ in range(2)
+    ]
+    sources = sorted(proc.communicate(timeout=600)[0].split()[-1] for proc in procs)
+    assert [proc.returncode for proc in procs] == [0, 0]
+    # the second waited for the first's entry instead of compiling the same model beside it
+    assert sources == ["compiled", "disk"]
+    assert len(list(folder.glob("*.nutpie"))) == 1
 
 
 def _tamper(path: Path, change) -> None:
@@ -190,8 +219,9 @@ def test_a_readout_in_a_second_process_compiles_nothing_and_gives_the_same_numbe
     path = tmp_path / "world.duckdb"
     with store.opened(path) as con:
         synth.simulate(con, 4_000, months=8, seed=21)
-    # the first process compiles its two models side by side in helper processes
-    env = {**os.environ, "CX_MODEL_CACHE": str(tmp_path / "models"), "CX_PARALLEL_COMPILE": "1"}
+    # The run's cache: the first process loads the two models or compiles what is missing (side
+    # by side in helper processes; how a miss compiles is tested on a small model below).
+    env = {**os.environ, "CX_PARALLEL_COMPILE": "1"}
 
     def run() -> dict:
         done = subprocess.run(
@@ -206,20 +236,33 @@ def test_a_readout_in_a_second_process_compiles_nothing_and_gives_the_same_numbe
         return json.loads(done.stdout.strip().splitlines()[-1])
 
     first, second = run(), run()
-    assert len(list((tmp_path / "models").glob("*.nutpie"))) == 2
     # revenue and cost-to-serve share one spend model: the second fit of it is "memory"
-    assert first["cache"] == ["compiled", "memory"]
-    assert second["cache"] == ["disk", "memory"]
-    assert first["helpers"] == 2 and second["helpers"] == 0
+    assert first["cache"] in (["compiled", "memory"], ["disk", "memory"])
+    assert second["cache"] == ["disk", "memory"] and second["helpers"] == 0
     assert second["table"] == first["table"]
-    assert second["compile_s"] < 5.0 < first["compile_s"]
+    assert second["compile_s"] < 5.0
 
 
-def test_a_compiled_model_that_cannot_be_stored_is_used_and_said_once(folder, caplog):
-    class Other:  # what another nutpie's compiled model could look like
-        compiled_logp_func = object()
+def _tiny_sized(n: int) -> pm.Model:
+    """A model whose structure depends on ``n`` (built in helper processes: module level)."""
+    with pm.Model(coords={"g": list(range(n))}) as model:
+        mu = pm.Normal("mu", 0.0, 1.0, dims="g")
+        pm.Normal("obs", mu, 1.0, observed=np.arange(n, dtype=float), dims="g")
+    return model
 
-    with caplog.at_level(logging.WARNING, logger="attribution.compiledcache"):
-        assert compiledcache.save(Other(), "0" * 64, folder) is None
-    assert len(caplog.records) == 1 and "cannot be stored" in caplog.records[0].getMessage()
-    assert not folder.exists() or not list(folder.iterdir())
+
+def test_missing_models_compile_side_by_side_in_helpers_and_load_from_disk(folder, monkeypatch):
+    monkeypatch.setenv("CX_PARALLEL_COMPILE", "1")
+    monkeypatch.setenv("PYTHONPATH", str(ROOT / "tests"))  # the helpers unpickle _tiny_sized
+    cache = cellmodel.ModelCache()
+    jobs = [(("sized", n), _tiny_sized, (n,)) for n in (2, 3)]
+    assert cache.prefetch(jobs) == 2 and cache.helper_compilations == 2
+    assert len(list(folder.glob("*.nutpie"))) == 2
+    for key, build, args in jobs:
+        entry, seconds, source = cache.get(key, lambda b=build, a=args: b(*a), want_nutpie=True)
+        # compiled by a helper just now: its compile time is this fit's
+        assert source == "compiled" and seconds > 0.5 and entry.compiled is not None
+    assert cache.prefetch(jobs) == 0  # nothing missing any more
+    fresh = cellmodel.ModelCache()  # a new process's view
+    assert fresh.prefetch(jobs) == 0
+    assert fresh.get(("sized", 2), lambda: _tiny_sized(2), want_nutpie=True)[2] == "disk"

@@ -260,6 +260,19 @@ def test_revenue_hurdle_recovers_the_true_ate_and_att(world):
     )
 
 
+def test_log_gamma_in_elementary_operations_equals_scipys_with_its_gradient():
+    import pytensor
+    import pytensor.tensor as pt
+    from scipy.special import digamma, gammaln
+
+    x = pt.dvector("x")
+    f = pytensor.function([x], [gformula._lgamma(x), pytensor.grad(gformula._lgamma(x).sum(), x)])
+    xs = np.geomspace(1e-4, 1e5, 200)
+    value, grad = f(xs)
+    np.testing.assert_allclose(value, gammaln(xs), rtol=1e-13, atol=1e-13)
+    np.testing.assert_allclose(grad, digamma(xs), rtol=1e-13, atol=1e-13)
+
+
 def test_a_refit_of_the_same_shape_reuses_the_compiled_model_and_the_gate_judges_it(world):
     data, _ = world
     gformula.fit_gformula(data, "retention", segment="tier", config=FAST)  # cached by now

@@ -16,7 +16,7 @@ import pandas as pd
 import pytest
 from conftest import planted_overall
 
-from attribution import store, synth
+from attribution import compiledcache, gformula, store, synth
 from attribution.causal import attribute, estimators
 from attribution.causal.estimators import estimate, resampler
 from attribution.causal.propensity import overlap
@@ -183,6 +183,15 @@ def test_the_design_is_said_and_the_cell_route_fits_propensity_strata(pooled):
     assert not any("is not available" in n for n in pooled.notes)
     assert pooled.to_dict()["design"] == pooled.data.design
     assert pooled.data.design in pooled.describe()
+
+
+def test_every_g_formula_model_of_the_pooled_trials_is_kept_on_disk_for_the_next_process(pooled):
+    # the gamma hurdle's log Gamma once compiled to a C call at a process-specific address, so
+    # the spend model could not be stored and every new process compiled it again
+    assert pooled.gformula  # fitted in this process (or loaded from the run's cache)
+    entries = [e for e in gformula._CACHE._entries.values() if e.compiled is not None]
+    assert {k[0] for k in gformula._CACHE._entries} >= {"retention", "spend"}
+    assert entries and all(compiledcache.stored(e.fingerprint) for e in entries)
 
 
 def test_the_cell_route_on_pooled_trials_holds_the_planted_att_and_its_money(pooled, truth):

@@ -141,6 +141,18 @@ def test_cells_with_one_segment_and_no_bands_are_exact_too():
     assert c.stats["n_active"].sum() == rows["active"].sum()
 
 
+def test_one_to_four_segments_and_bands_share_one_padded_structure_of_empty_cells():
+    rows = _rows(4, arms=("control", "treatment"), bands=3)
+    one = uplift._prepare(_cells(rows, by=("tier", "arm")).assign(tier="x"), "tier", "retention")
+    full = uplift._prepare(_cells(rows), "tier", "retention")
+    keys = {uplift._structure_key(uplift._pad(c), uplift.LogitPriors()) for c in (one, full)}
+    assert len(keys) == 1 and next(iter(keys))[1:3] == (4, 4)
+    padded = uplift._pad(one)
+    assert padded.stats["n"].shape == (4, 4, 2)
+    # the customers stay in the one real cell pair; padding holds no one
+    assert padded.stats["n"][0, 0].sum() == len(rows) == padded.stats["n"].sum()
+
+
 # ------------------------------------------------------------------------------------------
 # Fitting: planted effects, compile reuse, the gate
 # ------------------------------------------------------------------------------------------
