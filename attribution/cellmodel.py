@@ -211,7 +211,7 @@ class ModelCache:
                 folder = compiledcache.directory()
                 if folder is not None and entry.fingerprint is None:
                     entry.fingerprint = compiledcache.fingerprint(entry.model, key)
-                with compiledcache.compiling(entry.fingerprint or "", folder):
+                with compiledcache.compiling(entry.fingerprint, folder):
                     source, helper_s = self._load_or_compile(entry, key, folder)
                 t0 -= helper_s  # a helper's compile time counts as this fit's
             return entry, time.perf_counter() - t0, source
@@ -442,6 +442,32 @@ def relabel(idata: az.InferenceData, coords: dict[str, list[str]]) -> az.Inferen
         new = {k: v for k, v in coords.items() if k in ds.dims}
         if new:
             idata[group] = ds.assign_coords(new)
+    return idata
+
+
+def padded_count(n: int, minimum: int) -> int:
+    """How many of something (segments, bands, coefficients) a model is built for: ``n`` rounded
+    up to ``minimum``, 2 x ``minimum``, 4 x ``minimum``, ... (0 stays 0), so similar data share
+    one compiled model.
+
+    Examples
+    --------
+    >>> [padded_count(n, 4) for n in (0, 1, 4, 5, 9)]
+    [0, 4, 4, 8, 16]
+    """
+    return 0 if n == 0 else max(minimum, 1 << (n - 1).bit_length())
+
+
+def unpad(idata: az.InferenceData, keep: dict[str, list[str]]) -> az.InferenceData:
+    """Keep only the labels in ``keep`` (dimension -> real labels) in every group of a fit:
+    what a model padded for a shared compiled structure drops before anything is reported or
+    gated. A variable left with no values (it was padding only) goes too."""
+    for group in idata.groups():
+        ds = idata[group]
+        sel = {d: labels for d, labels in keep.items() if d in ds.dims}
+        if sel and any(ds.sizes[d] != len(labels) for d, labels in sel.items()):
+            ds = ds.sel(sel)
+            idata[group] = ds.drop_vars([v for v in ds.data_vars if ds[v].size == 0])
     return idata
 
 

@@ -122,13 +122,13 @@ def stored(fp: str, folder: Path | None = None) -> bool:
 
 
 @contextlib.contextmanager
-def compiling(fp: str, folder: Path | None = None) -> Iterator[None]:
+def compiling(fp: str | None, folder: Path | None = None) -> Iterator[None]:
     """Hold the entry ``fp`` while loading or compiling it, so that processes needing the same
     model at once compile it once: the others wait, then load what the first one stored.
 
     An exclusive ``flock`` on a lock file beside the entry; the system releases it when its
-    holder ends, however it ends. Without a cache folder (None), or one that cannot be
-    written, there is nothing to hold (each process compiles, as before).
+    holder ends, however it ends. Without a cache folder or fingerprint (None), or a folder
+    that cannot be written, there is nothing to hold (each process compiles, as before).
     """
     if folder is None or not fp:
         yield

@@ -499,11 +499,6 @@ _MIN_CELLS, _MIN_COLUMNS, _MIN_COEFS = 256, 2, 32
 _COEF_PAD = "__pad{}__"
 
 
-def _round_up(n: int, minimum: int) -> int:
-    """``n`` rounded up to ``minimum``, 2 x minimum, 4 x minimum, ... (0 stays 0)."""
-    return 0 if n == 0 else max(minimum, 1 << (n - 1).bit_length())
-
-
 def _pad(s: _Strata) -> _Strata:
     """Cells, index columns and coefficients padded so shapes repeat across fits.
 
@@ -514,7 +509,7 @@ def _pad(s: _Strata) -> _Strata:
     published number: empty cells carry no customers and zero weight, a padded index column
     points at the fixed zero (every row at its reference level) and a padded coefficient is
     used by no row, so it only adds a prior-only dimension that integrates out; padded
-    coefficients are dropped before anything is reported or gated (:func:`_drop_padding`).
+    coefficients are dropped before anything is reported or gated (``cellmodel.unpad``).
     """
     extra = _padded_size(len(s.cell_t), minimum=_MIN_CELLS) - len(s.cell_t)
 
@@ -524,10 +519,11 @@ def _pad(s: _Strata) -> _Strata:
         return np.concatenate([a, np.zeros(shape, dtype=a.dtype)], axis=axis)
 
     def columns(index: np.ndarray) -> np.ndarray:
-        return grow(index, _round_up(index.shape[1], _MIN_COLUMNS) - index.shape[1], axis=1)
+        more = cellmodel.padded_count(index.shape[1], _MIN_COLUMNS) - index.shape[1]
+        return grow(index, more, axis=1)
 
-    more_coef = _round_up(len(s.coef), _MIN_COEFS) - len(s.coef)
-    more_mod = _round_up(len(s.mod), _MIN_COEFS) - len(s.mod)
+    more_coef = cellmodel.padded_count(len(s.coef), _MIN_COEFS) - len(s.coef)
+    more_mod = cellmodel.padded_count(len(s.mod), _MIN_COEFS) - len(s.mod)
     return dataclasses.replace(
         s,
         index=columns(s.index),
@@ -542,17 +538,6 @@ def _pad(s: _Strata) -> _Strata:
         cell_stats={k: grow(v, extra) for k, v in s.cell_stats.items()},
         W=grow(s.W, extra, axis=2),
     )
-
-
-def _drop_padding(idata: az.InferenceData, s: _Strata) -> az.InferenceData:
-    """The padded coefficients of :func:`_pad` leave every group of a fit."""
-    keep = {"coef": list(s.coef), "mod": list(s.mod)}
-    for group in idata.groups():
-        ds = idata[group]
-        sel = {d: labels for d, labels in keep.items() if d in ds.dims}
-        if sel and any(ds.sizes[d] != len(labels) for d, labels in sel.items()):
-            idata[group] = ds.sel(sel)
-    return idata
 
 
 # --------------------------------------------------------------------------------------------
@@ -686,11 +671,10 @@ def _lgamma(x):
     its gradient, which PyTensor derives from it) has no such call. ``log Gamma(x) =
     log Gamma(x + 1) - log x``, and the Lanczos series is used at ``x + 1 >= 1``.
     """
-    z = x  # log Gamma(z + 1) by Lanczos
-    series = _LANCZOS[0] + sum(c / (z + i) for i, c in enumerate(_LANCZOS[1:], start=1))
-    t = z + _LANCZOS_G + 0.5
-    lgamma_z1 = 0.5 * math.log(2.0 * math.pi) + (z + 0.5) * pt.log(t) - t + pt.log(series)
-    return lgamma_z1 - pt.log(x)
+    series = _LANCZOS[0] + sum(c / (x + i) for i, c in enumerate(_LANCZOS[1:], start=1))
+    t = x + _LANCZOS_G + 0.5
+    lgamma_x1 = 0.5 * math.log(2.0 * math.pi) + (x + 0.5) * pt.log(t) - t + pt.log(series)
+    return lgamma_x1 - pt.log(x)
 
 
 def _gamma(k, sum_y, sum_log, log_mean, shape):
@@ -1135,8 +1119,9 @@ def fit_gformula(
             single_blas_thread=True,
         ),
         gate=cfg.gate,
-        tidy=lambda idata: _drop_padding(
-            _drop_strata(cellmodel.relabel(idata, _coords(padded))), s
+        tidy=lambda idata: cellmodel.unpad(
+            _drop_strata(cellmodel.relabel(idata, _coords(padded))),
+            {"coef": list(s.coef), "mod": list(s.mod)},
         ),
         report=lambda model: [rv.name for rv in model.free_RVs],
     )

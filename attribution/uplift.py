@@ -366,12 +366,9 @@ def _pad(c: _Cells) -> _Cells:
     come from the pooled prior without informing it (a value without data integrates out of the
     posterior of the others); they are dropped before anything is reported or gated.
     """
-    size = max(4, 1 << (len(c.segments) - 1).bit_length())
-    extra = size - len(c.segments)
-    more_bands = max(4, 1 << (len(c.bands) - 1).bit_length()) - len(c.bands)
-    more_clusters = (
-        max(8, 1 << (len(c.clusters) - 1).bit_length()) - len(c.clusters) if c.clusters else 0
-    )
+    extra = cellmodel.padded_count(len(c.segments), 4) - len(c.segments)
+    more_bands = cellmodel.padded_count(len(c.bands), 4) - len(c.bands)
+    more_clusters = cellmodel.padded_count(len(c.clusters), 8) - len(c.clusters)
     if extra == more_bands == more_clusters == 0:
         return c
 
@@ -403,13 +400,7 @@ def _trim(idata: az.InferenceData, c: _Cells) -> az.InferenceData:
         "band_rest": c.bands[1:],
         "cluster": c.clusters,
     }
-    for group in idata.groups():
-        ds = idata[group]
-        sel = {d: labels for d, labels in keep.items() if d in ds.dims}
-        if sel and any(ds.sizes[d] != len(labels) for d, labels in sel.items()):
-            ds = ds.sel(sel)
-            idata[group] = ds.drop_vars([v for v in ds.data_vars if ds[v].size == 0])
-    return idata
+    return cellmodel.unpad(idata, keep)
 
 
 # --------------------------------------------------------------------------------------------

@@ -237,7 +237,8 @@ def test_a_readout_in_a_second_process_compiles_nothing_and_gives_the_same_numbe
 
     first, second = run(), run()
     # revenue and cost-to-serve share one spend model: the second fit of it is "memory"
-    assert first["cache"] in (["compiled", "memory"], ["disk", "memory"])
+    # (in the run's shared cache another worker may have stored one of the two models already)
+    assert "memory" in first["cache"] and set(first["cache"]) <= {"compiled", "disk", "memory"}
     assert second["cache"] == ["disk", "memory"] and second["helpers"] == 0
     assert second["table"] == first["table"]
     assert second["compile_s"] < 5.0
