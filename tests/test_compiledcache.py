@@ -153,7 +153,7 @@ def _tamper(path: Path, change) -> None:
     ],
     ids=["truncated", "other-versions", "altered", "other-structure"],
 )
-def test_an_unusable_entry_is_rebuilt_with_one_log_line_never_used(
+def test_an_unusable_entry_is_refused_with_one_log_line_never_used(
     folder, stored, caplog, damage, reason
 ):
     path = _entry_path(folder)
@@ -161,11 +161,23 @@ def test_an_unusable_entry_is_rebuilt_with_one_log_line_never_used(
     path.write_bytes(stored)
     damage(path)
     with caplog.at_level(logging.WARNING, logger="attribution.compiledcache"):
+        model = _tiny_model()
+        compiled, status = compiledcache.load(model, compiledcache.fingerprint(model, KEY), folder)
+    assert compiled is None and status.startswith("rebuilt: ")
+    lines = [r.getMessage() for r in caplog.records if r.name == "attribution.compiledcache"]
+    assert len(lines) == 1 and reason in lines[0] and "compiling again" in lines[0]
+
+
+def test_an_unusable_entry_is_rebuilt_and_replaced_for_the_next_process(folder, stored, caplog):
+    # one damage suffices here: every kind is refused by the same load (above)
+    path = _entry_path(folder)
+    folder.mkdir()
+    path.write_bytes(stored[:5000])
+    with caplog.at_level(logging.WARNING, logger="attribution.compiledcache"):
         _, source = _get(folder)
     assert source == "compiled"
     lines = [r.getMessage() for r in caplog.records if r.name == "attribution.compiledcache"]
-    assert len(lines) == 1 and reason in lines[0] and "compiling again" in lines[0]
-    # the rebuilt entry replaced the bad one and is used by the next process
+    assert len(lines) == 1 and "unusable" in lines[0] and "compiling again" in lines[0]
     caplog.clear()
     _, again = _get(folder)
     assert again == "disk" and not caplog.records

@@ -43,7 +43,7 @@ from attribution.load import load
 
 # The store fixture is shared by a test's examples on purpose: check_load resets it before each.
 _CHECKS = [HealthCheck.too_slow, HealthCheck.function_scoped_fixture]
-FAST = settings(max_examples=100, deadline=None, suppress_health_check=_CHECKS)
+FAST = settings(max_examples=50, deadline=None, suppress_health_check=_CHECKS)
 SLOW = settings(max_examples=1000, deadline=None, suppress_health_check=_CHECKS)
 
 # --- the contract, as data/README.md states it ---------------------------------------------------

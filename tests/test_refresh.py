@@ -410,6 +410,8 @@ def _key(frame: pd.DataFrame) -> pd.DataFrame:
     return frame.sort_values(_KEYS).reset_index(drop=True)
 
 
+@pytest.mark.slow  # ~30 s: a sweep; the fast suite kills while fitting and inside the publish
+# transaction (above), the two places a mix could come from
 def test_kill_9_at_twenty_checkpoints_never_leaves_a_mix_and_the_next_refresh_cleans_up(
     world, config_file, published, tmp_path
 ):
