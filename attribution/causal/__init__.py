@@ -15,7 +15,7 @@ wording they share).
 2. **Identification** with DoWhy's backdoor criterion (:func:`identify`); an effect that is not
    identifiable is reported and not estimated.
 3. **Overlap** (:func:`overlap`): a logistic propensity model (scikit-learn) on the confounders
-   (money confounders as ``log1p``, numeric confounders with at most 8 distinct values as
+   (money confounders as ``log1p``, numeric confounders with at most 24 distinct values as
    categories); customers outside ``[overlap_low, overlap_high]`` are counted, reported and by
    default trimmed; an empty overlap region is refused.
 4. **Estimates**, side by side (:func:`estimate`): the naive difference in means, DoWhy's
