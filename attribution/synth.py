@@ -441,26 +441,14 @@ def simulate(
         ("customers", "interactions", "interventions", "outcomes", "assignments"), 0
     )
     acc = _TruthAccumulator(money, months - t0)
+    world = _World(months, t0, periods, money, stagger, float(outreach_targeting))
     n_chunks = -(-n_customers // CHUNK_SIZE)
     for k, child in enumerate(np.random.SeedSequence(seed).spawn(n_chunks)):
         offset = k * CHUNK_SIZE
         n = min(CHUNK_SIZE, n_customers - offset)
         clusters = (branch.chunk(k, n), branch) if branch is not None else None
         hidden = strength * _hidden_chunk(seed, k, n) if strength else None
-        chunk = _simulate_chunk(
-            child,
-            offset,
-            n,
-            months,
-            t0,
-            periods,
-            acc,
-            money,
-            clusters,
-            stagger,
-            hidden,
-            float(outreach_targeting),
-        )
+        chunk = _simulate_chunk(world, child, offset, n, acc, clusters, hidden)
         for table, frame in chunk.items():
             rows[table] += _append(con, table, frame)
 
@@ -639,20 +627,21 @@ class _Branches:
         cust.level = cust.level + self.level[codes]
 
 
-def _simulate_chunk(
-    ss,
-    offset,
-    n,
-    months,
-    t0,
-    periods,
-    acc,
-    money,
-    branches=None,
-    stagger=1,
-    hidden=None,
-    targeting=1.0,
-):
+@dataclass(frozen=True)
+class _World:
+    """The settings every chunk of one simulated world shares."""
+
+    months: int
+    t0: int  # the month the interventions start
+    periods: np.ndarray  # first day of each month
+    money: MoneySettings
+    stagger: int = 1  # months the targeted outreach is spread over
+    targeting: float = 1.0  # scale of the outreach's targeting slopes
+
+
+def _simulate_chunk(world: _World, ss, offset, n, acc, branches=None, hidden=None):
+    months, t0, periods, money = world.months, world.t0, world.periods, world.money
+    stagger, targeting = world.stagger, world.targeting
     rng_attr, rng_dyn, rng_case = (np.random.default_rng(s) for s in ss.spawn(3))
     seg, signup, cust = _draw_customers(rng_attr, n, periods[0])
     if targeting != 1.0:  # the outreach's slopes on spend, bad cases and quiet months, scaled
