@@ -97,6 +97,12 @@ def _parser() -> argparse.ArgumentParser:
         "the outcomes: a confounder no adjustment can see",
     )
     p.add_argument(
+        "--individual-effects",
+        action="store_true",
+        help="also write every customer's own planted effect (table truth_customers; store "
+        "only): the truth per-customer uplift is checked against",
+    )
+    p.add_argument(
         "--lake",
         default=None,
         metavar="PATH",
@@ -424,6 +430,8 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
             raise
         counts = store.table_counts(con)
     rows = {t: counts[t] for t in (*store.LOADABLE_TABLES, "truth")}
+    if counts.get("truth_customers"):
+        rows["truth_customers"] = counts["truth_customers"]
     seconds = time.perf_counter() - started
     return _simulated(args, {"store": str(path)}, seconds, rows, result)
 
@@ -441,6 +449,7 @@ def _simulate(con, args: argparse.Namespace):
         branches=args.branches,
         outreach_months=args.outreach_months,
         hidden_confounding=args.hidden_confounding,
+        individual_effects=args.individual_effects,
     )
 
 

@@ -132,3 +132,19 @@ CREATE TABLE IF NOT EXISTS truth (
     effect        DOUBLE  NOT NULL,
     n             BIGINT  NOT NULL
 );
+
+-- Written by the simulator when asked (simulate(..., individual_effects=True)): every customer's
+-- own planted effect (treated path minus untreated path, common random numbers), one row per
+-- customer of each intervention's population (per customer and trial month for a staggered
+-- outreach). The truth table's overall rows are their averages (att: over the treated rows).
+CREATE TABLE IF NOT EXISTS truth_customers (
+    intervention  VARCHAR NOT NULL,
+    experiment_id VARCHAR,
+    trial_month   DATE,
+    customer_id   VARCHAR NOT NULL,
+    treated       BOOLEAN NOT NULL,
+    retention     DOUBLE  NOT NULL,
+    revenue       DOUBLE  NOT NULL,
+    cost_to_serve DOUBLE  NOT NULL,
+    net_value     DOUBLE  NOT NULL
+);

@@ -22,7 +22,7 @@ import pandas as pd
 
 from attribution.errors import InputError, StoreLockedError
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 DEFAULT_STORE = Path("data") / "cx.duckdb"
 STORE_ENV = "CX_STORE"
 #: Memory DuckDB may use before it spills to disk; keeps 10M-customer jobs under a few GiB.
@@ -37,9 +37,10 @@ LOADABLE_TABLES = (
     "experiments",
     "assignments",
 )
-INTERNAL_TABLES = ("runs", "estimates", "loads", "truth", "schema_meta")
+INTERNAL_TABLES = ("runs", "estimates", "loads", "truth", "truth_customers", "schema_meta")
 #: Tables that hold data (cleared by :func:`clear`), in an order safe for deleting.
 DATA_TABLES = (
+    "truth_customers",
     "truth",
     "estimates",
     "runs",
@@ -213,6 +214,20 @@ _MIGRATIONS: dict[int, str] = {
     2: """
         ALTER TABLE estimates ADD COLUMN IF NOT EXISTS population VARCHAR;
     """,
+    # 3 -> 4: the simulator's individual effects (issue 19's truth for per-customer uplift).
+    3: """
+        CREATE TABLE IF NOT EXISTS truth_customers (
+            intervention  VARCHAR NOT NULL,
+            experiment_id VARCHAR,
+            trial_month   DATE,
+            customer_id   VARCHAR NOT NULL,
+            treated       BOOLEAN NOT NULL,
+            retention     DOUBLE  NOT NULL,
+            revenue       DOUBLE  NOT NULL,
+            cost_to_serve DOUBLE  NOT NULL,
+            net_value     DOUBLE  NOT NULL
+        );
+    """,
 }
 
 
@@ -346,9 +361,16 @@ def clear(con: duckdb.DuckDBPyConnection) -> None:
 
 
 def table_counts(con: duckdb.DuckDBPyConnection) -> dict[str, int]:
-    """Return the number of rows in each table of the store."""
+    """Return the number of rows in each table of the store (0 for a table an older store,
+    opened read-only and so not migrated, does not have yet)."""
+    present = {
+        r[0] for r in con.execute("SELECT table_name FROM information_schema.tables").fetchall()
+    }
     out = {}
     for table in LOADABLE_TABLES + INTERNAL_TABLES:
+        if table not in present:
+            out[table] = 0
+            continue
         out[table] = con.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
     return out
 

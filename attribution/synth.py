@@ -264,6 +264,8 @@ class SimSummary:
     ----------
     customers, interactions, interventions, outcomes, experiments, assignments, truth : int
         Rows written to each table.
+    truth_customers : int
+        Rows of individual effects written (0 unless ``individual_effects``).
     seconds : float
         Wall-clock seconds the simulation took.
     first_period : datetime.date
@@ -285,6 +287,7 @@ class SimSummary:
     first_period: date
     experiment_start: date
     horizon: date
+    truth_customers: int = 0
 
     @property
     def rows(self) -> dict[str, int]:
@@ -293,6 +296,8 @@ class SimSummary:
         out = {name: getattr(self, name) for name in names}
         out["assignments"] = self.assignments
         out["truth"] = self.truth
+        if self.truth_customers:
+            out["truth_customers"] = self.truth_customers
         return out
 
 
@@ -308,6 +313,7 @@ def simulate(
     outreach_months: int = 1,
     hidden_confounding: float = 0.0,
     outreach_targeting: float = 1.0,
+    individual_effects: bool = False,
 ) -> SimSummary:
     """Write a simulated customer base with known intervention effects into the store.
 
@@ -350,6 +356,11 @@ def simulate(
         it reaches eligible customers at random (the intercept's monthly rate): a randomized
         staggered trial, where the difference in means must recover the planted truth (the
         check of the truth itself). Values in between (up to 2) scale the targeting.
+    individual_effects : bool
+        Also write ``truth_customers``: every customer's own planted effect on retention,
+        revenue, cost-to-serve and net value, per intervention (per trial month for a staggered
+        outreach), whose averages are the ``truth`` table's overall rows. Off by default: it is
+        a row per customer of every population (the outreach's is everyone active).
 
     Returns
     -------
@@ -430,6 +441,8 @@ def simulate(
         raise InputError(
             f"outreach_targeting must be a number from 0 to 2, got {outreach_targeting!r}"
         )
+    if not isinstance(individual_effects, bool | np.bool_):
+        raise InputError(f"individual_effects must be True or False, got {individual_effects!r}")
     month0 = np.datetime64(first, "M")
     periods = (month0 + np.arange(months)).astype("datetime64[D]")
     start_day = periods[t0]
@@ -440,7 +453,8 @@ def simulate(
     rows = dict.fromkeys(
         ("customers", "interactions", "interventions", "outcomes", "assignments"), 0
     )
-    acc = _TruthAccumulator(money, months - t0)
+    rows["truth_customers"] = 0
+    acc = _TruthAccumulator(money, months - t0, periods if individual_effects else None)
     world = _World(months, t0, periods, money, stagger, float(outreach_targeting))
     n_chunks = -(-n_customers // CHUNK_SIZE)
     for k, child in enumerate(np.random.SeedSequence(seed).spawn(n_chunks)):
@@ -451,6 +465,9 @@ def simulate(
         chunk = _simulate_chunk(world, child, offset, n, acc, clusters, hidden)
         for table, frame in chunk.items():
             rows[table] += _append(con, table, frame)
+        individual = acc.drain()
+        if individual is not None:
+            rows["truth_customers"] += _append(con, "truth_customers", individual)
 
     rows["experiments"] = _append(con, "experiments", _experiments(start_day, periods, seed, money))
     rows["truth"] = _append(con, "truth", acc.table())
@@ -466,6 +483,7 @@ def simulate(
         first_period=first,
         experiment_start=_to_date(start_day),
         horizon=_to_date(periods[-1]),
+        truth_customers=rows["truth_customers"],
     )
 
 
@@ -655,6 +673,7 @@ def _simulate_chunk(world: _World, ss, offset, n, acc, branches=None, hidden=Non
         world.shift(cust, codes)
         seg["branch"] = codes
     digits = _id_digits(offset + 1, n)
+    acc.ids = digits
 
     # Observed-path history, month-major.
     active_hist = np.zeros((months, n), dtype=bool)
@@ -789,7 +808,7 @@ def _add_trial(acc, seg, obs, path, month, reached, follow_up, recorded, margin)
     for j in range(recorded):
         (r_obs, c_obs), (r_alt, c_alt) = obs.flows[month + j], path.flows[j]
         diffs.append(sign * (margin * (r_obs[idx] - r_alt) - (c_obs[idx] - c_alt)))
-    acc.add("proactive_outreach", seg, idx, treated, diffs)
+    acc.add("proactive_outreach", seg, idx, treated, diffs, trial=month)
 
 
 def _draw_customers(rng, n, first_day):
@@ -997,13 +1016,22 @@ def _start_gift(path, winback):
 class _TruthAccumulator:
     """Sums of individual effects and counts per intervention, estimand and segment."""
 
-    def __init__(self, money: MoneySettings, window_months: int) -> None:
+    def __init__(
+        self, money: MoneySettings, window_months: int, periods: np.ndarray | None = None
+    ) -> None:
         self.money = money
         self.window_months = window_months
         self.sums: dict[tuple[str, str, str], np.ndarray] = {}
         self.counts: dict[tuple[str, str, str], np.ndarray] = {}
+        # individual effects (``periods`` given): the chunk's id bytes, set by the chunk, and
+        # the rows collected since the last drain()
+        self.periods = periods
+        self.ids: np.ndarray | None = None
+        self._individual: list[pa.Table] = []
 
-    def add(self, name, seg, idx, treated, diffs) -> None:
+    def add(self, name, seg, idx, treated, diffs, trial: int | None = None) -> None:
+        if self.periods is not None:
+            self._keep(name, idx, treated, diffs, trial)
         groups = {"all": np.zeros(len(idx), dtype=np.int8)}
         groups.update({col: seg[col][idx] for col in SEGMENT_COLUMNS})
         for estimand, mask in (("ate", None), ("att", treated)):
@@ -1018,6 +1046,35 @@ class _TruthAccumulator:
                 for j, d in enumerate(diffs):
                     w = d if mask is None else d[mask]
                     self.sums[key][j] += np.bincount(sel, weights=w, minlength=size)
+
+    def _keep(self, name, idx, treated, diffs, trial) -> None:
+        """Every customer's own effects: the outcomes, and net value from the flows (discounted,
+        minus the unit cost) exactly as :meth:`_effects` values their mean."""
+        flows = np.asarray(diffs[3:]) * self.money.discount_factors(len(diffs) - 3)[:, None]
+        n = len(idx)
+        month = None if trial is None else _to_date(self.periods[trial])
+        self._individual.append(
+            pa.table(
+                {
+                    "intervention": pa.array([name] * n),
+                    "experiment_id": pa.array([_EXPERIMENT_OF.get(name)] * n, pa.string()),
+                    "trial_month": pa.array([month] * n, pa.date32()),
+                    "customer_id": _ids(self.ids[idx]),
+                    "treated": pa.array(np.asarray(treated, dtype=bool)),
+                    "retention": pa.array(diffs[0], pa.float64()),
+                    "revenue": pa.array(diffs[1], pa.float64()),
+                    "cost_to_serve": pa.array(diffs[2], pa.float64()),
+                    "net_value": pa.array(flows.sum(axis=0) - UNIT_COSTS[name], pa.float64()),
+                }
+            )
+        )
+
+    def drain(self) -> pa.Table | None:
+        """The individual effects collected since the last call (None when there are none)."""
+        if not self._individual:
+            return None
+        out, self._individual = pa.concat_tables(self._individual), []
+        return out
 
     def _effects(self, name: str, key: tuple, code: int, n: int) -> dict[str, float]:
         """Mean effects of one group: the outcomes, then net value and payback from the flows."""

@@ -150,3 +150,17 @@ def test_warnings_reach_a_cx_user_as_one_line_each(capsys):
     ]
     # restored afterwards: the package's logger propagates again
     assert logging.getLogger("attribution").propagate
+
+
+def test_simulate_writes_individual_effects_only_when_asked(tmp_path, capsys):
+    from attribution.cli import main
+
+    for flag, expected in (([], 0), (["--individual-effects"], 1)):
+        path = tmp_path / f"s{expected}.duckdb"
+        argv = ["simulate", "--customers", "500", "--months", "6", "--store", str(path), "--json"]
+        assert main([*argv, *flag]) == 0
+        rows = json.loads(capsys.readouterr().out)["rows"]
+        assert ("truth_customers" in rows) == bool(expected)
+        with store.opened(path, read_only=True) as con:
+            n = con.execute("SELECT count(*) FROM truth_customers").fetchone()[0]
+        assert (n > 0) == bool(expected) and rows.get("truth_customers", 0) == n

@@ -294,6 +294,7 @@ def test_a_version_1_store_gains_the_estimate_columns_when_opened(tmp_path):
     with store.opened(path) as con:
         for col in ("estimand", "verdict", "question", "estimator", "population"):
             con.execute(f"ALTER TABLE estimates DROP COLUMN {col}")
+        con.execute("DROP TABLE truth_customers")  # added by version 4
         con.execute("UPDATE schema_meta SET value = '1' WHERE key = 'schema_version'")
         run_id = runs.start_run(con, "c", "d")
         con.execute(
@@ -307,11 +308,13 @@ def test_a_version_1_store_gains_the_estimate_columns_when_opened(tmp_path):
         )
     with store.opened(path, read_only=True) as con:  # read-only: read as it is, not migrated
         assert store.schema_version(con) == 1
+        assert store.table_counts(con)["truth_customers"] == 0  # not there yet: counted as 0
         est = runs.current_estimates(con)
         assert list(est.columns) == runs.ESTIMATE_COLUMNS and est["verdict"].isna().all()
     with store.opened(path) as con:
-        assert store.schema_version(con) == store.SCHEMA_VERSION == 3
+        assert store.schema_version(con) == store.SCHEMA_VERSION == 4
         assert list(store.columns(con, "estimates")) == runs.ESTIMATE_COLUMNS
+        assert "net_value" in store.columns(con, "truth_customers")
         assert runs.current_estimates(con)["mean"].tolist() == [0.1]
     fresh = duckdb.connect(":memory:")
     store.init_schema(fresh)

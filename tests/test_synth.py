@@ -537,3 +537,40 @@ def test_branches_correlate_outcomes_within_a_branch_and_leave_the_rest_of_the_w
 def test_bad_branches_raise_input_error_naming_the_setting(branches):
     with pytest.raises(InputError, match="branches"):
         synth.simulate(store.connect(":memory:"), 100, months=4, branches=branches)
+
+
+@pytest.mark.parametrize("stagger", [1, 3])
+def test_individual_effects_are_every_customers_own_and_average_to_the_planted_truth(stagger):
+    """``truth_customers`` (issue 19's truth for per-customer uplift): a row per customer of
+    each population (per trial month when the outreach is staggered) whose averages are the
+    truth table's overall rows, to rounding; off by default, and the other tables unchanged."""
+    con, summary = _world(3000, 10, 5, outreach_months=stagger, individual_effects=True)
+    ind = con.execute("SELECT * FROM truth_customers").df()
+    assert summary.truth_customers == len(ind) == summary.rows["truth_customers"]
+    truth = con.execute(
+        "SELECT intervention, estimand, outcome, effect, n FROM truth WHERE segment_by = 'all' "
+        "AND outcome <> 'payback_months'"
+    ).df()
+    assert len(truth) == 3 * 2 * 4
+    for row in truth.itertuples():
+        rows = ind[ind["intervention"] == row.intervention]
+        rows = rows[rows["treated"]] if row.estimand == "att" else rows
+        assert len(rows) == row.n, row
+        assert rows[row.outcome].mean() == pytest.approx(row.effect, rel=1e-9, abs=1e-12), row
+    outreach = ind[ind["intervention"] == "proactive_outreach"]
+    assert outreach["trial_month"].nunique(dropna=False) == stagger
+    assert outreach["experiment_id"].isna().all()
+    assert ind.loc[ind["intervention"] != "proactive_outreach", "trial_month"].isna().all()
+    # individual effects differ between customers (heterogeneity to target on) ...
+    assert (ind.groupby("intervention")["net_value"].std() > 0).all()
+    # ... and each customer of an experiment appears once, with the arm they were assigned
+    arms = con.execute("SELECT experiment_id, customer_id, arm FROM assignments").df()
+    both = ind.dropna(subset=["experiment_id"]).merge(arms, on=["experiment_id", "customer_id"])
+    assert len(both) == ind["experiment_id"].notna().sum()
+    assert (both["treated"] == (both["arm"] == "treatment")).all()
+    plain, _ = _world(3000, 10, 5, outreach_months=stagger)
+    assert plain.execute("SELECT count(*) FROM truth_customers").fetchone()[0] == 0
+    for table in TABLES:
+        pd.testing.assert_frame_equal(_dump(con, table), _dump(plain, table), obj=table)
+    with pytest.raises(InputError, match="individual_effects must be True or False"):
+        synth.simulate(store.connect(":memory:"), 100, months=4, individual_effects="yes")
