@@ -104,7 +104,7 @@ def connect(
     --------
     >>> con = connect(":memory:")
     >>> schema_version(con)
-    3
+    4
     """
     target = str(path) if path == ":memory:" else str(resolve_path(path))
     if target != ":memory:":
