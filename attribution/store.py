@@ -201,7 +201,8 @@ def schema_version(con: duckdb.DuckDBPyConnection) -> int:
     return int(row[0])
 
 
-# Migrations from version v to v + 1, applied in order by _check_version, each in one transaction.
+# Migrations from version v to v + 1, applied in order by _check_version, each in one transaction:
+# SQL, or the name of a table schema.sql creates (its CREATE statement is run as it stands there).
 _MIGRATIONS: dict[int, str] = {
     # 1 -> 2: what an observational estimate needs to say (cx refresh fits [[observational]]).
     1: """
@@ -215,20 +216,19 @@ _MIGRATIONS: dict[int, str] = {
         ALTER TABLE estimates ADD COLUMN IF NOT EXISTS population VARCHAR;
     """,
     # 3 -> 4: the simulator's individual effects (issue 19's truth for per-customer uplift).
-    3: """
-        CREATE TABLE IF NOT EXISTS truth_customers (
-            intervention  VARCHAR NOT NULL,
-            experiment_id VARCHAR,
-            trial_month   DATE,
-            customer_id   VARCHAR NOT NULL,
-            treated       BOOLEAN NOT NULL,
-            retention     DOUBLE  NOT NULL,
-            revenue       DOUBLE  NOT NULL,
-            cost_to_serve DOUBLE  NOT NULL,
-            net_value     DOUBLE  NOT NULL
-        );
-    """,
+    3: "truth_customers",
 }
+
+
+def _migration_sql(step: str) -> str:
+    """A migration's SQL: ``step`` itself, or schema.sql's CREATE statement of the table named."""
+    if not _IDENTIFIER.match(step):
+        return step
+    sql = resources.files("attribution").joinpath("schema.sql").read_text()
+    found = re.search(rf"CREATE TABLE IF NOT EXISTS {step} \(.*?\);", sql, flags=re.DOTALL)
+    if found is None:
+        raise InputError(f"schema.sql creates no table {step!r}")
+    return found.group(0)
 
 
 def _check_version(con: duckdb.DuckDBPyConnection, where: str, *, migrate: bool = True) -> None:
@@ -247,7 +247,7 @@ def _check_version(con: duckdb.DuckDBPyConnection, where: str, *, migrate: bool 
     while migrate and found < SCHEMA_VERSION:
         con.execute("BEGIN TRANSACTION")
         try:
-            con.execute(_MIGRATIONS[found])
+            con.execute(_migration_sql(_MIGRATIONS[found]))
             con.execute(
                 "UPDATE schema_meta SET value = ? WHERE key = 'schema_version'", [str(found + 1)]
             )
