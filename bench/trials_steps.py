@@ -17,7 +17,9 @@ def simulate(path: str, customers: int) -> dict:
     t0 = time.perf_counter()
     with store.opened(path) as con:
         con.execute("BEGIN TRANSACTION")
-        synth.simulate(con, customers, months=18, seed=1, outreach_months=4)
+        synth.simulate(
+            con, customers, months=18, seed=1, outreach_months=4, individual_effects=True
+        )
         con.execute("COMMIT")
         seconds = time.perf_counter() - t0
         rows = con.execute(
@@ -53,6 +55,33 @@ def frame(path: str) -> dict:
         "trials": len(data.trials),
         "treated": data.n_treated,
     }
+
+
+def overlap_truth(path: str) -> dict:
+    """The planted ATE and ATT of exactly the customer-trials the adjusted rows are about (those
+    the overlap keeps), from the simulator's individual effects: the truth to hold them to."""
+    from attribution import causal, store
+
+    data, _ = _data(path)
+    ov = causal.overlap(data)
+    kept = data.frame[["customer_id", "trial_month", "treated"]].loc[
+        (ov.propensity >= ov.low) & (ov.propensity <= ov.high)
+    ]
+    with store.opened(path, read_only=True) as con:
+        own = con.execute(
+            "SELECT customer_id, strftime(trial_month, '%Y-%m') AS trial_month, retention, "
+            "revenue, cost_to_serve FROM truth_customers WHERE intervention = "
+            "'proactive_outreach'"
+        ).df()
+    both = kept.merge(own, on=["customer_id", "trial_month"], how="left", validate="one_to_one")
+    if both[list(OUTCOMES)].isna().any().any():
+        raise RuntimeError("a kept customer-trial has no planted individual effect")
+    treated = both["treated"] == 1
+    out = {}
+    for o in OUTCOMES:
+        out[f"{o}_ate"] = float(both[o].mean())
+        out[f"{o}_att"] = float(both.loc[treated, o].mean())
+    return {"kept": len(both), "of": len(data.frame), "truth": out}
 
 
 def _trimmed(data):
@@ -161,7 +190,10 @@ def aipw(path: str) -> dict:
 
 if __name__ == "__main__":
     name, *rest = sys.argv[1:]
-    fn = {"simulate": simulate, "frame": frame, "dowhy": dowhy, "aipw": aipw, "cells": cells}[name]
+    fn = {
+        "simulate": simulate, "frame": frame, "overlap_truth": overlap_truth, "dowhy": dowhy,
+        "aipw": aipw, "cells": cells,
+    }[name]  # fmt: skip
     result = fn(*[int(a) if a.isdigit() else a for a in rest])
     result["peak_rss_gib"] = peak_rss_gib()
     print(json.dumps(result, default=float))
