@@ -28,7 +28,6 @@ def run(customers: int = 1_000_000, bootstrap: int = 100, aipw_max: int = 200_00
         print(f"trials: simulated in {sim['seconds']:.1f} s", flush=True)
         frame = step("bench.trials_steps", "frame", path)
         print(f"trials: frame {frame['seconds']:.1f} s, {frame['rows']:,} rows", flush=True)
-        kept = step("bench.trials_steps", "overlap_truth", path)
         dowhy = step("bench.trials_steps", "dowhy", path, str(bootstrap))
         print(f"trials: DoWhy + cluster bootstrap {dowhy['seconds']:.1f} s", flush=True)
         cells = step("bench.trials_steps", "cells", path)
@@ -37,7 +36,7 @@ def run(customers: int = 1_000_000, bootstrap: int = 100, aipw_max: int = 200_00
         if customers <= aipw_max:
             aipw = step("bench.trials_steps", "aipw", path)
             print(f"trials: AIPW {aipw['seconds']:.1f} s", flush=True)
-    truth = kept["truth"]  # the planted effects of the customer-trials the rows are about
+    truth = dowhy["kept_truth"]  # the planted effects of the customer-trials the rows are about
     routes = [
         ("dowhy_psw", dowhy["estimates"]),
         ("dowhy_regression", dowhy["regression"]),
@@ -60,7 +59,7 @@ def run(customers: int = 1_000_000, bootstrap: int = 100, aipw_max: int = 200_00
         "ratio_dowhy_over_cells": round(dowhy["seconds"] / cells["seconds"], 2),
         "aipw": aipw if aipw else f"not run above {aipw_max:,} customers",
         "truth": truth,
-        "overlap": {"kept": kept["kept"], "of": kept["of"]},
+        "overlap": {"kept": dowhy["rows"], "of": frame["rows"]},
         "interval_holds_truth": held,
         "truth_whole_population": sim["truth"],
         "interval_holds_whole_population_truth": held_whole,
