@@ -11,7 +11,7 @@ import json
 import os
 import re
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from datetime import UTC, date, datetime
 from importlib import resources
@@ -201,9 +201,18 @@ def schema_version(con: duckdb.DuckDBPyConnection) -> int:
     return int(row[0])
 
 
-# Migrations from version v to v + 1, applied in order by _check_version, each in one transaction:
-# SQL, or the name of a table schema.sql creates (its CREATE statement is run as it stands there).
-_MIGRATIONS: dict[int, str] = {
+def _create_statement(table: str) -> str:
+    """schema.sql's own CREATE statement of ``table`` (a migration that adds a table runs it)."""
+    sql = resources.files("attribution").joinpath("schema.sql").read_text()
+    found = re.search(rf"CREATE TABLE IF NOT EXISTS {table} \(.*?\);", sql, flags=re.DOTALL)
+    if found is None:
+        raise InputError(f"schema.sql creates no table {table!r}")
+    return found.group(0)
+
+
+# Migrations from version v to v + 1 (their SQL), applied in order by _check_version, each in one
+# transaction. Callables are called when the migration runs.
+_MIGRATIONS: dict[int, str | Callable[[], str]] = {
     # 1 -> 2: what an observational estimate needs to say (cx refresh fits [[observational]]).
     1: """
         ALTER TABLE estimates ADD COLUMN IF NOT EXISTS estimand VARCHAR;
@@ -216,19 +225,8 @@ _MIGRATIONS: dict[int, str] = {
         ALTER TABLE estimates ADD COLUMN IF NOT EXISTS population VARCHAR;
     """,
     # 3 -> 4: the simulator's individual effects (issue 19's truth for per-customer uplift).
-    3: "truth_customers",
+    3: lambda: _create_statement("truth_customers"),
 }
-
-
-def _migration_sql(step: str) -> str:
-    """A migration's SQL: ``step`` itself, or schema.sql's CREATE statement of the table named."""
-    if not _IDENTIFIER.match(step):
-        return step
-    sql = resources.files("attribution").joinpath("schema.sql").read_text()
-    found = re.search(rf"CREATE TABLE IF NOT EXISTS {step} \(.*?\);", sql, flags=re.DOTALL)
-    if found is None:
-        raise InputError(f"schema.sql creates no table {step!r}")
-    return found.group(0)
 
 
 def _check_version(con: duckdb.DuckDBPyConnection, where: str, *, migrate: bool = True) -> None:
@@ -247,7 +245,8 @@ def _check_version(con: duckdb.DuckDBPyConnection, where: str, *, migrate: bool 
     while migrate and found < SCHEMA_VERSION:
         con.execute("BEGIN TRANSACTION")
         try:
-            con.execute(_migration_sql(_MIGRATIONS[found]))
+            step = _MIGRATIONS[found]
+            con.execute(step() if callable(step) else step)
             con.execute(
                 "UPDATE schema_meta SET value = ? WHERE key = 'schema_version'", [str(found + 1)]
             )

@@ -1056,9 +1056,9 @@ class _TruthAccumulator:
         self._individual.append(
             pa.table(
                 {
-                    "intervention": pa.array([name] * n),
-                    "experiment_id": pa.array([_EXPERIMENT_OF.get(name)] * n, pa.string()),
-                    "trial_month": pa.array([month] * n, pa.date32()),
+                    "intervention": pa.repeat(pa.scalar(name), n),
+                    "experiment_id": pa.repeat(pa.scalar(_EXPERIMENT_OF.get(name), pa.string()), n),
+                    "trial_month": pa.repeat(pa.scalar(month, pa.date32()), n),
                     "customer_id": _ids(self.ids[idx]),
                     "treated": pa.array(np.asarray(treated, dtype=bool)),
                     "retention": pa.array(diffs[0], pa.float64()),
