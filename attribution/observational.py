@@ -62,6 +62,7 @@ from attribution.errors import InputError
 from attribution.periods import add_months, window_months
 
 __all__ = [
+    "assigned_frame",
     "check_intervention",
     "confounder_kind",
     "BAD_RESOLUTIONS",
@@ -201,6 +202,15 @@ WHERE x.period IN (SELECT unnest($trials)) AND x.active
 ORDER BY x.period, x.customer_id
 """
 # Months with a first treatment (or a first event), and how many customers start in each.
+# A randomized experiment's arm as the treatment, from the experiment's start month.
+_ARM_TREATMENT = """
+    SELECT customer_id, CAST($start AS TIMESTAMP) AS first_ts
+    FROM assignments WHERE experiment_id = $experiment_id AND arm = $arm
+"""
+_ARM_POPULATION = (
+    "f.customer_id IN (SELECT customer_id FROM assignments "
+    "WHERE experiment_id = $experiment_id AND arm IN ($arm, $control))"
+)
 _TREATMENT_MONTHS_SQL = """
 WITH treatment AS ({treatment})
 SELECT CAST(date_trunc('month', first_ts) AS DATE) AS month, count(*) AS n
@@ -382,16 +392,131 @@ def observational_frame(
     as_of_d = trials[0]
     chosen = _measurable(con, chosen, defaults=confounders is None, as_of=as_of_d, first=first,
                          notes=notes)  # fmt: skip
-    extra = _check_confounders(chosen, customer_cols)
     if horizon == 1:
         notes.append(
             "The outcome window is the trial month alone, the month the population is defined "
             "as active in: retention cannot differ between treated and untreated (load later "
             "months to measure it)"
         )
-    params |= {
+    frame, numeric, categorical = _read(
+        con, treatment_sql, params, label, trials, horizon, chosen, customer_cols,
+        lookback=lookback_months, first=first,
+    )  # fmt: skip
+    excluded = _excluded_count(con, treatment_sql, params | {"as_of": as_of_d})
+    if excluded:
+        notes.append(
+            f"{excluded} customers treated before {as_of_d:%Y-%m} are left out (their history "
+            "is not pre-treatment)"
+        )
+    if len(trials) > 1:
+        chosen = [*chosen, TRIAL]
+        categorical.append(TRIAL)
+    keep = ["customer_id", "treated", *chosen, "retained", "revenue", "cost_to_serve"]
+    frame = frame[list(dict.fromkeys(keep))].reset_index(drop=True)
+    return ObservationalData(
+        frame=frame,
+        treatment=label,
+        as_of=as_of_d,
+        horizon_months=horizon,
+        confounders=chosen,
+        numeric=numeric,
+        categorical=categorical,
+        intervention=intervention,
+        unit_cost=unit_cost,
+        lookback_months=lookback_months,
+        notes=tuple(notes),
+        trials=tuple(trials),
+    )
+
+
+def assigned_frame(
+    con: duckdb.DuckDBPyConnection,
+    experiment_id: str,
+    *,
+    arm: str,
+    control: str,
+    start: date,
+    horizon_months: int,
+    features: Sequence[str] | None = None,
+    lookback_months: int = 3,
+) -> ObservationalData:
+    """One row per customer of a randomized experiment's ``arm`` and ``control``, with the
+    pre-period features of :func:`observational_frame` (measured before ``start``) and the
+    outcomes over ``horizon_months`` months from it: the rows a per-customer uplift learner fits.
+
+    Customers not active in the start month are left out (a note counts them); ``treated`` is 1
+    for ``arm``. Features, their defaults and the outcome definitions are the module
+    docstring's confounders and outcomes.
+
+    Parameters
+    ----------
+    con : duckdb.DuckDBPyConnection
+    experiment_id, arm, control : str
+        The experiment and the two arms compared (names checked by the caller).
+    start : date
+        First day of the experiment's first outcome month.
+    horizon_months : int
+        Outcome months, counting the start month.
+    features : sequence of str, optional
+        Default :data:`DEFAULT_CONFOUNDERS` less what the store cannot measure (with a note).
+    lookback_months : int
+        As in :func:`observational_frame`.
+
+    Returns
+    -------
+    ObservationalData
+        ``confounders`` are the features; ``as_of`` is ``start``.
+    """
+    first, _ = store.periods(con)
+    if first is None:
+        raise InputError("the store has no outcomes: load or simulate data first")
+    customer_cols = store.columns(con, "customers")
+    chosen = list(DEFAULT_CONFOUNDERS if features is None else features)
+    _check_confounders(chosen, customer_cols)
+    notes: list[str] = []
+    chosen = _measurable(con, chosen, defaults=features is None, as_of=start, first=first,
+                         notes=notes)  # fmt: skip
+    params = {"experiment_id": experiment_id, "arm": arm, "control": control, "start": start}
+    label = f"experiment {experiment_id}, arm {arm} against {control}"
+    frame, numeric, categorical = _read(
+        con, _ARM_TREATMENT, params, label, [start], horizon_months, chosen, customer_cols,
+        lookback=lookback_months, first=first, population=_ARM_POPULATION,
+    )  # fmt: skip
+    ((assigned,),) = con.execute(
+        "SELECT count(*) FROM assignments WHERE experiment_id = ? AND arm IN (?, ?)",
+        [experiment_id, arm, control],
+    ).fetchall()
+    if assigned > len(frame):
+        notes.append(
+            f"{assigned - len(frame):,} of the {assigned:,} customers assigned to {arm} or "
+            f"{control} were not active in {start:%Y-%m} and are left out"
+        )
+    keep = ["customer_id", "treated", *chosen, "retained", "revenue", "cost_to_serve"]
+    return ObservationalData(
+        frame=frame[list(dict.fromkeys(keep))].reset_index(drop=True),
+        treatment=f"arm={arm}",
+        as_of=start,
+        horizon_months=horizon_months,
+        confounders=chosen,
+        numeric=numeric,
+        categorical=categorical,
+        lookback_months=lookback_months,
+        notes=tuple(notes),
+        trials=(start,),
+    )
+
+
+def _read(
+    con, treatment_sql, params, label, trials, horizon, chosen, customer_cols, *, lookback,
+    first, population: str = "",
+) -> tuple[pd.DataFrame, list[str], list[str]]:  # fmt: skip
+    """Run :data:`_FRAME_SQL` for these trials and type its columns: the frame and which of
+    ``chosen`` are numeric and categorical. ``population`` (SQL over ``f``, the frame's row, and
+    the bound parameters) keeps only some customers."""
+    extra = _check_confounders(chosen, customer_cols)
+    params = params | {
         "trials": list(trials),
-        "lookback": lookback_months,
+        "lookback": lookback,
         "history": HISTORY_MONTHS,
         "follow": horizon - 1,
         "window_last": add_months(trials[-1], horizon - 1),
@@ -402,13 +527,9 @@ def observational_frame(
         treatment=treatment_sql,
         customer_columns="".join(f"c.{store.quote_identifier(c)}, " for c in extra),
     )
+    if population:
+        sql = f"SELECT f.* FROM ({sql}) f WHERE {population} ORDER BY f.period, f.customer_id"
     frame = con.execute(sql, _used(sql, params)).df()
-    excluded = _excluded_count(con, treatment_sql, params | {"as_of": as_of_d})
-    if excluded:
-        notes.append(
-            f"{excluded} customers treated before {as_of_d:%Y-%m} are left out (their history "
-            "is not pre-treatment)"
-        )
     _check_frame(con, frame, label, trials, horizon)
     numeric, categorical = [], []
     for name in chosen:
@@ -424,27 +545,9 @@ def observational_frame(
         else:
             frame[name] = frame[name].astype("string").fillna(_MISSING).astype(str)
             categorical.append(name)
-    if len(trials) > 1:
-        chosen = [*chosen, TRIAL]
-        categorical.append(TRIAL)
-    keep = ["customer_id", "treated", *chosen, "retained", "revenue", "cost_to_serve"]
-    frame = frame[list(dict.fromkeys(keep))].reset_index(drop=True)
     frame["treated"] = frame["treated"].astype(int)
     frame["retained"] = frame["retained"].astype(int)
-    return ObservationalData(
-        frame=frame,
-        treatment=label,
-        as_of=as_of_d,
-        horizon_months=horizon,
-        confounders=chosen,
-        numeric=numeric,
-        categorical=categorical,
-        intervention=intervention,
-        unit_cost=unit_cost,
-        lookback_months=lookback_months,
-        notes=tuple(notes),
-        trials=tuple(trials),
-    )
+    return frame, numeric, categorical
 
 
 def _trials(
