@@ -1,0 +1,27 @@
+"""Targeting: who should get a CX intervention, from per-customer uplift, and whether that
+ranking beats random.
+
+So far (issue 19, first part): :func:`experiment_rows` reads one row per customer of a
+randomized experiment (pre-period features, outcomes over the readout window);
+:func:`fit_uplift` fits T-, X- or doubly robust learners (EconML, gradient boosting) with
+cross-fitting, for an outcome or for net value per customer through the money layer;
+:func:`evaluate` gives the Qini curve, its area against random with a bootstrap interval and
+calibration by decile, on out-of-fold predictions.
+
+>>> from attribution.targeting import experiment_rows, fit_uplift, evaluate  # doctest: +SKIP
+>>> fit = fit_uplift(experiment_rows(con, "exp_recovery_gift"), "net_value")  # doctest: +SKIP
+>>> evaluate(fit).as_check().sentence  # doctest: +SKIP
+"""
+
+from attribution.targeting.data import TargetingData, experiment_rows
+from attribution.targeting.evaluate import Evaluation, evaluate
+from attribution.targeting.learners import UpliftFit, fit_uplift
+
+__all__ = [
+    "Evaluation",
+    "TargetingData",
+    "UpliftFit",
+    "evaluate",
+    "experiment_rows",
+    "fit_uplift",
+]

@@ -1,0 +1,176 @@
+"""Per-customer uplift on a randomized experiment, checked against the simulator's planted
+individual effects (``simulate(..., individual_effects=True)``: every customer's treated path
+minus untreated path).
+
+The recovery gift's effects differ between customers (by tier: the planted net value is about
+2 for bronze and 130 for platinum customers), so a learner should rank customers better than
+random; a ranking with no information in it should not, and the evaluation must say so.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from attribution import store, synth
+from attribution.errors import InputError
+from attribution.targeting import evaluate, experiment_rows, fit_uplift
+from attribution.targeting.data import MIN_PER_ARM
+from attribution.targeting.evaluate import qini_area, uplift_curve
+from attribution.targeting.learners import customer_value
+
+GIFT = "exp_recovery_gift"
+
+
+@pytest.fixture(scope="module")
+def world():
+    con = store.connect(":memory:")
+    synth.simulate(con, 150_000, months=12, seed=1, individual_effects=True)
+    yield con
+    con.close()
+
+
+@pytest.fixture(scope="module")
+def rows(world):
+    return experiment_rows(world, GIFT)
+
+
+@pytest.fixture(scope="module")
+def planted(world, rows):
+    truth = world.execute(
+        "SELECT customer_id, retention, revenue, cost_to_serve, net_value FROM truth_customers "
+        "WHERE experiment_id = ?",
+        [GIFT],
+    ).df()
+    return truth.set_index("customer_id").loc[rows.frame["customer_id"]]
+
+
+@pytest.fixture(scope="module")
+def dr(rows):
+    return fit_uplift(rows, "net_value", learner="dr", seed=1)
+
+
+def test_rows_are_the_assigned_customers_with_features_from_before_the_start(world, rows):
+    assigned = world.execute(
+        "SELECT customer_id, arm FROM assignments WHERE experiment_id = ? ORDER BY 1", [GIFT]
+    ).df()
+    f = rows.frame.sort_values("customer_id").reset_index(drop=True)
+    assert f["customer_id"].tolist() == assigned["customer_id"].tolist()
+    assert (f["treated"] == (assigned["arm"] == rows.arm).astype(int)).all()
+    assert rows.control == "control" and rows.start.isoformat() == "2025-07-01"
+    # a pre-period feature and the outcomes, recomputed from the raw rows for one customer
+    one = f.iloc[0]
+    prior, later = world.execute(
+        "SELECT avg(revenue) FILTER (WHERE period >= DATE '2025-04-01' AND period < ?), "
+        "sum(revenue) FILTER (WHERE period >= ?) FROM outcomes WHERE customer_id = ?",
+        [rows.start, rows.start, one["customer_id"]],
+    ).fetchone()
+    assert one["prior_revenue"] == pytest.approx(prior or 0.0)
+    assert one["revenue"] == pytest.approx(later)
+    # a feature with one value here (all were active in the lookback) is left out with a note
+    assert "prior_active_months" not in rows.features
+    assert any("prior_active_months" in n for n in rows.notes)
+    assert rows.unit_cost == pytest.approx(20.0)
+
+
+def test_customer_value_averages_to_the_planted_net_value_of_the_arms(rows, planted):
+    """The per-customer value is the money layer on one customer: the difference of its arm
+    means, less the unit cost, estimates the planted net value (a difference of means over
+    about 4,700 customers: within 3 of its standard errors)."""
+    v = customer_value(rows)
+    t = rows.frame["treated"].to_numpy() == 1
+    diff = v[t].mean() - v[~t].mean() - rows.unit_cost
+    se = np.sqrt(v[t].var() / t.sum() + v[~t].var() / (~t).sum())
+    assert abs(diff - planted["net_value"].mean()) < 3 * se
+
+
+def test_learners_rank_customers_by_their_planted_net_value(rows, planted, dr):
+    truth = planted["net_value"].to_numpy()
+    assert len(dr.oof) == len(rows.frame)
+    assert np.corrcoef(dr.oof, truth)[0, 1] > 0.03  # out of fold, on one world
+    assert np.corrcoef(dr.predict(), truth)[0, 1] > 0.05
+    # the customers the learner ranks in its top fifth were planted more net value
+    top = dr.oof >= np.quantile(dr.oof, 0.8)
+    assert truth[top].mean() > truth.mean()
+    for learner in ("t", "x"):
+        fit = fit_uplift(rows, "revenue", learner=learner, seed=1)
+        assert np.corrcoef(fit.oof, planted["revenue"].to_numpy())[0, 1] > 0.0, learner
+
+
+def test_the_evaluation_reads_a_planted_ranking_and_says_when_one_is_no_better_than_random(
+    rows, planted, dr
+):
+    ev = evaluate(dr, resamples=200, seed=1)
+    assert ev.curve["share"].iloc[-1] == 1.0
+    assert ev.curve["model"].iloc[-1] == pytest.approx(ev.curve["random"].iloc[-1])
+    assert list(ev.calibration["decile"]) == list(range(1, 11))
+    assert ev.as_check().verdict == ("pass" if ev.area["lo"] > 0 else "warn")
+    t = rows.frame["treated"].to_numpy()
+    # ranking by the planted individual effects beats random within its interval
+    oracle = evaluate(_with_oof(dr, planted["net_value"].to_numpy()), resamples=200, seed=2)
+    assert oracle.beats_random and oracle.area["lo"] > 0
+    # rankings that know nothing: the interval includes zero about 90% of the time
+    rng = np.random.default_rng(3)
+    held = 0
+    for k in range(20):
+        blind = evaluate(_with_oof(dr, rng.normal(size=len(t))), resamples=100, seed=k)
+        held += blind.area["lo"] <= 0 <= blind.area["hi"]
+        if not blind.beats_random:
+            assert "does not beat random" in blind.as_check().sentence
+    assert held >= 15, held
+
+
+def _with_oof(fit, scores):
+    from dataclasses import replace
+
+    return replace(fit, oof=np.asarray(scores, dtype=float))
+
+
+def test_the_uplift_curve_and_its_area_by_hand():
+    t = np.array([1, 0, 1, 0, 1, 0])
+    y = np.array([9.0, 1.0, 4.0, 2.0, 1.0, 3.0])
+    best = uplift_curve(np.array([6, 5, 4, 3, 2, 1.0]), t, y, grid=[1 / 3, 2 / 3, 1.0])
+    # top 2: 9 - 1 = 8 on 2 of 6; top 4: 6.5 - 1.5 = 5 on 4 of 6; all: 14/3 - 2 on 6 of 6
+    assert best.tolist() == pytest.approx([8 * 2 / 6, 5 * 4 / 6, 14 / 3 - 2])
+    worst = qini_area(np.array([1, 2, 3, 4, 5, 6.0]), t, y, grid=[1 / 3, 2 / 3, 1.0])
+    assert qini_area(np.array([6, 5, 4, 3, 2, 1.0]), t, y, grid=[1 / 3, 2 / 3, 1.0]) > worst
+
+
+def test_bad_settings_and_too_small_experiments_are_named(world, rows):
+    with pytest.raises(InputError, match="learner must be one of"):
+        fit_uplift(rows, learner="s")
+    with pytest.raises(InputError, match="folds must be"):
+        fit_uplift(rows, folds=1)
+    with pytest.raises(InputError, match="target must be one of"):
+        fit_uplift(rows, "csat")
+    with pytest.raises(InputError, match="arm 'gold' is not a treatment arm"):
+        experiment_rows(world, GIFT, arm="gold")
+    with pytest.raises(InputError, match="feature 'prior_active_months' has one value"):
+        experiment_rows(world, GIFT, features=["tier", "prior_active_months"])
+    small = store.connect(":memory:")
+    synth.simulate(small, 3000, months=8, seed=2)
+    with pytest.raises(InputError, match=f"at least {MIN_PER_ARM} per arm"):
+        experiment_rows(small, GIFT)
+
+
+@pytest.mark.slow
+def test_over_worlds_the_learners_rank_by_planted_net_value_and_mostly_beat_random():
+    """Eight worlds of 150k customers (about 4,700 in the recovery gift's test each): the
+    doubly robust learner's out-of-fold uplift correlates with the planted individual net value
+    in every world and on average by more than 0.1, and its Qini interval lies above zero in
+    most of them (measured: 0.06 to 0.21 on the first four worlds, above zero in three)."""
+    corr, beats = [], 0
+    for seed in range(1, 9):
+        con = store.connect(":memory:")
+        synth.simulate(con, 150_000, months=12, seed=seed, individual_effects=True)
+        data = experiment_rows(con, GIFT)
+        truth = con.execute(
+            "SELECT customer_id, net_value FROM truth_customers WHERE experiment_id = ?", [GIFT]
+        ).df()
+        truth = truth.set_index("customer_id").loc[data.frame["customer_id"], "net_value"]
+        fit = fit_uplift(data, "net_value", learner="dr", seed=seed)
+        corr.append(np.corrcoef(fit.oof, truth.to_numpy())[0, 1])
+        beats += evaluate(fit, seed=seed).beats_random
+        con.close()
+    assert min(corr) > 0 and np.mean(corr) > 0.1, corr
+    assert beats >= 5, (beats, corr)
