@@ -223,6 +223,18 @@ rows = rows.assign(truth=[planted[(o, e)] for o, e in zip(rows["outcome"], rows[
 rows["inside"] = (rows["lo"] <= rows["truth"]) & (rows["truth"] <= rows["hi"])
 rows[["estimator", "outcome", "estimand", "mean", "lo", "hi", "truth", "inside"]]
 """),
+    md("""
+## Clean up
+
+The store above is a scratch file in a temporary folder: close it and remove the folder (skip
+this cell to keep exploring it).
+"""),
+    code("""
+import shutil
+
+con.close()
+shutil.rmtree(workdir)
+"""),
 ]
 
 
@@ -435,6 +447,18 @@ eligible_b = branched.execute("SELECT customer_id, branch FROM customers").df()
 by = assign(eligible_b, salt="q1-branches", cluster="branch")
 print(by.describe())
 """),
+    md("""
+## Clean up
+
+The store above is a scratch file in a temporary folder: close it and remove the folder (skip
+this cell to keep exploring it).
+"""),
+    code("""
+import shutil
+
+con.close()
+shutil.rmtree(workdir)
+"""),
 ]
 
 
@@ -642,6 +666,18 @@ ax.legend();
   (`notebooks/03_design_a_test`) rather than cut or scale it on the mean.
 - The published numbers come from one run in the registry: its data hash, configuration hash and
   package versions say exactly what they were computed from.
+"""),
+    md("""
+## Clean up
+
+The store above is a scratch file in a temporary folder: close it and remove the folder (skip
+this cell to keep exploring it).
+"""),
+    code("""
+import shutil
+
+con.close()
+shutil.rmtree(workdir)
 """),
 ]
 
