@@ -17,6 +17,23 @@ def code(text: str):
     return nbf.v4.new_code_cell(text.strip())
 
 
+#: The last cells of every notebook: each works in a scratch folder of its own.
+CLEANUP = [
+    md("""
+## Clean up
+
+The store above is a scratch file in a temporary folder: close it and remove the folder (skip
+this cell to keep exploring it).
+"""),
+    code("""
+import shutil
+
+con.close()
+shutil.rmtree(workdir)
+"""),
+]
+
+
 QUICKSTART = [
     md("""
 # cx-attribution quickstart
@@ -223,18 +240,7 @@ rows = rows.assign(truth=[planted[(o, e)] for o, e in zip(rows["outcome"], rows[
 rows["inside"] = (rows["lo"] <= rows["truth"]) & (rows["truth"] <= rows["hi"])
 rows[["estimator", "outcome", "estimand", "mean", "lo", "hi", "truth", "inside"]]
 """),
-    md("""
-## Clean up
-
-The store above is a scratch file in a temporary folder: close it and remove the folder (skip
-this cell to keep exploring it).
-"""),
-    code("""
-import shutil
-
-con.close()
-shutil.rmtree(workdir)
-"""),
+    *CLEANUP,
 ]
 
 
@@ -447,18 +453,7 @@ eligible_b = branched.execute("SELECT customer_id, branch FROM customers").df()
 by = assign(eligible_b, salt="q1-branches", cluster="branch")
 print(by.describe())
 """),
-    md("""
-## Clean up
-
-The store above is a scratch file in a temporary folder: close it and remove the folder (skip
-this cell to keep exploring it).
-"""),
-    code("""
-import shutil
-
-con.close()
-shutil.rmtree(workdir)
-"""),
+    *CLEANUP,
 ]
 
 
@@ -667,18 +662,7 @@ ax.legend();
 - The published numbers come from one run in the registry: its data hash, configuration hash and
   package versions say exactly what they were computed from.
 """),
-    md("""
-## Clean up
-
-The store above is a scratch file in a temporary folder: close it and remove the folder (skip
-this cell to keep exploring it).
-"""),
-    code("""
-import shutil
-
-con.close()
-shutil.rmtree(workdir)
-"""),
+    *CLEANUP,
 ]
 
 
