@@ -282,6 +282,26 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--config", default=None, metavar="FILE", help="cx.toml the run used")
     p.set_defaults(func=_cmd_report)
 
+    p = sub.add_parser(
+        "target",
+        parents=[s, j],
+        help="who should get which intervention: per-customer uplift and a budgeted policy",
+        description="Fit per-customer net-value uplift on each randomized experiment (out of "
+        "fold), check that it ranks better than random, and give each customer at most one "
+        "intervention within the budget.",
+    )
+    p.add_argument("experiments", nargs="+", metavar="EXPERIMENT_ID")
+    p.add_argument("--budget", type=float, default=None, metavar="AMOUNT",
+                   help="most to spend on the interventions (default: no limit)")  # fmt: skip
+    p.add_argument("--capacity", default=None, metavar="INTERVENTION=N,...",
+                   help="most customers per intervention")  # fmt: skip
+    p.add_argument("--learner", choices=["auto", "dr", "t", "x"], default="auto")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", default=None, metavar="FILE",
+                   help="write the policy (.csv or .parquet)")  # fmt: skip
+    p.add_argument("--config", default=None, metavar="FILE", help="cx.toml (money, interval)")
+    p.set_defaults(func=_cmd_target)
+
     p = sub.add_parser("runs", parents=[s, j], help="list model runs, newest first")
     p.set_defaults(func=_cmd_runs)
     return parser
@@ -847,6 +867,43 @@ def _cmd_report(args: argparse.Namespace) -> int:
     with store.opened(args.store or cfg.store, read_only=True) as con:
         result = build_report(con, args.out, config=cfg)
     _emit(args, result.to_dict(), result.describe())
+    return EXIT_OK
+
+
+def _capacity(arg: str | None) -> dict[str, int]:
+    out: dict[str, int] = {}
+    for part in _segments(arg) or []:
+        name, sep, text = part.partition("=")
+        try:
+            out[name.strip()] = int(text)
+        except ValueError:
+            raise InputError(
+                f"--capacity {part!r}: give INTERVENTION=N, N a whole number"
+            ) from None
+        if not sep:
+            raise InputError(f"--capacity {part!r}: give INTERVENTION=N")
+    return out
+
+
+def _cmd_target(args: argparse.Namespace) -> int:
+    from attribution.config import load_config
+    from attribution.targeting.workflow import check_out, target
+
+    cfg = load_config(args.config)
+    capacity = _capacity(args.capacity)
+    if args.out:
+        check_out(args.out)  # before minutes of fitting
+    with store.opened(args.store or cfg.store, read_only=True) as con:
+        result = target(
+            con, args.experiments, budget=args.budget, capacity=capacity, learner=args.learner,
+            seed=args.seed, config=cfg,
+        )  # fmt: skip
+    payload, text = result.to_dict(), result.describe()
+    if args.out:
+        path = result.write_policy(args.out)
+        payload["out"] = str(path)
+        text += f"\npolicy: {len(result.policy.picks):,} customers written to {path}"
+    _emit(args, payload, text)
     return EXIT_OK
 
 

@@ -6,7 +6,9 @@ randomized experiment (pre-period features, outcomes over the readout window);
 :func:`fit_uplift` fits T-, X- or doubly robust learners (EconML, gradient boosting) with
 cross-fitting, for an outcome or for net value per customer through the money layer;
 :func:`evaluate` gives the Qini curve, its area against random with a bootstrap interval and
-calibration by decile, on out-of-fold predictions.
+calibration by decile, on out-of-fold predictions; :func:`choose` gives each customer at most
+one intervention within a budget (and capacities) and estimates the policy's worth beside
+treat-all, treat-none and the best segment rule, with intervals.
 
 >>> from attribution.targeting import experiment_rows, fit_uplift, evaluate  # doctest: +SKIP
 >>> fit = fit_uplift(experiment_rows(con, "exp_recovery_gift"), "net_value")  # doctest: +SKIP
@@ -16,11 +18,14 @@ calibration by decile, on out-of-fold predictions.
 from attribution.targeting.data import TargetingData, experiment_rows
 from attribution.targeting.evaluate import Evaluation, evaluate
 from attribution.targeting.learners import UpliftFit, fit_uplift
+from attribution.targeting.policy import Policy, choose
 
 __all__ = [
     "Evaluation",
+    "Policy",
     "TargetingData",
     "UpliftFit",
+    "choose",
     "evaluate",
     "experiment_rows",
     "fit_uplift",

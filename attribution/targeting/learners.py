@@ -37,7 +37,15 @@ from attribution.errors import InputError
 from attribution.settings import MoneySettings
 from attribution.targeting.data import OUTCOMES, TargetingData, align
 
-__all__ = ["LEARNERS", "TARGETS", "UpliftFit", "customer_value", "fit_uplift"]
+__all__ = [
+    "LEARNERS",
+    "TARGETS",
+    "UpliftFit",
+    "customer_value",
+    "dr_scores",
+    "fit_uplift",
+    "segment_level",
+]
 
 #: The learners by name.
 LEARNERS = ("t", "x", "dr")
@@ -84,6 +92,22 @@ def _learner(name: str, seed: int, n: int):
         model_propensity=design, model_regression=_booster(seed, leaf),
         model_final=_booster(seed, leaf), cv=2, random_state=seed,
     )  # fmt: skip
+
+
+def dr_scores(X_fit, t_fit, y_fit, X, t, y, *, seed: int = 0) -> np.ndarray:
+    """Doubly robust scores of held-out customers: ``mu1 - mu0 + t (y - mu1) / p - (1 - t)
+    (y - mu0) / (1 - p)``, the outcome models ``mu`` (one per arm) and the treated share ``p``
+    fitted on other customers. In a randomized test ``p`` is the design's, so the score's mean
+    over customers chosen by anything but their outcomes is unbiased for their mean uplift
+    whatever the outcome models' errors; the models only make it less noisy."""
+    p = float(np.mean(t_fit))
+    mu = {}
+    for arm in (0, 1):
+        rows = t_fit == arm
+        mu[arm] = (
+            _booster(seed, leaf_size(int(rows.sum()))).fit(X_fit[rows], y_fit[rows]).predict(X)
+        )
+    return mu[1] - mu[0] + t * (y - mu[1]) / p - (1 - t) * (y - mu[0]) / (1 - p)
 
 
 def customer_value(data: TargetingData, settings: MoneySettings | None = None) -> np.ndarray:
@@ -135,8 +159,14 @@ class UpliftFit:
     oof : numpy.ndarray
         Each customer's uplift from the fold model that did not see them (net value: less the
         unit cost).
+    scores : numpy.ndarray
+        Each customer's doubly robust score (:func:`dr_scores`, out of fold, net value less the
+        unit cost): its mean over any set of customers chosen without looking at their outcomes
+        estimates their mean uplift.
     y : numpy.ndarray
         The observed outcome the learner fitted (net value: each customer's value).
+    folds : numpy.ndarray
+        Each customer's fold (0 .. folds - 1).
     columns : tuple of str
         The feature matrix's columns.
     model : object
@@ -147,7 +177,9 @@ class UpliftFit:
     target: str
     learner: str
     oof: np.ndarray
+    scores: np.ndarray
     y: np.ndarray
+    folds: np.ndarray
     columns: tuple[str, ...]
     model: object
 
@@ -171,6 +203,23 @@ class UpliftFit:
             {"customer_id": f["customer_id"], "treated": f["treated"], "uplift": self.oof,
              "outcome": self.y}
         )  # fmt: skip
+
+
+def segment_level(fit: UpliftFit, segment: str | None) -> UpliftFit:
+    """``fit`` with each customer's uplift replaced by the mean doubly robust score of their
+    ``segment`` (None: everyone) over the other folds: the segment-level reading a ranking that
+    does not beat random falls back to, still out of fold."""
+    from dataclasses import replace
+
+    f = fit.data.frame
+    key = f[segment].to_numpy() if segment in fit.data.categorical else np.zeros(len(f), int)
+    out = np.empty(len(fit.oof))
+    for k in np.unique(fit.folds):
+        test = fit.folds == k
+        other = pd.Series(fit.scores[~test]).groupby(key[~test]).mean()
+        overall = float(fit.scores[~test].mean())
+        out[test] = pd.Series(key[test]).map(other).fillna(overall).to_numpy(float)
+    return replace(fit, oof=out)
 
 
 def _with_frame(data: TargetingData, frame: pd.DataFrame) -> TargetingData:
@@ -220,7 +269,7 @@ def fit_uplift(
     t = data.frame["treated"].to_numpy(int)
     matrix = data.matrix()
     X = matrix.to_numpy(dtype=float)
-    oof = np.empty(len(y))
+    oof, scores, fold_of = np.empty(len(y)), np.empty(len(y)), np.empty(len(y), dtype=int)
     split = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
     with warnings.catch_warnings():
         # EconML notes that a constant propensity model's scores are not probabilities it
@@ -230,10 +279,14 @@ def fit_uplift(
             model = _learner(learner, seed + k, len(train))
             model.fit(y[train], t[train], X=X[train])
             oof[test] = model.effect(X[test])
+            fold_of[test] = k
+            scores[test] = dr_scores(X[train], t[train], y[train], X[test], t[test], y[test],
+                                     seed=seed + k)  # fmt: skip
         final = _learner(learner, seed, len(y))
         final.fit(y, t, X=X)
     offset = data.unit_cost if target == "net_value" else 0.0
     return UpliftFit(
-        data=data, target=target, learner=learner, oof=oof - offset, y=y,
+        data=data, target=target, learner=learner, oof=oof - offset, scores=scores - offset, y=y,
+        folds=fold_of,
         columns=tuple(matrix.columns), model=final,
     )  # fmt: skip
