@@ -304,3 +304,31 @@ def test_over_worlds_the_learners_rank_by_planted_net_value_and_mostly_beat_rand
         con.close()
     assert min(corr) > 0 and np.mean(corr) > 0.1, corr
     assert beats >= 5, (beats, corr)
+
+
+@pytest.mark.slow
+def test_with_no_effect_planted_the_qini_interval_includes_random_and_the_tool_says_so():
+    """Twenty tests assigned by hash on a simulated world after the fact: nothing was done to
+    the treatment arm, so every customer's planted effect is exactly zero (no heterogeneity at
+    all). The Qini interval of the doubly robust learner includes zero about 90% of the time,
+    and whenever it does the check says the ranking does not beat random."""
+    from experiments.assign import assign, write_assignment
+
+    con = store.connect(":memory:")
+    synth.simulate(con, 150_000, months=12, seed=1)
+    eligible = con.execute(
+        "SELECT customer_id FROM outcomes WHERE period = DATE '2025-06-01' AND active "
+        "ORDER BY md5(customer_id) LIMIT 6000"
+    ).df()
+    held = 0
+    for k in range(20):
+        result = assign(eligible, f"null-{k}")
+        write_assignment(con, f"exp_null_{k}", "nothing", result, started="2025-07")
+        fit = fit_uplift(experiment_rows(con, f"exp_null_{k}"), "net_value", seed=k)
+        ev = evaluate(fit, seed=k)
+        covers = ev.area["lo"] <= 0 <= ev.area["hi"]
+        held += covers
+        if covers:
+            assert ev.as_check().verdict == "warn"
+            assert "does not beat random" in ev.as_check().sentence
+    assert held >= 15, held
