@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from bench import causal, design, foundation, spark, trials, uplift
+from bench import causal, design, foundation, spark, targeting, trials, uplift
 
 
 def main() -> None:
@@ -17,7 +17,7 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="small sizes, for a smoke run")
     parser.add_argument(
         "--only",
-        choices=["foundation", "uplift", "design", "causal", "trials", "spark"],
+        choices=["foundation", "uplift", "design", "causal", "trials", "targeting", "spark"],
         default=None,
         help="run one benchmark",
     )
@@ -31,6 +31,8 @@ def main() -> None:
         print(f"wrote {causal.run(100_000 if args.quick else 1_000_000)}")
     if args.only in (None, "trials"):
         print(f"wrote {trials.run(100_000 if args.quick else 1_000_000)}")
+    if args.only in (None, "targeting"):
+        print(f"wrote {targeting.run(100_000 if args.quick else 1_000_000)}")
     if args.only in (None, "spark"):
         customers, months = (100_000, 6) if args.quick else (10_000_000, 24)
         print(f"wrote {spark.run(customers, months)}")
