@@ -130,13 +130,15 @@ _CONDITION_TREATMENT = """
 """
 # Every confounder of a trial month comes from the months before it (RANGE frames over each
 # customer's months); every outcome from the trial month and the ``follow`` months after it.
+# {restrict} is empty or ``AND customer_id IN (...)``: the population's rows only, before the
+# windows (a window over every customer's months costs the whole outcomes table).
 _FRAME_SQL = """
 WITH treatment AS ({treatment}),
 cases AS (
     SELECT customer_id, CAST(date_trunc('month', ts) AS DATE) AS period, count(*) AS cases,
         count(*) FILTER (WHERE resolution IN (SELECT unnest($bad))) AS bad_cases
     FROM interactions
-    WHERE ts < CAST($window_last AS TIMESTAMP) + INTERVAL 1 MONTH
+    WHERE ts < CAST($window_last AS TIMESTAMP) + INTERVAL 1 MONTH{restrict}
     GROUP BY ALL
 ),
 series AS (
@@ -145,7 +147,7 @@ series AS (
         (o.revenue IS NULL OR o.cost_to_serve IS NULL OR o.active IS NULL) AS null_row
     FROM outcomes o
     LEFT JOIN cases k USING (customer_id, period)
-    WHERE o.period <= $window_last
+    WHERE o.period <= $window_last{restrict}
 ),
 windowed AS (
     SELECT customer_id, period, active,
@@ -208,8 +210,8 @@ _ARM_TREATMENT = """
     FROM assignments WHERE experiment_id = $experiment_id AND arm = $arm
 """
 _ARM_POPULATION = (
-    "f.customer_id IN (SELECT customer_id FROM assignments "
-    "WHERE experiment_id = $experiment_id AND arm IN ($arm, $control))"
+    "SELECT customer_id FROM assignments "
+    "WHERE experiment_id = $experiment_id AND arm IN ($arm, $control)"
 )
 _TREATMENT_MONTHS_SQL = """
 WITH treatment AS ({treatment})
@@ -511,8 +513,8 @@ def _read(
     first, population: str = "",
 ) -> tuple[pd.DataFrame, list[str], list[str]]:  # fmt: skip
     """Run :data:`_FRAME_SQL` for these trials and type its columns: the frame and which of
-    ``chosen`` are numeric and categorical. ``population`` (SQL over ``f``, the frame's row, and
-    the bound parameters) keeps only some customers."""
+    ``chosen`` are numeric and categorical. ``population``, a query of the customer ids to
+    keep (it may use the bound parameters), restricts the rows before the windows run."""
     extra = _check_confounders(chosen, customer_cols)
     params = params | {
         "trials": list(trials),
@@ -523,12 +525,12 @@ def _read(
         "first_period": first,
         "bad": list(BAD_RESOLUTIONS),
     }
+    restrict = f" AND customer_id IN ({population})" if population else ""
     sql = _FRAME_SQL.format(
         treatment=treatment_sql,
         customer_columns="".join(f"c.{store.quote_identifier(c)}, " for c in extra),
+        restrict=restrict,
     )
-    if population:
-        sql = f"SELECT f.* FROM ({sql}) f WHERE {population} ORDER BY f.period, f.customer_id"
     frame = con.execute(sql, _used(sql, params)).df()
     _check_frame(con, frame, label, trials, horizon)
     numeric, categorical = [], []
