@@ -63,6 +63,12 @@ that names the file, the key and what was expected, before any work starts. Exam
     tune = 500
     seed = 0
 
+    [targeting]                # cx refresh: per-customer uplift and a budgeted policy
+    experiments = []           # randomized experiments, one per intervention; empty: none
+    # budget = 60000           # most to spend on the interventions; leave out: no limit
+    learner = "auto"           # X-learner for unbalanced arms, doubly robust otherwise
+    seed = 0
+
     [engine]                   # where the cells are computed (attribution.lake)
     kind = "duckdb"            # or "spark": the contract's tables in a lake, read by Spark
     master = "local[2]"        # Spark master URL when cx starts the session
@@ -87,6 +93,7 @@ What :attr:`Config.hash` covers (the hash decides whether ``cx refresh`` refits)
 - ``store``, ``[model]``, ``[money]``, ``[interval]``, ``[gate]`` and ``[experiments]``;
 - ``model.outcomes`` only when it is not all three outcomes (so stores fitted before the
   setting existed keep their hash);
+- ``[targeting]`` only when it names experiments (it adds a recorded policy to the run);
 - ``[causal]`` and the ``[[observational]]`` questions only when at least one question is
   declared: then the causal settings change published numbers. Without questions they change
   nothing a refresh publishes and stay out, like ``[decision]``, which never counts, and
@@ -348,6 +355,37 @@ _MONTH = re.compile(r"(\d{4})-(\d{2})(?:-(\d{2}))?")
 
 
 @dataclass(frozen=True)
+class TargetingSettings:
+    """Targeting in the nightly refresh (``[targeting]``; :mod:`attribution.targeting`).
+
+    Attributes
+    ----------
+    experiments : tuple of str
+        Randomized experiments, one per intervention, whose per-customer uplift the refresh fits
+        and whose budgeted policy it records (with the run, for the report). Default none:
+        no targeting.
+    budget : float, optional
+        Most to spend on the interventions; default no limit.
+    learner : str
+        ``auto`` (X-learner for unbalanced arms, doubly robust otherwise), ``dr``, ``t`` or
+        ``x``.
+    seed : int
+    """
+
+    experiments: tuple[str, ...] = ()
+    budget: float | None = None
+    learner: str = "auto"
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.learner not in ("auto", "dr", "t", "x"):
+            raise InputError(f"targeting.learner must be auto, dr, t or x, got {self.learner!r}")
+        if self.budget is not None and self.budget <= 0:
+            raise InputError(f"targeting.budget must be > 0, got {self.budget!r}")
+        _names("targeting.experiments", self.experiments, identifiers=False)
+
+
+@dataclass(frozen=True)
 class ObservationalQuestion:
     """One observational question a refresh fits (a ``[[observational]]`` table).
 
@@ -480,6 +518,7 @@ class Config:
     causal: CausalSettings = field(default_factory=CausalSettings)
     observational: tuple[ObservationalQuestion, ...] = ()
     engine: EngineSettings = field(default_factory=EngineSettings)
+    targeting: TargetingSettings = field(default_factory=TargetingSettings)
 
     def __post_init__(self) -> None:
         names = [q.name for q in self.observational]
@@ -504,6 +543,8 @@ class Config:
         del settings["decision"], settings["engine"]
         if not self.observational:
             del settings["causal"], settings["observational"]
+        if not self.targeting.experiments:
+            del settings["targeting"]
         if tuple(settings["model"]["outcomes"]) == OUTCOMES:
             del settings["model"]["outcomes"]
         text = json.dumps(settings, sort_keys=True)
@@ -519,6 +560,7 @@ _SECTIONS = {
     "decision": DecisionSettings,
     "causal": CausalSettings,
     "engine": EngineSettings,
+    "targeting": TargetingSettings,
 }
 
 

@@ -425,6 +425,7 @@ def _refresh_store(target, cfg, force, wait, say, bar, before_publish) -> Refres
                 snap = None
                 try:
                     inputs = _gather(con, cfg, selected)
+                    targeting = _gather_targeting(con, cfg)
                     if cfg.observational:  # the observational routes read customer rows
                         path = Path(tmp) / "snapshot.duckdb"
                         snap, rows = _snapshot(con, path, data_tables(cfg))
@@ -446,7 +447,7 @@ def _refresh_store(target, cfg, force, wait, say, bar, before_publish) -> Refres
             _checkpoint("store closed for fitting")
             try:
                 try:
-                    fitted = _fit(inputs, snap, cfg, selected, say, step)
+                    fitted = _fit(inputs, snap, cfg, selected, say, step, targeting)
                 finally:
                     if snap is not None:
                         snap.close()
@@ -521,7 +522,8 @@ def _refresh_open(con, cfg, force, say, started, *, abandon: bool) -> RefreshOut
         return prepared
     run_id, data, selected = prepared
     try:
-        fitted = _fit(_gather(con, cfg, selected), con, cfg, selected, say, lambda _t: None)
+        inputs, targeting = _gather(con, cfg, selected), _gather_targeting(con, cfg)
+        fitted = _fit(inputs, con, cfg, selected, say, lambda _t: None, targeting)
     except BaseException as exc:
         _fail_quietly(con, run_id, f"interrupted while fitting: {type(exc).__name__}")
         raise
@@ -531,15 +533,15 @@ def _refresh_open(con, cfg, force, say, started, *, abandon: bool) -> RefreshOut
 def data_tables(cfg: Config) -> tuple[str, ...]:
     """The tables a refresh with these settings reads: hashed, and copied into its snapshot.
 
-    :data:`attribution.runs.MODEL_TABLES`, plus ``interactions`` when observational questions are
-    declared (their confounders and conditions read it).
+    :data:`attribution.runs.MODEL_TABLES`, plus ``interactions`` when observational questions or
+    targeting are declared (their confounders, conditions and features read it).
 
     Examples
     --------
     >>> "interactions" in data_tables(Config())
     False
     """
-    extra = ("interactions",) if cfg.observational else ()
+    extra = ("interactions",) if cfg.observational or cfg.targeting.experiments else ()
     return (*runs.MODEL_TABLES, *extra)
 
 
@@ -687,6 +689,7 @@ class _Fitted:
     srm: dict
     attributions: dict = field(default_factory=dict)
     observational: dict = field(default_factory=dict)
+    targeting: dict = field(default_factory=dict)
     rows: list[pd.DataFrame] = field(default_factory=list)
     checks: dict = field(default_factory=dict)
 
@@ -710,9 +713,23 @@ def _gather(con, cfg: Config, selected: list[str]) -> dict[str, ReadoutInputs | 
     return out
 
 
-def _fit(inputs: dict, con, cfg: Config, selected: list[str], say, step) -> _Fitted:
+def _gather_targeting(con, cfg: Config):
+    """The targeting rows of ``[targeting]``'s experiments (read while the store is open), or
+    why they cannot be read; None without targeting."""
+    if not cfg.targeting.experiments:
+        return None
+    from attribution.targeting import experiment_rows
+
+    try:
+        return [experiment_rows(con, e, config=cfg) for e in cfg.targeting.experiments]
+    except CxError as exc:
+        return exc
+
+
+def _fit(inputs: dict, con, cfg: Config, selected: list[str], say, step, targeting=None) -> _Fitted:
     """Fit the experiments from their gathered ``inputs``, then the observational questions
-    on ``con`` (a snapshot of the store, or the open store in-process)."""
+    on ``con`` (a snapshot of the store, or the open store in-process), then targeting from its
+    gathered rows."""
     readouts, reasons, kinds, diagnostics, srm = [], [], set(), {}, {}
     fitted = _Fitted(readouts, reasons, kinds, diagnostics, srm)
     # every experiment's models compiled side by side first (a no-op once they are cached)
@@ -782,7 +799,35 @@ def _fit(inputs: dict, con, cfg: Config, selected: list[str], say, step) -> _Fit
     for i, question in enumerate(cfg.observational, start=1):
         step(f"observational {question.name} [{i}/{len(cfg.observational)}]")
         _fit_question(con, cfg, question, fitted, say)
+    if targeting is not None:
+        step("targeting")
+        _fit_targeting(targeting, cfg, fitted, say)
     return fitted
+
+
+def _fit_targeting(rows, cfg: Config, fitted: _Fitted, say) -> None:
+    """Per-customer uplift and the budgeted policy into ``fitted.targeting``. Advisory: what
+    cannot be fitted is recorded and said, and does not stop the estimates being published."""
+    from attribution.targeting.workflow import target_rows
+
+    t0 = time.perf_counter()
+    try:
+        if isinstance(rows, CxError):
+            raise rows
+        t = cfg.targeting
+        result = target_rows(rows, budget=t.budget, learner=t.learner, seed=t.seed, config=cfg)
+    except CxError as exc:
+        fitted.targeting = {"error": str(exc)}
+        say(f"targeting: not fitted: {exc}")
+        return
+    fitted.targeting = result.to_dict()
+    fitted.add_checks("targeting", "targeting", result.checks, say)
+    best = result.policy.value("targeted")
+    say(
+        f"targeting: {len(result.policy.picks):,} customers picked, incremental net value "
+        f"{best['mean']:,.0f} [{best['lo']:,.0f}, {best['hi']:,.0f}] "
+        f"({time.perf_counter() - t0:.1f} s)"
+    )
 
 
 def _fit_question(con, cfg: Config, q: ObservationalQuestion, fitted: _Fitted, say) -> None:
@@ -937,6 +982,9 @@ def _finish(
         record["monitoring"] = monitoring
     if cfg.observational:
         record["observational"] = fitted.observational
+    if cfg.targeting.experiments:
+        record["targeting"] = fitted.targeting
+    if cfg.observational or cfg.targeting.experiments:
         record["data_tables"] = list(data_tables(cfg))
     status = runs.finish_run(
         con,

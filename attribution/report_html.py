@@ -96,6 +96,7 @@ def render(data: ReportData) -> str:
     parts += _freshness(data)
     parts += _methods(data, width)
     parts += _observational(data, width)
+    parts += _targeting(data, width)
     parts.append("</body></html>")
     return "\n".join(parts) + "\n"
 
@@ -671,6 +672,47 @@ def _observational(data: ReportData, width: str) -> list[str]:
     if len(other):
         out += _other_observational(other, data, width)
     out.append("</section>")
+    return out
+
+
+def _targeting(data: ReportData, width: str) -> list[str]:
+    """Who should get which intervention next, when the run fitted ``[targeting]``."""
+    record = (data.run.get("diagnostics") or {}).get("targeting")
+    if record is None:
+        return []
+    out = [
+        '<section id="targeting"><h2>9. Who should get it next: targeting under a budget</h2>',
+        "<p>Advice for the next round, not a published estimate: per-customer uplift of net "
+        "value from each randomized test (each customer scored by a model that did not see "
+        "them), a check that the ranking beats random targeting, and a policy giving each "
+        "customer at most one intervention within the budget. Its worth is estimated on the "
+        "tests' own customers, beside treating everyone and the best single segment rule; the "
+        f"ranges are {width} intervals.</p>",
+    ]
+    if "error" in record:
+        return [*out, f'<p class="weak">Not fitted: {_e(record["error"])}</p></section>']
+    for check in record.get("checks") or []:
+        out.append(f"<p>{_verdict_cell(check.get('verdict'))} {_e(check.get('sentence'))}</p>")
+    budget = record.get("budget")
+    out.append(
+        "<p>Budget: " + ("no limit" if budget is None else _money0(budget)) + ".</p>"
+        "<table><thead><tr><th>policy</th><th>customers</th><th>cost</th>"
+        f"<th>total incremental net value ({width})</th><th>P(&gt; 0)</th><th>rule</th>"
+        "</tr></thead><tbody>"
+    )
+    for p in record.get("policy") or []:
+        out.append(
+            f"<tr><td>{_e(p['policy'])}</td><td>{_count(p['customers'])}</td>"
+            f"<td>{_money0(p['cost'])}</td>"
+            f"<td>{_est(_money0, p['mean'], p['lo'], p['hi'])}</td>"
+            f"<td>{_p(p['p_positive'])}</td><td>{_e(p['rule'])}</td></tr>"
+        )
+    out.append("</tbody></table>")
+    out += [f'<p class="note">{_e(n)}</p>' for n in record.get("notes") or []]
+    out.append(
+        f"<p>{_count(record.get('customers_picked', 0))} customers picked; the list is written "
+        "by <code>cx target ... --out FILE</code>.</p></section>"
+    )
     return out
 
 

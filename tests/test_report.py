@@ -12,6 +12,7 @@ import html
 import re
 import shutil
 import subprocess
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -19,7 +20,7 @@ import pandas as pd
 import pytest
 
 from attribution import runs, store, synth
-from attribution.config import Config
+from attribution.config import Config, TargetingSettings
 from attribution.errors import InputError
 from attribution.formatting import fmt_money, fmt_months, fmt_pct, fmt_pp, fmt_prob
 from attribution.refresh import refresh
@@ -33,15 +34,19 @@ needs_chromium = pytest.mark.skipif(
 )
 
 
+#: The documented defaults, and targeting of the recovery gift's test (advice beside the run).
+CONFIG = replace(Config(), targeting=TargetingSettings(experiments=("exp_recovery_gift",)))
+
+
 @pytest.fixture(scope="module")
 def world(tmp_path_factory):
     """A fitted, published 20k world and its report."""
     root = tmp_path_factory.mktemp("report")
     con = store.connect(root / "cx.duckdb")
     synth.simulate(con, 20000, months=12, seed=11)
-    outcome = refresh(con, Config())
+    outcome = refresh(con, CONFIG)
     assert outcome.status == runs.PUBLISHED, outcome.describe()
-    result = build_report(con, root / "out")
+    result = build_report(con, root / "out", config=CONFIG)
     yield con, result, root
     con.close()
 
@@ -87,7 +92,7 @@ def test_drivers_recover_the_cost_per_assigned_customer_and_add_up(world):
     con, _, _ = world
     from attribution.report import gather
 
-    data = gather(con, config=Config())
+    data = gather(con, config=CONFIG)
     assert data.config_matches
     costs = dict(
         con.execute(
@@ -129,10 +134,33 @@ def test_page_is_self_contained_and_in_finance_order(world):
             "freshness",
             "methods",
             "observational",
+            "targeting",
         )
     ]
     assert order == sorted(order)
     assert "None are published in this run." in page  # no observational rows in this world
+
+
+def test_the_targeting_section_shows_the_runs_policy_and_its_check(world):
+    """[targeting] in the run's configuration: the refresh records the policy with the run
+    (advice beside the published estimates, not an estimate row) and the report shows it."""
+    con, result, _ = world
+    from attribution.report import gather
+
+    record = gather(con, config=CONFIG).run["diagnostics"]["targeting"]
+    assert [f["experiment_id"] for f in record["fits"]] == ["exp_recovery_gift"]
+    policies = {p["policy"]: p for p in record["policy"]}
+    assert set(policies) == {"targeted", "treat all", "treat none", "best segment rule"}
+    assert policies["targeted"]["lo"] <= policies["targeted"]["mean"] <= policies["targeted"]["hi"]
+    assert record["budget"] is None  # no budget: everyone expected to gain
+    est = runs.current_estimates(con)
+    assert not est["method"].astype(str).str.contains("target").any()
+    page = result.html.read_text(encoding="utf-8")
+    section = page[page.index('id="targeting"') :]
+    assert "Who should get it next" in section and "Budget: no limit" in section
+    assert html.escape(record["checks"][0]["sentence"], quote=True) in section
+    for name in policies:
+        assert f"<td>{name}</td>" in section
 
 
 def test_design_section_shows_arm_counts_and_the_srm_check(world):
@@ -171,10 +199,11 @@ def test_every_check_of_the_run_is_one_row_of_one_table(world):
     con, result, _ = world
     from attribution.report import gather
 
-    data = gather(con, config=Config())
+    data = gather(con, config=CONFIG)
     recorded, table = data.run["diagnostics"]["checks"], data.checks
-    assert set(recorded) == {"exp_premium_support", "exp_recovery_gift"}
-    for experiment_id in recorded:
+    assert set(recorded) == {"exp_premium_support", "exp_recovery_gift", "targeting"}
+    assert [c["check"] for c in recorded["targeting"]] == ["targeting: uplift beats random"]
+    for experiment_id in ("exp_premium_support", "exp_recovery_gift"):
         mine = table[table["where"] == experiment_id]
         assert list(mine["check"]) == ["sample ratio", "diagnostics"]
         assert set(mine["verdict"]) <= {"pass", "warn", "fail"}

@@ -14,12 +14,12 @@ import pandas as pd
 from attribution.checks import Check, describe_checks
 from attribution.config import Config
 from attribution.errors import InputError
-from attribution.targeting.data import experiment_rows
+from attribution.targeting.data import TargetingData, experiment_rows
 from attribution.targeting.evaluate import Evaluation, evaluate
 from attribution.targeting.learners import UpliftFit, fit_uplift, segment_level
 from attribution.targeting.policy import Policy, check_budget, choose
 
-__all__ = ["POLICY_COLUMNS", "TargetingResult", "check_out", "target"]
+__all__ = ["POLICY_COLUMNS", "TargetingResult", "check_out", "target", "target_rows"]
 
 #: Columns of the policy file, in order.
 POLICY_COLUMNS = ("customer_id", "intervention", "experiment_id", "expected", "lo", "hi",
@@ -151,6 +151,22 @@ def target(
     if not experiment_ids:
         raise InputError("give at least one experiment to target")
     rows = [experiment_rows(con, e, config=cfg) for e in experiment_ids]
+    return target_rows(rows, budget=budget, capacity=capacity, learner=learner, seed=seed,
+                       config=cfg)  # fmt: skip
+
+
+def target_rows(
+    rows: Sequence[TargetingData],
+    *,
+    budget: float | None = None,
+    capacity: Mapping[str, int] | None = None,
+    learner: str = "auto",
+    seed: int = 0,
+    config: Config | None = None,
+) -> TargetingResult:
+    """:func:`target` on rows already read (no store needed: the refresh reads them while the
+    store is open and fits after closing it)."""
+    cfg = config or Config()
     check_budget(budget, [d.unit_cost for d in rows])  # before minutes of fitting
     fits, evaluations, fallbacks = [], [], []
     for data in rows:
