@@ -80,11 +80,11 @@ def calibration(fit: UpliftFit, setting: IntervalSetting = INTERVAL) -> pd.DataF
         ``hi`` (the observed difference's interval); net value less the unit cost.
     """
     t = fit.data.frame["treated"].to_numpy(int)
-    deciles = 10 - pd.qcut(pd.Series(fit.oof).rank(method="first"), 10, labels=False)
+    deciles = fit.deciles
     z = stats.norm.isf((1 - setting.width) / 2)
     rows = []
     for d in range(1, 11):
-        m = (deciles == d).to_numpy()
+        m = deciles == d
         yt, yc = fit.y[m & (t == 1)], fit.y[m & (t == 0)]
         if len(yt) < 2 or len(yc) < 2:
             diff, se = np.nan, np.nan

@@ -24,10 +24,11 @@ one.
 from __future__ import annotations
 
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import pandas as pd
+import xarray as xr
 from sklearn.dummy import DummyClassifier
 from sklearn.ensemble import HistGradientBoostingRegressor
 from sklearn.model_selection import StratifiedKFold
@@ -128,8 +129,6 @@ def customer_value(data: TargetingData, settings: MoneySettings | None = None) -
     zero = np.zeros(len(f))
     # a "control arm" with nothing but the control arm's retention, which sets the decay
     base = {k: zero for k in value.LEVELS} | {"p_active": np.full(len(f), p_control)}
-    import xarray as xr
-
     wrap = {k: xr.DataArray(v, dims="customer") for k, v in own.items()}
     wrap_base = {k: xr.DataArray(v, dims="customer") for k, v in base.items()}
     flows = value.cash_flows(wrap_base, wrap, window_months=W, settings=settings)["flow"]
@@ -184,6 +183,12 @@ class UpliftFit:
     model: object
 
     @property
+    def deciles(self) -> np.ndarray:
+        """Each customer's decile of out-of-fold uplift, 1 = the highest predicted."""
+        ranks = pd.Series(self.oof).rank(method="first")
+        return (10 - pd.qcut(ranks, 10, labels=False)).to_numpy()
+
+    @property
     def offset(self) -> float:
         """What is subtracted from the learner's uplift: the unit cost for net value."""
         return self.data.unit_cost if self.target == "net_value" else 0.0
@@ -209,8 +214,6 @@ def segment_level(fit: UpliftFit, segment: str | None) -> UpliftFit:
     """``fit`` with each customer's uplift replaced by the mean doubly robust score of their
     ``segment`` (None: everyone) over the other folds: the segment-level reading a ranking that
     does not beat random falls back to, still out of fold."""
-    from dataclasses import replace
-
     f = fit.data.frame
     key = f[segment].to_numpy() if segment in fit.data.categorical else np.zeros(len(f), int)
     out = np.empty(len(fit.oof))
@@ -223,8 +226,6 @@ def segment_level(fit: UpliftFit, segment: str | None) -> UpliftFit:
 
 
 def _with_frame(data: TargetingData, frame: pd.DataFrame) -> TargetingData:
-    from dataclasses import replace
-
     missing = [c for c in data.features if c not in frame.columns]
     if missing:
         raise InputError(f"frame to score has no column(s) {', '.join(missing)}")

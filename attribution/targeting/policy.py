@@ -272,9 +272,9 @@ def _groups(fits: Sequence[UpliftFit], setting: IntervalSetting) -> pd.DataFrame
     z = stats.norm.isf((1 - setting.width) / 2)
     rows = []
     for f in fits:
-        decile = 10 - pd.qcut(pd.Series(f.oof).rank(method="first"), 10, labels=False)
+        decile = f.deciles
         for d in range(1, 11):
-            m = (decile == d).to_numpy()
+            m = decile == d
             s = f.scores[m]
             se = s.std(ddof=1) / np.sqrt(len(s))
             rows.append({

@@ -57,10 +57,9 @@ class TargetingResult:
             return pd.DataFrame(columns=list(POLICY_COLUMNS))
         deciles = []
         for f in self.fits:
-            d = 10 - pd.qcut(pd.Series(f.oof).rank(method="first"), 10, labels=False)
             deciles.append(pd.DataFrame({"customer_id": f.data.frame["customer_id"],
                                          "intervention": f.data.intervention,
-                                         "decile": d.to_numpy()}))  # fmt: skip
+                                         "decile": f.deciles}))  # fmt: skip
         keyed = picks.merge(pd.concat(deciles), on=["customer_id", "intervention"], how="left")
         groups = self.policy.groups[["intervention", "decile", "lo", "hi", "p_positive"]]
         out = keyed.merge(groups, on=["intervention", "decile"], how="left")
