@@ -30,6 +30,11 @@ def pytest_configure(config):
     # the xdist workers already use both cores: no helper processes compiling beside them
     # (tests/test_compiledcache.py turns them on where it tests them)
     os.environ.setdefault("CX_PARALLEL_COMPILE", "0")
+    # ... and one OpenMP/BLAS thread each: scikit-learn's gradient boosting (targeting, AIPW)
+    # otherwise starts a thread per core in each worker, and OpenMP threads that spin while
+    # waiting for a core the other worker holds made those tests 2-3x slower in the suite
+    for threads in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ.setdefault(threads, "1")
     if os.environ.get("CX_MODEL_CACHE"):
         return
     os.environ["CX_MODEL_CACHE"] = tempfile.mkdtemp(prefix="cx-test-models-")
