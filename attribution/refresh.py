@@ -551,10 +551,10 @@ def check_config(con: duckdb.DuckDBPyConnection, cfg: Config) -> list[str]:
     Raises
     ------
     InputError
-        A segment column that is not a column of ``customers``, an included experiment that
-        is not in the store or has no assignments, or an observational question whose
-        intervention, condition column, confounders or segment the store does not have; the
-        message names the setting.
+        A segment column that is not a column of ``customers``, an included or targeted
+        experiment that is not in the store or has no assignments, or an observational
+        question whose intervention, condition column, confounders or segment the store does
+        not have; the message names the setting.
     """
     for question in cfg.observational:
         check_question(con, cfg, question)
@@ -565,12 +565,16 @@ def check_config(con: duckdb.DuckDBPyConnection, cfg: Config) -> list[str]:
             f"model.segments: {unknown} not a column of customers; the store has {known}"
         )
     have = experiment_ids(con)
-    missing = [e for e in cfg.experiments.include if e not in have]
-    if missing:
-        raise InputError(
-            f"experiments.include: {missing} not an experiment with assignments in the store; "
-            f"it has {have}"
-        )
+    for setting, named in (
+        ("experiments.include", cfg.experiments.include),
+        ("targeting.experiments", cfg.targeting.experiments),
+    ):
+        missing = [e for e in named if e not in have]
+        if missing:
+            raise InputError(
+                f"{setting}: {missing} not an experiment with assignments in the store; "
+                f"it has {have}"
+            )
     return list(cfg.experiments.include) or have
 
 

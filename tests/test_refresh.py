@@ -12,6 +12,7 @@ import multiprocessing
 import os
 import re
 import select
+import shutil
 import signal
 import subprocess
 import sys
@@ -121,6 +122,7 @@ def empty_store(tmp_path):
     [
         ("[model]\nsegments = ['colour']\n", r"model\.segments: \['colour'\] not a column"),
         ("[experiments]\ninclude = ['exp_nope']\n", r"experiments\.include: \['exp_nope'\]"),
+        ("[targeting]\nexperiments = ['exp_nope']\n", r"targeting\.experiments: \['exp_nope'\]"),
     ],
 )
 def test_settings_the_store_cannot_satisfy_are_named_before_a_run_starts(
@@ -311,6 +313,29 @@ def test_the_registry_holds_versions_data_hash_and_diagnostics_per_model(world):
     assert listed.loc[current, "models"] == 4 and listed.loc[current, "models_failed"] == 0
     assert json.loads(json.dumps(record.to_dict()))["versions"] == record.versions
     assert "pymc" in record.describe()
+
+
+def test_targeting_that_cannot_be_fitted_is_recorded_and_the_estimates_still_publish(
+    world, tmp_path, published
+):
+    """Targeting is advice beside the estimates: the small world's gift test has too few
+    control customers to cross-fit per-customer uplift, which stops the targeting (recorded
+    with the run, said in the log), not the run."""
+    copy = tmp_path / "world.duckdb"  # the module's world keeps its runs for the other tests
+    shutil.copyfile(world, copy)
+    path = tmp_path / "cx.toml"
+    path.write_text(TOML + "\n[targeting]\nexperiments = ['exp_recovery_gift']\n")
+    lines: list[str] = []
+    outcome = refresh_store(copy, load_config(path), force=True, log=lines.append)
+    assert outcome.status == "published", outcome.reasons
+    with store.opened(copy, read_only=True) as con:
+        record = runs.run_record(con, runs.current_run(con)["run_id"])
+    error = record.diagnostics["targeting"]["error"]
+    assert re.search(r"arm control has \d+ customers; .* needs at least 200 per arm", error)
+    assert any(
+        line.startswith("targeting: not fitted: experiment exp_recovery_gift") for line in lines
+    )
+    assert not outcome.reasons
 
 
 def test_data_changed_while_fitting_fails_the_run_and_publishes_nothing(world, config_file):
