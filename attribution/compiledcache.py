@@ -49,7 +49,7 @@ from attribution.versions import installed
 
 _LOG = logging.getLogger(__name__)
 
-FORMAT = 1
+FORMAT = 2
 _PACKAGES = ("numpy", "numba", "llvmlite", "pytensor", "pymc", "nutpie", "cx-attribution")
 _OFF = ("off", "none", "0", "false")
 _ADDRESS = re.compile(r"0x[0-9a-fA-F]+")

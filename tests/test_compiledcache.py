@@ -279,3 +279,45 @@ def test_missing_models_compile_side_by_side_in_helpers_and_load_from_disk(folde
     fresh = cellmodel.ModelCache()  # a new process's view
     assert fresh.prefetch(jobs) == 0
     assert fresh.get(("sized", 2), lambda: _tiny_sized(2), want_nutpie=True)[2] == "disk"
+
+
+def test_deterministics_are_computed_after_sampling_as_pymc_computes_them_per_draw():
+    """nutpie keeps the free variables only (a smaller compile); the deterministics are then
+    computed for all draws at once on the fit's data: n-ary products, integer data used only by
+    a deterministic, a reduction and a new dimension, equal to PyMC's per-draw values."""
+    import pytensor.tensor as pt
+
+    with pm.Model(coords={"g": ["a", "b", "c"], "k": ["x", "y"]}) as model:
+        y = pm.Data("y", np.array([0.5, 1.5, -0.2]), dims="g")
+        w = pm.Data("w", np.array([1, 2, 3]), dims="g")
+        mu = pm.Normal("mu", 0.0, 1.0, dims="g")
+        sigma = pm.HalfNormal("sigma", 1.0)
+        pm.Normal("obs", mu, sigma, observed=y, dims="g")
+        pm.Deterministic("product", 0.5 * mu * sigma * w, dims="g")
+        pm.Deterministic("weighted", (w * pm.math.sigmoid(mu)).sum() / w.sum())
+        pm.Deterministic("grid", mu[:, None] + pt.arange(2)[None, :], dims=("g", "k"))
+    import nutpie
+
+    compiled = nutpie.compile_pymc_model(model, var_names=cellmodel.stored(model))
+    data = {"y": np.array([2.0, -1.0, 0.3]), "w": np.array([4, 0, 1])}
+    kept = nutpie.sample(compiled.with_data(y=data["y"]), draws=50, tune=50, chains=2, seed=3,
+                         progress_bar=False)  # fmt: skip
+    assert {"mu", "sigma"} <= set(kept.posterior.data_vars)
+    assert not {"product", "weighted", "grid"} & set(kept.posterior.data_vars)
+    idata = cellmodel.sample(
+        model, compiled, data, draws=50, tune=50, chains=2, seed=3, target_accept=0.9
+    )
+    post = idata.posterior
+    assert post["grid"].dims == ("chain", "draw", "g", "k") and list(post["k"].values) == ["x", "y"]
+    with model:
+        pm.set_data(data)
+        expected = pm.compute_deterministics(
+            post[["mu", "sigma"]], merge_dataset=False, progressbar=False
+        )
+    for name in ("product", "weighted", "grid"):
+        np.testing.assert_allclose(post[name].values, expected[name].values, rtol=1e-12)
+    # the fit's data, not the model's first: w = 0 for b leaves it out of the weighted mean
+    sig = 1 / (1 + np.exp(-post["mu"].values))
+    np.testing.assert_allclose(
+        post["weighted"].values, (4 * sig[..., 0] + sig[..., 2]) / 5, rtol=1e-12
+    )
