@@ -30,6 +30,7 @@ import tempfile
 import threading
 import time
 import warnings
+import weakref
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -127,7 +128,9 @@ def stored(model: pm.Model) -> list[str]:
     return [v.name for v in model.free_RVs]
 
 
-_DETERMINISTIC_FNS: dict[int, tuple[Any, Any, list[str], list[str]]] = {}
+#: Per model object (PyMC models hash by identity): its deterministics' function, free and
+#: deterministic names; dropped with the model.
+_DETERMINISTIC_FNS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 _DETERMINISTIC_LOCK = threading.Lock()
 
 
@@ -156,11 +159,9 @@ def _binary_mode():
 def _deterministic_fn(model: pm.Model):
     """The model's deterministics as one function of the free variables with a leading draw axis
     (built once per model object: graph rewriting only, no compiler)."""
-    key = id(model)
     with _DETERMINISTIC_LOCK:
-        hit = _DETERMINISTIC_FNS.get(key)
-        if hit is not None and hit[0] is model:
-            return hit[1:]
+        if model in _DETERMINISTIC_FNS:
+            return _DETERMINISTIC_FNS[model]
         import pytensor
         import pytensor.tensor as pt
         from pytensor.graph.replace import vectorize_graph
@@ -175,8 +176,8 @@ def _deterministic_fn(model: pm.Model):
         fn = pytensor.function(
             list(batched.values()), outs, mode=_binary_mode(), on_unused_input="ignore"
         )
-        _DETERMINISTIC_FNS[key] = (model, fn, [rv.name for rv in rvs], names)
-        return fn, [rv.name for rv in rvs], names
+        _DETERMINISTIC_FNS[model] = (fn, [rv.name for rv in rvs], names)
+        return _DETERMINISTIC_FNS[model]
 
 
 def with_deterministics(model: pm.Model, idata: az.InferenceData, data: dict) -> az.InferenceData:
