@@ -139,6 +139,7 @@ def cells(
     if horizon_d is None:
         return pd.DataFrame(columns=[*groups, *STAT_COLUMNS])
     params = {"experiment_id": experiment_id, "start": start_d, "horizon": horizon_d}
+    params["from"] = start_d
     if pre_bands:
         first, _ = store.periods(con)
         if first is None or first >= start_d:
@@ -146,7 +147,7 @@ def cells(
                 f"no outcome months before {start_d:%Y-%m}: a pre-period adjustment needs "
                 "history; use pre_bands=0"
             )
-        params["pre_start"] = max(first, add_months(start_d, -pre_months))
+        params["from"] = max(first, add_months(start_d, -pre_months))  # the pre-period's start
         params["pre_bands"] = pre_bands
         groups = [*groups, "pre_band"]
     sql = _render(groups)
@@ -216,9 +217,8 @@ def _blocks() -> tuple[str, dict[str, str]]:
     blocks = {}
     for chunk in rest:
         name, _, body = chunk.partition("\n")
-        blocks[name.strip()] = (
-            "\n" + body.rstrip() if name.strip() != "pre_select" else body.rstrip()
-        )
+        inline = name.strip() in ("pre_select", "pre_sum")  # continue a select list
+        blocks[name.strip()] = body.rstrip() if inline else "\n" + body.rstrip()
     return main, blocks
 
 
@@ -231,7 +231,8 @@ def pre_band_sql() -> str:
     parameters ``$pre_start``, ``$start`` and ``$pre_bands``; ``pre_band(customer_id,
     pre_band)`` is what it defines.
     """
-    return _blocks()[1]["pre_cte"]
+    blocks = _blocks()[1]
+    return blocks["pre_revenue_scan"] + blocks["pre_band"]
 
 
 def _render(groups: list[str]) -> str:
@@ -250,7 +251,8 @@ def _render(groups: list[str]) -> str:
     return template.format(
         revenue_stats=hurdle_sql("revenue_total", "revenue_"),
         cost_stats=hurdle_sql("cost_total", "cost_to_serve_"),
-        pre_cte=blocks["pre_cte"] if pre else "",
+        pre_sum=blocks["pre_sum"] if pre else "",
+        pre_cte=blocks["pre_cte"] + blocks["pre_band"] if pre else "",
         pre_join=blocks["pre_join"] if pre else "",
         pre_select=blocks["pre_select"] if pre else "",
         group_select="".join(select),
