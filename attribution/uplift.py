@@ -105,10 +105,12 @@ _SUMMARY_COLUMNS = [
 class LogitPriors:
     """Priors of a hierarchical logit model (retention, or the positive share of a hurdle).
 
-    All on the logit scale. Segment baselines: ``Normal(baseline_loc, baseline_scale)`` pooled
-    mean, ``HalfNormal(baseline_spread)`` spread. Pre-period bands (when present): fixed offsets
-    ``Normal(0, band_scale)`` against the first band. Arm effects, per treatment arm:
-    ``Normal(0, effect_scale)`` mean, ``HalfNormal(effect_spread)`` between-segment spread.
+    All on the logit scale. Segment baselines (the control arm's level averaged over the
+    segment's pre-period bands, weighted by their customers): ``Normal(baseline_loc,
+    baseline_scale)`` pooled mean, ``HalfNormal(baseline_spread)`` spread. Pre-period bands
+    (when present): fixed offsets ``Normal(0, band_scale)`` against the first band. Arm
+    effects, per treatment arm: ``Normal(0, effect_scale)`` mean, ``HalfNormal(effect_spread)``
+    between-segment spread.
     With clusters: ``HalfNormal(cluster_spread)`` between-cluster spread of the intercepts.
     """
 
@@ -398,6 +400,7 @@ def _trim(idata: az.InferenceData, c: _Cells) -> az.InferenceData:
         "segment": [*c.segments, "all"],
         "band": c.bands,
         "band_rest": c.bands[1:],
+        "band_rest_": c.bands[1:],
         "cluster": c.clusters,
     }
     return cellmodel.unpad(idata, keep)
@@ -416,6 +419,7 @@ def _coords(c: _Cells) -> dict[str, list[str]]:
     }
     if len(c.bands) > 1:
         coords["band_rest"] = c.bands[1:]
+        coords["band_rest_"] = c.bands[1:]  # the second axis of band_chol
     if c.clusters:
         coords["cluster"] = c.clusters
     return coords
@@ -457,13 +461,23 @@ def _hierarchy(name: str, loc, scale, spread, est, se, dims, mu_dims=None, axis=
     return pm.Deterministic(name, value, dims=dims)
 
 
-def _hier_linear(prefix: str, c: _Cells, pri: dict, d: dict):
+def _hier_linear(prefix: str, c: _Cells, pri: dict, d: dict, w_band=None):
     """Linear predictor over (segment, band, arm): pooled baselines + bands + pooled arm effects.
 
     ``baseline_s ~ Normal(baseline_mu, baseline_sd)`` per segment, fixed band offsets against the
     first band, ``effect_{s,t} ~ Normal(effect_mu_t, effect_sd_t)`` per segment and treatment arm
     (see :func:`_hierarchy` for how they are sampled). ``pri`` holds the prior scales, ``d`` the
-    data tensors ``baseline_est/se`` and ``effect_est/se``.
+    data tensors ``baseline_est/se``, ``effect_est/se`` and ``band_chol``; ``w_band`` the bands'
+    shares of each segment's customers (S, B).
+
+    A baseline is the segment's control level averaged over its bands (``w_band``), not the
+    first band's level, and the band offsets are moved through ``offset = band_chol @ v``
+    (``v`` flat; ``band_chol`` the Cholesky factor of the offsets' covariance under a normal
+    approximation, from the cells): with the first band as the baseline and the offsets as the
+    sampler's coordinates, every offset shared the first band's uncertainty with the baseline
+    and with each other (posterior correlations 0.8-0.9), and at 10M customers the sampler
+    took 61 leapfrog steps a draw instead of 34 at 1M. A linear map with a fixed matrix has a
+    constant Jacobian, so the offsets' prior is the same.
     """
     S, B = len(c.segments), len(c.bands)
     base = _hierarchy(
@@ -471,16 +485,24 @@ def _hier_linear(prefix: str, c: _Cells, pri: dict, d: dict):
         d["baseline_se"], "seg",
     )  # fmt: skip
     if B > 1:
-        band_off = pm.Normal(f"{prefix}band_offset", 0.0, pri["band_scale"], dims="band_rest")
+        v = pm.Flat(f"{prefix}band_v", dims="band_rest")
+        band_off = pm.Deterministic(
+            f"{prefix}band_offset", pt.dot(d["band_chol"], v), dims="band_rest"
+        )
+        pm.Potential(
+            f"{prefix}band_prior",
+            pt.sum(pm.logp(pm.Normal.dist(0.0, pri["band_scale"]), band_off)),
+        )
         band = pt.concatenate([pt.zeros(1), band_off])
+        band = band[None, :] - pt.sum(w_band * band[None, :], axis=1, keepdims=True)  # (S, B)
     else:
-        band = pt.zeros(1)
+        band = pt.zeros((1, 1))
     eff = _hierarchy(
         f"{prefix}effect", 0.0, pri["effect_scale"], pri["effect_spread"], d["effect_est"],
         d["effect_se"], ("seg", "arm"), mu_dims="arm",
     )  # fmt: skip
     eff_full = pt.concatenate([pt.zeros((S, 1)), eff], axis=1)  # (S, A)
-    return base[:, None, None] + band[None, :, None] + eff_full[:, None, :]
+    return base[:, None, None] + band[:, :, None] + eff_full[:, None, :]
 
 
 def _cell_linear(prefix: str, pri: dict, d: dict):
@@ -577,15 +599,28 @@ def _logit_guess(k: np.ndarray, n: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return np.log(a / b), np.where(n > 0, np.sqrt(1.0 / a + 1.0 / b), _WEAK_SE)
 
 
-def _logit_guesses(k: np.ndarray, n: np.ndarray, prefix: str) -> dict[str, np.ndarray]:
-    """Rough estimates of control baselines and arm effects per segment, for `_hierarchy`."""
+def _logit_guesses(
+    k: np.ndarray, n: np.ndarray, prefix: str, band_scale: float = LogitPriors().band_scale
+) -> dict[str, np.ndarray]:
+    """Rough estimates of control baselines and arm effects per segment, for `_hierarchy`, and
+    the Cholesky factor of the band offsets' covariance (see `_hier_linear`)."""
     arm, arm_se = _logit_guess(k.sum(axis=1), n.sum(axis=1))  # (S, A), bands pooled
-    return {
+    out = {
         f"{prefix}baseline_est": arm[..., 0],
         f"{prefix}baseline_se": arm_se[..., 0],
         f"{prefix}effect_est": arm[..., 1:] - arm[..., :1],
         f"{prefix}effect_se": np.sqrt(arm_se[..., 1:] ** 2 + arm_se[..., :1] ** 2),
     }
+    if k.shape[1] > 1:
+        # each band's level from all its customers; offset b = level b - level 0, so the
+        # offsets share the first band's variance; the prior bounds bands without data (the
+        # default prior's scale: only the sampler's coordinates depend on it, not the model)
+        _, band_se = _logit_guess(k.sum(axis=(0, 2)), n.sum(axis=(0, 2)))
+        var = np.minimum(band_se**2, _WEAK_SE**2)
+        cov = np.diag(var[1:]) + var[0]
+        post = np.linalg.inv(np.linalg.inv(cov) + np.eye(len(cov)) / band_scale**2)
+        out[f"{prefix}band_chol"] = np.linalg.cholesky((post + post.T) / 2)
+    return out
 
 
 def _share_guesses(k: np.ndarray, n: np.ndarray) -> dict[str, np.ndarray]:
@@ -694,6 +729,7 @@ _GUESS_DIMS = {
     "effect_est": ("seg", "arm"),
     "effect_se": ("seg", "arm"),
 }
+_RETENTION_GUESS_DIMS = {**_GUESS_DIMS, "band_chol": ("band_rest", "band_rest_")}
 # Per (segment, band, arm) cell: the positive share (`_cell_linear`) and mean (`_cell_means`).
 _CELL_GUESS_DIMS = {
     "cell_est": ("seg", "band", "cell_arm"),
@@ -734,7 +770,9 @@ def _build_model(c: _Cells, priors) -> tuple[pm.Model, dict]:
             n4 = pm.Data("cluster_n", data["cluster_n"], dims=dims4)
             w4 = pm.Data("cluster_w", data["cluster_w"], dims=("seg", "band", "cluster"))
         if c.outcome == "retention":
-            eta = _hier_linear("", c, _logit_scales(priors), _guess_data(data, ""))
+            eta = _hier_linear(
+                "", c, _logit_scales(priors), _guess_data(data, "", _RETENTION_GUESS_DIMS), w_band
+            )
             if not c.clusters:
                 n = pm.Data("n", data["n"], dims=dims3)
                 k = pm.Data("n_active", data["n_active"], dims=dims3)
