@@ -59,7 +59,7 @@ FROM joined
 pre_revenue AS (SELECT customer_id, pre_revenue FROM per_customer),
 -- block: pre_band
 -- Pre-period spend band (the Bayesian analogue of CUPED): band 0 = no revenue in the pre-period
--- window [$pre_start, $start), bands 1..$pre_bands - 1 = equal-count tiles of positive revenue.
+-- months before $start, bands 1..$pre_bands - 1 = equal-count tiles of positive revenue.
 -- It needs a pre_revenue(customer_id, pre_revenue) CTE before it: the cells' one pass above, or
 -- the pre_revenue_scan block for a query without that pass (experiments.history).
 pre_band AS (
