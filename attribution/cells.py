@@ -138,8 +138,12 @@ def cells(
     start_d, horizon_d = _window(con, experiment_id, start, horizon)
     if horizon_d is None:
         return pd.DataFrame(columns=[*groups, *STAT_COLUMNS])
-    params = {"experiment_id": experiment_id, "start": start_d, "horizon": horizon_d}
-    params["from"] = start_d
+    params = {
+        "experiment_id": experiment_id,
+        "start": start_d,
+        "horizon": horizon_d,
+        "from": start_d,
+    }
     if pre_bands:
         first, _ = store.periods(con)
         if first is None or first >= start_d:

@@ -8,7 +8,7 @@
 -- the hurdle statistics of each amount (attribution.cells.hurdle_sql, shared with the g-formula's
 -- cells) and the optional pre-period blocks at the end of this file. Values are bound parameters:
 --   $experiment_id (NULL: every customer), $start and $horizon (first days of months), $from
---   (the first month read: $start, or $pre_start with the pre-period blocks).
+--   (the first month read: $start, or the pre-period's first month with the pre-period blocks).
 WITH population AS (
     SELECT c.customer_id{group_select}
     FROM customers c
@@ -17,7 +17,7 @@ WITH population AS (
     WHERE $experiment_id IS NULL OR a.experiment_id IS NOT NULL
 ),
 -- One pass over the outcomes reads the window [$start, $horizon] and, when the pre-period
--- blocks are in, the pre-period months before it ($from is $pre_start then, else $start).
+-- blocks are in, the pre-period months before it (from $from).
 per_customer AS (
     SELECT o.customer_id,
            SUM(CASE WHEN o.period >= $start THEN CAST(o.revenue AS DECIMAL(18, 6)) END)

@@ -461,7 +461,7 @@ def _hierarchy(name: str, loc, scale, spread, est, se, dims, mu_dims=None, axis=
     return pm.Deterministic(name, value, dims=dims)
 
 
-def _hier_linear(prefix: str, c: _Cells, pri: dict, d: dict, w_band=None):
+def _hier_linear(prefix: str, c: _Cells, pri: dict, d: dict, w_band):
     """Linear predictor over (segment, band, arm): pooled baselines + bands + pooled arm effects.
 
     ``baseline_s ~ Normal(baseline_mu, baseline_sd)`` per segment, fixed band offsets against the
@@ -599,9 +599,7 @@ def _logit_guess(k: np.ndarray, n: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return np.log(a / b), np.where(n > 0, np.sqrt(1.0 / a + 1.0 / b), _WEAK_SE)
 
 
-def _logit_guesses(
-    k: np.ndarray, n: np.ndarray, prefix: str, band_scale: float = LogitPriors().band_scale
-) -> dict[str, np.ndarray]:
+def _logit_guesses(k: np.ndarray, n: np.ndarray, prefix: str) -> dict[str, np.ndarray]:
     """Rough estimates of control baselines and arm effects per segment, for `_hierarchy`, and
     the Cholesky factor of the band offsets' covariance (see `_hier_linear`)."""
     arm, arm_se = _logit_guess(k.sum(axis=1), n.sum(axis=1))  # (S, A), bands pooled
@@ -618,7 +616,8 @@ def _logit_guesses(
         _, band_se = _logit_guess(k.sum(axis=(0, 2)), n.sum(axis=(0, 2)))
         var = np.minimum(band_se**2, _WEAK_SE**2)
         cov = np.diag(var[1:]) + var[0]
-        post = np.linalg.inv(np.linalg.inv(cov) + np.eye(len(cov)) / band_scale**2)
+        prior_var = LogitPriors().band_scale ** 2
+        post = np.linalg.inv(np.linalg.inv(cov) + np.eye(len(cov)) / prior_var)
         out[f"{prefix}band_chol"] = np.linalg.cholesky((post + post.T) / 2)
     return out
 
