@@ -36,6 +36,8 @@ STAT_COLUMNS = ("n", "n_active", "n_missing") + tuple(
 _COUNT_COLUMNS = ("n", "n_active", "n_missing", "revenue_npos", "cost_to_serve_npos")
 #: Label of the customers without a value in a segment column.
 MISSING_SEGMENT = "(missing)"
+#: The one segment label when nothing is broken down (:func:`segment_sql` with no column).
+EVERYONE = "everyone"
 
 
 #: Pre-period spend bands a readout adjusts for when history exists: no pre-period revenue, then
@@ -297,7 +299,7 @@ def segment_sql(con: duckdb.DuckDBPyConnection, segment: str | None) -> str:
     segment columns): the value as text, :data:`MISSING_SEGMENT` for a customer without one.
     """
     if segment is None:
-        return "'everyone'"
+        return f"'{EVERYONE}'"
     if segment not in store.segment_columns(con):
         raise InputError(f"segment column {segment!r} is not a column of customers")
     return f"COALESCE(CAST(c.{store.quote_identifier(segment)} AS STRING), '{MISSING_SEGMENT}')"
@@ -306,7 +308,8 @@ def segment_sql(con: duckdb.DuckDBPyConnection, segment: str | None) -> str:
 _MONTHLY_SQL = """
 SELECT {segment} AS segment, a.arm AS arm, o.period AS period,
        SUM(CAST(o.revenue AS DECIMAL(18, 6))) AS revenue,
-       SUM(CAST(o.cost_to_serve AS DECIMAL(18, 6))) AS cost_to_serve
+       SUM(CAST(o.cost_to_serve AS DECIMAL(18, 6))) AS cost_to_serve,
+       SUM(CAST(o.active AS INTEGER)) AS active
 FROM assignments a
 JOIN customers c ON c.customer_id = a.customer_id
 JOIN outcomes o ON o.customer_id = a.customer_id
@@ -323,10 +326,10 @@ def monthly_totals(
     start: date,
     horizon: date,
 ) -> pd.DataFrame:
-    """Revenue and cost-to-serve summed per segment, arm and month of an experiment's window.
+    """Revenue, cost-to-serve and active customers per segment, arm and month of the window.
 
-    The monthly shape the money layer spreads the models' window totals over
-    (:func:`attribution.value.window_profile`).
+    The monthly shape the money layer spreads the models' window totals over, and the active
+    counts its late-window churn rates come from (:func:`attribution.value.window_profile`).
 
     Parameters
     ----------
@@ -340,7 +343,8 @@ def monthly_totals(
     Returns
     -------
     pandas.DataFrame
-        Columns segment (text), arm, period, revenue, cost_to_serve.
+        Columns segment (text), arm, period, revenue, cost_to_serve, active (customers active in
+        the month).
     """
     sql = _MONTHLY_SQL.format(segment=segment_sql(con, segment))
     params = {"experiment_id": experiment_id, "start": start, "horizon": horizon}

@@ -229,6 +229,13 @@ def _parser() -> argparse.ArgumentParser:
         help="monitored test: its outcome horizon in months (the last look)",
     )
     _spending_argument(p)
+    p.add_argument(
+        "--churn-after-window",
+        choices=["ends", "held"],
+        default="ends",
+        help="what the effect on churn does after the readout window, for net value: 'ends' "
+        "(a one-off, such as a gift; default) or 'held' (it goes on, such as a support tier)",
+    )
     p.add_argument("--config", default=None, metavar="FILE", help="cx.toml: decision thresholds")
     p.set_defaults(func=_cmd_assign)
 
@@ -826,6 +833,7 @@ def _cmd_assign(args: argparse.Namespace) -> int:
             rerandomize_p=args.rerandomize_p,
             started=args.started,
             cluster=args.cluster,
+            churn_after_window=args.churn_after_window,
             **monitoring,
         )
     _emit(args, result.to_dict(), result.describe())

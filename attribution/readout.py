@@ -33,7 +33,14 @@ import numpy as np
 import pandas as pd
 
 from attribution import joint, runs, store, uplift
-from attribution.cells import MISSING_SEGMENT, PRE_BANDS, cells, monthly_totals, segment_sql
+from attribution.cells import (
+    EVERYONE,
+    MISSING_SEGMENT,
+    PRE_BANDS,
+    cells,
+    monthly_totals,
+    segment_sql,
+)
 from attribution.checks import FAIL, PASS, WARN, Check, describe_checks
 from attribution.config import OUTCOMES as CONFIG_OUTCOMES
 from attribution.config import Config, ModelSettings
@@ -42,12 +49,14 @@ from attribution.estimates import as_estimate_rows
 from attribution.forest import forest_plot
 from attribution.looks import LookState, look_state
 from attribution.periods import add_months, window_months
-from attribution.settings import IntervalSetting, MoneySettings
+from attribution.settings import CHURN_AFTER_WINDOW, IntervalSetting, MoneySettings
 from attribution.srm import SRM_ALARM_P, SRMCheck, srm_check, srm_record
 from attribution.uplift import CONTROL, RetentionUplift, SpendUplift
 from attribution.value import (
+    LATE_MONTHS,
     MONEY_OUTCOMES,
     assumption,
+    held_survival,
     money_draws,
     payback_reason,
     summarize_money,
@@ -126,6 +135,9 @@ class ExperimentReadout:
     cluster : str or None
         A cluster-randomized test's customers column of clusters (a level of every model);
         None when customers were randomized.
+    churn_after_window : str
+        What net value assumed the effect on churn did after the window ("ends" or "held",
+        from the design record; see :mod:`attribution.value`).
     """
 
     experiment_id: str
@@ -146,6 +158,7 @@ class ExperimentReadout:
     interval: IntervalSetting = field(default_factory=IntervalSetting)
     look: LookState | None = None
     cluster: str | None = None
+    churn_after_window: str = CHURN_AFTER_WINDOW[0]
 
     @property
     def window_months(self) -> int:
@@ -251,7 +264,9 @@ class ExperimentReadout:
 
         A payback row whose mean is null (no payback within the schedule) carries ``reason``.
         Money rows carry ``assumed_unchanged``: the outcomes not measured in this store, which
-        the money assumes the intervention did not change (empty when all were measured).
+        the money assumes the intervention did not change (empty when all were measured), and
+        ``churn_effect_after_window``: what the value after the window assumed ("ends" or
+        "held", from the design record).
         """
         records = json.loads(self.table.to_json(orient="records"))
         srm_p = None if self.srm is None else self.srm.p_value
@@ -259,6 +274,7 @@ class ExperimentReadout:
             record["srm_p"] = srm_p
             if record["outcome"] in MONEY_OUTCOMES:
                 record["assumed_unchanged"] = list(self.assumed)
+                record["churn_effect_after_window"] = self.churn_after_window
             if record["outcome"] == "payback_months" and record["mean"] is None:
                 record["reason"] = self.payback_reason
         return records
@@ -394,7 +410,7 @@ def gather(
             pre_bands=pre.pre_bands,
         )
         if seg_by is None:
-            split = split.assign(**{OVERALL: "everyone"})
+            split = split.assign(**{OVERALL: EVERYONE})
         splits[seg_by] = split
         if cfg.model.money:
             costs[seg_by] = _unit_costs(con, experiment_id, seg_by)
@@ -489,6 +505,7 @@ def fit_inputs(inputs: ReadoutInputs, config: Config | None = None) -> Experimen
         interval=cfg.interval,
         look=pre.look,
         cluster=pre.cluster,
+        churn_after_window=pre.churn_after_window,
     )
 
 
@@ -562,6 +579,9 @@ class Preflight:
     cluster : str or None
         For a cluster-randomized test: the customers column of its clusters, a level of every
         model (:mod:`attribution.uplift`); None when customers were randomized.
+    churn_after_window : str
+        What net value assumes the intervention's effect on churn does after the window, from
+        the design record (:data:`attribution.settings.CHURN_AFTER_WINDOW`; "ends" by default).
     """
 
     experiment_id: str
@@ -576,6 +596,7 @@ class Preflight:
     notes: tuple[str, ...]
     look: LookState | None = None
     cluster: str | None = None
+    churn_after_window: str = CHURN_AFTER_WINDOW[0]
 
     @property
     def window_months(self) -> int:
@@ -627,6 +648,7 @@ def preflight(
     note = rerandomization_note(exp["design"], seg_cols)
     if note:
         notes.append(note)
+    churn = churn_after_window(experiment_id, exp["design"], window_months(start, horizon), notes)
     return Preflight(
         experiment_id=experiment_id,
         experiment=exp,
@@ -640,7 +662,32 @@ def preflight(
         notes=tuple(notes),
         look=look,
         cluster=cluster,
+        churn_after_window=churn,
     )
+
+
+def churn_after_window(
+    experiment_id: str, design: dict | None, window: int, notes: list[str]
+) -> str:
+    """What net value assumes the effect on churn does after the window: the design record's
+    ``churn_effect_after_window`` ("ends" when it has none; see :mod:`attribution.value`).
+
+    A "held" effect needs two months to read a churn rate from: a one-month window is read as
+    "ends", and ``notes`` says so.
+    """
+    rule = (design or {}).get("churn_effect_after_window", CHURN_AFTER_WINDOW[0])
+    if rule not in CHURN_AFTER_WINDOW:
+        raise InputError(
+            f"experiment {experiment_id!r}: design.churn_effect_after_window must be one of "
+            f"{', '.join(repr(r) for r in CHURN_AFTER_WINDOW)}, got {rule!r}"
+        )
+    if rule == "held" and window < 2:
+        notes.append(
+            f"{experiment_id}: its design holds the effect on churn after the window, but a "
+            "one-month window has no churn to read: net value lets the effect end with it."
+        )
+        return CHURN_AFTER_WINDOW[0]
+    return rule
 
 
 def design_srm(
@@ -1085,11 +1132,27 @@ def _money(
     totals = inputs.totals[seg_by]
     effects = counts[(counts["outcome"] == "retention")]
     out = []
+    if inputs.preflight.churn_after_window == "held":
+        notes.append(
+            f"Net value holds the effect on churn after the window (the design record of "
+            f"{experiment_id} says it goes on): over the {cfg.money.value_horizon_months}-month "
+            f"value horizon each arm keeps between none and all of its churn gap over the last "
+            f"{min(LATE_MONTHS, window - 1)} window months, evenly across the draws."
+        )
     for arm in [a for a in levels.coords["arm"].values if a != CONTROL]:
         if arm not in costs:
             notes.append(
                 f"No intervention costs recorded for arm {str(arm)!r} of {experiment_id}: "
                 "net value assumes it cost nothing."
+            )
+        profile = window_profile(totals, CONTROL, arm, segments, window)
+        survival = None
+        if inputs.preflight.churn_after_window == "held":
+            survival = held_survival(
+                profile,
+                levels["p_active"].sel(arm=CONTROL, drop=True),
+                window,
+                seed=cfg.model.seed,
             )
         draws = money_draws(
             levels.sel(arm=CONTROL, drop=True),
@@ -1098,7 +1161,8 @@ def _money(
             window_months=window,
             settings=cfg.money,
             weights=combined.weights,
-            profile=window_profile(totals, CONTROL, arm, segments, window),
+            profile=profile,
+            survival=survival,
         )
         eff = effects[(effects["arm"] == arm) & (effects["metric"] == "absolute")]
         eff = eff.drop_duplicates("segment").set_index("segment")

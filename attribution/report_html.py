@@ -418,6 +418,15 @@ def _design(data: ReportData) -> list[str]:
                 f"clusters ({_e(per_arm)}), read out with a {_e(cluster['column'])} level in "
                 "every model; the sample-ratio check counts clusters"
             )
+        churn = design.get("churn_effect_after_window", "ends")
+        fields.append(
+            "net value after the window: "
+            + (
+                "the effect on churn is held (the intervention goes on)"
+                if churn == "held"
+                else "the effect on churn ends with the window"
+            )
+        )
         if design.get("simulated"):
             fields.append("<strong>simulated data</strong>")
         watch = design.get("monitoring")
@@ -617,10 +626,13 @@ def _methods(data: ReportData, width: str) -> list[str]:
         f"extra margin on spend (gross margin {fmt_pct(m.margin_rate)}) minus the extra "
         "cost-to-serve, month by month as each arm spent it; then, for "
         f"{m.value_horizon_months} months after the window, each arm's retained customers "
-        "keep bringing their monthly margin net of their cost-to-serve, fewer each month at the "
-        "control arm's retention rate. Assumed: customers the intervention saved behave "
-        "afterwards like the arm's other retained customers, and the intervention's effect on "
-        "churn is not extrapolated past the window. Net value is the sum of the discounted flows "
+        "keep bringing their monthly margin net of their cost-to-serve, fewer each month: at "
+        "the control arm's retention rate when the intervention's effect on churn ends with the "
+        "window (a one-off, the default), or, when its design record says the effect is held "
+        "(it goes on), anywhere between that and each arm's own churn of the window's last "
+        "three months, evenly across the posterior draws. Assumed: customers the intervention "
+        "saved behave afterwards like the arm's other retained customers. Net value is the sum "
+        "of the discounted flows "
         f"minus the intervention cost per customer{_e(settings_note)}.</li>",
         "<li>ROI is net value divided by the intervention cost. Payback is the first month "
         "(1 = the start month) in which the cumulative discounted cash flow covers the cost; "

@@ -68,6 +68,12 @@ class GateSetting:
             raise InputError("gate max_divergences must be >= 0")
 
 
+#: What an intervention's effect on churn does after the readout window, as an experiment's
+#: design record states it (``churn_effect_after_window``): "ends" (the default: a one-off, such
+#: as a gift) or "held" (it goes on, such as a support tier). See :mod:`attribution.value`.
+CHURN_AFTER_WINDOW = ("ends", "held")
+
+
 @dataclass(frozen=True)
 class MoneySettings:
     """Assumptions that turn effects into money; all come from configuration.

@@ -1270,6 +1270,8 @@ def _experiments(start_day, periods, seed, money):
             "outcomes": list(OUTCOMES),
             "horizon": str(periods[-1]),
             "unit_cost": UNIT_COSTS[name],
+            # premium support goes on after the window (its cut in churn lasts); a gift is once
+            "churn_effect_after_window": "held" if name == "premium_support" else "ends",
             "simulated": True,
             "seed": seed,
             "money": {

@@ -654,6 +654,48 @@ ax.set_ylabel("cumulative discounted flow")
 ax.legend();
 """),
     md("""
+The months after the window are an assumption, and the design record states it
+(`churn_effect_after_window`). The gift is a one-off: its effect on churn "ends" with the
+window, both arms leaving at the control arm's rate. Premium support goes on, so its record says
+"held": each draw carries between none and all of the churn gap of the window's last months
+(each arm's own late rate, a Beta posterior of the active counts). The same posterior valued
+both ways, beside the truth the simulator planted by running every customer on:
+"""),
+    code("""
+from attribution.value import held_survival
+
+premium = next(r for r in outcome.readouts if r.experiment_id == "exp_premium_support")
+pj = premium.joints["tier"]
+p_tiers = [str(s) for s in pj.levels.coords["segment"].values]
+p_profile = window_profile(
+    monthly_totals(con, "exp_premium_support", "tier", premium.start, premium.horizon),
+    "control", "treatment", p_tiers, premium.window_months,
+)
+p_control = pj.levels.sel(arm="control", drop=True)
+published_net = overall.query(
+    "experiment_id == 'exp_premium_support' and outcome == 'net_value'"
+).iloc[0]
+ways = {}
+for rule, survival in (
+    ("ends", None),
+    ("held", held_survival(p_profile, p_control["p_active"], premium.window_months,
+                           seed=cfg.model.seed)),
+):
+    d = money_draws(
+        p_control, pj.levels.sel(arm="treatment", drop=True),
+        unit_cost=0.0, window_months=premium.window_months, settings=cfg.money,
+        weights=pj.weights, profile=p_profile, survival=survival,
+    )["after_horizon"].sel(segment="all")
+    ways[rule] = {"after the window": float(d.mean()),
+                  "lo": float(d.quantile(0.05)), "hi": float(d.quantile(0.95))}
+print("premium support, planted net value per customer:",
+      round(float(money_truth.query("experiment_id == 'exp_premium_support' "
+                                    "and outcome == 'net_value'")["effect"].iloc[0]), 1),
+      "| published:", round(float(published_net["mean"]), 1),
+      [round(float(published_net["lo"]), 1), round(float(published_net["hi"]), 1)])
+pd.DataFrame(ways).T.round(2)
+"""),
+    md("""
 ## What to take to the review
 
 - Quote net value and ROI with their 90% intervals and P(net value > 0), never the mean alone.

@@ -103,6 +103,7 @@ def test_assign_writes_the_experiment_and_is_reproducible(world, tmp_path, capsy
     u = pd.Series(hash_unit(rows["customer_id"], "autumn"), index=rows.index)
     assert ((u < 0.2) == (rows["arm"] == "control")).all()
     assert json.loads(design_json)["allocation"] == {"control": 0.2, "treatment": 0.8}
+    assert json.loads(design_json)["churn_effect_after_window"] == "ends"  # the default
     assert record["salt_used"] == "autumn" and record["counts"]["control"] == (u < 0.2).sum()
 
     # The same id again is refused and writes nothing.
@@ -180,7 +181,10 @@ def test_assign_with_looks_writes_a_monitoring_plan_and_design_states_it(world, 
     ]  # fmt: skip
     code, _, err = _run(capsys, [*base, "--looks", "3"])
     assert code == 2 and "--horizon-months" in err
-    code, out, err = _run(capsys, [*base, "--looks", "3", "--horizon-months", "3"])
+    code, out, err = _run(
+        capsys,
+        [*base, "--looks", "3", "--horizon-months", "3", "--churn-after-window", "held"],
+    )
     assert code == 0, err
     assert "Monitored: decided only at 3 look(s)" in out
     with store.opened(world, read_only=True) as con:
@@ -190,6 +194,7 @@ def test_assign_with_looks_writes_a_monitoring_plan_and_design_states_it(world, 
             ).fetchone()[0]
         )
     assert record["monitoring"]["look_months"] == [1, 2, 3]
+    assert record["churn_effect_after_window"] == "held"
     assert record["monitoring"]["thresholds"] == pytest.approx(
         design.monitoring_record(3, 3)["thresholds"]
     )

@@ -154,6 +154,7 @@ def test_a_retention_only_store_reads_out_and_its_money_says_what_it_assumed(ret
     assert net["mean"] == pytest.approx(-2.5)  # every treated customer's call cost 2.50
     money = [r for r in result.to_records() if r["outcome"] == "net_value"]
     assert money[0]["assumed_unchanged"] == ["revenue", "cost_to_serve"]
+    assert money[0]["churn_effect_after_window"] == "ends"  # no design record says otherwise
     raw = _raw_effects()["retention"]
     ret = result.table.query("outcome == 'retention' and metric == 'absolute'").iloc[0]
     assert ret["lo"] <= raw <= ret["hi"]

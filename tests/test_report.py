@@ -174,6 +174,9 @@ def test_design_section_shows_arm_counts_and_the_srm_check(world):
         assert f"{arm} {n:,}" in design
     assert design.count('class="ok">ok</span>') == 2
     assert "matches the store now" in page
+    # the money assumption after the window, per test: premium support goes on, the gift not
+    assert design.count("the effect on churn is held (the intervention goes on)") == 1
+    assert design.count("the effect on churn ends with the window") == 1
 
 
 def test_diagnostics_show_every_fitted_model_and_its_verdict(world):

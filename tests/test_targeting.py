@@ -92,6 +92,25 @@ def test_customer_value_averages_to_the_planted_net_value_of_the_arms(rows, plan
     assert abs(diff - planted["net_value"].mean()) < 3 * se
 
 
+def test_a_lasting_interventions_customer_value_follows_its_held_churn_effect(world, rows):
+    """Premium support's design holds its effect on churn after the window: each arm's
+    customers leave at the middle of the readout's span, so the arms' mean values, less the
+    unit cost, estimate the planted net value (within 3 standard errors, about 1,600 control
+    customers); the gift's effect ends with the window."""
+    assert rows.late_retention is None
+    prem = experiment_rows(world, PREMIUM)
+    control_rate, treated_rate = prem.late_retention
+    assert 0.95 < control_rate < treated_rate < 1.0  # premium support cuts churn
+    planted = world.execute(
+        "SELECT avg(net_value) FROM truth_customers WHERE experiment_id = ?", [PREMIUM]
+    ).fetchone()[0]
+    v = customer_value(prem)
+    t = prem.frame["treated"].to_numpy() == 1
+    diff = v[t].mean() - v[~t].mean() - prem.unit_cost
+    se = np.sqrt(v[t].var() / t.sum() + v[~t].var() / (~t).sum())
+    assert abs(diff - planted) < 3 * se, (diff, planted, se)
+
+
 def test_learners_rank_customers_by_their_planted_net_value(rows, planted, dr):
     truth = planted["net_value"].to_numpy()
     assert len(dr.oof) == len(rows.frame)

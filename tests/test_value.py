@@ -12,6 +12,8 @@ from attribution.settings import IntervalSetting
 from attribution.value import (
     MoneySettings,
     cash_flows,
+    held_survival,
+    late_survival,
     money_draws,
     payback_month,
     summarize_money,
@@ -193,3 +195,76 @@ def test_levels_and_costs_are_checked():
         money_draws(levels(CONTROL), levels(TREATED), unit_cost=-1.0, window_months=6)
     with pytest.raises(InputError, match="window_months must be >= 1"):
         money_draws(levels(CONTROL), levels(TREATED), unit_cost=1.0, window_months=0)
+
+
+def test_a_held_churn_effect_lets_each_arm_leave_at_its_own_rate():
+    """With ``survival`` each arm's retained customers leave at their own monthly rate."""
+    rates = xr.Dataset({"control": 0.97, "treated": 0.99})
+    m = MoneySettings(margin_rate=0.3, value_horizon_months=3, discount_rate=0.0)
+    flow = cash_flows(levels(CONTROL), levels(TREATED), window_months=6, settings=m,
+                      survival=rates)["after_horizon"].squeeze()  # fmt: skip
+    for j in (1, 2, 3):
+        treated = 0.85 * 0.99**j * (0.3 * 78.0 - 13.0) / 6
+        control = 0.80 * 0.97**j * (0.3 * 70.0 - 13.0) / 6
+        assert float(flow.sel(month=5 + j)) == pytest.approx(treated - control)
+    assert float(flow.sel(month=5)) == 0.0  # the window's months carry no value after it
+
+
+def totals(active_control, active_treated, segment="gold"):
+    """Monthly totals of one segment: the active counts given, flat revenue and cost."""
+    rows = []
+    for arm, counts in (("control", active_control), ("treatment", active_treated)):
+        for k, a in enumerate(counts):
+            period = pd.Timestamp(2025, 1 + k, 1)
+            rows.append((segment, arm, period, 100.0, 10.0, a))
+    cols = ["segment", "arm", "period", "revenue", "cost_to_serve", "active"]
+    return pd.DataFrame(rows, columns=cols)
+
+
+def test_late_survival_draws_center_on_the_last_months_churn_and_narrow_with_customers():
+    """The monthly rate of the window's last three month ends, Beta draws around it."""
+    like = levels(CONTROL, draws=4000)["p_active"]
+    means, sds = [], []
+    for scale in (1, 100):
+        profile = window_profile(
+            totals([scale * x for x in (1000, 900, 880, 860, 840, 820)],
+                   [scale * x for x in (1000, 950, 940, 930, 920, 910)]),
+            "control", "treatment", ["gold"], 6,
+        )  # fmt: skip
+        s = late_survival(profile, like, seed=1)
+        assert s["control"].dims == ("chain", "draw", "segment")
+        means.append([float(s[r].mean()) for r in ("control", "treated")])
+        sds.append(float(s["control"].std()))
+    expect = [(820 / 880) ** (1 / 3), (910 / 940) ** (1 / 3)]  # month 5 over month 2
+    assert means[1] == pytest.approx(expect, abs=2e-4)
+    assert means[0] == pytest.approx(expect, abs=3e-3)
+    assert sds[1] < sds[0] / 5  # 100 times the customers: a tenth of the spread
+
+
+def test_a_held_effect_spans_from_ending_to_lasting_across_the_draws():
+    """Draws run from the control arm's window rate (phi = 0) to each arm's own late rate."""
+    like = levels(CONTROL, draws=4000)["p_active"]
+    profile = window_profile(
+        totals([100_000 * x for x in (1000, 900, 880, 860, 840, 820)],
+               [100_000 * x for x in (1000, 950, 940, 930, 920, 910)]),
+        "control", "treatment", ["gold"], 6,
+    )  # fmt: skip
+    s = held_survival(profile, like, 6, seed=3)
+    ends = 0.80 ** (1 / 5)
+    own = (910 / 940) ** (1 / 3)
+    treated = s["treated"].to_numpy().ravel()
+    assert treated.min() == pytest.approx(ends, abs=1e-3)
+    assert treated.max() == pytest.approx(own, abs=1e-3)
+    share = (np.log(treated) - np.log(ends)) / (np.log(own) - np.log(ends))
+    assert np.quantile(share, [0.25, 0.5, 0.75]) == pytest.approx([0.25, 0.5, 0.75], abs=0.03)
+
+
+def test_late_survival_needs_active_counts_and_two_months():
+    like = levels(CONTROL)["p_active"]
+    no_active = window_profile(totals([10, 9], [10, 9]).drop(columns="active"),
+                               "control", "treatment", ["gold"], 2)  # fmt: skip
+    with pytest.raises(InputError, match="no active counts"):
+        late_survival(no_active, like)
+    one_month = window_profile(totals([10], [10]), "control", "treatment", ["gold"], 1)
+    with pytest.raises(InputError, match="1-month window has no month ends"):
+        late_survival(one_month, like)

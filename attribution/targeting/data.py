@@ -19,7 +19,8 @@ import duckdb
 import numpy as np
 import pandas as pd
 
-from attribution import observational
+from attribution import observational, value
+from attribution.cells import EVERYONE, monthly_totals
 from attribution.config import Config
 from attribution.errors import InputError
 from attribution.periods import window_months
@@ -53,6 +54,11 @@ class TargetingData:
         Mean cost per treated customer of the intervention's rows in this experiment.
     notes : tuple of str
         What was left out or assumed, in words.
+    late_retention : tuple of float or None
+        When the experiment's design record holds the effect on churn after the window
+        (:mod:`attribution.value`): the control and treatment arms' monthly retention over the
+        window's last month ends (:func:`attribution.value.late_retention`); None when the
+        effect ends with the window.
     """
 
     frame: pd.DataFrame
@@ -67,6 +73,7 @@ class TargetingData:
     categorical: tuple[str, ...]
     unit_cost: float = 0.0
     notes: tuple[str, ...] = field(default=())
+    late_retention: tuple[float, float] | None = None
 
     @property
     def treated_share(self) -> float:
@@ -174,6 +181,14 @@ def experiment_rows(
         "WHERE experiment_id = ? AND arm = ?)",
         [experiment_id, experiment_id, arm],
     ).fetchone()
+    late = None
+    if pre.churn_after_window == "held":
+        totals = monthly_totals(con, experiment_id, None, pre.start, pre.horizon)
+        W = window_months(pre.start, pre.horizon)
+        rates = value.late_retention(value.window_profile(totals, control, arm, [EVERYONE], W)).sel(
+            segment=EVERYONE
+        )
+        late = (float(rates.sel(role="control")), float(rates.sel(role="treated")))
     return TargetingData(
         frame=data.frame.drop(columns=[c for c in data.confounders if c not in kept]),
         experiment_id=experiment_id,
@@ -187,4 +202,5 @@ def experiment_rows(
         categorical=tuple(c for c in data.categorical if c in kept),
         unit_cost=float(unit_cost),
         notes=tuple(notes),
+        late_retention=late,
     )

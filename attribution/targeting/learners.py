@@ -15,7 +15,9 @@ Net value per customer goes through the money layer (:func:`attribution.value.ca
 each customer's own outcomes, as the levels of one "arm" of one customer, give the value of
 their path: the window's margin less cost to serve, spread evenly over the window's months, and,
 when they are active at the horizon, the months of the value horizon at their window's monthly
-margin less cost, leaving at the control arm's monthly retention, discounted from the start.
+margin less cost, leaving at the control arm's monthly retention (or, when the experiment's
+design holds the effect on churn after the window, at the middle of the readout's span from
+that rate to their arm's late-window rate: :func:`customer_value`), discounted from the start.
 The uplift of that value, less the intervention's cost per customer, is the incremental net
 value per customer: the same definition as the readout's net value and the simulator's planted
 one.
@@ -113,7 +115,13 @@ def dr_scores(X_fit, t_fit, y_fit, X, t, y, *, seed: int = 0) -> np.ndarray:
 
 def customer_value(data: TargetingData, settings: MoneySettings | None = None) -> np.ndarray:
     """Each customer's discounted value over the window and the value horizon, before the
-    intervention's cost (see the module docstring): the outcome whose uplift is net value."""
+    intervention's cost (see the module docstring): the outcome whose uplift is net value.
+
+    After the window a customer active at the horizon leaves at the control arm's monthly
+    retention when the experiment's effect on churn ends with the window; when its design
+    record holds it (:attr:`TargetingData.late_retention`), at the middle (in log retention) of
+    the span the readout draws over, from that rate to their own arm's late-window rate.
+    """
     settings = settings or MoneySettings()
     f = data.frame
     W = data.horizon_months
@@ -131,7 +139,17 @@ def customer_value(data: TargetingData, settings: MoneySettings | None = None) -
     base = {k: zero for k in value.LEVELS} | {"p_active": np.full(len(f), p_control)}
     wrap = {k: xr.DataArray(v, dims="customer") for k, v in own.items()}
     wrap_base = {k: xr.DataArray(v, dims="customer") for k, v in base.items()}
-    flows = value.cash_flows(wrap_base, wrap, window_months=W, settings=settings)["flow"]
+    survival = None
+    if data.late_retention is not None:
+        ends = max(p_control, 1e-12) ** (1.0 / max(W - 1, 1))
+        late_control, late_treated = data.late_retention
+        late = np.where(f["treated"].to_numpy() == 1, late_treated, late_control)
+        middle = np.sqrt(ends * np.clip(late, 1e-12, 1.0))
+        rate = xr.DataArray(middle, dims="customer")
+        survival = xr.Dataset({"control": rate, "treated": rate})
+    flows = value.cash_flows(
+        wrap_base, wrap, window_months=W, settings=settings, survival=survival
+    )["flow"]
     disc = settings.discount_factors(flows.sizes["month"])
     return (flows * xr.DataArray(disc, dims="month")).sum("month").to_numpy()
 

@@ -15,6 +15,7 @@ import pandas as pd
 
 from attribution import load, store
 from attribution.errors import InputError
+from attribution.settings import CHURN_AFTER_WINDOW
 from attribution.validation import text as text_setting
 from experiments.assign.balance import is_numeric
 from experiments.assign.hashing import assignment_hash
@@ -67,6 +68,7 @@ def write_assignment(
     spending: str = "obrien-fleming",
     roll_out_threshold: float = 0.9,
     interval_width: float = 0.9,
+    churn_after_window: str = CHURN_AFTER_WINDOW[0],
 ) -> dict:
     """Write the experiment row (with its design record) and all its assignments, all or nothing.
 
@@ -96,6 +98,11 @@ def write_assignment(
     roll_out_threshold, interval_width : float
         The ``[decision] roll_out_threshold`` and ``[interval] width`` the test will be read
         out with (the boundaries spend their complements).
+    churn_after_window : {"ends", "held"}
+        What the intervention's effect on churn does after the readout window, recorded as
+        ``churn_effect_after_window``: "ends" for a one-off (a gift, a call), "held" for one
+        that goes on (a support tier customers keep). Net value's months after the window
+        follow it (:mod:`attribution.value`).
 
     Returns
     -------
@@ -138,7 +145,13 @@ def write_assignment(
     record = json.loads(json.dumps(assignment.design))
     if source and not record["inputs"].get("eligible_file"):
         record["inputs"]["eligible_file"] = str(source)
+    if churn_after_window not in CHURN_AFTER_WINDOW:
+        raise InputError(
+            "churn_after_window must be one of "
+            f"{', '.join(repr(r) for r in CHURN_AFTER_WINDOW)}, got {churn_after_window!r}"
+        )
     record.update(experiment_id=eid, intervention=name, started=day.isoformat())
+    record["churn_effect_after_window"] = churn_after_window
     monitoring = _monitoring(
         record, looks, horizon_months, spending, roll_out_threshold, interval_width
     )
@@ -219,7 +232,8 @@ def assign_from_file(
         As in :func:`assign` (a cluster column not in the file is taken from customers).
     **monitoring
         ``looks``, ``horizon_months``, ``spending``, ``roll_out_threshold`` and
-        ``interval_width`` of :func:`write_assignment`: a monitored test.
+        ``interval_width`` of :func:`write_assignment` (a monitored test), and its
+        ``churn_after_window``.
 
     Returns
     -------
