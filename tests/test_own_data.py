@@ -88,7 +88,8 @@ def test_the_data_guide_runs_verbatim_and_says_what_it_skipped_and_assumed(guide
     assert "net value assumes no change in cost to serve" in readout
     assert "No outcome months before 2025-03" in readout
     decision = _command(outputs, "decide")
-    assert "cost_to_serve: not measured" in decision and "csat: not measured" in decision
+    for guardrail in ("cost_to_serve", "csat"):
+        assert f"Guardrail {guardrail} (treatment): not measured" in decision, decision
 
 
 @pytest.fixture(scope="module")
