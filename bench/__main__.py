@@ -32,7 +32,7 @@ def main() -> None:
     if args.only in (None, "trials"):
         print(f"wrote {trials.run(100_000 if args.quick else 1_000_000)}")
     if args.only in (None, "targeting"):
-        print(f"wrote {targeting.run(100_000 if args.quick else 1_000_000)}")
+        print(f"wrote {targeting.run((100_000,) if args.quick else (1_000_000, 10_000_000))}")
     if args.only in (None, "spark"):
         customers, months = (100_000, 6) if args.quick else (10_000_000, 24)
         print(f"wrote {spark.run(customers, months)}")

@@ -147,6 +147,28 @@ def test_the_evaluation_reads_a_planted_ranking_and_says_when_one_is_no_better_t
     assert held >= 15, held
 
 
+def test_above_the_training_cap_every_customer_is_still_scored_out_of_fold(rows, planted, dr):
+    """With the models training on a sample (here 2,000 of ~4,700 customers), every customer
+    is scored by a fold model that did not train on them, the arms keep their shares in the
+    sample, and the scores still follow the planted net value; at or above the number of
+    customers the cap changes nothing."""
+    from attribution.targeting.learners import _training_sample
+
+    t = rows.frame["treated"].to_numpy(int)
+    keep = _training_sample(t, 2_000, seed=1)
+    assert abs(int(keep.sum()) - 2_000) <= 1
+    assert t[keep].mean() == pytest.approx(t.mean(), abs=0.002)
+    small = fit_uplift(rows, "net_value", learner="dr", seed=1, max_train=2_000)
+    assert np.isfinite(small.oof).all() and np.isfinite(small.scores).all()
+    assert len(small.oof) == len(rows.frame)
+    assert np.corrcoef(small.oof, planted["net_value"].to_numpy())[0, 1] > 0.0
+    same = fit_uplift(rows, "net_value", learner="dr", seed=1, max_train=len(rows.frame))
+    np.testing.assert_array_equal(same.oof, dr.oof)
+    np.testing.assert_array_equal(same.scores, dr.scores)
+    with pytest.raises(InputError, match="max_train must be a whole number >= 50"):
+        fit_uplift(rows, "net_value", max_train=10)
+
+
 def test_the_segment_level_fallback_is_each_segments_mean_score_over_the_other_folds(dr):
     fallback = segment_level(dr, "tier")
     tier = dr.data.frame["tier"].to_numpy()

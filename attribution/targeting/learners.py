@@ -9,7 +9,9 @@ could only add noise.
 Every prediction a skeptic checks is out of fold: the customers are split into ``folds``
 folds (stratified by arm), and each fold's uplift comes from a learner fitted on the other
 folds, so the evaluation (:mod:`attribution.targeting.evaluate`) never scores a customer with a
-model that saw them. A final learner on every customer scores new ones.
+model that saw them. A final learner on every customer (or the sample) scores new ones. Above
+:data:`MAX_TRAIN` customers the models train on a random sample of that size and score every
+customer in batches (:func:`fit_uplift`): fitting time and memory stay flat at 10M customers.
 
 Net value per customer goes through the money layer (:func:`attribution.value.cash_flows`):
 each customer's own outcomes, as the levels of one "arm" of one customer, give the value of
@@ -42,6 +44,7 @@ from attribution.targeting.data import OUTCOMES, TargetingData, align
 
 __all__ = [
     "LEARNERS",
+    "MAX_TRAIN",
     "TARGETS",
     "UpliftFit",
     "customer_value",
@@ -52,6 +55,13 @@ __all__ = [
 
 #: The learners by name.
 LEARNERS = ("t", "x", "dr")
+#: Most customers the learners train on (per fit: the cross-fitting folds' training parts and the
+#: final model draw from one random sample of this size, in the arms' proportions); every
+#: customer is still scored, out of fold. Gradient boosting with leaves of at least 2,000
+#: customers learns no more from millions of rows, and its time and memory stay flat.
+MAX_TRAIN = 200_000
+#: Customers scored at a time (prediction memory stays flat).
+SCORE_BATCH = 250_000
 #: What a learner can fit: an outcome of :data:`attribution.targeting.data.OUTCOMES`, or
 #: ``net_value`` (:func:`customer_value` less the unit cost).
 TARGETS = (*OUTCOMES, "net_value")
@@ -134,24 +144,30 @@ def customer_value(data: TargetingData, settings: MoneySettings | None = None) -
         "revenue_retained": f["revenue"].to_numpy(float),
         "cost_retained": f["cost_to_serve"].to_numpy(float),
     }
-    zero = np.zeros(len(f))
-    # a "control arm" with nothing but the control arm's retention, which sets the decay
-    base = {k: zero for k in value.LEVELS} | {"p_active": np.full(len(f), p_control)}
-    wrap = {k: xr.DataArray(v, dims="customer") for k, v in own.items()}
-    wrap_base = {k: xr.DataArray(v, dims="customer") for k, v in base.items()}
-    survival = None
+    late = None
     if data.late_retention is not None:
         ends = max(p_control, 1e-12) ** (1.0 / max(W - 1, 1))
         late_control, late_treated = data.late_retention
         late = np.where(f["treated"].to_numpy() == 1, late_treated, late_control)
-        middle = np.sqrt(ends * np.clip(late, 1e-12, 1.0))
-        rate = xr.DataArray(middle, dims="customer")
-        survival = xr.Dataset({"control": rate, "treated": rate})
-    flows = value.cash_flows(
-        wrap_base, wrap, window_months=W, settings=settings, survival=survival
-    )["flow"]
-    disc = settings.discount_factors(flows.sizes["month"])
-    return (flows * xr.DataArray(disc, dims="month")).sum("month").to_numpy()
+        late = np.sqrt(ends * np.clip(late, 1e-12, 1.0))  # the middle, in log retention
+    disc = xr.DataArray(settings.discount_factors(W + settings.value_horizon_months), dims="month")
+    out = np.empty(len(f))
+    for lo in range(0, len(f), SCORE_BATCH):  # (customers x months) arrays, a batch at a time
+        part = slice(lo, lo + SCORE_BATCH)
+        n = len(out[part])
+        # a "control arm" with nothing but the control arm's retention, which sets the decay
+        base = {k: np.zeros(n) for k in value.LEVELS} | {"p_active": np.full(n, p_control)}
+        wrap = {k: xr.DataArray(v[part], dims="customer") for k, v in own.items()}
+        wrap_base = {k: xr.DataArray(v, dims="customer") for k, v in base.items()}
+        survival = None
+        if late is not None:
+            rate = xr.DataArray(late[part], dims="customer")
+            survival = xr.Dataset({"control": rate, "treated": rate})
+        flows = value.cash_flows(
+            wrap_base, wrap, window_months=W, settings=settings, survival=survival
+        )["flow"]
+        out[part] = (flows * disc).sum("month").to_numpy()
+    return out
 
 
 def _target(data: TargetingData, target: str, settings: MoneySettings | None) -> np.ndarray:
@@ -215,9 +231,10 @@ class UpliftFit:
         """Uplift per row of ``frame`` (features as in :attr:`TargetingData.frame`), from the
         learner fitted on every customer; default the experiment's own customers."""
         d = self.data if frame is None else _with_frame(self.data, frame)
+        X = align(d.matrix(), self.columns)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)
-            return self.model.effect(align(d.matrix(), self.columns)) - self.offset
+            return _batched(self.model.effect, X, np.arange(len(X))) - self.offset
 
     def table(self) -> pd.DataFrame:
         """``customer_id``, ``treated``, ``uplift`` (out of fold) and the observed outcome."""
@@ -243,6 +260,30 @@ def segment_level(fit: UpliftFit, segment: str | None) -> UpliftFit:
     return replace(fit, oof=out)
 
 
+def _training_sample(t: np.ndarray, max_train: int, seed: int) -> np.ndarray:
+    """Which customers the models may train on: all, or ``max_train`` drawn at random with
+    each arm keeping its share (a stream of its own, so the folds do not move with it)."""
+    keep = np.ones(len(t), dtype=bool)
+    if len(t) <= max_train:
+        return keep
+    keep[:] = False
+    rng = np.random.default_rng([int(seed), 0x7472616E])  # "tran"
+    for arm in (0, 1):
+        rows = np.flatnonzero(t == arm)
+        take = int(round(max_train * len(rows) / len(t)))
+        keep[rng.choice(rows, size=min(take, len(rows)), replace=False)] = True
+    return keep
+
+
+def _batched(score, X: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """``score`` of ``X[rows]``, :data:`SCORE_BATCH` rows at a time."""
+    out = np.empty(len(rows))
+    for lo in range(0, len(rows), SCORE_BATCH):
+        part = rows[lo : lo + SCORE_BATCH]
+        out[lo : lo + len(part)] = score(X[part])
+    return out
+
+
 def _with_frame(data: TargetingData, frame: pd.DataFrame) -> TargetingData:
     missing = [c for c in data.features if c not in frame.columns]
     if missing:
@@ -258,8 +299,14 @@ def fit_uplift(
     folds: int = 5,
     seed: int = 0,
     settings: MoneySettings | None = None,
+    max_train: int = MAX_TRAIN,
 ) -> UpliftFit:
     """Fit a per-customer uplift learner with cross-fitting.
+
+    Every customer is in one of ``folds`` folds and is scored by the model fitted on the other
+    folds; above ``max_train`` customers the models train on a random sample of that size (the
+    arms in their proportions) and score every customer, in batches: a customer outside the
+    sample is out of sample for every model.
 
     Parameters
     ----------
@@ -275,6 +322,8 @@ def fit_uplift(
     seed : int
     settings : MoneySettings, optional
         Margin, value horizon and discount rate for net value.
+    max_train : int
+        Most customers the models train on (default :data:`MAX_TRAIN`).
 
     Returns
     -------
@@ -284,25 +333,32 @@ def fit_uplift(
         raise InputError(f"learner must be one of {', '.join(LEARNERS)}, got {learner!r}")
     if not isinstance(folds, int) or isinstance(folds, bool) or folds < 2:
         raise InputError(f"folds must be a whole number >= 2, got {folds!r}")
+    if not isinstance(max_train, int) or isinstance(max_train, bool) or max_train < 10 * folds:
+        raise InputError(f"max_train must be a whole number >= {10 * folds}, got {max_train!r}")
     y = _target(data, target, settings)
     t = data.frame["treated"].to_numpy(int)
     matrix = data.matrix()
     X = matrix.to_numpy(dtype=float)
+    trains = _training_sample(t, max_train, seed)
     oof, scores, fold_of = np.empty(len(y)), np.empty(len(y)), np.empty(len(y), dtype=int)
     split = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
     with warnings.catch_warnings():
         # EconML notes that a constant propensity model's scores are not probabilities it
         # checked; the design's share is exactly the propensity of a randomized test
         warnings.simplefilter("ignore", UserWarning)
-        for k, (train, test) in enumerate(split.split(X, t)):
+        for k, (_, test) in enumerate(split.split(X, t)):
+            fold_of[test] = k
+        for k in range(folds):
+            train = np.flatnonzero(trains & (fold_of != k))
+            test = np.flatnonzero(fold_of == k)
             model = _learner(learner, seed + k, len(train))
             model.fit(y[train], t[train], X=X[train])
-            oof[test] = model.effect(X[test])
-            fold_of[test] = k
+            oof[test] = _batched(model.effect, X, test)
             scores[test] = dr_scores(X[train], t[train], y[train], X[test], t[test], y[test],
                                      seed=seed + k)  # fmt: skip
-        final = _learner(learner, seed, len(y))
-        final.fit(y, t, X=X)
+        everyone = np.flatnonzero(trains)
+        final = _learner(learner, seed, len(everyone))
+        final.fit(y[everyone], t[everyone], X=X[everyone])
     offset = data.unit_cost if target == "net_value" else 0.0
     return UpliftFit(
         data=data, target=target, learner=learner, oof=oof - offset, scores=scores - offset, y=y,
