@@ -675,7 +675,8 @@ def churn_after_window(
     A "held" effect needs two months to read a churn rate from: a one-month window is read as
     "ends", and ``notes`` says so.
     """
-    rule = (design or {}).get("churn_effect_after_window", CHURN_AFTER_WINDOW[0])
+    record = design if isinstance(design, dict) else {}
+    rule = record.get("churn_effect_after_window", CHURN_AFTER_WINDOW[0])
     if rule not in CHURN_AFTER_WINDOW:
         raise InputError(
             f"experiment {experiment_id!r}: design.churn_effect_after_window must be one of "
