@@ -53,10 +53,10 @@ from attribution.settings import CHURN_AFTER_WINDOW, IntervalSetting, MoneySetti
 from attribution.srm import SRM_ALARM_P, SRMCheck, srm_check, srm_record
 from attribution.uplift import CONTROL, RetentionUplift, SpendUplift
 from attribution.value import (
-    LATE_MONTHS,
     MONEY_OUTCOMES,
     assumption,
     held_survival,
+    late_months,
     money_draws,
     payback_reason,
     summarize_money,
@@ -1138,7 +1138,7 @@ def _money(
             f"Net value holds the effect on churn after the window (the design record of "
             f"{experiment_id} says it goes on): over the {cfg.money.value_horizon_months}-month "
             f"value horizon each arm keeps between none and all of its churn gap over the last "
-            f"{min(LATE_MONTHS, window - 1)} window months, evenly across the draws."
+            f"{late_months(window)} window months, evenly across the draws."
         )
     for arm in [a for a in levels.coords["arm"].values if a != CONTROL]:
         if arm not in costs:

@@ -69,7 +69,10 @@ __all__ = [
     "MoneySettings",
     "assumption",
     "cash_flows",
+    "between",
+    "ends_retention",
     "held_survival",
+    "late_months",
     "late_retention",
     "late_survival",
     "money_draws",
@@ -168,7 +171,7 @@ def cash_flows(
         return margin, cost
 
     if survival is None:  # both arms leave at the control arm's window rate after the horizon
-        rho = c["p_active"].clip(0.0, 1.0) ** (1.0 / max(W - 1, 1))
+        rho = ends_retention(c["p_active"], W)
         rates = {"control": rho, "treated": rho}
     else:  # each arm at its own late-window rate
         rates = {role: survival[role].clip(0.0, 1.0) for role in ("control", "treated")}
@@ -494,7 +497,7 @@ def _late_counts(profile: xr.Dataset, months: int) -> tuple[xr.DataArray, xr.Dat
         raise InputError("the window profile has no active counts; late_survival needs them")
     active = profile["active"]
     W = active.sizes["month"]
-    L = min(int(months), W - 1)
+    L = late_months(W, months)
     if L < 1:
         raise InputError(
             f"a {W}-month window has no month ends to read a churn rate after the window from"
@@ -502,6 +505,12 @@ def _late_counts(profile: xr.Dataset, months: int) -> tuple[xr.DataArray, xr.Dat
     n = active.isel(month=W - 1 - L).clip(min=0.0)
     k = np.minimum(active.isel(month=W - 1).clip(min=0.0), n)
     return n, k, L
+
+
+def late_months(window_months: int, months: int = LATE_MONTHS) -> int:
+    """Month ends at the window's end that late-window churn is read over: ``min(months, W - 1)``
+    (0 for a one-month window)."""
+    return min(int(months), int(window_months) - 1)
 
 
 def late_retention(profile: xr.Dataset, months: int = LATE_MONTHS) -> xr.DataArray:
@@ -538,15 +547,32 @@ def held_survival(
         argument of :func:`cash_flows`.
     """
     own = late_survival(profile, control_p_active, seed=seed)
-    ends = control_p_active.clip(1e-12, 1.0) ** (1.0 / max(int(window_months) - 1, 1))
+    ends = ends_retention(control_p_active, window_months)
     others = [d for d in control_p_active.dims if d != "segment"]
     rng = np.random.default_rng([int(seed), 0x68656C64])  # "held"
     phi = xr.DataArray(
         rng.uniform(size=tuple(control_p_active.sizes[d] for d in others)), dims=others
     )
-    return xr.Dataset(
-        {
-            role: np.exp((1.0 - phi) * np.log(ends) + phi * np.log(own[role].clip(1e-12, 1.0)))
-            for role in ("control", "treated")
-        }
-    )
+    return xr.Dataset({role: between(ends, own[role], phi) for role in ("control", "treated")})
+
+
+def ends_retention(p_active_control, window_months: int):
+    """The monthly retention both arms leave at when the effect on churn "ends":
+    ``p_active_control ^ (1 / max(W - 1, 1))`` (the share active at the horizon has lived
+    through ``W - 1`` month ends). Works on floats, arrays and DataArrays.
+
+    >>> round(float(ends_retention(0.8, 6)), 4)
+    0.9564
+    """
+    return np.clip(p_active_control, 0.0, 1.0) ** (1.0 / max(int(window_months) - 1, 1))
+
+
+def between(ends, own, share):
+    """Monthly retention a ``share`` of the way from ``ends`` to ``own``, in log retention
+    (the "held" span of :func:`held_survival`; ``share = 0.5`` is its middle).
+
+    >>> round(float(between(0.9, 0.99, 0.5)), 4)
+    0.9439
+    """
+    lo, hi = np.clip(ends, 1e-12, 1.0), np.clip(own, 1e-12, 1.0)
+    return np.exp((1.0 - share) * np.log(lo) + share * np.log(hi))

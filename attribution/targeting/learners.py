@@ -146,10 +146,9 @@ def customer_value(data: TargetingData, settings: MoneySettings | None = None) -
     }
     late = None
     if data.late_retention is not None:
-        ends = max(p_control, 1e-12) ** (1.0 / max(W - 1, 1))
         late_control, late_treated = data.late_retention
-        late = np.where(f["treated"].to_numpy() == 1, late_treated, late_control)
-        late = np.sqrt(ends * np.clip(late, 1e-12, 1.0))  # the middle, in log retention
+        own_arm = np.where(f["treated"].to_numpy() == 1, late_treated, late_control)
+        late = value.between(value.ends_retention(p_control, W), own_arm, 0.5)  # the middle
     disc = xr.DataArray(settings.discount_factors(W + settings.value_horizon_months), dims="month")
     out = np.empty(len(f))
     for lo in range(0, len(f), SCORE_BATCH):  # (customers x months) arrays, a batch at a time
