@@ -304,6 +304,10 @@ def _parser() -> argparse.ArgumentParser:
                    help="most customers per intervention")  # fmt: skip
     p.add_argument("--learner", choices=["auto", "dr", "t", "x"], default="auto")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--score-month", default=None, metavar="YYYY-MM",
+                   help="pick from the customers active in this month (features from before "
+                   "it), scored by the experiments' learners, instead of the experiments' own "
+                   "customers")  # fmt: skip
     p.add_argument("--out", default=None, metavar="FILE",
                    help="write the policy (.csv or .parquet)")  # fmt: skip
     p.add_argument("--config", default=None, metavar="FILE", help="cx.toml (money, interval)")
@@ -895,22 +899,33 @@ def _capacity(arg: str | None) -> dict[str, int]:
 
 def _cmd_target(args: argparse.Namespace) -> int:
     from attribution.config import load_config
-    from attribution.targeting.workflow import check_out, target
+    from attribution.targeting.population import check_month
+    from attribution.targeting.workflow import check_out, score_month, target, write_table
 
     cfg = load_config(args.config)
     capacity = _capacity(args.capacity)
     if args.out:
         check_out(args.out)  # before minutes of fitting
+    population = None
     with store.opened(args.store or cfg.store, read_only=True) as con:
+        if args.score_month is not None:
+            check_month(con, args.score_month)  # before minutes of fitting
         result = target(
             con, args.experiments, budget=args.budget, capacity=capacity, learner=args.learner,
             seed=args.seed, config=cfg,
         )  # fmt: skip
+        if args.score_month is not None:
+            population = score_month(con, result, args.score_month, budget=args.budget,
+                                     capacity=capacity, config=cfg)  # fmt: skip
     payload, text = result.to_dict(), result.describe()
+    if population is not None:
+        payload["population"] = population.to_dict()
+        text += "\n" + population.describe()
     if args.out:
-        path = result.write_policy(args.out)
+        picks = result.policy_table() if population is None else population.picks
+        path = write_table(picks, args.out)
         payload["out"] = str(path)
-        text += f"\npolicy: {len(result.policy.picks):,} customers written to {path}"
+        text += f"\npolicy: {len(picks):,} customers written to {path}"
     _emit(args, payload, text)
     return EXIT_OK
 

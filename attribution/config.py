@@ -68,6 +68,8 @@ that names the file, the key and what was expected, before any work starts. Exam
     # budget = 60000           # most to spend on the interventions; leave out: no limit
     learner = "auto"           # X-learner for unbalanced arms, doubly robust otherwise
     seed = 0
+    score_month = ""           # "latest" or YYYY-MM: also pick from the customers active then
+                               # (features from before it); empty: the experiments' own only
 
     [engine]                   # where the cells are computed (attribution.lake)
     kind = "duckdb"            # or "spark": the contract's tables in a lake, read by Spark
@@ -93,7 +95,8 @@ What :attr:`Config.hash` covers (the hash decides whether ``cx refresh`` refits)
 - ``store``, ``[model]``, ``[money]``, ``[interval]``, ``[gate]`` and ``[experiments]``;
 - ``model.outcomes`` only when it is not all three outcomes (so stores fitted before the
   setting existed keep their hash);
-- ``[targeting]`` only when it names experiments (it adds a recorded policy to the run);
+- ``[targeting]`` only when it names experiments (it adds a recorded policy to the run), its
+  ``score_month`` only when set;
 - ``[causal]`` and the ``[[observational]]`` questions only when at least one question is
   declared: then the causal settings change published numbers. Without questions they change
   nothing a refresh publishes and stay out, like ``[decision]``, which never counts, and
@@ -113,6 +116,7 @@ from pathlib import Path
 
 from attribution.errors import InputError
 from attribution.settings import SAMPLERS, GateSetting, IntervalSetting
+from attribution.store import parse_period
 from attribution.validation import one_of, whole
 from attribution.value import MoneySettings
 
@@ -370,12 +374,18 @@ class TargetingSettings:
         ``auto`` (X-learner for unbalanced arms, doubly robust otherwise), ``dr``, ``t`` or
         ``x``.
     seed : int
+    score_month : str
+        ``"latest"`` (the store's last month) or ``YYYY-MM``: the refresh also scores the
+        customers active in that month and records whom the budget picks among them
+        (:mod:`attribution.targeting.population`). Empty (default): the experiments' own
+        customers only.
     """
 
     experiments: tuple[str, ...] = ()
     budget: float | None = None
     learner: str = "auto"
     seed: int = 0
+    score_month: str = ""
 
     def __post_init__(self) -> None:
         if self.learner not in ("auto", "dr", "t", "x"):
@@ -383,6 +393,14 @@ class TargetingSettings:
         if self.budget is not None and self.budget <= 0:
             raise InputError(f"targeting.budget must be > 0, got {self.budget!r}")
         _names("targeting.experiments", self.experiments, identifiers=False)
+        if self.score_month not in ("", "latest"):
+            try:
+                parse_period(self.score_month)
+            except InputError:
+                raise InputError(
+                    'targeting.score_month must be "latest", a month YYYY-MM or empty, got '
+                    f"{self.score_month!r}"
+                ) from None
 
 
 @dataclass(frozen=True)
@@ -545,6 +563,8 @@ class Config:
             del settings["causal"], settings["observational"]
         if not self.targeting.experiments:
             del settings["targeting"]
+        elif not self.targeting.score_month:
+            del settings["targeting"]["score_month"]  # configurations from before it keep theirs
         if tuple(settings["model"]["outcomes"]) == OUTCOMES:
             del settings["model"]["outcomes"]
         text = json.dumps(settings, sort_keys=True)

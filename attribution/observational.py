@@ -62,6 +62,7 @@ from attribution.errors import InputError
 from attribution.periods import add_months, window_months
 
 __all__ = [
+    "active_frame",
     "assigned_frame",
     "check_intervention",
     "confounder_kind",
@@ -209,6 +210,10 @@ _ARM_TREATMENT = """
     SELECT customer_id, CAST($start AS TIMESTAMP) AS first_ts
     FROM assignments WHERE experiment_id = $experiment_id AND arm = $arm
 """
+# No treatment at all: the customers of a month as they are (scoring, not comparing).
+_NO_TREATMENT = (
+    "SELECT CAST(NULL AS VARCHAR) AS customer_id, CAST(NULL AS TIMESTAMP) AS first_ts WHERE false"
+)
 _ARM_POPULATION = (
     "SELECT customer_id FROM assignments "
     "WHERE experiment_id = $experiment_id AND arm IN ($arm, $control)"
@@ -508,13 +513,61 @@ def assigned_frame(
     )
 
 
+def active_frame(
+    con: duckdb.DuckDBPyConnection,
+    month: str | date,
+    features: Sequence[str],
+    *,
+    lookback_months: int = 3,
+) -> pd.DataFrame:
+    """One row per customer active in ``month``, with ``features`` measured before it exactly
+    as :func:`assigned_frame` measures them before an experiment's start: the rows a fitted
+    uplift learner scores when it picks customers beyond its experiment's own.
+
+    Parameters
+    ----------
+    con : duckdb.DuckDBPyConnection
+    month : str or date
+        A month of the store (``YYYY-MM``): the decision month.
+    features : sequence of str
+        Names as for :func:`assigned_frame`.
+    lookback_months : int
+        As in :func:`observational_frame`.
+
+    Returns
+    -------
+    pandas.DataFrame
+        ``customer_id`` and the features (numeric ones float, categorical ones text).
+
+    Raises
+    ------
+    InputError
+        A month outside the store's outcome periods, an unknown feature, a history feature
+        without history before ``month``, no customer active in it.
+    """
+    first, last = store.periods(con)
+    if first is None:
+        raise InputError("the store has no outcomes: load or simulate data first")
+    start = store.parse_period(month)
+    _horizon(start, 1, first, last)
+    customer_cols = store.columns(con, "customers")
+    chosen = _measurable(con, list(features), defaults=False, as_of=start, first=first,
+                         notes=[])  # fmt: skip
+    frame, _, _ = _read(
+        con, _NO_TREATMENT, {}, f"customers active in {start:%Y-%m}", [start], 1, chosen,
+        customer_cols, lookback=lookback_months, first=first, compare=False,
+    )  # fmt: skip
+    return frame[["customer_id", *chosen]].reset_index(drop=True)
+
+
 def _read(
     con, treatment_sql, params, label, trials, horizon, chosen, customer_cols, *, lookback,
-    first, population: str = "",
+    first, population: str = "", compare: bool = True,
 ) -> tuple[pd.DataFrame, list[str], list[str]]:  # fmt: skip
     """Run :data:`_FRAME_SQL` for these trials and type its columns: the frame and which of
     ``chosen`` are numeric and categorical. ``population``, a query of the customer ids to
-    keep (it may use the bound parameters), restricts the rows before the windows run."""
+    keep (it may use the bound parameters), restricts the rows before the windows run;
+    ``compare`` False skips the check that each trial has treated and untreated customers."""
     extra = _check_confounders(chosen, customer_cols)
     params = params | {
         "trials": list(trials),
@@ -532,7 +585,7 @@ def _read(
         restrict=restrict,
     )
     frame = con.execute(sql, _used(sql, params)).df()
-    _check_frame(con, frame, label, trials, horizon)
+    _check_frame(con, frame, label, trials, horizon, compare=compare)
     numeric, categorical = [], []
     for name in chosen:
         if confounder_kind(name, customer_cols) == "numeric":
@@ -768,7 +821,9 @@ def _excluded_count(con, treatment_sql: str, params: dict) -> int:
     return int(con.execute(sql, _used(sql, params)).fetchone()[0])
 
 
-def _check_frame(con, frame: pd.DataFrame, label: str, trials: list[date], horizon: int) -> None:
+def _check_frame(
+    con, frame: pd.DataFrame, label: str, trials: list[date], horizon: int, *, compare: bool = True
+) -> None:
     if frame.empty:
         raise InputError(
             f"no customers are active in {trials[0]:%Y-%m}"
@@ -790,6 +845,8 @@ def _check_frame(con, frame: pd.DataFrame, label: str, trials: list[date], horiz
     for col in ("revenue", "cost_to_serve"):
         frame[col] = frame[col].fillna(0.0)
     frame["retained"] = frame["retained"].fillna(0)
+    if not compare:
+        return
     for month, rows in frame.groupby("trial_month", sort=True):
         n_treated = int(rows["treated"].sum())
         where = f"{label}, trial month {month}" if len(trials) > 1 else label

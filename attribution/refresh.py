@@ -718,14 +718,21 @@ def _gather(con, cfg: Config, selected: list[str]) -> dict[str, ReadoutInputs | 
 
 
 def _gather_targeting(con, cfg: Config):
-    """The targeting rows of ``[targeting]``'s experiments (read while the store is open), or
-    why they cannot be read; None without targeting."""
+    """The targeting rows of ``[targeting]``'s experiments and, with ``score_month``, the
+    month's customers to score (``(month, frame)``), read while the store is open; or why they
+    cannot be read; None without targeting."""
     if not cfg.targeting.experiments:
         return None
-    from attribution.targeting import experiment_rows
+    from attribution.targeting import experiment_rows, population_rows
+    from attribution.targeting.population import check_month
 
     try:
-        return [experiment_rows(con, e, config=cfg) for e in cfg.targeting.experiments]
+        rows = [experiment_rows(con, e, config=cfg) for e in cfg.targeting.experiments]
+        month, population = cfg.targeting.score_month, None
+        if month:
+            start = store.periods(con)[1] if month == "latest" else check_month(con, month)
+            population = (f"{start:%Y-%m}", population_rows(con, f"{start:%Y-%m}", rows))
+        return rows, population
     except CxError as exc:
         return exc
 
@@ -809,17 +816,24 @@ def _fit(inputs: dict, con, cfg: Config, selected: list[str], say, step, targeti
     return fitted
 
 
-def _fit_targeting(rows, cfg: Config, fitted: _Fitted, say) -> None:
+def _fit_targeting(gathered, cfg: Config, fitted: _Fitted, say) -> None:
     """Per-customer uplift and the budgeted policy into ``fitted.targeting``. Advisory: what
     cannot be fitted is recorded and said, and does not stop the estimates being published."""
+    from attribution.targeting import score_population
     from attribution.targeting.workflow import target_rows
 
     t0 = time.perf_counter()
+    t = cfg.targeting
     try:
-        if isinstance(rows, CxError):
-            raise rows
-        t = cfg.targeting
+        if isinstance(gathered, CxError):
+            raise gathered
+        rows, population = gathered
         result = target_rows(rows, budget=t.budget, learner=t.learner, seed=t.seed, config=cfg)
+        scored = None
+        if population is not None:
+            month, frame = population
+            scored = score_population(result.fits, frame, month=month, budget=t.budget,
+                                      setting=cfg.interval)  # fmt: skip
     except CxError as exc:
         fitted.targeting = {"error": str(exc)}
         say(f"targeting: not fitted: {exc}")
@@ -832,6 +846,14 @@ def _fit_targeting(rows, cfg: Config, fitted: _Fitted, say) -> None:
         f"{best['mean']:,.0f} [{best['lo']:,.0f}, {best['hi']:,.0f}] "
         f"({time.perf_counter() - t0:.1f} s)"
     )
+    if scored is not None:
+        fitted.targeting["population"] = scored.to_dict()
+        total = scored.total
+        say(
+            f"targeting: of the customers active in {scored.month}, {total['customers']:,} "
+            f"picked, incremental net value {total['mean']:,.0f} "
+            f"[{total['lo']:,.0f}, {total['hi']:,.0f}]"
+        )
 
 
 def _fit_question(con, cfg: Config, q: ObservationalQuestion, fitted: _Fitted, say) -> None:

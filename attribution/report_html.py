@@ -723,8 +723,42 @@ def _targeting(data: ReportData, width: str) -> list[str]:
     out += [f'<p class="note">{_e(n)}</p>' for n in record.get("notes") or []]
     out.append(
         f"<p>{_count(record.get('customers_picked', 0))} customers picked; the list is written "
-        "by <code>cx target ... --out FILE</code>.</p></section>"
+        "by <code>cx target ... --out FILE</code>.</p>"
     )
+    out += _population(record.get("population"), width)
+    out.append("</section>")
+    return out
+
+
+def _population(record: dict | None, width: str) -> list[str]:
+    """The customers of the decision month (``[targeting] score_month``), when scored."""
+    if not record:
+        return []
+    total = record["total"]
+    out = [
+        f"<h3>The customers active in {_e(record['month'])}</h3>",
+        "<p>The same learners score the customers of this month (their features measured over "
+        "the months before it, as the tests' customers were before their start), each only "
+        "for an intervention whose test had customers like them. What the picks are worth "
+        "comes from the tests: each picked customer carries the estimate of the test's "
+        "customers with the same predicted value.</p>",
+        "<table><thead><tr><th>intervention</th><th>customers</th><th>like the test's</th>"
+        "<th>expected to gain</th><th>picked</th></tr></thead><tbody>",
+    ]
+    for c in record.get("coverage") or []:
+        out.append(
+            f"<tr><td>{_e(c['intervention'])}</td><td>{_count(c['customers'])}</td>"
+            f"<td>{_count(c['in_support'])}</td><td>{_count(c['expected_to_gain'])}</td>"
+            f"<td>{_count(c['picked'])}</td></tr>"
+        )
+    out.append("</tbody></table>")
+    out.append(
+        f"<p>Targeted: {_count(total['customers'])} customers, cost {_money0(total['cost'])}, "
+        f"total incremental net value {_est(_money0, total['mean'], total['lo'], total['hi'])} "
+        f"({width}), P(&gt; 0) {_p(total['p_positive'])}. The list is written by "
+        f"<code>cx target ... --score-month {_e(record['month'])} --out FILE</code>.</p>"
+    )
+    out += [f'<p class="note">{_e(n)}</p>' for n in record.get("notes") or []]
     return out
 
 

@@ -786,6 +786,36 @@ policy.comparison.assign(planted=policy.comparison.policy.map(planted))[
     ["policy", "customers", "mean", "lo", "hi", "planted"]
 ].round(0)
 """),
+    md("""
+## The customers you have now
+
+The tests are over; the decision is about this month's customers. The same learners score the
+customers active in the store's last month, their features measured over the months before it
+as the tests' customers were before their start, each only for an intervention whose test had
+customers like them (premium support was tested on gold and platinum customers only; the gift
+after a badly resolved case). A picked customer carries the estimate, interval and P(> 0) of
+the test's customers with the same predicted value (their decile group): that assumes they
+respond alike, and the output says so.
+"""),
+    code("""
+from attribution.targeting import population_rows, score_population
+
+now = population_rows(con, "2025-12", [gift.data, premium.data])
+decision = score_population([gift, premium], now, month="2025-12", budget=60_000)
+print(decision.describe())
+decision.picks.head(8).round(1)
+"""),
+    md("""
+Only customers of the tests have a planted effect. At the tests' start month most customers in
+support are the tests' own, so there the carried evidence can be checked against the truth:
+"""),
+    code("""
+start = population_rows(con, f"{rows.start:%Y-%m}", [gift.data, premium.data])
+picked = score_population([gift, premium], start, month=f"{rows.start:%Y-%m}", budget=60_000)
+known = picked.picks.merge(truth, on=["experiment_id", "customer_id"])
+print(f"{len(known):,} of {len(picked.picks):,} picks were in a test: carried estimate "
+      f"{known.group_estimate.sum():,.0f}, planted {known.net_value.sum():,.0f}")
+"""),
     *CLEANUP,
 ]
 

@@ -52,6 +52,7 @@ LAYERS = {
         "attribution.causal.workflow", "attribution.check", "attribution.targeting",
         "attribution.targeting.data", "attribution.targeting.learners",
         "attribution.targeting.evaluate", "attribution.targeting.policy",
+        "attribution.targeting.population",
         "attribution.targeting.workflow", "experiments.plan",
         "experiments.assign.rules", "experiments.assign.hashing", "experiments.assign.balance",
         "experiments.assign.record", "experiments.assign.randomize", "experiments.assign.write",

@@ -35,7 +35,10 @@ needs_chromium = pytest.mark.skipif(
 
 
 #: The documented defaults, and targeting of the recovery gift's test (advice beside the run).
-CONFIG = replace(Config(), targeting=TargetingSettings(experiments=("exp_recovery_gift",)))
+CONFIG = replace(
+    Config(),
+    targeting=TargetingSettings(experiments=("exp_recovery_gift",), score_month="latest"),
+)
 
 
 @pytest.fixture(scope="module")
@@ -161,6 +164,14 @@ def test_the_targeting_section_shows_the_runs_policy_and_its_check(world):
     assert html.escape(record["checks"][0]["sentence"], quote=True) in section
     for name in policies:
         assert f"<td>{name}</td>" in section
+    # score_month = "latest": the last month's customers, scored within the test's support
+    population = record["population"]
+    assert population["month"] == "2025-12"
+    (gift,) = population["coverage"]
+    assert 0 < gift["in_support"] < gift["customers"]
+    assert gift["picked"] == population["total"]["customers"] == gift["expected_to_gain"]
+    assert "The customers active in 2025-12" in section
+    assert "--score-month 2025-12" in section
 
 
 def test_design_section_shows_arm_counts_and_the_srm_check(world):

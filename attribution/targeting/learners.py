@@ -33,6 +33,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 import pandas as pd
 import xarray as xr
+from sklearn.base import BaseEstimator
 from sklearn.dummy import DummyClassifier
 from sklearn.ensemble import HistGradientBoostingRegressor
 from sklearn.model_selection import StratifiedKFold
@@ -43,6 +44,7 @@ from attribution.settings import MoneySettings
 from attribution.targeting.data import OUTCOMES, TargetingData, align
 
 __all__ = [
+    "CrossFittedUplift",
     "LEARNERS",
     "MAX_TRAIN",
     "TARGETS",
@@ -203,6 +205,10 @@ class UpliftFit:
         The feature matrix's columns.
     model : object
         The learner fitted on every customer.
+    segment_values : pandas.Series or None
+        Set by :func:`segment_level`: the mean doubly robust score per value of its segment
+        (the index, named after the segment; unnamed for everyone), which then scores new
+        customers instead of ``model``.
     """
 
     data: TargetingData
@@ -214,6 +220,7 @@ class UpliftFit:
     folds: np.ndarray
     columns: tuple[str, ...]
     model: object
+    segment_values: pd.Series | None = None
 
     @property
     def deciles(self) -> np.ndarray:
@@ -228,8 +235,15 @@ class UpliftFit:
 
     def predict(self, frame: pd.DataFrame | None = None) -> np.ndarray:
         """Uplift per row of ``frame`` (features as in :attr:`TargetingData.frame`), from the
-        learner fitted on every customer; default the experiment's own customers."""
+        learner fitted on every customer (a :func:`segment_level` fit: the mean doubly robust
+        score of the row's segment); default the experiment's own customers."""
         d = self.data if frame is None else _with_frame(self.data, frame)
+        if self.segment_values is not None:  # a segment-level fit scores by segment
+            means = self.segment_values
+            if means.index.name is None:
+                return np.full(len(d.frame), float(means.iloc[0]))
+            overall = float(self.scores.mean())
+            return d.frame[means.index.name].map(means).fillna(overall).to_numpy(float)
         X = align(d.matrix(), self.columns)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)
@@ -256,7 +270,9 @@ def segment_level(fit: UpliftFit, segment: str | None) -> UpliftFit:
         other = pd.Series(fit.scores[~test]).groupby(key[~test]).mean()
         overall = float(fit.scores[~test].mean())
         out[test] = pd.Series(key[test]).map(other).fillna(overall).to_numpy(float)
-    return replace(fit, oof=out)
+    values = pd.Series(fit.scores).groupby(key).mean()
+    values.index.name = segment if segment in fit.data.categorical else None
+    return replace(fit, oof=out, segment_values=values)
 
 
 def _training_sample(t: np.ndarray, max_train: int, seed: int) -> np.ndarray:
@@ -290,6 +306,103 @@ def _with_frame(data: TargetingData, frame: pd.DataFrame) -> TargetingData:
     return replace(data, frame=frame)
 
 
+class CrossFittedUplift(BaseEstimator):
+    """Per-customer uplift with cross-fitting, on arrays: a scikit-learn style estimator.
+
+    ``fit(X, treatment, y)`` returns self; what it learnt ends in ``_``. :func:`fit_uplift` is
+    this on an experiment's rows; use the class directly with features of your own (any
+    numeric matrix, one row per customer of a randomized test).
+
+    Parameters
+    ----------
+    learner : {"dr", "t", "x"}
+        Doubly robust (default), T- or X-learner (the X-learner suits unbalanced arms).
+    folds : int
+        Outer folds for the out-of-fold predictions (>= 2), stratified by arm.
+    seed : int
+    max_train : int
+        Most customers the models train on (default :data:`MAX_TRAIN`): above it a random
+        sample of that size (the arms in their proportions), every customer still scored out
+        of fold, in batches.
+
+    Attributes
+    ----------
+    oof_ : numpy.ndarray
+        Each customer's uplift from the fold model that did not see them.
+    scores_ : numpy.ndarray
+        Each customer's doubly robust score (:func:`dr_scores`), out of fold.
+    folds_ : numpy.ndarray
+        Each customer's fold.
+    model_ : object
+        The learner fitted on every customer (or the sample): :meth:`predict` uses it.
+
+    Examples
+    --------
+    >>> rng = np.random.default_rng(0)
+    >>> X = rng.normal(size=(2000, 2)); t = rng.integers(0, 2, 2000)
+    >>> y = X[:, 0] + t * (1 + X[:, 1]) + rng.normal(size=2000)
+    >>> est = CrossFittedUplift(learner="t", seed=0).fit(X, t, y)
+    >>> bool(np.corrcoef(est.oof_, 1 + X[:, 1])[0, 1] > 0.5)
+    True
+    """
+
+    def __init__(self, learner: str = "dr", folds: int = 5, seed: int = 0,
+                 max_train: int = MAX_TRAIN) -> None:  # fmt: skip
+        self.learner = learner
+        self.folds = folds
+        self.seed = seed
+        self.max_train = max_train
+
+    def _check(self) -> None:
+        if self.learner not in LEARNERS:
+            raise InputError(f"learner must be one of {', '.join(LEARNERS)}, got {self.learner!r}")
+        folds = self.folds
+        if not isinstance(folds, int) or isinstance(folds, bool) or folds < 2:
+            raise InputError(f"folds must be a whole number >= 2, got {folds!r}")
+        cap = self.max_train
+        if not isinstance(cap, int) or isinstance(cap, bool) or cap < 10 * folds:
+            raise InputError(f"max_train must be a whole number >= {10 * folds}, got {cap!r}")
+
+    def fit(self, X, treatment, y) -> CrossFittedUplift:
+        """Fit the fold learners and the final one; ``treatment`` is 0/1 per row."""
+        self._check()
+        X = np.asarray(X, dtype=float)
+        t = np.asarray(treatment).astype(int)
+        y = np.asarray(y, dtype=float)
+        if not (len(X) == len(t) == len(y)) or not set(np.unique(t)) <= {0, 1}:
+            raise InputError("X, treatment and y need one row per customer; treatment 0 or 1")
+        seed, folds = self.seed, self.folds
+        trains = _training_sample(t, self.max_train, seed)
+        oof, scores, fold_of = np.empty(len(y)), np.empty(len(y)), np.empty(len(y), dtype=int)
+        split = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
+        with warnings.catch_warnings():
+            # EconML notes that a constant propensity model's scores are not probabilities it
+            # checked; the design's share is exactly the propensity of a randomized test
+            warnings.simplefilter("ignore", UserWarning)
+            for k, (_, test) in enumerate(split.split(X, t)):
+                fold_of[test] = k
+            for k in range(folds):
+                train = np.flatnonzero(trains & (fold_of != k))
+                test = np.flatnonzero(fold_of == k)
+                model = _learner(self.learner, seed + k, len(train))
+                model.fit(y[train], t[train], X=X[train])
+                oof[test] = _batched(model.effect, X, test)
+                scores[test] = dr_scores(X[train], t[train], y[train], X[test], t[test],
+                                         y[test], seed=seed + k)  # fmt: skip
+            everyone = np.flatnonzero(trains)
+            final = _learner(self.learner, seed, len(everyone))
+            final.fit(y[everyone], t[everyone], X=X[everyone])
+        self.oof_, self.scores_, self.folds_, self.model_ = oof, scores, fold_of, final
+        return self
+
+    def predict(self, X) -> np.ndarray:
+        """Uplift per row of ``X`` from the final learner, in batches."""
+        X = np.asarray(X, dtype=float)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)
+            return _batched(self.model_.effect, X, np.arange(len(X)))
+
+
 def fit_uplift(
     data: TargetingData,
     target: str = "net_value",
@@ -300,7 +413,7 @@ def fit_uplift(
     settings: MoneySettings | None = None,
     max_train: int = MAX_TRAIN,
 ) -> UpliftFit:
-    """Fit a per-customer uplift learner with cross-fitting.
+    """Fit a per-customer uplift learner with cross-fitting (:class:`CrossFittedUplift`).
 
     Every customer is in one of ``folds`` folds and is scored by the model fitted on the other
     folds; above ``max_train`` customers the models train on a random sample of that size (the
@@ -328,39 +441,14 @@ def fit_uplift(
     -------
     UpliftFit
     """
-    if learner not in LEARNERS:
-        raise InputError(f"learner must be one of {', '.join(LEARNERS)}, got {learner!r}")
-    if not isinstance(folds, int) or isinstance(folds, bool) or folds < 2:
-        raise InputError(f"folds must be a whole number >= 2, got {folds!r}")
-    if not isinstance(max_train, int) or isinstance(max_train, bool) or max_train < 10 * folds:
-        raise InputError(f"max_train must be a whole number >= {10 * folds}, got {max_train!r}")
+    estimator = CrossFittedUplift(learner=learner, folds=folds, seed=seed, max_train=max_train)
+    estimator._check()  # before the net value of every customer is computed
     y = _target(data, target, settings)
-    t = data.frame["treated"].to_numpy(int)
     matrix = data.matrix()
-    X = matrix.to_numpy(dtype=float)
-    trains = _training_sample(t, max_train, seed)
-    oof, scores, fold_of = np.empty(len(y)), np.empty(len(y)), np.empty(len(y), dtype=int)
-    split = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
-    with warnings.catch_warnings():
-        # EconML notes that a constant propensity model's scores are not probabilities it
-        # checked; the design's share is exactly the propensity of a randomized test
-        warnings.simplefilter("ignore", UserWarning)
-        for k, (_, test) in enumerate(split.split(X, t)):
-            fold_of[test] = k
-        for k in range(folds):
-            train = np.flatnonzero(trains & (fold_of != k))
-            test = np.flatnonzero(fold_of == k)
-            model = _learner(learner, seed + k, len(train))
-            model.fit(y[train], t[train], X=X[train])
-            oof[test] = _batched(model.effect, X, test)
-            scores[test] = dr_scores(X[train], t[train], y[train], X[test], t[test], y[test],
-                                     seed=seed + k)  # fmt: skip
-        everyone = np.flatnonzero(trains)
-        final = _learner(learner, seed, len(everyone))
-        final.fit(y[everyone], t[everyone], X=X[everyone])
+    estimator.fit(matrix.to_numpy(dtype=float), data.frame["treated"].to_numpy(int), y)
     offset = data.unit_cost if target == "net_value" else 0.0
     return UpliftFit(
-        data=data, target=target, learner=learner, oof=oof - offset, scores=scores - offset, y=y,
-        folds=fold_of,
-        columns=tuple(matrix.columns), model=final,
+        data=data, target=target, learner=learner, oof=estimator.oof_ - offset,
+        scores=estimator.scores_ - offset, y=y, folds=estimator.folds_,
+        columns=tuple(matrix.columns), model=estimator.model_,
     )  # fmt: skip

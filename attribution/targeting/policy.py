@@ -37,7 +37,7 @@ from attribution.errors import InputError
 from attribution.settings import INTERVAL, IntervalSetting
 from attribution.targeting.learners import UpliftFit
 
-__all__ = ["Policy", "check_budget", "choose"]
+__all__ = ["Policy", "check_budget", "choose", "greedy"]
 
 
 @dataclass(frozen=True)
@@ -106,8 +106,12 @@ def _candidates(fits: Sequence[UpliftFit]) -> pd.DataFrame:
     return pd.concat(parts, ignore_index=True)
 
 
-def _greedy(options: pd.DataFrame, budget: float, capacity: Mapping[str, int]) -> pd.DataFrame:
-    """At most one option per customer, within budget and capacity, best value per cost first."""
+def greedy(options: pd.DataFrame, budget: float, capacity: Mapping[str, int]) -> pd.DataFrame:
+    """At most one option per customer, within budget and capacity, best value per cost first.
+
+    ``options`` has one row per (customer, intervention) with ``customer_id``,
+    ``intervention``, ``expected`` and ``cost``; the rows kept are returned.
+    """
     gain = options[options["expected"] > 0]
     ratio = gain["expected"] / gain["cost"].where(gain["cost"] > 0, np.nan)
     order = gain.assign(_r=ratio.fillna(np.inf)).sort_values(
@@ -201,7 +205,7 @@ def choose(
         raise InputError(f"resamples must be a whole number >= 20, got {resamples!r}")
 
     options = _candidates(fits)
-    picked = _greedy(options, float(budget), capacity)
+    picked = greedy(options, float(budget), capacity)
     masks = {"targeted": [np.zeros(len(f.oof), dtype=bool) for f in fits]}
     for k, rows in picked.groupby("fit")["row"]:
         masks["targeted"][k][rows.to_numpy()] = True

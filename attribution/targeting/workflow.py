@@ -18,8 +18,15 @@ from attribution.targeting.data import TargetingData, experiment_rows
 from attribution.targeting.evaluate import Evaluation, evaluate
 from attribution.targeting.learners import UpliftFit, fit_uplift, segment_level
 from attribution.targeting.policy import Policy, check_budget, choose
+from attribution.targeting.population import (
+    PopulationPolicy,
+    check_month,
+    population_rows,
+    score_population,
+)
 
-__all__ = ["POLICY_COLUMNS", "TargetingResult", "check_out", "target", "target_rows"]
+__all__ = ["POLICY_COLUMNS", "TargetingResult", "check_out", "score_month", "target",
+           "target_rows", "write_table"]  # fmt: skip
 
 #: Columns of the policy file, in order.
 POLICY_COLUMNS = ("customer_id", "intervention", "experiment_id", "expected", "lo", "hi",
@@ -67,18 +74,7 @@ class TargetingResult:
 
     def write_policy(self, path: str | Path) -> Path:
         """Write :meth:`policy_table` to ``path`` (``.csv`` or ``.parquet``), all or nothing."""
-        path = check_out(path)
-        table = self.policy_table()
-        tmp = path.with_name(f".{path.name}.tmp")
-        try:
-            if path.suffix == ".csv":
-                table.to_csv(tmp, index=False)
-            else:
-                table.to_parquet(tmp, index=False)
-            tmp.replace(path)
-        finally:
-            tmp.unlink(missing_ok=True)
-        return path
+        return write_table(self.policy_table(), path)
 
     def to_dict(self) -> dict:
         return {
@@ -111,6 +107,41 @@ class TargetingResult:
             )
         lines += [f"  note: {n}" for n in self.policy.notes]
         return "\n".join(lines)
+
+
+def write_table(table: pd.DataFrame, path: str | Path) -> Path:
+    """Write a policy ``table`` to ``path`` (``.csv`` or ``.parquet``), all or nothing."""
+    path = check_out(path)
+    tmp = path.with_name(f".{path.name}.tmp")
+    try:
+        if path.suffix == ".csv":
+            table.to_csv(tmp, index=False)
+        else:
+            table.to_parquet(tmp, index=False)
+        tmp.replace(path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path
+
+
+def score_month(
+    con: duckdb.DuckDBPyConnection,
+    result: TargetingResult,
+    month: str,
+    *,
+    budget: float | None = None,
+    capacity: Mapping[str, int] | None = None,
+    config: Config | None = None,
+) -> PopulationPolicy:
+    """The policy over the customers active in ``month`` (:mod:`attribution.targeting.population`):
+    ``result``'s learners score them, its groups are the evidence of what they are worth."""
+    cfg = config or Config()
+    start = check_month(con, month)
+    frame = population_rows(con, month, [f.data for f in result.fits])
+    return score_population(
+        result.fits, frame, month=f"{start:%Y-%m}",
+        budget=budget, capacity=capacity, setting=cfg.interval,
+    )  # fmt: skip
 
 
 def target(
