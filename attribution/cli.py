@@ -234,7 +234,8 @@ def _parser() -> argparse.ArgumentParser:
         choices=["ends", "held"],
         default="ends",
         help="what the effect on churn does after the readout window, for net value: 'ends' "
-        "(a one-off, such as a gift; default) or 'held' (it goes on, such as a support tier)",
+        "(over by the window's end; default) or 'held' (it goes on, such as a support tier, or "
+        "its churn gap outlasts the window)",
     )
     p.add_argument("--config", default=None, metavar="FILE", help="cx.toml: decision thresholds")
     p.set_defaults(func=_cmd_assign)

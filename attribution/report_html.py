@@ -422,7 +422,7 @@ def _design(data: ReportData) -> list[str]:
         fields.append(
             "net value after the window: "
             + (
-                "the effect on churn is held (the intervention goes on)"
+                "the effect on churn is held (it goes on, or its gap outlasts the window)"
                 if churn == "held"
                 else "the effect on churn ends with the window"
             )
@@ -628,10 +628,11 @@ def _methods(data: ReportData, width: str) -> list[str]:
         f"{m.value_horizon_months} months after the window, each arm's retained customers "
         "keep bringing their monthly margin net of their cost-to-serve, fewer each month: at "
         "the control arm's retention rate when the intervention's effect on churn ends with the "
-        "window (a one-off, the default), or, when its design record says the effect is held "
-        "(it goes on), anywhere between that and each arm's own churn of the window's last "
-        "three months, evenly across the posterior draws. Assumed: customers the intervention "
-        "saved behave afterwards like the arm's other retained customers. Net value is the sum "
+        "window (the default), or, when its design record says the effect is held "
+        "(it goes on, or its churn gap outlasts the window), anywhere between that and each "
+        "arm's own churn of the window's last three months, evenly across the posterior draws. "
+        "Assumed: customers the intervention saved behave afterwards like the arm's other "
+        "retained customers. Net value is the sum "
         "of the discounted flows "
         f"minus the intervention cost per customer{_e(settings_note)}.</li>",
         "<li>ROI is net value divided by the intervention cost. Payback is the first month "

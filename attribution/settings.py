@@ -69,8 +69,9 @@ class GateSetting:
 
 
 #: What an intervention's effect on churn does after the readout window, as an experiment's
-#: design record states it (``churn_effect_after_window``): "ends" (the default: a one-off, such
-#: as a gift) or "held" (it goes on, such as a support tier). See :mod:`attribution.value`.
+#: design record states it (``churn_effect_after_window``): "ends" (the default: over by the
+#: window's end) or "held" (it goes on, such as a support tier, or its churn gap outlasts the
+#: window). See :mod:`attribution.value`.
 CHURN_AFTER_WINDOW = ("ends", "held")
 
 

@@ -15,13 +15,13 @@ the start (month 0):
   a monthly retention ``rho_a`` that depends on what the intervention's effect on churn does
   after the window (the experiment's design record says, ``churn_effect_after_window``):
 
-  - ``"ends"`` (the default, for a one-off intervention such as a gift): both arms leave at the
-    control arm's monthly retention ``rho = p_active_control ^ (1 / max(W - 1, 1))`` (the share
-    active at the horizon has lived through ``W - 1`` month ends): the effect on churn is not
-    extrapolated past what the window showed. Measured on 30 simulated worlds, letting each arm
-    decay at its own rate overstated a recovery gift's net value by about 0.6 of its standard
-    error (its effect on churn fades after the window).
-  - ``"held"`` (an intervention that goes on, such as a support tier customers keep): the
+  - ``"ends"`` (the default, for an effect on churn that is over by the window's end): both arms
+    leave at the control arm's monthly retention ``rho = p_active_control ^ (1 / max(W - 1,
+    1))`` (the share active at the horizon has lived through ``W - 1`` month ends): the effect
+    on churn is not extrapolated past what the window showed.
+  - ``"held"`` (an intervention that goes on, such as a support tier customers keep, or a
+    one-off whose churn gap is still open at the window's end, such as the simulator's recovery
+    gift): the
     churn gap of the window's end carries on, but how far is uncertain, and the interval says
     so. Each arm's own monthly retention over the window's last ``L = min(3, W - 1)`` month
     ends, ``(active_a[W-1] / active_a[W-1-L]) ^ (1 / L)``, is drawn from a Beta posterior of

@@ -655,11 +655,12 @@ ax.legend();
 """),
     md("""
 The months after the window are an assumption, and the design record states it
-(`churn_effect_after_window`). The gift is a one-off: its effect on churn "ends" with the
-window, both arms leaving at the control arm's rate. Premium support goes on, so its record says
-"held": each draw carries between none and all of the churn gap of the window's last months
-(each arm's own late rate, a Beta posterior of the active counts). The same posterior valued
-both ways, beside the truth the simulator planted by running every customer on:
+(`churn_effect_after_window`): "ends" lets both arms leave at the control arm's rate after the
+window; "held" carries, draw by draw, between none and all of the churn gap of the window's last
+months (each arm's own late rate, a Beta posterior of the active counts). Premium support goes
+on, and the gift's forgiven grievance keeps churn lower for months, so both records say "held".
+Premium support's posterior valued both ways, beside the truth the simulator planted by running
+every customer on:
 """),
     code("""
 from attribution.value import held_survival

@@ -364,9 +364,15 @@ def test_the_window_ends_at_the_last_month_observed_for_the_experiments_customer
 
 
 def test_the_design_record_says_whether_the_churn_effect_is_held_after_the_window(con):
-    """Premium support goes on after the window (held), the gift is once (ends); anything else
-    in the record is an error naming it, and a one-month window cannot hold an effect."""
+    """Both simulated tests keep a churn gap open after the window (held); a record without the
+    key reads as "ends"; anything else in the record is an error naming it, and a one-month
+    window cannot hold an effect."""
     assert preflight(con, "exp_premium_support").churn_after_window == "held"
+    assert preflight(con, "exp_recovery_gift").churn_after_window == "held"
+    con.execute(
+        "UPDATE experiments SET design = json_merge_patch(design, "
+        "'{\"churn_effect_after_window\": null}') WHERE experiment_id = 'exp_recovery_gift'"
+    )
     assert preflight(con, "exp_recovery_gift").churn_after_window == "ends"
     one_month = preflight(con, "exp_premium_support", horizon_months=1)
     assert one_month.churn_after_window == "ends"

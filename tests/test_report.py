@@ -185,8 +185,24 @@ def test_design_section_shows_arm_counts_and_the_srm_check(world):
         assert f"{arm} {n:,}" in design
     assert design.count('class="ok">ok</span>') == 2
     assert "matches the store now" in page
-    # the money assumption after the window, per test: premium support goes on, the gift not
-    assert design.count("the effect on churn is held (the intervention goes on)") == 1
+    # the money assumption after the window, per test: both simulated tests hold theirs
+    assert design.count("the effect on churn is held (it goes on, or its gap outlasts") == 2
+    con.execute(
+        "UPDATE experiments SET design = json_merge_patch(design, "
+        "'{\"churn_effect_after_window\": null}') WHERE experiment_id = 'exp_recovery_gift'"
+    )
+    try:
+        from attribution.report import gather
+        from attribution.report_html import render
+
+        again = render(gather(con, config=CONFIG))
+    finally:
+        con.execute(
+            "UPDATE experiments SET design = json_merge_patch(design, "
+            '\'{"churn_effect_after_window": "held"}\') '
+            "WHERE experiment_id = 'exp_recovery_gift'"
+        )
+    design = again[again.index('id="design"') : again.index('id="freshness"')]
     assert design.count("the effect on churn ends with the window") == 1
 
 

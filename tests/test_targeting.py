@@ -99,12 +99,20 @@ def test_customer_value_averages_to_the_planted_net_value_of_the_arms(rows, plan
     assert abs(diff - planted["net_value"].mean()) < 3 * se
 
 
-def test_a_lasting_interventions_customer_value_follows_its_held_churn_effect(world, rows):
-    """Premium support's design holds its effect on churn after the window: each arm's
+def test_a_lasting_interventions_customer_value_follows_its_held_churn_effect(world, rows, dr):
+    """Both tests' design records hold their effect on churn after the window: each arm's
     customers leave at the middle of the readout's span, so the arms' mean values, less the
     unit cost, estimate the planted net value (within 3 standard errors, about 1,600 control
-    customers); the gift's effect ends with the window."""
-    assert rows.late_retention is None
+    customers for premium support); along the span the gift's value grows with its arm's own
+    late-window retention, and the fit keeps the doubly robust scores at the span's ends."""
+    gift_control, gift_treated = rows.late_retention
+    assert gift_control < gift_treated  # the gap the gift opened is still open at the end
+    t = rows.frame["treated"].to_numpy() == 1
+    uplift = [customer_value(rows, share=x)[t].mean() - customer_value(rows, share=x)[~t].mean()
+              for x in (0.0, 0.5, 1.0)]  # fmt: skip
+    assert uplift[0] < uplift[1] < uplift[2], uplift
+    lo, hi = dr.span_scores
+    assert lo.mean() < dr.scores.mean() < hi.mean()
     prem = experiment_rows(world, PREMIUM)
     control_rate, treated_rate = prem.late_retention
     assert 0.95 < control_rate < treated_rate < 1.0  # premium support cuts churn

@@ -125,14 +125,17 @@ def dr_scores(X_fit, t_fit, y_fit, X, t, y, *, seed: int = 0) -> np.ndarray:
     return mu[1] - mu[0] + t * (y - mu[1]) / p - (1 - t) * (y - mu[0]) / (1 - p)
 
 
-def customer_value(data: TargetingData, settings: MoneySettings | None = None) -> np.ndarray:
+def customer_value(
+    data: TargetingData, settings: MoneySettings | None = None, *, share: float = 0.5
+) -> np.ndarray:
     """Each customer's discounted value over the window and the value horizon, before the
     intervention's cost (see the module docstring): the outcome whose uplift is net value.
 
     After the window a customer active at the horizon leaves at the control arm's monthly
     retention when the experiment's effect on churn ends with the window; when its design
-    record holds it (:attr:`TargetingData.late_retention`), at the middle (in log retention) of
-    the span the readout draws over, from that rate to their own arm's late-window rate.
+    record holds it (:attr:`TargetingData.late_retention`), at the point ``share`` of the way
+    (in log retention; default the middle) along the span the readout draws over, from that
+    rate to their own arm's late-window rate.
     """
     settings = settings or MoneySettings()
     f = data.frame
@@ -150,7 +153,7 @@ def customer_value(data: TargetingData, settings: MoneySettings | None = None) -
     if data.late_retention is not None:
         late_control, late_treated = data.late_retention
         own_arm = np.where(f["treated"].to_numpy() == 1, late_treated, late_control)
-        late = value.between(value.ends_retention(p_control, W), own_arm, 0.5)  # the middle
+        late = value.between(value.ends_retention(p_control, W), own_arm, share)
     disc = xr.DataArray(settings.discount_factors(W + settings.value_horizon_months), dims="month")
     out = np.empty(len(f))
     for lo in range(0, len(f), SCORE_BATCH):  # (customers x months) arrays, a batch at a time
@@ -205,6 +208,13 @@ class UpliftFit:
         The feature matrix's columns.
     model : object
         The learner fitted on every customer.
+    span_scores : tuple of numpy.ndarray, or None
+        For net value of an experiment whose design record holds its churn effect after the
+        window: the doubly robust scores (less the unit cost) at the two ends of the span the
+        readout draws over (the "ends" rate, and each arm's own late-window rate);
+        :attr:`scores` is at its middle. Intervals draw a point of the span (uniform, one per
+        experiment and resample), as the readout does: how long the effect lasts is not in
+        the data. None otherwise.
     segment_values : pandas.Series or None
         Set by :func:`segment_level`: the mean doubly robust score per value of its segment
         (the index, named after the segment; unnamed for everyone), which then scores new
@@ -221,6 +231,7 @@ class UpliftFit:
     columns: tuple[str, ...]
     model: object
     segment_values: pd.Series | None = None
+    span_scores: tuple[np.ndarray, np.ndarray] | None = None
 
     @property
     def deciles(self) -> np.ndarray:
@@ -335,6 +346,8 @@ class CrossFittedUplift(BaseEstimator):
         Each customer's fold.
     model_ : object
         The learner fitted on every customer (or the sample): :meth:`predict` uses it.
+    trains_ : numpy.ndarray
+        Which customers the models trained on (all, or the sample).
 
     Examples
     --------
@@ -393,7 +406,22 @@ class CrossFittedUplift(BaseEstimator):
             final = _learner(self.learner, seed, len(everyone))
             final.fit(y[everyone], t[everyone], X=X[everyone])
         self.oof_, self.scores_, self.folds_, self.model_ = oof, scores, fold_of, final
+        self.trains_ = trains
         return self
+
+    def dr_scores_for(self, X, treatment, y) -> np.ndarray:
+        """Out-of-fold doubly robust scores of another outcome ``y`` of the same customers, on
+        the fitted folds and training sample (:func:`dr_scores`)."""
+        X = np.asarray(X, dtype=float)
+        t = np.asarray(treatment).astype(int)
+        y = np.asarray(y, dtype=float)
+        out = np.empty(len(y))
+        for k in range(self.folds):
+            train = np.flatnonzero(self.trains_ & (self.folds_ != k))
+            test = np.flatnonzero(self.folds_ == k)
+            out[test] = dr_scores(X[train], t[train], y[train], X[test], t[test], y[test],
+                                  seed=self.seed + k)  # fmt: skip
+        return out
 
     def predict(self, X) -> np.ndarray:
         """Uplift per row of ``X`` from the final learner, in batches."""
@@ -445,10 +473,17 @@ def fit_uplift(
     estimator._check()  # before the net value of every customer is computed
     y = _target(data, target, settings)
     matrix = data.matrix()
-    estimator.fit(matrix.to_numpy(dtype=float), data.frame["treated"].to_numpy(int), y)
+    X, t = matrix.to_numpy(dtype=float), data.frame["treated"].to_numpy(int)
+    estimator.fit(X, t, y)
     offset = data.unit_cost if target == "net_value" else 0.0
+    span = None
+    if target == "net_value" and data.late_retention is not None:
+        span = tuple(
+            estimator.dr_scores_for(X, t, customer_value(data, settings, share=end)) - offset
+            for end in (0.0, 1.0)
+        )
     return UpliftFit(
         data=data, target=target, learner=learner, oof=estimator.oof_ - offset,
         scores=estimator.scores_ - offset, y=y, folds=estimator.folds_,
-        columns=tuple(matrix.columns), model=estimator.model_,
+        columns=tuple(matrix.columns), model=estimator.model_, span_scores=span,
     )  # fmt: skip

@@ -21,6 +21,11 @@ customers", with the highest estimated value within the budget).
 Per group of customers (intervention x decile of expected net value), the table ``groups`` gives
 the estimated mean incremental net value with its interval and P(> 0): how sure the evidence is
 about each slice the ranking puts where it does.
+
+Where an experiment's design record holds its effect on churn after the window, each customer's
+value after the window lies on a span (:func:`attribution.targeting.learners.customer_value`);
+estimates are at its middle, and every interval draws a point of the span (linear between the
+doubly robust scores at its two ends), one per experiment and resample, as the readout does.
 """
 
 from __future__ import annotations
@@ -37,7 +42,7 @@ from attribution.errors import InputError
 from attribution.settings import INTERVAL, IntervalSetting
 from attribution.targeting.learners import UpliftFit
 
-__all__ = ["Policy", "check_budget", "choose", "greedy"]
+__all__ = ["Policy", "check_budget", "choose", "greedy", "span_interval"]
 
 
 @dataclass(frozen=True)
@@ -234,8 +239,12 @@ def choose(
         arms = [np.flatnonzero(t == a) for a in (0, 1)]
         for b in range(resamples):
             idx = np.concatenate([rng.choice(a, size=len(a), replace=True) for a in arms])
+            scores = f.scores
+            if f.span_scores is not None:  # a point of the span, one per resample
+                lo, hi = f.span_scores
+                scores = lo + rng.uniform() * (hi - lo)
             for name, m in masks.items():
-                draws[name][b] += f.scores[idx][m[k][idx]].sum()
+                draws[name][b] += scores[idx][m[k][idx]].sum()
     rows = []
     for name, m in masks.items():
         lo, hi = cellmodel.interval(draws[name], setting)
@@ -272,8 +281,33 @@ def choose(
     )
 
 
+def span_interval(
+    mean: float, sd: float, span: Sequence[tuple[float, float]] = (),
+    setting: IntervalSetting = INTERVAL, *, draws: int = 4000, seed: int = 0,
+) -> tuple[float, float, float]:  # fmt: skip
+    """``lo``, ``hi`` and P(> 0) of an estimate with normal error ``sd`` about ``mean``; with
+    ``span``, pairs (estimate at one end, at the other) of the after-window rule's span, the
+    estimate is the sum over pairs of a uniform point between them (one independent point per
+    pair, as the readout draws it), plus the normal error: the interval then carries how long
+    an effect on churn lasts, which the data cannot say.
+
+    >>> lo, hi, p = span_interval(10.0, 1.0)
+    >>> round(lo, 2), round(hi, 2), round(p, 3)
+    (8.36, 11.64, 1.0)
+    """
+    if not span:
+        z = stats.norm.isf((1 - setting.width) / 2)
+        p = stats.norm.sf(0.0, loc=mean, scale=sd) if sd > 0 else float(mean > 0)
+        return float(mean - z * sd), float(mean + z * sd), float(p)
+    rng = np.random.default_rng(seed)
+    ends = np.asarray(span, dtype=float)
+    total = ends[:, 0] + rng.uniform(size=(draws, len(ends))) * (ends[:, 1] - ends[:, 0])
+    total = total.sum(axis=1) + sd * rng.standard_normal(draws)
+    lo, hi = cellmodel.interval(total, setting)
+    return float(lo), float(hi), float((total > 0).mean())
+
+
 def _groups(fits: Sequence[UpliftFit], setting: IntervalSetting) -> pd.DataFrame:
-    z = stats.norm.isf((1 - setting.width) / 2)
     rows = []
     for f in fits:
         decile = f.deciles
@@ -281,10 +315,11 @@ def _groups(fits: Sequence[UpliftFit], setting: IntervalSetting) -> pd.DataFrame
             m = decile == d
             s = f.scores[m]
             se = s.std(ddof=1) / np.sqrt(len(s))
+            span = () if f.span_scores is None else [tuple(e[m].mean() for e in f.span_scores)]
+            lo, hi, p = span_interval(float(s.mean()), float(se), span, setting, seed=d)
             rows.append({
                 "intervention": f.data.intervention, "decile": d, "customers": int(m.sum()),
                 "expected": float(f.oof[m].mean()), "estimated": float(s.mean()),
-                "lo": float(s.mean() - z * se), "hi": float(s.mean() + z * se),
-                "p_positive": float(stats.norm.sf(0.0, loc=s.mean(), scale=se)),
+                "lo": lo, "hi": hi, "p_positive": p,
             })  # fmt: skip
     return pd.DataFrame(rows)

@@ -23,7 +23,9 @@ Two rules keep the numbers the experiments' evidence:
   :func:`attribution.targeting.learners.segment_level`, the segment) and carries the mean
   doubly robust score of the experiment's customers in that group, with its normal interval
   and P(> 0). The total is the sum over picked customers of their group's mean, with the
-  normal interval of that sum (groups are disjoint sets of the experiment's customers). This
+  normal interval of that sum (groups are disjoint sets of the experiment's customers); where
+  the experiment's effect on churn is held after the window, intervals also draw a point of
+  the after-window span (:func:`attribution.targeting.policy.span_interval`). This
   assumes that customers in support respond as the experiment's customers in their group did
   (the months between the experiment and the decision month changed nothing that matters);
   the output says so.
@@ -38,14 +40,13 @@ from datetime import date
 import duckdb
 import numpy as np
 import pandas as pd
-from scipy import stats
 
 from attribution import observational, store
 from attribution.errors import InputError
 from attribution.settings import INTERVAL, IntervalSetting
 from attribution.targeting.data import TargetingData
 from attribution.targeting.learners import UpliftFit
-from attribution.targeting.policy import check_budget, greedy
+from attribution.targeting.policy import check_budget, greedy, span_interval
 
 __all__ = [
     "PICK_COLUMNS",
@@ -183,9 +184,17 @@ def _evidence(fit: UpliftFit, frame: pd.DataFrame, expected: np.ndarray):
 
 
 def _table(labels: np.ndarray, fit: UpliftFit) -> pd.DataFrame:
+    """Per group: the mean score ``estimated``, its standard error ``se``, and the means at
+    the two ends of the after-window span ``end_lo``, ``end_hi`` (the mean itself without
+    one)."""
     stats_ = pd.Series(fit.scores).groupby(labels).agg(["mean", "std", "count"])
-    return pd.DataFrame({"estimated": stats_["mean"],
-                         "se": stats_["std"] / np.sqrt(stats_["count"])})  # fmt: skip
+    table = pd.DataFrame({"estimated": stats_["mean"],
+                          "se": stats_["std"] / np.sqrt(stats_["count"])})  # fmt: skip
+    ends = fit.span_scores or (fit.scores, fit.scores)
+    for name, e in zip(("end_lo", "end_hi"), ends, strict=True):
+        table[name] = pd.Series(e).groupby(labels).mean()
+    table["span"] = fit.span_scores is not None
+    return table
 
 
 def score_population(
@@ -240,22 +249,29 @@ def score_population(
     options = pd.concat(options, ignore_index=True)
     picked = greedy(options, float(budget), capacity)
     groups = pd.concat(tables).swaplevel()  # (intervention, group)
-    z = stats.norm.isf((1 - setting.width) / 2)
+    bounds = [  # each group's interval and P(> 0)
+        span_interval(g.estimated, g.se, [(g.end_lo, g.end_hi)] if g.span else [], setting)
+        for g in groups.itertuples()
+    ]
+    groups[["lo", "hi", "p_positive"]] = np.array(bounds, dtype=float).reshape(-1, 3)
     evidence = groups.reindex(pd.MultiIndex.from_arrays([picked["intervention"], picked["group"]]))
-    est, se = evidence["estimated"].to_numpy(), evidence["se"].to_numpy()
     picks = picked.assign(
-        group_estimate=est, lo=est - z * se, hi=est + z * se,
-        p_positive=stats.norm.sf(0.0, loc=est, scale=np.where(se > 0, se, np.nan)),
+        group_estimate=evidence["estimated"].to_numpy(), lo=evidence["lo"].to_numpy(),
+        hi=evidence["hi"].to_numpy(), p_positive=evidence["p_positive"].to_numpy(),
     )  # fmt: skip
-    # each group's estimate counts once per picked customer in it: n_g x mean_g, var n_g^2 se_g^2
+    # each group's estimate counts once per picked customer in it: n_g x mean_g, var n_g^2 se_g^2;
+    # one point of the span per intervention
     n = picked.groupby(["intervention", "group"]).size()
-    mean = float((n * groups["estimated"].reindex(n.index)).sum())
-    sd = float(np.sqrt((n**2 * groups["se"].reindex(n.index) ** 2).sum()))
-    total = {
-        "customers": len(picks), "cost": float(picks["cost"].sum()), "mean": mean,
-        "lo": mean - z * sd, "hi": mean + z * sd,
-        "p_positive": float(stats.norm.sf(0.0, loc=mean, scale=sd)) if sd > 0 else float(mean > 0),
-    }  # fmt: skip
+    chosen = groups.reindex(n.index)
+    mean = float((n * chosen["estimated"]).sum())
+    sd = float(np.sqrt((n**2 * chosen["se"] ** 2).sum()))
+    span = [
+        (float((n[k] * g["end_lo"]).sum()), float((n[k] * g["end_hi"]).sum()))
+        for k, g in chosen[chosen["span"]].groupby(level=0)
+    ]
+    lo, hi, p = span_interval(mean, sd, span, setting)
+    total = {"customers": len(picks), "cost": float(picks["cost"].sum()), "mean": mean,
+             "lo": lo, "hi": hi, "p_positive": p}  # fmt: skip
     counts = picks["intervention"].value_counts()
     coverage = pd.DataFrame(coverage).assign(
         picked=lambda c: c["intervention"].map(counts).fillna(0).astype(int)

@@ -215,6 +215,12 @@ def target_rows(
                 "estimated net value, the per-customer ranking not beating random"
             )
         fits.append(fit)
+        if fit.span_scores is not None:
+            fallbacks.append(
+                f"{data.intervention}: its effect on churn is held after the window (design "
+                "record): customers are ranked at the middle of the readout's span of how long "
+                "it lasts, and the intervals draw along it"
+            )
     policy = choose(fits, budget, capacity=capacity, seed=seed, setting=cfg.interval)
     policy = replace(policy, notes=(*fallbacks, *policy.notes))
     return TargetingResult(fits=tuple(fits), evaluations=tuple(evaluations), policy=policy)
