@@ -60,9 +60,10 @@ def _twins(con, salt: str):
     return result
 
 
-def _promised(con, counts: dict[str, int]) -> dict[str, float]:
+def _promised(con, counts: dict[str, int], *, clustered: bool = True) -> dict[str, float]:
     """The design's 90% interval width per outcome for these arms: the store's history (sd,
-    the bands' R^2, the ICC within bands and the branch sizes), inflated by the design effect."""
+    the bands' R^2, the ICC within bands and the branch sizes), inflated by the design effect
+    (``clustered``; without it, what randomizing customers one by one would promise)."""
     inputs = design_inputs(con, horizon_months=4, as_of="2025-07", cluster="branch")
     pair = 1 / counts["control"] + 1 / counts["treatment"]
     retention, revenue = inputs.for_retention(), inputs.for_means("revenue")
@@ -74,7 +75,9 @@ def _promised(con, counts: dict[str, int]) -> dict[str, float]:
     }
     z = stats.norm.isf((1 - CONFIG.interval.width) / 2)
     return {
-        o: 2 * z * (v * pair * design.design_effect(**inputs.for_cluster(o))) ** 0.5
+        o: 2
+        * z
+        * (v * pair * (design.design_effect(**inputs.for_cluster(o)) if clustered else 1.0)) ** 0.5
         for o, v in flat.items()
     }
 
@@ -162,27 +165,26 @@ def test_a_cluster_in_two_arms_or_a_missing_cluster_column_stops_the_readout():
 
 
 def test_the_readout_carries_the_between_branch_variation_and_the_decision_uses_it():
-    """One world, the same assignment read out with and without the branch level: the cluster
-    readout's intervals are wider by about the square root of the design effect (retention's
-    planted design effect is about 3.6), its fits pass the gate, and the CSAT guardrail is
-    cluster-robust."""
+    """One world assigned by branch: the cluster readout's intervals are wider than what
+    randomizing customers one by one would give, by about the square root of the design
+    effect (retention's planted design effect is about 3.6), its fits pass the gate, and the
+    CSAT guardrail is cluster-robust. (The slow tests read the same assignment blind to the
+    branches beside it, over worlds.)"""
     con = _world(33)
     result = _twins(con, "branches-33")
     clustered = read_out(con, "exp_branch", config=CONFIG)
-    blind = read_out(con, "exp_blind", config=CONFIG, check_srm=False)
-    assert clustered.passed and clustered.cluster == "branch" and blind.cluster is None
+    assert clustered.passed and clustered.cluster == "branch"
     for (outcome, _), model in clustered.models.items():
         assert len(model.clusters_) == 60, outcome
         assert "cluster_sd" in model.idata_.posterior or (
             "value_cluster_sd" in model.idata_.posterior
         )
+    one_by_one = _promised(con, result.counts, clustered=False)
     widths = {}
-    for outcome in ("retention", "revenue", "net_value"):
+    for outcome in ("retention", "revenue"):
         _, lo, hi = _overall(clustered, outcome)
-        _, blo, bhi = _overall(blind, outcome)
-        widths[outcome] = (hi - lo) / (bhi - blo)
+        widths[outcome] = (hi - lo) / one_by_one[outcome]
     assert widths["retention"] > 1.3 and widths["revenue"] > 1.1, widths
-    assert widths["net_value"] > 1.1, widths
     # the design's promise for this cluster design (over worlds its average is within 10%,
     # see the slow test; one world's cluster-level spread varies by up to about 20%)
     promised = _promised(con, result.counts)

@@ -22,7 +22,7 @@ from attribution.targeting import evaluate, experiment_rows, fit_uplift
 from attribution.targeting.data import MIN_PER_ARM
 from attribution.targeting.evaluate import qini_area, uplift_curve
 from attribution.targeting.learners import customer_value, segment_level
-from attribution.targeting.policy import choose
+from attribution.targeting.policy import choose, span_interval
 from attribution.targeting.population import (
     PICK_COLUMNS,
     check_month,
@@ -200,6 +200,18 @@ def _with_oof(fit, scores):
     from dataclasses import replace
 
     return replace(fit, oof=np.asarray(scores, dtype=float))
+
+
+def test_an_interval_over_the_after_window_span_carries_the_span_and_the_error():
+    """A point of each span drawn uniformly (one per pair, independent), plus normal error:
+    with a wide span the interval reaches close to the span's ends, with none it is the
+    normal one, and two spans add."""
+    lo, hi, p = span_interval(0.0, 1.0, [(-10.0, 10.0)])
+    assert -10.0 < lo < -8.0 and 8.0 < hi < 10.0 and 0.45 < p < 0.55
+    assert span_interval(0.0, 1.0) == pytest.approx((-1.6449, 1.6449, 0.5), abs=1e-3)
+    lo2, hi2, _ = span_interval(0.0, 1.0, [(-10.0, 10.0), (-10.0, 10.0)])
+    assert lo2 < lo and hi2 > hi
+    assert span_interval(5.0, 0.1, [(4.0, 6.0)])[2] == 1.0
 
 
 def test_the_uplift_curve_and_its_area_by_hand():

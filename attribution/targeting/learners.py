@@ -409,18 +409,19 @@ class CrossFittedUplift(BaseEstimator):
         self.trains_ = trains
         return self
 
-    def dr_scores_for(self, X, treatment, y) -> np.ndarray:
-        """Out-of-fold doubly robust scores of another outcome ``y`` of the same customers, on
-        the fitted folds and training sample (:func:`dr_scores`)."""
-        X = np.asarray(X, dtype=float)
+    def scores_for(self, treatment, y_new, y) -> np.ndarray:
+        """Out-of-fold doubly robust scores of another outcome ``y_new`` of the same customers,
+        keeping the outcome models fitted on ``y`` (the one :meth:`fit` saw): each score moves
+        by ``(t / p - (1 - t) / (1 - p)) (y_new - y)``, ``p`` the fold's training share. With
+        the propensity known (a randomized test) a doubly robust score is unbiased whatever
+        its outcome models, so no model is refitted."""
         t = np.asarray(treatment).astype(int)
-        y = np.asarray(y, dtype=float)
-        out = np.empty(len(y))
+        change = np.asarray(y_new, dtype=float) - np.asarray(y, dtype=float)
+        out = np.array(self.scores_, dtype=float)
         for k in range(self.folds):
-            train = np.flatnonzero(self.trains_ & (self.folds_ != k))
-            test = np.flatnonzero(self.folds_ == k)
-            out[test] = dr_scores(X[train], t[train], y[train], X[test], t[test], y[test],
-                                  seed=self.seed + k)  # fmt: skip
+            p = float(t[self.trains_ & (self.folds_ != k)].mean())
+            test = self.folds_ == k
+            out[test] += (t[test] / p - (1 - t[test]) / (1 - p)) * change[test]
         return out
 
     def predict(self, X) -> np.ndarray:
@@ -479,7 +480,7 @@ def fit_uplift(
     span = None
     if target == "net_value" and data.late_retention is not None:
         span = tuple(
-            estimator.dr_scores_for(X, t, customer_value(data, settings, share=end)) - offset
+            estimator.scores_for(t, customer_value(data, settings, share=end), y) - offset
             for end in (0.0, 1.0)
         )
     return UpliftFit(

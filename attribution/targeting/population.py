@@ -265,10 +265,8 @@ def score_population(
     chosen = groups.reindex(n.index)
     mean = float((n * chosen["estimated"]).sum())
     sd = float(np.sqrt((n**2 * chosen["se"] ** 2).sum()))
-    span = [
-        (float((n[k] * g["end_lo"]).sum()), float((n[k] * g["end_hi"]).sum()))
-        for k, g in chosen[chosen["span"]].groupby(level=0)
-    ]
+    ends = (chosen[["end_lo", "end_hi"]].mul(n, axis=0))[chosen["span"].astype(bool)]
+    span = [tuple(map(float, row)) for row in ends.groupby(level=0).sum().to_numpy()]
     lo, hi, p = span_interval(mean, sd, span, setting)
     total = {"customers": len(picks), "cost": float(picks["cost"].sum()), "mean": mean,
              "lo": lo, "hi": hi, "p_positive": p}  # fmt: skip
