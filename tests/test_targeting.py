@@ -339,6 +339,8 @@ def test_a_months_customers_are_measured_as_the_experiments_were_and_scored_in_s
         assert mine["customer_id"].isin(frame.loc[ok, "customer_id"]).all()
     covered = pop.coverage.set_index("intervention")
     assert covered.loc["premium_support", "in_support"] == premium_ok.sum()
+    why = next(n for n in pop.notes if n.startswith("premium_support:"))
+    assert "tier at a level it did not see" in why, why
     assert covered["picked"].sum() == len(picks)
     known, estimate, half, planted = _carried(world, pop)
     assert known >= 0.3 * len(picks)

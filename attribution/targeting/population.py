@@ -150,14 +150,33 @@ def population_rows(
 def in_support(fit: UpliftFit, frame: pd.DataFrame) -> np.ndarray:
     """Which rows of ``frame`` lie where ``fit``'s experiment had customers: each categorical
     feature at a level it saw, each numeric feature within its customers' range."""
-    seen = fit.data.frame
     keep = np.ones(len(frame), dtype=bool)
-    for name in fit.data.categorical:
-        keep &= frame[name].isin(seen[name].unique()).to_numpy()
+    for outside in _outside(fit, frame).values():
+        keep &= ~outside
+    return keep
+
+
+def _outside(fit: UpliftFit, frame: pd.DataFrame) -> dict[str, np.ndarray]:
+    """Per feature, the rows of ``frame`` outside ``fit``'s experiment's customers."""
+    seen = fit.data.frame
+    out = {name: ~frame[name].isin(seen[name].unique()).to_numpy()
+           for name in fit.data.categorical}  # fmt: skip
     for name in fit.data.numeric:
         values = frame[name].to_numpy(float)
-        keep &= (values >= seen[name].min()) & (values <= seen[name].max())
-    return keep
+        out[name] = (values < seen[name].min()) | (values > seen[name].max())
+    return out
+
+
+def _why_outside(fit: UpliftFit, frame: pd.DataFrame) -> str:
+    """The features that put customers outside the support, most first, in words."""
+    counts = {k: int(v.sum()) for k, v in _outside(fit, frame).items() if v.any()}
+    parts = []
+    for name, n in sorted(counts.items(), key=lambda kv: -kv[1])[:3]:
+        seen = fit.data.frame[name]
+        where = (f"outside {seen.min():.4g}-{seen.max():.4g}" if name in fit.data.numeric
+                 else "at a level it did not see")  # fmt: skip
+        parts.append(f"{name} {where}: {n:,}")
+    return "; ".join(parts)
 
 
 def _evidence(fit: UpliftFit, frame: pd.DataFrame, expected: np.ndarray):
@@ -275,12 +294,12 @@ def score_population(
         picked=lambda c: c["intervention"].map(counts).fillna(0).astype(int)
     )
     notes = [_TRANSPORT]
-    for r in coverage.itertuples(index=False):
+    for f, r in zip(fits, coverage.itertuples(index=False), strict=True):
         if r.in_support < r.customers:
             notes.append(
                 f"{r.intervention}: {r.customers - r.in_support:,} of {r.customers:,} customers "
-                "lie outside its experiment's customers (a feature level it did not see or a "
-                "value outside its range) and are not scored for it"
+                "lie outside its experiment's customers and are not scored for it (by feature, "
+                f"a customer may count under several: {_why_outside(f, frame)})"
             )
     if picks.empty:
         notes.append("No customer in support is expected to gain from any intervention")
