@@ -306,7 +306,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--learner", choices=["auto", "dr", "t", "x"], default="auto")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--score-month", default=None, metavar="YYYY-MM",
-                   help="pick from the customers active in this month (features from before "
+                   help="pick from the customers active in this month ('latest': the store's "
+                   "last) (features from before "
                    "it), scored by the experiments' learners, instead of the experiments' own "
                    "customers")  # fmt: skip
     p.add_argument("--out", default=None, metavar="FILE",

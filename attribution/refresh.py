@@ -730,7 +730,7 @@ def _gather_targeting(con, cfg: Config):
         rows = [experiment_rows(con, e, config=cfg) for e in cfg.targeting.experiments]
         month, population = cfg.targeting.score_month, None
         if month:
-            start = store.periods(con)[1] if month == "latest" else check_month(con, month)
+            start = check_month(con, month)
             population = (f"{start:%Y-%m}", population_rows(con, f"{start:%Y-%m}", rows))
         return rows, population
     except CxError as exc:

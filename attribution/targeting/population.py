@@ -125,9 +125,12 @@ class PopulationPolicy:
 
 
 def check_month(con: duckdb.DuckDBPyConnection, month: str) -> date:
-    """The decision month's first day; an error unless it is one of the store's months."""
-    start = store.parse_period(month)
+    """The decision month's first day (``"latest"``: the store's last month); an error unless
+    it is one of the store's months."""
     first, last = store.periods(con)
+    if month == "latest" and last is not None:
+        return last
+    start = store.parse_period(month)
     if first is None or not first <= start <= last:
         where = "the store has no outcomes" if first is None else (
             f"the store's months are {first:%Y-%m} to {last:%Y-%m}")  # fmt: skip

@@ -137,7 +137,7 @@ def score_month(
     ``result``'s learners score them, its groups are the evidence of what they are worth."""
     cfg = config or Config()
     start = check_month(con, month)
-    frame = population_rows(con, month, [f.data for f in result.fits])
+    frame = population_rows(con, f"{start:%Y-%m}", [f.data for f in result.fits])
     return score_population(
         result.fits, frame, month=f"{start:%Y-%m}",
         budget=budget, capacity=capacity, setting=cfg.interval,
