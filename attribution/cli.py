@@ -97,6 +97,14 @@ def _parser() -> argparse.ArgumentParser:
         "the outcomes: a confounder no adjustment can see",
     )
     p.add_argument(
+        "--condition-follow-up",
+        type=int,
+        default=0,
+        metavar="H",
+        help="also plant the effect of a very ineffectively resolved case in the trials `cx "
+        "attribute --condition resolution=very_ineffective --horizon H` emulates",
+    )
+    p.add_argument(
         "--individual-effects",
         action="store_true",
         help="also write every customer's own planted effect (table truth_customers; store "
@@ -266,6 +274,13 @@ def _parser() -> argparse.ArgumentParser:
         help="one trial at this month (default: a trial per month of first treatments, pooled)",
     )
     p.add_argument("--horizon", type=int, default=None, metavar="MONTHS", help="follow-up months")
+    p.add_argument(
+        "--compare-with",
+        choices=("eligible", "other-events"),
+        default="eligible",
+        help="a condition's treated against every eligible customer (default) or against those "
+        "with another interaction that month (e.g. a case resolved another way)",
+    )
     p.add_argument("--segment", default=None, metavar="COL", help="effects by this segment too")
     p.add_argument("--graph", default=None, metavar="PNG", help="write the causal graph picture")
     p.add_argument(
@@ -483,6 +498,7 @@ def _simulate(con, args: argparse.Namespace):
         outreach_months=args.outreach_months,
         hidden_confounding=args.hidden_confounding,
         individual_effects=args.individual_effects,
+        condition_follow_up=args.condition_follow_up,
     )
 
 
@@ -865,6 +881,7 @@ def _cmd_attribute(args: argparse.Namespace) -> int:
             segment=args.segment,
             gformula=False if args.no_gformula else None,
             doubly_robust=args.aipw,
+            compare_with=args.compare_with.replace("-", "_"),
         )
     text = result.describe()
     if args.graph:

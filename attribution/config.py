@@ -89,6 +89,7 @@ with :func:`attribution.causal.attribute` after the experiments and published wi
     segment = ""                         # optional categorical confounder to break down by
     as_of = ""                           # optional month, YYYY-MM or YYYY-MM-DD
     gformula = true                      # fit the Bayesian cell route too (its gate must pass)
+    compare_with = "eligible"            # a condition: or "other_events" (another case that month)
 
 What :attr:`Config.hash` covers (the hash decides whether ``cx refresh`` refits):
 
@@ -96,7 +97,7 @@ What :attr:`Config.hash` covers (the hash decides whether ``cx refresh`` refits)
 - ``model.outcomes`` only when it is not all three outcomes (so stores fitted before the
   setting existed keep their hash);
 - ``[targeting]`` only when it names experiments (it adds a recorded policy to the run), its
-  ``score_month`` only when set;
+  ``score_month`` only when set; a question's ``compare_with`` only when not ``"eligible"``;
 - ``[causal]`` and the ``[[observational]]`` questions only when at least one question is
   declared: then the causal settings change published numbers. Without questions they change
   nothing a refresh publishes and stay out, like ``[decision]``, which never counts, and
@@ -115,7 +116,7 @@ from datetime import date
 from pathlib import Path
 
 from attribution.errors import InputError
-from attribution.settings import SAMPLERS, GateSetting, IntervalSetting
+from attribution.settings import COMPARE_WITH, SAMPLERS, GateSetting, IntervalSetting
 from attribution.store import parse_period
 from attribution.validation import one_of, whole
 from attribution.value import MoneySettings
@@ -430,6 +431,9 @@ class ObservationalQuestion:
     gformula : bool
         Fit the Bayesian cell route too (default true); each fit must pass the diagnostics gate
         for the run to publish.
+    compare_with : str
+        ``"eligible"`` (default) or, for a condition, ``"other_events"``: see
+        :func:`attribution.observational.observational_frame`.
     """
 
     name: str = ""
@@ -440,6 +444,7 @@ class ObservationalQuestion:
     segment: str = ""
     as_of: str = ""
     gformula: bool = True
+    compare_with: str = "eligible"
 
     def __post_init__(self) -> None:
         if not _QUESTION_NAME.fullmatch(self.name):
@@ -457,6 +462,12 @@ class ObservationalQuestion:
             raise InputError(
                 f"{key}: condition must be column=value on interactions "
                 f"(e.g. resolution=very_effective), got {self.condition!r}"
+            )
+        one_of(f"{key}: compare_with", self.compare_with, COMPARE_WITH)
+        if self.compare_with == "other_events" and not self.condition:
+            raise InputError(
+                f'{key}: compare_with = "other_events" compares a condition\'s events with '
+                "other events; give a condition, not an intervention"
             )
         _outcome_names(f"{key}: outcomes", self.outcomes)
         _names(f"{key}: confounders", self.confounders, identifiers=True)
@@ -565,6 +576,9 @@ class Config:
             del settings["targeting"]
         elif not self.targeting.score_month:
             del settings["targeting"]["score_month"]  # configurations from before it keep theirs
+        for question in settings.get("observational", []):
+            if question["compare_with"] == "eligible":
+                del question["compare_with"]  # questions from before the setting keep theirs
         if tuple(settings["model"]["outcomes"]) == OUTCOMES:
             del settings["model"]["outcomes"]
         text = json.dumps(settings, sort_keys=True)

@@ -22,7 +22,10 @@ from ``m``'s month):
   (the comparison is "treated now" against "not now", as a trial started in ``m`` would compare;
   their later treatment is part of what "not now" means). Counting the late-treated as treated
   from ``m`` on (the definition before target-trial emulation) credits the treatment with the
-  untreated months they had to survive: immortal time.
+  untreated months they had to survive: immortal time. For a condition with
+  ``compare_with="other_events"``, only the eligible customers with another ``interactions`` row
+  in ``m`` (a case resolved some other way, not no case at all): customers prone to contact you
+  differ from the others in ways the history measures only roughly.
 - **Trial months**: with ``as_of``, that month alone (one baseline). By default, every month in
   which customers were first treated (for a condition, from ``lookback_months`` after the first
   outcome period) whose follow-up fits before the last outcome period; the trials are pooled:
@@ -60,6 +63,8 @@ import pandas as pd
 from attribution import store
 from attribution.errors import InputError
 from attribution.periods import add_months, window_months
+from attribution.settings import COMPARE_WITH
+from attribution.validation import one_of
 
 __all__ = [
     "active_frame",
@@ -163,6 +168,7 @@ windowed AS (
                            AND INTERVAL 1 MONTH PRECEDING) AS prior_cases,
         sum(bad_cases) OVER (w RANGE BETWEEN to_months($lookback) PRECEDING
                                AND INTERVAL 1 MONTH PRECEDING) AS prior_bad_cases,
+        cases AS month_cases,
         avg(revenue) OVER (w RANGE BETWEEN to_months($history) PRECEDING
                              AND INTERVAL 1 MONTH PRECEDING) AS history_revenue,
         max(period) FILTER (WHERE revenue > 0) OVER (w RANGE BETWEEN UNBOUNDED PRECEDING
@@ -201,9 +207,12 @@ FROM windowed x
 JOIN customers c USING (customer_id)
 LEFT JOIN treatment t USING (customer_id)
 WHERE x.period IN (SELECT unnest($trials)) AND x.active
-  AND (t.first_ts IS NULL OR t.first_ts >= x.period)
+  AND (t.first_ts IS NULL OR t.first_ts >= x.period){among}
 ORDER BY x.period, x.customer_id
 """
+# A condition compared with other events: only the customer-trials with an interactions row in
+# the trial month (the treated have theirs).
+_AMONG_EVENTS = "\n  AND x.month_cases > 0"
 # Months with a first treatment (or a first event), and how many customers start in each.
 # A randomized experiment's arm as the treatment, from the experiment's start month.
 _ARM_TREATMENT = """
@@ -265,6 +274,9 @@ class ObservationalData:
         The trial months (first days); one for a single baseline. With several, ``frame`` has a
         row per customer and trial month they were eligible in, and a categorical confounder
         ``trial_month``.
+    compare_with : str
+        ``"eligible"`` or, for a condition, ``"other_events"``
+        (:data:`attribution.settings.COMPARE_WITH`).
     """
 
     frame: pd.DataFrame
@@ -279,6 +291,7 @@ class ObservationalData:
     lookback_months: int = 3
     notes: tuple[str, ...] = field(default=())
     trials: tuple[date, ...] = field(default=())
+    compare_with: str = "eligible"
 
     @property
     def horizon(self) -> date:
@@ -294,12 +307,17 @@ class ObservationalData:
     def design(self) -> str:
         """The design in words: one baseline, or pooled emulated trials."""
         h = f"{self.horizon_months} month(s) of follow-up"
+        if self.compare_with == "other_events":
+            versus = "eligible with another interaction in it"
+        else:
+            versus = "eligible and not treated in it"
         if not self.pooled:
-            return f"one trial at {self.as_of:%Y-%m} (treated in that month vs not), {h}"
+            other = " with another interaction" if self.compare_with == "other_events" else ""
+            return f"one trial at {self.as_of:%Y-%m} (treated in that month vs not{other}), {h}"
         return (
             f"{len(self.trials)} emulated trials pooled, one per month from "
             f"{self.trials[0]:%Y-%m} to {self.trials[-1]:%Y-%m} (treated in the month vs "
-            f"eligible and not treated in it), {h} each; "
+            f"{versus}), {h} each; "
             f"{self.frame['customer_id'].nunique():,} customers in "
             f"{len(self.frame):,} customer-trials"
         )
@@ -324,6 +342,7 @@ def observational_frame(
     as_of: str | date | None = None,
     horizon_months: int | None = None,
     lookback_months: int = 3,
+    compare_with: str = "eligible",
 ) -> ObservationalData:
     """Read treatment, confounders and outcomes, one row per customer, from the store.
 
@@ -349,6 +368,12 @@ def observational_frame(
         Months of follow-up, counting the trial month; default in the module docstring.
     lookback_months : int
         Months before ``as_of`` for prior revenue, cost, activity and cases. Default 3.
+    compare_with : str
+        ``"eligible"`` (default): the treated against every eligible customer not treated in
+        the month. ``"other_events"``, for a condition only: against the eligible customers
+        with another ``interactions`` row in the month (a very ineffective resolution against
+        a case resolved some other way, not against no case at all): customers prone to
+        contact you are compared with each other, which the history measures only roughly.
 
     Returns
     -------
@@ -376,6 +401,12 @@ def observational_frame(
         raise InputError(f"lookback_months must be a whole number, got {lookback_months!r}")
     if lookback_months < 1:
         raise InputError(f"lookback_months must be >= 1, got {lookback_months}")
+    one_of("compare_with", compare_with, COMPARE_WITH)
+    if compare_with == "other_events" and condition is None:
+        raise InputError(
+            "compare_with='other_events' compares a condition's events with other events; "
+            f"intervention={intervention!r} is not a condition"
+        )
     first, last = store.periods(con)
     if first is None or last is None:
         raise InputError("the store has no outcomes: load or simulate data first")
@@ -392,6 +423,15 @@ def observational_frame(
     else:
         treatment_sql, params = _condition(con, condition)
         label = f"condition={condition}"
+        if compare_with == "eligible":
+            notes.append(
+                "a condition's customers are compared with every eligible customer without it "
+                "that month, most of whom had no interaction at all; how prone a customer is to "
+                "contact you shapes both and the history measures it only roughly (on the "
+                "simulator this overstates a very ineffective case's cost-to-serve and churn by "
+                "about a tenth): compare_with='other_events' (--compare-with other-events) "
+                "compares customers who each had an interaction that month"
+            )
     trials, horizon = _trials(
         con, treatment_sql, params, label, as_of, horizon_months, first, last,
         condition=condition is not None, lookback=lookback_months, notes=notes,
@@ -407,7 +447,7 @@ def observational_frame(
         )
     frame, numeric, categorical = _read(
         con, treatment_sql, params, label, trials, horizon, chosen, customer_cols,
-        lookback=lookback_months, first=first,
+        lookback=lookback_months, first=first, among_events=compare_with == "other_events",
     )  # fmt: skip
     excluded = _excluded_count(con, treatment_sql, params | {"as_of": as_of_d})
     if excluded:
@@ -433,6 +473,7 @@ def observational_frame(
         lookback_months=lookback_months,
         notes=tuple(notes),
         trials=tuple(trials),
+        compare_with=compare_with,
     )
 
 
@@ -562,12 +603,13 @@ def active_frame(
 
 def _read(
     con, treatment_sql, params, label, trials, horizon, chosen, customer_cols, *, lookback,
-    first, population: str = "", compare: bool = True,
+    first, population: str = "", compare: bool = True, among_events: bool = False,
 ) -> tuple[pd.DataFrame, list[str], list[str]]:  # fmt: skip
     """Run :data:`_FRAME_SQL` for these trials and type its columns: the frame and which of
     ``chosen`` are numeric and categorical. ``population``, a query of the customer ids to
     keep (it may use the bound parameters), restricts the rows before the windows run;
-    ``compare`` False skips the check that each trial has treated and untreated customers."""
+    ``compare`` False skips the check that each trial has treated and untreated customers;
+    ``among_events`` keeps only customer-trials with an interactions row in the month."""
     extra = _check_confounders(chosen, customer_cols)
     params = params | {
         "trials": list(trials),
@@ -583,6 +625,7 @@ def _read(
         treatment=treatment_sql,
         customer_columns="".join(f"c.{store.quote_identifier(c)}, " for c in extra),
         restrict=restrict,
+        among=_AMONG_EVENTS if among_events else "",
     )
     frame = con.execute(sql, _used(sql, params)).df()
     _check_frame(con, frame, label, trials, horizon, compare=compare)

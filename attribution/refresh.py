@@ -875,6 +875,7 @@ def _fit_question(con, cfg: Config, q: ObservationalQuestion, fitted: _Fitted, s
             horizon_months=cfg.model.horizon_months or None,
             segment=q.segment or None,
             gformula=q.gformula,
+            compare_with=q.compare_with,
         )
     except CxError as exc:
         fitted.reasons.append(f"{where}: {exc}")
@@ -919,7 +920,7 @@ def _fit_question(con, cfg: Config, q: ObservationalQuestion, fitted: _Fitted, s
             fitted.kinds.add("gate")
             fitted.reasons += [f"{where} {outcome} (g-formula cells): {r}" for r in g.reasons]
     # the cell route's gate verdict lives in the run's diagnostics; rows carry the refutations
-    rows = pd.DataFrame(result.records()).drop(columns="diagnostics")
+    rows = pd.DataFrame(result.records(published=True)).drop(columns="diagnostics")
     rows["question"] = q.name
     fitted.rows.append(rows)
     failed = any(not f.diagnostics_.passed for f in result.gformula.values())
@@ -937,6 +938,7 @@ def _question_dict(q: ObservationalQuestion) -> dict:
         "segment": q.segment or None,
         "as_of": q.as_of or None,
         "gformula": q.gformula,
+        "compare_with": q.compare_with,
     }
 
 

@@ -17,6 +17,10 @@ from attribution.errors import InputError
 
 #: The samplers a cell model can run on: nutpie (default, compiled with numba) or PyMC's own NUTS.
 SAMPLERS = ("nutpie", "pymc")
+#: What an observational question's treated customers are compared with: ``"eligible"``, every
+#: eligible customer not treated in the trial month; ``"other_events"`` (conditions only), those
+#: among them with another ``interactions`` row in the month (a case resolved another way).
+COMPARE_WITH = ("eligible", "other_events")
 
 
 @dataclass(frozen=True)

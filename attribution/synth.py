@@ -59,6 +59,25 @@ pairs reached in their month; outcomes are summed over the ``months - (t0 + K - 
 ``m``, retention is activity in the last of them, and money runs that many months plus the value
 horizon from ``m``. The other interventions are held at what actually happened.
 
+A condition's trials (optional, ``condition_follow_up=H``): the truth of "a service case
+resolved very ineffectively" (:data:`CONDITION`), the question ``cx attribute --condition
+resolution=very_ineffective`` asks of the data, where nothing was assigned and the event also
+changes later spend (it turns non-keepers into reducers) and churn (grievance). For every month
+``m`` from the fourth (:data:`CONDITION_LOOKBACK` months of history) to the last with ``H``
+months of follow-up, and every customer eligible in it (active, no very ineffective case
+before), the observed path and the path with month ``m``'s case flipped: a customer who had a
+very ineffective case in ``m`` gets instead what the month brings others given their own case
+rate (no case, or a case resolved another way, in proportion; a fresh draw), everyone else gets
+a very ineffective case in ``m``; then both go on with the same random numbers (a later very
+ineffective case happens or not on each path's own state). ``ate`` averages every (eligible
+customer, month) pair, ``att`` the pairs whose first very ineffective case was in their month;
+outcomes over the ``H`` months from ``m``, money over those and the value horizon, at no unit
+cost. The interventions are held at what actually happened. The same trials among the customers
+with a service case in ``m`` (:data:`CONDITION_AMONG_CASES`) flip only the case's resolution
+(very ineffective to another, drawn in proportion, and back): the question "what did resolving a
+case very ineffectively cost, against resolving it some other way", which the comparison with
+customers who had another case that month answers.
+
 Determinism. Customers are generated in chunks of :data:`CHUNK_SIZE`; chunk ``k`` draws from
 ``np.random.SeedSequence(seed).spawn(...)[k]``, so the same seed gives identical tables on any
 machine and whatever the memory.
@@ -86,6 +105,9 @@ __all__ = [
     "BRANCH_HAZARD_SD",
     "BRANCH_LEVEL_SD",
     "CHUNK_SIZE",
+    "CONDITION",
+    "CONDITION_AMONG_CASES",
+    "CONDITION_LOOKBACK",
     "EXPERIMENTS",
     "HIDDEN_HAZARD",
     "HIDDEN_LEVEL",
@@ -112,6 +134,14 @@ RESOLUTIONS = ("very_effective", "somewhat_effective", "somewhat_ineffective", "
 OUTCOMES = ("retention", "revenue", "cost_to_serve")
 #: Money in the truth table (see :func:`simulate`): planted with the simulation's MoneySettings.
 MONEY_OUTCOMES = ("net_value", "payback_months")
+#: The condition whose trials the simulator can plant (``condition_follow_up``): a service case
+#: resolved very ineffectively, written as ``cx attribute --condition`` takes it.
+CONDITION = "resolution=very_ineffective"
+#: The same condition's truth against a case resolved another way: the trials among the customers
+#: with a service case in the month (``cx attribute --condition ... --compare-with other-events``).
+CONDITION_AMONG_CASES = "resolution=very_ineffective vs other cases"
+#: Months of history before the condition's first trial month (the observational default).
+CONDITION_LOOKBACK = 3
 #: Cost of one unit of each intervention (one interventions row per treated customer).
 UNIT_COSTS = {"recovery_gift": 20.0, "premium_support": 60.0, "proactive_outreach": 8.0}
 #: Customers per generation chunk; fixed so results do not depend on the machine.
@@ -314,6 +344,7 @@ def simulate(
     hidden_confounding: float = 0.0,
     outreach_targeting: float = 1.0,
     individual_effects: bool = False,
+    condition_follow_up: int = 0,
 ) -> SimSummary:
     """Write a simulated customer base with known intervention effects into the store.
 
@@ -361,6 +392,12 @@ def simulate(
         revenue, cost-to-serve and net value, per intervention (per trial month for a staggered
         outreach), whose averages are the ``truth`` table's overall rows. Off by default: it is
         a row per customer of every population (the outreach's is everyone active).
+    condition_follow_up : int
+        0 (default): none. ``H >= 1``: also plant the effect of the condition
+        :data:`CONDITION` (a service case resolved very ineffectively) in the trials
+        ``cx attribute --condition resolution=very_ineffective --horizon H`` emulates (see
+        "A condition's trials" in the module docstring), under the intervention name
+        :data:`CONDITION`; at most ``months - 3``.
 
     Returns
     -------
@@ -441,6 +478,17 @@ def simulate(
         raise InputError(
             f"outreach_targeting must be a number from 0 to 2, got {outreach_targeting!r}"
         )
+    most = months - CONDITION_LOOKBACK
+    if (
+        not isinstance(condition_follow_up, int | np.integer)
+        or isinstance(condition_follow_up, bool)
+        or not 0 <= condition_follow_up <= most
+    ):
+        raise InputError(
+            f"condition_follow_up must be a whole number from 0 to {most} with {months} months "
+            f"(the condition's first trial month has {CONDITION_LOOKBACK} months of history), "
+            f"got {condition_follow_up!r}"
+        )
     if not isinstance(individual_effects, bool | np.bool_):
         raise InputError(f"individual_effects must be True or False, got {individual_effects!r}")
     month0 = np.datetime64(first, "M")
@@ -455,7 +503,9 @@ def simulate(
     )
     rows["truth_customers"] = 0
     acc = _TruthAccumulator(money, months - t0, periods if individual_effects else None)
-    world = _World(months, t0, periods, money, stagger, float(outreach_targeting))
+    world = _World(
+        months, t0, periods, money, stagger, float(outreach_targeting), int(condition_follow_up)
+    )
     n_chunks = -(-n_customers // CHUNK_SIZE)
     for k, child in enumerate(np.random.SeedSequence(seed).spawn(n_chunks)):
         offset = k * CHUNK_SIZE
@@ -655,6 +705,7 @@ class _World:
     money: MoneySettings
     stagger: int = 1  # months the targeted outreach is spread over
     targeting: float = 1.0  # scale of the outreach's targeting slopes
+    condition_follow_up: int = 0  # months of follow-up of the condition's trials (0: none)
 
 
 def _simulate_chunk(world: _World, ss, offset, n, acc, branches=None, hidden=None):
@@ -669,8 +720,8 @@ def _simulate_chunk(world: _World, ss, offset, n, acc, branches=None, hidden=Non
         cust.level = cust.level + HIDDEN_LEVEL * hidden
         cust.hidden = HIDDEN_TARGETING * hidden
     if branches is not None:
-        codes, world = branches
-        world.shift(cust, codes)
+        codes, effects = branches
+        effects.shift(cust, codes)
         seg["branch"] = codes
     digits = _id_digits(offset + 1, n)
     acc.ids = digits
@@ -695,8 +746,21 @@ def _simulate_chunk(world: _World, ss, offset, n, acc, branches=None, hidden=Non
     follow_up = months - (t0 + stagger - 1)
     recorded = follow_up + money.value_horizon_months
     rng_reach = np.random.default_rng(ss.spawn(1)[0]) if staggered else None
+    # The condition's trials (condition_follow_up > 0): a path per trial month over the customers
+    # eligible in it (active, no very ineffective case before), with the month's case flipped.
+    cond_follow = world.condition_follow_up
+    cond_months = range(CONDITION_LOOKBACK, months - cond_follow + 1) if cond_follow else ()
+    rng_cond = np.random.default_rng(ss.spawn(1)[0]) if cond_follow else None
+    vi_seen = np.zeros(n, dtype=bool)  # a very ineffective case before this month
+    vi_month = np.full(n, -1, dtype=np.int64)  # the month of the first one (-1: none)
+    cond_trials: dict[int, _Path] = {}
+    among_trials: dict[int, _Path] = {}  # the same among the customers with a case in the month
     for t in range(months):
         draws = _draw_month(rng_dyn, n)
+        new_trial = None
+        if t in cond_months:
+            eligible = np.flatnonzero(obs.active & ~vi_seen)
+            new_trial = obs.branch(eligible, cust.subset(eligible))
         if t == t0:
             treat, population = _assign(rng_dyn, seg, obs, revenue_hist, bad_hist, t0, stagger)
             obs.gift = treat["recovery_gift"]
@@ -709,8 +773,13 @@ def _simulate_chunk(world: _World, ss, offset, n, acc, branches=None, hidden=Non
             else:
                 obs.outreach = treat["proactive_outreach"]
             flips = _flip_paths(obs, population, cust, names)
-            for path in (obs, *flips.values(), *trials.values()):
+            held = (*cond_trials.values(), *among_trials.values())
+            for path in (*held, *([new_trial] if new_trial else [])):
+                _hold_interventions(path, obs)
+            for path in (obs, *flips.values(), *trials.values(), *held):
                 _start_gift(path, winback)
+            if new_trial is not None:
+                _start_gift(new_trial, winback)
         elif staggered and t0 < t < t0 + stagger:
             u = rng_reach.random(n)
             _reach(obs, trials, t, u < _path_outreach_p(obs, t, stagger), reached, cust, stagger)
@@ -718,18 +787,32 @@ def _simulate_chunk(world: _World, ss, offset, n, acc, branches=None, hidden=Non
                 if m < t:
                     p = _path_outreach_p(path, t, stagger)
                     _take(path, path.open & path.active & (u[path.idx] < p))
-            for path in flips.values():
+            for path in (*flips.values(), *cond_trials.values(), *among_trials.values()):
                 path.outreach = obs.outreach[path.idx]
+            if new_trial is not None:
+                new_trial.outreach = obs.outreach[new_trial.idx]
         step = _step(obs, draws, t == t0, record=True)
         active_hist[t], revenue_hist[t], cost_hist[t] = step[0], step[1], step[2]
         case, res, minutes = step[3], step[4], step[5]
         bad_hist[t] = case & (res >= 2)
         where = np.flatnonzero(case)
         cases.append((t, where, res[where], minutes[where]))
+        vi_now = case & (res == _VI) & ~vi_seen
+        vi_month[vi_now] = t
+        vi_seen |= vi_now
         for path in flips.values():
             _step(path, draws, t == t0, record=False)
-        for path in trials.values():
+        for path in (*trials.values(), *cond_trials.values(), *among_trials.values()):
             _step(path, draws, t == t0, record=False)
+        if new_trial is not None:
+            had_case = np.flatnonzero(case[new_trial.idx])
+            among = new_trial.branch(had_case, new_trial.cust.subset(had_case))
+            flipped = _flip_case(new_trial, draws, vi_now[new_trial.idx], rng_cond)
+            _step(new_trial, flipped, t == t0, record=False)
+            cond_trials[t] = new_trial
+            flipped = _flip_resolution(among, draws, vi_now[among.idx], rng_cond)
+            _step(among, flipped, t == t0, record=False)
+            among_trials[t] = among
 
     last_active = active_hist[-1]
     obs_rev = revenue_hist[t0:].sum(axis=0)
@@ -750,6 +833,9 @@ def _simulate_chunk(world: _World, ss, offset, n, acc, branches=None, hidden=Non
         for path in trials.values():
             if len(path.flows) < recorded:
                 _step(path, draws, False, record=False)
+        for path in (*cond_trials.values(), *among_trials.values()):
+            if len(path.flows) < cond_follow + money.value_horizon_months:
+                _step(path, draws, False, record=False)
     m = money.margin_rate
     obs_flows = obs.flows[t0:]
     for name, path in flips.items():
@@ -758,7 +844,14 @@ def _simulate_chunk(world: _World, ss, offset, n, acc, branches=None, hidden=Non
             diffs[name].append(sign * (m * (r_obs[path.idx] - r_alt) - (c_obs[path.idx] - c_alt)))
         acc.add(name, seg, path.idx, treat[name][path.idx], diffs[name])
     for month, path in trials.items():
-        _add_trial(acc, seg, obs, path, month, reached, follow_up, recorded, m)
+        treated = reached[path.idx] == month
+        _add_trial(acc, seg, obs, path, month, treated, follow_up, m, "proactive_outreach")
+    for month, path in cond_trials.items():
+        treated = vi_month[path.idx] == month
+        _add_trial(acc, seg, obs, path, month, treated, cond_follow, m, CONDITION)
+    for month, path in among_trials.items():
+        treated = vi_month[path.idx] == month
+        _add_trial(acc, seg, obs, path, month, treated, cond_follow, m, CONDITION_AMONG_CASES)
     if staggered:
         treat["proactive_outreach"] = reached >= 0
 
@@ -791,12 +884,13 @@ def _take(path, now) -> None:
     path.open = path.open & ~now
 
 
-def _add_trial(acc, seg, obs, path, month, reached, follow_up, recorded, margin) -> None:
-    """Individual effects of trial ``month``: reached in that month or not (and then reached or
-    not later, as the targeting goes on), over the ``follow_up`` months from it, and the cash
-    flows over those months and the value horizon."""
+def _add_trial(acc, seg, obs, path, month, treated, follow_up, margin, name) -> None:
+    """Individual effects of trial ``month`` (``treated``: the observed path's treatment in that
+    month, per customer of ``path``): treated in that month or not (and then treated or not
+    later, as the world goes on), over the ``follow_up`` months from it, and the cash flows over
+    those months and the value horizon (every month ``path`` recorded)."""
     idx = path.idx
-    treated = reached[idx] == month
+    recorded = follow_up + acc.money.value_horizon_months
     sign = np.where(treated, 1.0, -1.0)
     last = month + follow_up - 1
     window = range(follow_up)
@@ -808,7 +902,57 @@ def _add_trial(acc, seg, obs, path, month, reached, follow_up, recorded, margin)
     for j in range(recorded):
         (r_obs, c_obs), (r_alt, c_alt) = obs.flows[month + j], path.flows[j]
         diffs.append(sign * (margin * (r_obs[idx] - r_alt) - (c_obs[idx] - c_alt)))
-    acc.add("proactive_outreach", seg, idx, treated, diffs, trial=month)
+    acc.add(name, seg, idx, treated, diffs, trial=month)
+
+
+def _hold_interventions(path: _Path, obs: _Path) -> None:
+    """Give a path the interventions its customers actually received at the start month."""
+    path.gift = obs.gift[path.idx]
+    path.premium = obs.premium[path.idx]
+    path.outreach = obs.outreach[path.idx]
+    path.open = obs.open[path.idx]
+
+
+def _case_rate(path: _Path) -> np.ndarray:
+    """The month's probability of a service case on a path (before the draw)."""
+    rate = path.cust.case_rate * (1.0 + _REPEAT_BOOST * path.pending)
+    if path.gift.any():
+        rate = rate * np.where(path.gift, _GIFT_CASE_MULT, 1.0)
+    if path.outreach.any():
+        rate = rate * np.where(path.outreach, _OUTREACH_CASE_MULT, 1.0)
+    return rate
+
+
+def _flip_case(path: _Path, draws: dict, had_event: np.ndarray, rng) -> dict:
+    """The month's draws with the condition flipped for ``path``'s customers.
+
+    Who had a very ineffective case on the observed path has, here, what the month brings
+    everyone else given their own case rate: no case, or a case resolved any other way, in
+    their proportions (a fresh draw). Everyone else has a very ineffective case this month.
+    """
+    out = dict(draws)
+    case, resolution = draws["case"].copy(), draws["resolution"].copy()
+    idx = path.idx
+    rate = np.minimum(_case_rate(path), 1.0)
+    p_vi = _RESOLUTION_P[_VI]
+    other_case = rng.random(len(idx)) < rate * (1.0 - p_vi) / (1.0 - rate * p_vi)
+    other_res = rng.random(len(idx)) * _RESOLUTION_CUM[-1]
+    case[idx] = np.where(had_event, np.where(other_case, 0.0, 1.0), 0.0)
+    resolution[idx] = np.where(had_event, other_res, 1.0 - 0.5 * _RESOLUTION_P[_VI])
+    out["case"], out["resolution"] = case, resolution
+    return out
+
+
+def _flip_resolution(path: _Path, draws: dict, had_event: np.ndarray, rng) -> dict:
+    """The month's draws with the case's resolution flipped for ``path``'s customers (who all
+    have a case this month, on every path: the case draw is shared): a very ineffective one is
+    resolved another way (in proportion; a fresh draw), any other very ineffectively."""
+    out = dict(draws)
+    resolution = draws["resolution"].copy()
+    other_res = rng.random(len(path.idx)) * _RESOLUTION_CUM[-1]
+    resolution[path.idx] = np.where(had_event, other_res, 1.0 - 0.5 * _RESOLUTION_P[_VI])
+    out["resolution"] = resolution
+    return out
 
 
 def _draw_customers(rng, n, first_day):
@@ -872,12 +1016,7 @@ def _step(path, draws, gift_month, record):
     if path.idx is not None:
         draws = {k: v[path.idx] for k, v in draws.items()}
     active = path.active
-    rate = c.case_rate * (1.0 + _REPEAT_BOOST * path.pending)
-    if path.gift.any():
-        rate = rate * np.where(path.gift, _GIFT_CASE_MULT, 1.0)
-    if path.outreach.any():
-        rate = rate * np.where(path.outreach, _OUTREACH_CASE_MULT, 1.0)
-    case = active & (draws["case"] < rate)
+    case = active & (draws["case"] < _case_rate(path))
     res = np.searchsorted(_RESOLUTION_CUM, draws["resolution"], side="right")
     bump = np.where(case, _BUMP_SCALE * _BUMP[res], 0.0)
     bump[case & (res == 0)] = _BUMP_GOOD
@@ -1064,7 +1203,9 @@ class _TruthAccumulator:
                     "retention": pa.array(diffs[0], pa.float64()),
                     "revenue": pa.array(diffs[1], pa.float64()),
                     "cost_to_serve": pa.array(diffs[2], pa.float64()),
-                    "net_value": pa.array(flows.sum(axis=0) - UNIT_COSTS[name], pa.float64()),
+                    "net_value": pa.array(
+                        flows.sum(axis=0) - UNIT_COSTS.get(name, 0.0), pa.float64()
+                    ),
                 }
             )
         )
@@ -1081,14 +1222,14 @@ class _TruthAccumulator:
         sums = self.sums[key][:, code] / n
         out: dict[str, float] = dict(zip(OUTCOMES, map(float, sums[:3]), strict=True))
         flows = sums[3:] * self.money.discount_factors(len(sums) - 3)
-        cost = UNIT_COSTS[name]
+        cost = UNIT_COSTS.get(name, 0.0)
         out["net_value"] = float(flows.sum() - cost)
         out["payback_months"] = float(payback_month(np.cumsum(flows), cost))
         return out
 
     def table(self) -> pa.Table:
         rows = []
-        for name in INTERVENTIONS:
+        for name in (*INTERVENTIONS, CONDITION, CONDITION_AMONG_CASES):
             for estimand in ("ate", "att"):
                 for col in ("all", *SEGMENT_COLUMNS):
                     key = (name, estimand, col)

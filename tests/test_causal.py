@@ -136,6 +136,14 @@ def test_each_rows_verdict_says_which_estimate_the_refuters_ran_on(outreach):
     assert adjusted["verdict"].str.match(r"^(pass|warn)").all()
 
 
+def test_the_regression_is_shown_as_a_check_and_never_published(outreach):
+    every = {r["estimator"] for r in outreach.records()}
+    published = {r["estimator"] for r in outreach.records(published=True)}
+    assert "dowhy_regression" in every and every - published == set(causal.CHECK_ONLY)
+    assert "DoWhy linear regression (check) ATE" in outreach.describe()
+    assert "never published" in outreach.describe()
+
+
 def test_money_rows_say_how_strong_a_hidden_confounder_would_have_to_be(outreach):
     """The sensitivity analysis runs on the ATTs money is built on, not only on the regression."""
     sens = outreach.sensitivity

@@ -236,6 +236,15 @@ def test_causal_settings_enter_the_hash_only_when_a_question_is_declared(tmp_pat
     assert len({Config().hash, asked.hash, asked_50.hash}) == 3
     other = load_config(write(tmp_path, QUESTION.replace("prior_cases", "prior_bad_cases")))
     assert other.hash != asked.hash
+    # a question's comparison enters the hash only when it is not the default
+    same = load_config(write(tmp_path, QUESTION + 'compare_with = "eligible"\n'))
+    assert same.hash == asked.hash
+    condition = QUESTION.replace(
+        'intervention = "proactive_outreach"', 'condition = "resolution=very_ineffective"'
+    )
+    among = load_config(write(tmp_path, condition + 'compare_with = "other_events"\n'))
+    assert among.hash != load_config(write(tmp_path, condition)).hash
+    assert among.observational[0].compare_with == "other_events"
 
 
 @pytest.mark.parametrize(
@@ -255,6 +264,14 @@ def test_causal_settings_enter_the_hash_only_when_a_question_is_declared(tmp_pat
         (
             "[[observational]]\nname = 'x'\n",
             r"observational 'x': give exactly one of intervention and condition",
+        ),
+        (
+            QUESTION + "compare_with = 'others'\n",
+            r"observational 'outreach': compare_with must be one of \['eligible', 'other_events'\]",
+        ),
+        (
+            QUESTION + "compare_with = 'other_events'\n",
+            r"observational 'outreach': compare_with = \"other_events\" compares a condition",
         ),
         (
             QUESTION + "outcomes = ['retention', 'churn']\n",

@@ -38,7 +38,7 @@ from attribution.causal.estimators import Estimate, estimate
 from attribution.causal.graph import CausalGraph, Identification, causal_graph, graph_png, identify
 from attribution.causal.propensity import Overlap, overlap
 from attribution.causal.refuters import Refutation, refute
-from attribution.causal.result import REFUTED_ON, Attribution
+from attribution.causal.result import CHECK_ONLY, REFUTED_ON, Attribution
 from attribution.causal.terms import (
     ESTIMATORS,
     MAX_LEVELS_AS_CATEGORY,
@@ -50,6 +50,7 @@ from attribution.causal.workflow import attribute, estimate_naive
 
 __all__ = [
     "Attribution",
+    "CHECK_ONLY",
     "REFUTED_ON",
     "CausalGraph",
     "ESTIMATORS",

@@ -18,7 +18,7 @@ from attribution.observational import (
 ESTIMATORS = {
     "naive": "naive difference in means",
     "dowhy_psw": "DoWhy propensity-score weighting",
-    "dowhy_regression": "DoWhy linear regression",
+    "dowhy_regression": "DoWhy linear regression (check)",
     "aipw": "doubly robust AIPW, cross-fitted",
     "bayes_gformula": "Bayesian standardization on cells",
 }

@@ -54,6 +54,7 @@ def attribute(
     refuters: Sequence[str] | None = None,
     gformula: bool | None = None,
     doubly_robust: bool = False,
+    compare_with: str = "eligible",
 ) -> Attribution:
     """Attribute outcomes to an untested CX treatment: every route side by side, with checks.
 
@@ -89,6 +90,10 @@ def attribute(
         Add the cross-fitted AIPW estimates (:mod:`attribution.causal.aipw`), overall ATE and
         ATT per outcome. Default no (gradient-boosted outcome models per fold: about a minute
         on 50k customer-trials).
+    compare_with : str
+        ``"eligible"`` (default) or, for a condition, ``"other_events"``: the treated against
+        the eligible customers with another ``interactions`` row in the month (see
+        :func:`attribution.observational.observational_frame`).
 
     Returns
     -------
@@ -120,6 +125,7 @@ def attribute(
         as_of=as_of,
         horizon_months=horizon_months,
         lookback_months=cs.lookback_months,
+        compare_with=compare_with,
     )
     if cs.instruments:
         keep = [c for c in data.confounders if c not in cs.instruments]
