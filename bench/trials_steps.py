@@ -123,13 +123,15 @@ def dowhy(path: str, bootstrap: int) -> dict:
     }
 
 
-def cells(path: str) -> dict:
+def cells(path: str, cache: str = "off") -> dict:
     """The Bayesian cell route on propensity strata: overlap (the propensity fit, trimmed),
-    strata with prognostic scores and design effects, then one fit per outcome (cold: each
-    model shape compiled once in this process, with the on-disk cache off)."""
+    strata with prognostic scores and design effects, then one fit per outcome. ``cache``
+    ``"off"``: cold, each model shape compiled in this process with the on-disk cache off;
+    else the compiled-model cache folder (a second process with the same folder loads them,
+    as a scheduled job does after its first run)."""
     import os
 
-    os.environ["CX_MODEL_CACHE"] = "off"
+    os.environ["CX_MODEL_CACHE"] = cache
     from threadpoolctl import threadpool_limits
 
     from attribution.causal.strata import plan_strata
@@ -153,6 +155,7 @@ def cells(path: str) -> dict:
             "cells": fit.n_cells,
             "design_effect": plan.design_effects[outcome],
             "passed_gate": bool(fit.diagnostics_.passed),
+            "model_from": fit.cache,
             **{k: round(v, 2) for k, v in fit.timings.items()},
         }
         eff = fit.effects
