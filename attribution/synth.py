@@ -397,7 +397,8 @@ def simulate(
         :data:`CONDITION` (a service case resolved very ineffectively) in the trials
         ``cx attribute --condition resolution=very_ineffective --horizon H`` emulates (see
         "A condition's trials" in the module docstring), under the intervention name
-        :data:`CONDITION`; at most ``months - 3``.
+        :data:`CONDITION`, and against a case resolved another way under
+        :data:`CONDITION_AMONG_CASES`; at most ``months - 3``.
 
     Returns
     -------
@@ -888,7 +889,7 @@ def _add_trial(acc, seg, obs, path, month, treated, follow_up, margin, name) -> 
     """Individual effects of trial ``month`` (``treated``: the observed path's treatment in that
     month, per customer of ``path``): treated in that month or not (and then treated or not
     later, as the world goes on), over the ``follow_up`` months from it, and the cash flows over
-    those months and the value horizon (every month ``path`` recorded)."""
+    those months and the value horizon."""
     idx = path.idx
     recorded = follow_up + acc.money.value_horizon_months
     sign = np.where(treated, 1.0, -1.0)

@@ -321,6 +321,28 @@ def test_pooled_trial_intervals_cover_the_planted_effects_over_worlds():
         assert np.mean(hits) >= 0.75, f"net value, {estimator}: {np.mean(hits):.0%} of {len(hits)}"
 
 
+def _trait_bound(result, n: int) -> tuple[float, float, float]:
+    """The Cinelli-Hazlett bias bound on retention at the hidden trait's own strength (seed 1's
+    trait, from the simulator), and its partial R-squared with treatment and with retention
+    given the confounders."""
+    from attribution.causal import sensitivity
+
+    frame = result.data.frame
+    u = synth.hidden_confounder(1, n)[frame["customer_id"].str[1:].astype(int) - 1]
+    X = estimators._regression_design(frame, result.data)
+    T = frame["treated"].to_numpy(float)
+    y = frame["retained"].to_numpy(float)
+
+    def resid(v, A):
+        return v - A @ np.linalg.lstsq(A, v, rcond=None)[0]
+
+    XT = np.column_stack([X, T])
+    r2_treatment = np.corrcoef(resid(u, X), resid(T, X))[0, 1] ** 2
+    r2_outcome = np.corrcoef(resid(u, XT), resid(y, XT))[0, 1] ** 2
+    bound = sensitivity.bias(r2_treatment, r2_outcome, resid(T, X).std(), resid(y, XT).std())
+    return bound, r2_treatment, r2_outcome
+
+
 def _kept_truth(con, frame) -> dict[tuple[str, str], float]:
     """The planted ATE and ATT of exactly the customer-trials in ``frame`` (after trimming), from
     the simulator's individual effects."""
@@ -371,7 +393,6 @@ def test_at_a_quarter_million_customers_a_hidden_confounder_is_what_the_bound_sa
     Cinelli-Hazlett bound at the trait's own partial R-squared (from the simulator) is larger
     than the interval's half-width and brackets the truth: the sensitivity analysis says the
     estimate is not robust to a confounder that strong. ~3 min."""
-    from attribution.causal import sensitivity
 
     n = 250_000
     con = store.connect(":memory:")
@@ -384,19 +405,7 @@ def test_at_a_quarter_million_customers_a_hidden_confounder_is_what_the_bound_sa
     att = result.get("dowhy_psw", "retention", "att")
     assert not att.contains(truth) and att.mean > truth
 
-    frame = result.data.frame
-    u = synth.hidden_confounder(1, n)[frame["customer_id"].str[1:].astype(int) - 1]
-    X = estimators._regression_design(frame, result.data)
-    T = frame["treated"].to_numpy(float)
-    y = frame["retained"].to_numpy(float)
-
-    def resid(v, A):
-        return v - A @ np.linalg.lstsq(A, v, rcond=None)[0]
-
-    XT = np.column_stack([X, T])
-    r2_treatment = np.corrcoef(resid(u, X), resid(T, X))[0, 1] ** 2
-    r2_outcome = np.corrcoef(resid(u, XT), resid(y, XT))[0, 1] ** 2
-    bound = sensitivity.bias(r2_treatment, r2_outcome, resid(T, X).std(), resid(y, XT).std())
+    bound, r2_treatment, r2_outcome = _trait_bound(result, n)
     (sens,) = [s for s in result.sensitivity if s.estimator == "dowhy_psw"]
     print("bound", bound, "att", att, "truth", truth, "r2", r2_treatment, r2_outcome, sens)
     assert bound > att.half_width
@@ -462,7 +471,6 @@ def test_a_hidden_confounder_of_known_strength_is_what_the_sensitivity_analysis_
     truth: neither is robust to that confounder. The observed confounders are weaker benchmarks
     than the trait, so the benchmark verdict cannot see it; the robustness values say how strong
     a confounder would have to be."""
-    from attribution.causal import sensitivity
 
     con = store.connect(":memory:")
     synth.simulate(con, 20_000, months=18, seed=1, outreach_months=4, hidden_confounding=1.5)
@@ -487,19 +495,7 @@ def test_a_hidden_confounder_of_known_strength_is_what_the_sensitivity_analysis_
         truth["ate"]
     )
 
-    frame = result.data.frame
-    u = synth.hidden_confounder(1, 20_000)[frame["customer_id"].str[1:].astype(int) - 1]
-    X = estimators._regression_design(frame, result.data)
-    T = frame["treated"].to_numpy(float)
-    y = frame["retained"].to_numpy(float)
-
-    def resid(v, A):
-        return v - A @ np.linalg.lstsq(A, v, rcond=None)[0]
-
-    XT = np.column_stack([X, T])
-    r2_treatment = np.corrcoef(resid(u, X), resid(T, X))[0, 1] ** 2
-    r2_outcome = np.corrcoef(resid(u, XT), resid(y, XT))[0, 1] ** 2
-    bound = sensitivity.bias(r2_treatment, r2_outcome, resid(T, X).std(), resid(y, XT).std())
+    bound, _, _ = _trait_bound(result, 20_000)
     assert bound > reg.half_width
     assert reg.mean - bound < truth["ate"] < reg.mean
 
