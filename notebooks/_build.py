@@ -253,7 +253,7 @@ alone here, to keep the notebook quick:
 """),
     code("""
 cases = store.connect(":memory:")
-synth.simulate(cases, 20_000, months=18, seed=1, condition_follow_up=6)
+synth.simulate(cases, 10_000, months=18, seed=1, condition_follow_up=6)
 # 30 bootstrap resamples to keep the notebook quick (the default is 200): rough intervals
 rough = config_from_dict({"causal": {"bootstrap": 30}})
 table = []
