@@ -176,7 +176,8 @@ def propensity_design(frame: pd.DataFrame, data: ObservationalData) -> np.ndarra
 def _value_labels(col: pd.Series) -> pd.Categorical:
     """A few-valued numeric column as categories labelled ``f"{v:g}"`` in the order of the
     labels (as text), the levels and order the labels themselves would give ``get_dummies``:
-    each distinct value is formatted once, not every row (2.7M rows: 6 s -> 0.1 s)."""
+    each distinct value is formatted once, not every row (2.7M customer-trials: the whole
+    design 10.9 s -> 4.5 s)."""
     values = pd.Categorical(col.astype(float))
     labels = [f"{v:g}" for v in values.categories]
     as_text = pd.Categorical.from_codes(values.codes, categories=labels)
