@@ -3,6 +3,7 @@ trials: the truth itself, the frame's populations, and the comparison with other
 
 from __future__ import annotations
 
+import json
 import os
 
 import numpy as np
@@ -148,3 +149,25 @@ def test_condition_intervals_cover_the_planted_effects_over_worlds():
     print("held", rates, "eligible comparison leaning", sum(leans), "of", reps)
     assert all(rate >= 0.8 for rate in rates.values()), rates
     assert sum(leans) >= 0.7 * reps
+
+
+def test_cx_attribute_compares_with_other_events_when_asked(tmp_path, capsys):
+    from attribution.cli import main
+
+    path = tmp_path / "cases.duckdb"
+    with store.opened(path) as con:
+        synth.simulate(con, 2_000, months=10, seed=2, condition_follow_up=3)
+    (tmp_path / "cx.toml").write_text("[causal]\nbootstrap = 20\n")
+    argv = [
+        "attribute", "--condition", synth.CONDITION, "--outcome", "retention", "--horizon", "3",
+        "--no-gformula", "--store", str(path), "--config", str(tmp_path / "cx.toml"), "--json",
+    ]  # fmt: skip
+    assert main([*argv, "--compare-with", "other-events"]) == 0
+    among = json.loads(capsys.readouterr().out)
+    assert "another interaction" in among["design"]
+    assert main(argv) == 0
+    everyone = json.loads(capsys.readouterr().out)
+    assert "another interaction" not in everyone["design"]
+    # the same treated (up to the overlap's trimming); far fewer untreated: those with a case
+    assert everyone["n_treated"] > 0 and among["n_treated"] > 0
+    assert everyone["n_untreated"] > 5 * among["n_untreated"] > 0
