@@ -153,9 +153,14 @@ def population_rows(
 def in_support(fit: UpliftFit, frame: pd.DataFrame) -> np.ndarray:
     """Which rows of ``frame`` lie where ``fit``'s experiment had customers: each categorical
     feature at a level it saw, each numeric feature within its customers' range."""
-    keep = np.ones(len(frame), dtype=bool)
-    for outside in _outside(fit, frame).values():
-        keep &= ~outside
+    return _inside(_outside(fit, frame), len(frame))
+
+
+def _inside(outside: dict[str, np.ndarray], n: int) -> np.ndarray:
+    """Rows outside no feature's support (``outside``: :func:`_outside`'s masks)."""
+    keep = np.ones(n, dtype=bool)
+    for mask in outside.values():
+        keep &= ~mask
     return keep
 
 
@@ -170,9 +175,10 @@ def _outside(fit: UpliftFit, frame: pd.DataFrame) -> dict[str, np.ndarray]:
     return out
 
 
-def _why_outside(fit: UpliftFit, frame: pd.DataFrame) -> str:
-    """The features that put customers outside the support, most first, in words."""
-    counts = {k: int(v.sum()) for k, v in _outside(fit, frame).items() if v.any()}
+def _why_outside(fit: UpliftFit, outside: dict[str, np.ndarray]) -> str:
+    """The features that put customers outside the support (``outside``: :func:`_outside`'s
+    masks), most first, in words."""
+    counts = {k: int(v.sum()) for k, v in outside.items() if v.any()}
     parts = []
     for name, n in sorted(counts.items(), key=lambda kv: -kv[1])[:3]:
         seen = fit.data.frame[name]
@@ -251,10 +257,12 @@ def score_population(
         raise InputError("scoring customers for a policy needs net-value fits")
     budget = check_budget(budget, [f.data.unit_cost for f in fits])
     capacity = dict(capacity or {})
-    options, coverage, tables = [], [], []
+    options, coverage, tables, why = [], [], [], []
     for f in fits:
         name = f.data.intervention
-        inside = in_support(f, frame)
+        outside = _outside(f, frame)
+        inside = _inside(outside, len(frame))
+        why.append(_why_outside(f, outside) if not inside.all() else "")
         expected = np.full(len(frame), np.nan)
         if inside.any():
             expected[inside] = f.predict(frame.loc[inside])
@@ -297,12 +305,12 @@ def score_population(
         picked=lambda c: c["intervention"].map(counts).fillna(0).astype(int)
     )
     notes = [_TRANSPORT]
-    for f, r in zip(fits, coverage.itertuples(index=False), strict=True):
+    for because, r in zip(why, coverage.itertuples(index=False), strict=True):
         if r.in_support < r.customers:
             notes.append(
                 f"{r.intervention}: {r.customers - r.in_support:,} of {r.customers:,} customers "
                 "lie outside its experiment's customers and are not scored for it (by feature, "
-                f"a customer may count under several: {_why_outside(f, frame)})"
+                f"a customer may count under several: {because})"
             )
     if picks.empty:
         notes.append("No customer in support is expected to gain from any intervention")
